@@ -1,0 +1,38 @@
+"""The Bolt app factory: one App wired to Redis, the incident store, the queues and the handlers."""
+from __future__ import annotations
+
+import logging
+
+from redis import Redis
+from slack_bolt import App
+from slack_sdk.errors import SlackApiError
+
+from bot.dispatch import Dispatcher
+from bot.errors import SettingsError
+from bot.incidents import IncidentStore
+from bot.intake import Intake
+from bot.redis_conn import connect
+from bot.settings import Settings
+from bot.slack_client import web_client
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, redis: Redis | None = None) -> App:
+    """A Bolt App for the configured workspace; fails with a SettingsError if Slack rejects the token."""
+    if not settings.has_slack_credentials:
+        raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
+    redis = redis or connect(settings)
+    intake = Intake(settings, IncidentStore(redis), Dispatcher(settings, redis))
+    try:
+        app = App(
+            signing_secret=settings.slack_signing_secret,
+            client=web_client(settings),
+            name="nexy",
+        )
+    except SlackApiError as exc:
+        raise SettingsError(f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})") from None
+    from handlers import register  # handlers depend on bot/, never the other way round at import time
+
+    register(app, intake)
+    return app

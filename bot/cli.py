@@ -1,0 +1,116 @@
+"""`nexy`: the entry points. `web` (HTTP), `socket` (Socket Mode), `worker` (the VM worker and
+the io workers), `run` (all on one machine; the sandbox and a console without Slack credentials)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+
+from bot.errors import NexyError, SettingsError
+from bot.redaction import install_log_redaction
+from bot.settings import Settings, load_settings
+
+log = logging.getLogger("nexy")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nexy", description=__doc__)
+    sub = parser.add_subparsers(dest="process", required=True)
+    run = sub.add_parser("run", help="everything on one machine; the sandbox and a console without Slack credentials")
+    run.add_argument("--scenario", default="healthy", help="sandbox: start the simulated VM in this runbook fault")
+    sub.add_parser("web", help="serve Slack's HTTP requests (gunicorn) on PORT")
+    sub.add_parser("socket", help="connect to Slack over Socket Mode (SLACK_APP_TOKEN)")
+    worker = sub.add_parser("worker", help="the VM worker and the io worker(s), each in its own process")
+    worker.add_argument("--queue", help="serve only this queue, in this process")
+    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    args = parser.parse_args(argv)
+
+    install_log_redaction()
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        settings = load_settings()
+        if args.process == "web":
+            return _web(settings)
+        if args.process == "socket":
+            return _socket(settings)
+        if args.process == "worker":
+            return _worker(settings, args.queue, args.burst)
+        return _run(settings, args.scenario)
+    except SettingsError as exc:
+        print(f"nexy: {exc}", file=sys.stderr)
+        return 2
+    except NexyError as exc:
+        print(f"nexy: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _web(settings: Settings) -> int:
+    from bot.web import serve
+
+    serve(settings, host=settings.nexy_bind_host)
+    return 0
+
+
+def _socket(settings: Settings) -> int:
+    if not settings.slack_app_token:
+        raise SettingsError("SLACK_APP_TOKEN: Socket Mode needs an app-level token (xapp-...)")
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.app import create_app
+
+    SocketModeHandler(create_app(settings), settings.slack_app_token).start()
+    return 0
+
+
+def _worker(settings: Settings, queue: str | None, burst: bool) -> int:
+    from bot.redis_conn import connect
+    from jobs.runtime import Runtime
+
+    if queue:
+        from jobs.worker import serve
+
+        serve(Runtime(settings, connect(settings)), [queue], burst=burst)
+        return 0
+    from bot.dispatch import IO_QUEUE
+    from bot.processes import Children
+
+    children = Children()
+    children.nexy("vm-worker", "worker", "--queue", settings.vm_queue)
+    for n in range(settings.nexy_io_workers):
+        children.nexy(f"io-worker-{n}", "worker", "--queue", IO_QUEUE)
+    return _supervise(children)
+
+
+def _supervise(children, on_idle=None) -> int:
+    """Wait until SIGTERM/SIGINT, restarting a child that died; then stop all children."""
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        while not stopping:
+            for name in children.exited():
+                log.warning("%s exited; restarting it", name)
+                children.restart(name)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        children.stop()
+    return 0
+
+
+def _run(settings: Settings, scenario: str) -> int:
+    if not settings.has_slack_credentials:
+        from bot.local import run_sandbox
+
+        return run_sandbox(settings, scenario)
+    from bot.local import run_connected
+
+    return run_connected(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Handing work to the worker: the queues, the job payload, and enqueueing.
+
+The web process does no Slack or VM I/O itself: it enqueues, and the worker posts. Run-commands
+go to the VM's own queue (`vm:<resource-group>:<vm>`, one worker); probes go to `io`.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+
+from bot.commands import Request, Route
+from bot.settings import Settings
+
+IO_QUEUE = "io"
+"""The queue of HTTP and GitHub probes: they never wait behind a run-command."""
+
+IO_JOB_TIMEOUT_S = 180
+"""An io job (probes, posting) is cut off after this long: each probe has its own, shorter timeout."""
+
+VM_JOB_TIMEOUT_S = 100 * 60
+"""Longer than Azure's own 90-minute run-command timeout: we never abandon a command still running."""
+
+RESULT_TTL_S = 24 * 3600
+"""How long a finished job and its result are kept, for `/nexy queue` and debugging."""
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """What a worker needs to run one request: all plain values, nothing secret."""
+
+    id: str
+    command: str
+    args: tuple[str, ...]
+    user: str
+    channel: str
+    incident: str
+    source: str  # "slash" | "mention" | "button" | "reaction"
+    requested_at: float
+
+    @property
+    def words(self) -> str:
+        return " ".join((self.command, *self.args))
+
+
+
+def queue_for(route: Route, settings: Settings) -> str:
+    return settings.vm_queue if route is Route.VM else IO_QUEUE
+
+
+class Dispatcher:
+    """Enqueues requests and notices on the right queue."""
+
+    def __init__(self, settings: Settings, redis: Redis):
+        self.settings = settings
+        self.redis = redis
+        self._queues: dict[str, Queue] = {}
+
+    def queue(self, name: str) -> Queue:
+        if name not in self._queues:
+            self._queues[name] = Queue(name, connection=self.redis)
+        return self._queues[name]
+
+    def submit(self, request: Request, *, user: str, channel: str, incident: str, source: str) -> Job:
+        """Enqueue a parsed request for its queue; returns the RQ job."""
+        item = WorkItem(
+            id=f"{incident}-{request.command}-{uuid.uuid4().hex[:10]}",
+            command=request.command,
+            args=request.args,
+            user=user,
+            channel=channel,
+            incident=incident,
+            source=source,
+            requested_at=time.time(),
+        )
+        name = queue_for(request.spec.route, self.settings)
+        timeout = VM_JOB_TIMEOUT_S if name != IO_QUEUE else IO_JOB_TIMEOUT_S
+        return self.queue(name).enqueue_call(
+            "jobs.tasks.run_request",
+            args=(asdict(item),),
+            job_id=item.id,
+            timeout=timeout,
+            result_ttl=RESULT_TTL_S,
+            failure_ttl=RESULT_TTL_S,
+            description=f"{item.words} ({item.incident}, <@{item.user}>)",
+        )
+
+    def notify(self, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> Job:
+        """Enqueue an ephemeral notice to one user (for answers the web cannot give in an ack)."""
+        return self.queue(IO_QUEUE).enqueue_call(
+            "jobs.tasks.notify",
+            kwargs={"channel": channel, "user": user, "text": text, "thread_ts": thread_ts},
+            timeout=IO_JOB_TIMEOUT_S,
+            result_ttl=600,
+        )

@@ -1,0 +1,94 @@
+"""What the bot does with each incoming Slack payload, before any work runs.
+
+The handlers pass typed values in and ack with what comes back. Intake parses, checks where
+the bot may answer, opens or finds the incident, and enqueues: Redis only, no Slack I/O, so
+the ack leaves within milliseconds.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from bot import messages
+from bot.commands import ParseError, Request, Route, parse
+from bot.dispatch import Dispatcher
+from bot.incidents import IncidentStore
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to ack with: an ephemeral text to the user, or nothing."""
+
+    text: str | None = None
+
+
+class Intake:
+    """Turns slash commands and mentions into queued work on an incident."""
+
+    def __init__(self, settings: Settings, store: IncidentStore, dispatcher: Dispatcher):
+        self.settings = settings
+        self.store = store
+        self.dispatcher = dispatcher
+
+    def allowed_channel(self, channel: str) -> bool:
+        return not self.settings.nexy_channels or channel in self.settings.nexy_channels
+
+    def slash(self, *, text: str, user: str, channel: str) -> Reply:
+        """`/nexy <words>`: answer help and errors at once; queue real work on the channel's incident."""
+        if not self.allowed_channel(channel):
+            return Reply(messages.channel_not_allowed(self.settings.nexy_channels))
+        parsed = parse(text)
+        if isinstance(parsed, ParseError):
+            return Reply(messages.parse_error(parsed))
+        if parsed.spec.route is Route.INLINE:
+            return Reply(messages.help_message(parsed.args[0] if parsed.args else None))
+        try:
+            incident, created = self.store.open_or_attach(channel, user, parsed.words)
+            self._submit(parsed, user=user, channel=channel, incident=incident.id, source="slash")
+        except RedisError:
+            log.exception("enqueue failed for /nexy %s", parsed.words)
+            return Reply(messages.enqueue_failed())
+        return Reply(messages.queued(parsed, incident, created))
+
+    def mention(self, *, text: str, user: str, channel: str, thread_ts: str | None, event_id: str | None) -> None:
+        """`@nexy <words>` in a thread acts on that thread's incident; at top level, on the channel's.
+
+        If the work cannot be queued, the event is forgotten and the error raised: no ack goes
+        out, and Slack's retry delivers it again.
+        """
+        if not self.allowed_channel(channel):
+            return
+        try:
+            self._mention(text, user, channel, thread_ts)
+        except RedisError:
+            if event_id:
+                with contextlib.suppress(RedisError):
+                    self.store.forget_delivery(event_id)
+            raise
+
+    def _mention(self, text: str, user: str, channel: str, thread_ts: str | None) -> None:
+        words = _MENTION.sub(" ", text or "").strip()
+        parsed = parse(words)
+        if isinstance(parsed, ParseError) or parsed.spec.route is Route.INLINE:
+            answer = messages.parse_error(parsed) if isinstance(parsed, ParseError) else \
+                messages.help_message(parsed.args[0] if parsed.args else None)
+            self.dispatcher.notify(channel=channel, user=user, text=answer, thread_ts=thread_ts)
+            return
+        if thread_ts:
+            incident, _ = self.store.for_thread(channel, thread_ts, user, parsed.words)
+        else:
+            incident, _ = self.store.open_or_attach(channel, user, parsed.words)
+        self._submit(parsed, user=user, channel=channel, incident=incident.id, source="mention")
+
+    def _submit(self, request: Request, *, user: str, channel: str, incident: str, source: str) -> None:
+        self.store.record(incident, "request", user, command=request.words, source=source)
+        self.dispatcher.submit(request, user=user, channel=channel, incident=incident, source=source)

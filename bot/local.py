@@ -1,0 +1,115 @@
+"""`nexy run`: every process on one machine.
+
+Without Slack credentials it starts the sandbox (embedded Redis, the Slack emulator, a stand-in
+Nexy server, one worker, the web process on loopback) and the console in the foreground. With
+credentials it runs the worker and the web (or Socket Mode) process against the real workspace.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from redis import Redis
+from rq import Queue
+from rq.registry import StartedJobRegistry
+
+from bot.dispatch import IO_QUEUE
+from bot.embedded_redis import EmbeddedRedis, free_port
+from bot.errors import NexyError
+from bot.processes import Children
+from bot.settings import Settings
+
+WEB_START_TIMEOUT_S = 30.0
+"""How long the web process may take to answer /healthz."""
+
+
+def queues_idle(redis: Redis, names: list[str]) -> bool:
+    """No job waiting or running on any of the queues."""
+    for name in names:
+        if Queue(name, connection=redis).count or StartedJobRegistry(name, connection=redis).count:
+            return False
+    return True
+
+
+def wait_until_up(url: str, children: Children, timeout: float = WEB_START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if children.exited():
+            raise NexyError(f"{', '.join(children.exited())} exited during start-up; see the messages above")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise NexyError(f"{url} did not answer within {timeout:g} s")
+
+
+def _own_redis(settings: Settings, persist: bool = True) -> tuple[str, EmbeddedRedis | None]:
+    if settings.redis_url:
+        return settings.redis_url, None
+    server = EmbeddedRedis(settings.nexy_data_dir, persist=persist).start()
+    return server.url, server
+
+
+def run_sandbox(settings: Settings, scenario: str) -> int:
+    """The local sandbox with the console in the foreground; everything stops with it."""
+    from sandbox.console import Console
+    from sandbox.health_server import HealthServer
+    from sandbox.slack_emulator import SlackEmulator
+
+    Path(settings.nexy_data_dir).mkdir(parents=True, exist_ok=True)
+    children = Children()
+    redis_server = slack = health = None
+    try:
+        redis_url, redis_server = _own_redis(settings)
+        redis = Redis.from_url(redis_url)
+        # The emulated Slack starts empty each run, so incidents pointing at its old threads go.
+        redis.flushdb()
+        slack = SlackEmulator().start()
+        health = HealthServer().start()
+        port = free_port()
+        env = {
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_SIGNING_SECRET": slack.signing_secret,
+            "SLACK_API_URL": slack.api_url,
+            "SLACK_APP_TOKEN": "",
+            "REDIS_URL": redis_url,
+            "PORT": str(port),
+            "NEXY_BIND_HOST": "127.0.0.1",
+            "NEXY_WEB_WORKERS": "1",
+            "NEXY_HEALTH_URLS": ",".join(health.urls),
+        }
+        children.nexy("worker", "worker", env=env)
+        children.nexy("web", "web", env=env)
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
+        slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+        queue_names = [IO_QUEUE, settings.vm_queue]
+        console = Console(slack, idle=lambda: queues_idle(redis, queue_names))
+        return console.run(sys.stdin)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        children.stop()
+        for part in (health, slack, redis_server):
+            if part is not None:
+                part.stop()
+
+
+def run_connected(settings: Settings) -> int:
+    """The worker and the web (or Socket Mode) process for a real workspace, until Ctrl-C."""
+    from bot.cli import _supervise
+
+    children = Children()
+    redis_url, redis_server = _own_redis(settings)
+    try:
+        env = {"REDIS_URL": redis_url}
+        children.nexy("worker", "worker", env=env)
+        children.nexy("slack", "socket" if settings.slack_app_token else "web", env=env)
+        return _supervise(children)
+    finally:
+        children.stop()
+        if redis_server:
+            redis_server.stop()

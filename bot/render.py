@@ -1,0 +1,130 @@
+"""Block Kit building blocks, and the clamp that keeps every message inside Slack's limits.
+
+Slack rejects a message with more than 50 blocks, a section text over 3,000 characters or a
+text over 40,000 characters; `fit()` cuts what is too long and says so, so a post is never
+rejected for its size.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_FIELD_TEXT = 2000
+MAX_FIELDS = 10
+MAX_HEADER_TEXT = 150
+MAX_CONTEXT_ELEMENTS = 10
+MAX_MESSAGE_TEXT = 40000
+MAX_BUTTON_TEXT = 75
+CUT_NOTE = "… (cut: {n} more characters)"
+
+Block = dict[str, Any]
+
+
+def cut(text: str, limit: int) -> str:
+    """The text, cut to `limit` characters with a note saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    note = CUT_NOTE.format(n=len(text) - limit)
+    keep = max(0, limit - len(note) - 1)
+    return text[:keep] + "\n" + note if keep else note[:limit]
+
+
+def mrkdwn(text: str) -> dict:
+    return {"type": "mrkdwn", "text": text}
+
+
+def section(text: str, *, fields: list[str] | None = None, accessory: dict | None = None) -> Block:
+    block: Block = {"type": "section", "text": mrkdwn(text)}
+    if fields:
+        block["fields"] = [mrkdwn(f) for f in fields]
+    if accessory:
+        block["accessory"] = accessory
+    return block
+
+
+def header(text: str) -> Block:
+    return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
+
+
+def context(*texts: str) -> Block:
+    return {"type": "context", "elements": [mrkdwn(t) for t in texts if t]}
+
+
+def divider() -> Block:
+    return {"type": "divider"}
+
+
+def code(text: str) -> str:
+    """Text as a Slack code block; backticks inside cannot break out of it."""
+    return "```" + text.replace("```", "ˋˋˋ") + "```" if text else "_(empty)_"
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None) -> dict:
+    element = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": cut(text, MAX_BUTTON_TEXT), "emoji": True},
+        "action_id": action_id,
+        "value": value[:2000],
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def actions(*elements: dict, block_id: str | None = None) -> Block:
+    block: Block = {"type": "actions", "elements": list(elements)}
+    if block_id:
+        block["block_id"] = block_id
+    return block
+
+
+def fit(text: str, blocks: list[Block] | None) -> tuple[str, list[Block] | None]:
+    """Clamp text and blocks to Slack's limits; what is cut is marked, nothing is rejected."""
+    text = cut(text or " ", MAX_MESSAGE_TEXT)
+    if not blocks:
+        return text, None
+    fitted = [_fit_block(block) for block in blocks]
+    if len(fitted) > MAX_BLOCKS:
+        left_out = len(fitted) - (MAX_BLOCKS - 1)
+        fitted = fitted[: MAX_BLOCKS - 1] + [context(f"… {left_out} more blocks were cut")]
+    return text, fitted
+
+
+def _fit_block(block: Block) -> Block:
+    block = dict(block)
+    kind = block.get("type")
+    if kind == "section":
+        if "text" in block:
+            block["text"] = {**block["text"], "text": cut(block["text"]["text"], MAX_SECTION_TEXT)}
+        if "fields" in block:
+            block["fields"] = [{**f, "text": cut(f["text"], MAX_FIELD_TEXT)} for f in block["fields"][:MAX_FIELDS]]
+    elif kind == "header":
+        block["text"] = {**block["text"], "text": cut(block["text"]["text"], MAX_HEADER_TEXT)}
+    elif kind == "context":
+        block["elements"] = [
+            {**e, "text": cut(e["text"], MAX_SECTION_TEXT)} if "text" in e else e
+            for e in block["elements"][:MAX_CONTEXT_ELEMENTS]
+        ]
+    return block
+
+
+def plain(blocks: list[Block] | None) -> str:
+    """A readable plain-text rendering of blocks (the console, notification text)."""
+    lines: list[str] = []
+    for block in blocks or []:
+        kind = block.get("type")
+        if kind in ("section", "header"):
+            if "text" in block:
+                lines.append(block["text"]["text"])
+            lines.extend(f["text"] for f in block.get("fields", []))
+            accessory = block.get("accessory")
+            if accessory and accessory.get("type") == "button":
+                lines.append(f"[{accessory['text']['text']}]")
+        elif kind == "context":
+            lines.append("  ".join(e.get("text", "") for e in block["elements"]))
+        elif kind == "divider":
+            lines.append("---")
+        elif kind == "actions":
+            lines.append(" ".join(f"[{e['text']['text']}]" for e in block["elements"] if "text" in e))
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""Configuration: every setting of the external contract, read from the environment.
+
+The names are fixed by DESIGN.md ("External contract"); outside tests drive the bot through
+them. `load_settings()` turns a bad value into one readable `SettingsError` line per setting.
+"""
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.errors import SettingsError
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+_SLACK_ID = re.compile(r"^[UWBSC][A-Z0-9]{2,}$")
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """The bot's settings; field names are the environment variable names, lower-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    port: int = Field(3000, ge=1, le=65535)
+    redis_url: str | None = None
+
+    azure_subscription_id: str | None = None
+    azure_resource_group: str = "NetworkWatcherRG"
+    azure_vm_name: str = "Nexy"
+    azure_arm_url: str = "https://management.azure.com"
+    azure_access_token: str | None = None
+
+    github_token: str | None = None
+    github_api_url: str = "https://api.github.com"
+    nexy_server_repo: str = "Seregawpn/Nexy_server"
+    nexy_releases_repo: str = "Seregawpn/Nexy_production"
+
+    nexy_health_urls: CommaList = ("http://127.0.0.1:8080/health", "http://127.0.0.1:8081/updates/health")
+    nexy_expected_version: str | None = None
+    nexy_health_timeout_s: float = Field(5.0, gt=0, le=60)
+    nexy_app_dir: str = "/home/azureuser/voice-assistant"
+    nexy_service: str = "voice-assistant"
+    nexy_service_user: str = "azureuser"
+
+    nexy_operators: CommaList = ()
+    nexy_approvers: CommaList = ()
+    nexy_channels: CommaList = ()
+    nexy_approval_ttl_s: int = Field(900, ge=30, le=86400)
+    nexy_allow_self_approval: bool = False
+
+    nexy_data_dir: str = ".nexy"
+    nexy_io_workers: int = Field(1, ge=1, le=16)
+    nexy_web_workers: int = Field(2, ge=1, le=32)
+    nexy_bind_host: str = "0.0.0.0"
+
+    _split = field_validator(
+        "nexy_health_urls", "nexy_operators", "nexy_approvers", "nexy_channels", mode="before"
+    )(_split_commas)
+
+    @field_validator("nexy_health_urls")
+    @classmethod
+    def _urls_are_http(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, token: str | None) -> str | None:
+        if token and not token.startswith("xoxb-"):
+            raise ValueError("a bot token starts with 'xoxb-'")
+        return token or None
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, token: str | None) -> str | None:
+        if token and not token.startswith("xapp-"):
+            raise ValueError("an app-level token (Socket Mode) starts with 'xapp-'")
+        return token or None
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url_slash(cls, url: str) -> str:
+        return url if url.endswith("/") else url + "/"
+
+    @field_validator("nexy_service", "nexy_service_user")
+    @classmethod
+    def _unit_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+            raise ValueError("letters, digits and . _ @ - only")
+        return name
+
+    @field_validator("nexy_app_dir")
+    @classmethod
+    def _absolute_path(cls, path: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9_./-]*", path):
+            raise ValueError("an absolute path of letters, digits and . _ - /")
+        return path.rstrip("/") or "/"
+
+    @field_validator("azure_resource_group", "azure_vm_name")
+    @classmethod
+    def _azure_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.()-]{1,90}", name):
+            raise ValueError("an Azure resource name: letters, digits and . _ ( ) -")
+        return name
+
+    @field_validator("nexy_operators", "nexy_approvers")
+    @classmethod
+    def _principals(cls, items: tuple[str, ...]) -> tuple[str, ...]:
+        for item in items:
+            if not (_SLACK_ID.match(item) or re.fullmatch(r"@?[a-z0-9._-]+", item)):
+                raise ValueError(f"{item!r} is neither a Slack user id (U...) nor a user-group handle")
+        return items
+
+    @property
+    def has_slack_credentials(self) -> bool:
+        """Whether a real (or configured) Slack workspace is set up."""
+        return bool(self.slack_bot_token and self.slack_signing_secret)
+
+    @cached_property
+    def vm_queue(self) -> str:
+        """The queue of the target VM: exactly one worker serves it."""
+        return vm_queue_name(self.azure_resource_group, self.azure_vm_name)
+
+
+def vm_queue_name(resource_group: str, vm_name: str) -> str:
+    """`vm:<resource-group>:<vm>`, the per-VM queue named in DESIGN.md."""
+    return f"vm:{resource_group}:{vm_name}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a bad value raises SettingsError naming the variable and what it expects."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {message}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,89 @@
+"""The Slack Web API client: the only module that calls Slack.
+
+Every text and block goes through redaction and `render.fit` before it leaves, so nothing
+posted can carry a secret or be rejected for its size. 429s are retried as Slack asks
+(`Retry-After`), through slack_sdk's own retry handler.
+"""
+from __future__ import annotations
+
+import logging
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+from bot import render
+from bot.redaction import redact, redact_json
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_RETRIES = 5
+"""How many 429 answers one call waits out before it gives up."""
+
+
+def web_client(settings: Settings) -> WebClient:
+    """A slack_sdk WebClient for the configured workspace (or the sandbox), retrying 429s."""
+    return WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        timeout=15,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+        ],
+    )
+
+
+class SlackClient:
+    """Posting, updating and uploading into channels and threads; redacted and clamped."""
+
+    def __init__(self, client: WebClient):
+        self.client = client
+
+    def post(self, channel: str, text: str, blocks: list | None = None, thread_ts: str | None = None) -> str:
+        """Post a message (in a thread when thread_ts is given); returns its ts."""
+        text, blocks = render.fit(redact(text), redact_json(blocks))
+        response = self.client.chat_postMessage(
+            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, unfurl_links=False
+        )
+        return response["ts"]
+
+    def update(self, channel: str, ts: str, text: str, blocks: list | None = None) -> None:
+        text, blocks = render.fit(redact(text), redact_json(blocks))
+        self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])
+
+    def ephemeral(self, channel: str, user: str, text: str, blocks: list | None = None,
+                  thread_ts: str | None = None) -> None:
+        text, blocks = render.fit(redact(text), redact_json(blocks))
+        self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks, thread_ts=thread_ts)
+
+    def upload(self, channel: str, thread_ts: str | None, content: str, filename: str, comment: str) -> None:
+        """Attach long output as a file in the thread (files_upload_v2), redacted."""
+        self.client.files_upload_v2(
+            channel=channel,
+            thread_ts=thread_ts,
+            content=redact(content),
+            filename=filename,
+            title=filename,
+            initial_comment=render.cut(redact(comment), render.MAX_SECTION_TEXT),
+        )
+
+    def react(self, channel: str, ts: str, name: str) -> None:
+        try:
+            self.client.reactions_add(channel=channel, timestamp=ts, name=name)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "already_reacted":
+                raise
+
+    def open_view(self, trigger_id: str, view: dict) -> None:
+        self.client.views_open(trigger_id=trigger_id, view=view)
+
+    def usergroup_members(self, handle: str) -> list[str]:
+        """Members of a user group given by its handle (`@oncall` or `oncall`); [] if unknown."""
+        handle = handle.lstrip("@")
+        groups = self.client.usergroups_list(include_users=True)["usergroups"]
+        for group in groups:
+            if group.get("handle") == handle:
+                return list(self.client.usergroups_users_list(usergroup=group["id"])["users"])
+        return []

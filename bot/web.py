@@ -1,0 +1,93 @@
+"""`nexy web`: the Bolt app behind a production WSGI server (gunicorn), plus `GET /healthz`."""
+from __future__ import annotations
+
+import json
+from typing import Callable, Iterable
+
+from gunicorn.app.base import BaseApplication
+from redis.exceptions import RedisError
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from slack_sdk.errors import SlackApiError
+
+from bot.app import create_app
+from bot.errors import SettingsError
+from bot.redis_conn import connect
+from bot.settings import Settings
+from bot.slack_client import web_client
+
+EVENTS_PATH = "/slack/events"
+
+
+def wsgi_app(settings: Settings) -> Callable:
+    """The WSGI application: Slack's requests at /slack/events, a readiness probe at /healthz."""
+    redis = connect(settings)
+    bolt = SlackRequestHandler(create_app(settings, redis), path=EVENTS_PATH)
+
+    def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            try:
+                redis.ping()
+                status, body = "200 OK", {"ok": True, "redis": "up"}
+            except RedisError:
+                status, body = "503 Service Unavailable", {"ok": False, "redis": "down"}
+            payload = json.dumps(body).encode()
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+            return [payload]
+        return bolt(environ, start_response)
+
+    return application
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings, options: dict, app_factory: Callable[[Settings], Callable]):
+        self.settings = settings
+        self.options = options
+        self.app_factory = app_factory
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Callable:
+        return self.app_factory(self.settings)
+
+
+def server_options(settings: Settings, host: str) -> dict:
+    """gunicorn's options for `nexy web` (the ack-latency benchmark serves its baseline with the same)."""
+    return {
+        "bind": f"{host}:{settings.port}",
+        "workers": settings.nexy_web_workers,
+        "worker_class": "gthread",
+        "threads": 8,
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "accesslog": None,
+        "loglevel": "warning",
+    }
+
+
+def check_ready(settings: Settings) -> None:
+    """Before forking workers: Slack credentials set and accepted, Redis reachable; else one clear error."""
+    if not settings.has_slack_credentials:
+        raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
+    redis = connect(settings)
+    try:
+        redis.ping()
+    except RedisError as exc:
+        raise SettingsError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__})") from None
+    finally:
+        redis.close()
+    try:
+        web_client(settings).auth_test()
+    except SlackApiError as exc:
+        raise SettingsError(f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})") from None
+    except OSError as exc:
+        raise SettingsError(f"SLACK_API_URL: cannot reach Slack ({type(exc).__name__})") from None
+
+
+def serve(settings: Settings, host: str = "0.0.0.0", app_factory: Callable[[Settings], Callable] = wsgi_app) -> None:
+    """Serve until stopped: gunicorn with threaded workers (each builds its own app after fork)."""
+    check_ready(settings)
+    _Gunicorn(settings, server_options(settings, host), app_factory).run()

@@ -1,0 +1,44 @@
+"""The worker's entry points: RQ calls these with plain dicts from bot.dispatch.
+
+Each request runs its command's action and posts into the incident thread. Whatever happens,
+the thread says so: a failed job posts what failed, not a stack trace.
+"""
+from __future__ import annotations
+
+import logging
+
+from bot import messages
+from bot.dispatch import WorkItem
+from bot.errors import NexyError
+from bot.redaction import redact
+from jobs import actions
+from jobs.runtime import current
+from jobs.thread import Thread
+
+log = logging.getLogger(__name__)
+
+
+def run_request(payload: dict) -> str:
+    """Run one queued request and post its result in the incident thread; returns a short status."""
+    item = WorkItem(**{**payload, "args": tuple(payload.get("args", ()))})
+    runtime = current()
+    thread = Thread(runtime, item.incident)
+    action = actions.ACTIONS.get(item.command)
+    if action is None:
+        thread.post(messages.job_failed(item.words, "this worker does not know that command; is it up to date?"))
+        return "unknown"
+    try:
+        return action(runtime, thread, item) or "done"
+    except NexyError as exc:
+        thread.post(messages.job_failed(item.words, redact(str(exc))), kind="error", user=item.user)
+        return "failed"
+    except Exception as exc:
+        log.exception("job %s failed", item.id)
+        thread.post(messages.job_failed(item.words, redact(f"{type(exc).__name__}: {exc}")[:500]),
+                    kind="error", user=item.user)
+        raise
+
+
+def notify(*, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
+    """Post an ephemeral notice to one user (in a thread when given)."""
+    current().slack.ephemeral(channel, user, text, thread_ts=thread_ts)

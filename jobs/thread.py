@@ -1,0 +1,63 @@
+"""Posting into an incident's thread: the parent message once, then every result beneath it.
+
+Long output is attached as a file (files_upload_v2) rather than cut, so Slack never rejects it
+and nothing is lost; everything posted is also appended to the incident's audit log.
+"""
+from __future__ import annotations
+
+from bot import messages, render
+from bot.incidents import Incident
+from jobs.runtime import Runtime
+
+INLINE_OUTPUT_CHARS = 2500
+"""Output longer than this goes into the thread as a file, with its tail shown inline."""
+
+
+class Thread:
+    """One incident's thread, seen from a job."""
+
+    def __init__(self, runtime: Runtime, incident_id: str):
+        self.runtime = runtime
+        incident = runtime.store.get(incident_id)
+        if incident is None:
+            raise LookupError(f"incident {incident_id} is not in the store")
+        self.incident: Incident = incident
+
+    @property
+    def channel(self) -> str:
+        return self.incident.channel
+
+    def ensure(self) -> str:
+        """The thread's ts, posting the incident's parent message first if nobody has yet."""
+        if self.incident.thread_ts:
+            return self.incident.thread_ts
+        store = self.runtime.store
+        with store.thread_lock(self.incident.id):
+            fresh = store.get(self.incident.id)
+            if fresh and fresh.thread_ts:
+                self.incident = fresh
+                return fresh.thread_ts
+            text, blocks = messages.incident_parent(self.incident)
+            ts = self.runtime.slack.post(self.channel, text, blocks)
+            self.incident = store.set_thread(self.incident, ts)
+            store.record(self.incident.id, "thread", None, ts=ts)
+        return ts
+
+    def post(self, text: str, blocks: list | None = None, *, kind: str = "post", user: str | None = None) -> str:
+        """Post in the thread and record it in the audit log; returns the message ts."""
+        ts = self.runtime.slack.post(self.channel, text, blocks, thread_ts=self.ensure())
+        self.runtime.store.record(self.incident.id, kind, user, text=text, ts=ts)
+        return ts
+
+    def update(self, ts: str, text: str, blocks: list | None = None) -> None:
+        self.runtime.slack.update(self.channel, ts, text, blocks)
+
+    def post_output(self, title: str, output: str, *, filename: str) -> None:
+        """Show command output: inline when short, else as an attached file with its tail inline."""
+        if len(output) <= INLINE_OUTPUT_CHARS:
+            self.post(f"{title}\n{render.code(output)}", kind="output")
+            return
+        tail = output[-INLINE_OUTPUT_CHARS // 2:]
+        self.runtime.slack.upload(self.channel, self.ensure(), output, filename,
+                                  f"{title} ({len(output)} characters, attached in full; last lines below)")
+        self.post(f"…{render.code(tail)}", kind="output")

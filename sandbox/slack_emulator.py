@@ -1,0 +1,915 @@
+"""A local stand-in for Slack, for the tests and the terminal console.
+
+It owns two directions of Slack's wire protocol:
+
+* Slack -> bot: slash commands, Events API callbacks and interactive payloads (block_actions,
+  view_submission), form-encoded or JSON exactly as Slack sends them and signed with
+  ``X-Slack-Signature: v0=HMAC-SHA256("v0:{ts}:{body}")``. Sent with httpx to ``bot_url``.
+* bot -> Slack: a Web API server (``POST /api/<method>``, form-encoded or JSON; GET with a query
+  string also works) with Bearer-token checks, Slack's error codes, its message limits,
+  ``response_url`` hooks (5 uses, 30 minutes), ``trigger_id`` expiry (3 s), rate limiting on
+  demand (HTTP 429 + ``Retry-After``) and the three-step ``files_upload_v2`` upload.
+
+The server is stdlib only (ThreadingHTTPServer on a daemon thread); every piece of state is
+guarded by one lock, and subscribers are called outside it. Time used for expiry can be moved
+forward with ``advance()``; signatures always use the real clock (the bot checks them).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 40_000
+MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_SECTION_TEXT = 3_000
+MAX_SECTION_FIELDS = 10
+MAX_FIELD_TEXT = 2_000
+MAX_HEADER_TEXT = 150
+MAX_ACTIONS_ELEMENTS = 25
+MAX_CONTEXT_ELEMENTS = 10
+MAX_BLOCK_ID = 255
+TRIGGER_TTL_SECONDS = 3.0
+RESPONSE_URL_USES = 5
+RESPONSE_URL_TTL_SECONDS = 30 * 60
+VERIFICATION_TOKEN = "sandbox-verification-token"
+_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
+
+
+@dataclass
+class Message:
+    """One message as the emulator stores it (bot posts, user posts, ephemeral responses)."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list
+    user: str
+    thread_ts: str | None
+    ephemeral_to: str | None = None
+    files: list = field(default_factory=list)
+    reactions: dict = field(default_factory=dict)
+    edits: int = 0
+
+
+class _ApiError(Exception):
+    """A Web API failure: answered as HTTP 200 {"ok": false, "error": code, **extra}."""
+
+    def __init__(self, error: str, **extra: Any):
+        super().__init__(error)
+        self.error = error
+        self.extra = extra
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true", "yes")
+
+
+def _validate_blocks(blocks: list, pointer: str, max_blocks: int) -> list[str]:
+    """Slack's Block Kit limits, reported in Slack's own error wording."""
+    errors = []
+    if len(blocks) > max_blocks:
+        errors.append(f"no more than {max_blocks} items allowed [json-pointer:{pointer}]")
+    for i, block in enumerate(blocks):
+        at = f"{pointer}/{i}"
+        if not isinstance(block, dict) or not block.get("type"):
+            errors.append(f"missing required field: type [json-pointer:{at}]")
+            continue
+        kind, text = block["type"], block.get("text")
+        text_len = len(str(text.get("text", ""))) if isinstance(text, dict) else 0
+        if kind == "section":
+            if text_len > MAX_SECTION_TEXT:
+                errors.append(f"must be less than {MAX_SECTION_TEXT + 1} characters [json-pointer:{at}/text/text]")
+            fields = block.get("fields") or []
+            if len(fields) > MAX_SECTION_FIELDS:
+                errors.append(f"no more than {MAX_SECTION_FIELDS} items allowed [json-pointer:{at}/fields]")
+            for j, fld in enumerate(fields):
+                if isinstance(fld, dict) and len(str(fld.get("text", ""))) > MAX_FIELD_TEXT:
+                    errors.append(
+                        f"must be less than {MAX_FIELD_TEXT + 1} characters [json-pointer:{at}/fields/{j}/text]"
+                    )
+        elif kind == "header" and text_len > MAX_HEADER_TEXT:
+            errors.append(f"must be less than {MAX_HEADER_TEXT + 1} characters [json-pointer:{at}/text/text]")
+        elif kind == "actions" and len(block.get("elements") or []) > MAX_ACTIONS_ELEMENTS:
+            errors.append(f"no more than {MAX_ACTIONS_ELEMENTS} items allowed [json-pointer:{at}/elements]")
+        elif kind == "context" and len(block.get("elements") or []) > MAX_CONTEXT_ELEMENTS:
+            errors.append(f"no more than {MAX_CONTEXT_ELEMENTS} items allowed [json-pointer:{at}/elements]")
+        if len(str(block.get("block_id", ""))) > MAX_BLOCK_ID:
+            errors.append(f"must be less than {MAX_BLOCK_ID + 1} characters [json-pointer:{at}/block_id]")
+    return errors
+
+
+def _blocks_error(code: str, errors: list[str]) -> _ApiError:
+    return _ApiError(code, errors=errors, response_metadata={"messages": [f"[ERROR] {e}" for e in errors]})
+
+
+def _parse_blocks(value: Any) -> list:
+    """`blocks` as JSON text (form bodies) or a list (JSON bodies), checked against the limits."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _ApiError("invalid_blocks_format") from None
+    if not isinstance(value, list):
+        raise _ApiError("invalid_blocks_format")
+    errors = _validate_blocks(value, "/blocks", MAX_BLOCKS)
+    if errors:
+        raise _blocks_error("invalid_blocks", errors)
+    return value
+
+
+def _rich_text(text: str) -> list:
+    """The rich_text block Slack attaches to a user's message (mentions split out)."""
+    elements: list[dict] = []
+    for part in re.split(r"(<@[UW][A-Z0-9]+>)", text):
+        mention = re.fullmatch(r"<@([UW][A-Z0-9]+)>", part)
+        if mention:
+            elements.append({"type": "user", "user_id": mention.group(1)})
+        elif part:
+            elements.append({"type": "text", "text": part})
+    section = {"type": "rich_text_section", "elements": elements}
+    return [{"type": "rich_text", "block_id": secrets.token_hex(2), "elements": [section]}]
+
+
+def _find_element(blocks: list, action_id: str) -> tuple[dict | None, dict | None]:
+    """(block, element) holding the interactive element with this action_id, if any."""
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        candidates = list(block.get("elements") or [])
+        if isinstance(block.get("accessory"), dict):
+            candidates.append(block["accessory"])
+        for element in candidates:
+            if isinstance(element, dict) and element.get("action_id") == action_id:
+                return block, element
+    return None, None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "SlackEmulator/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, verb: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        url = urlsplit(self.path)
+        try:
+            status, headers, payload = self.server.emulator._route(verb, url.path, url.query, self.headers, body)
+        except Exception:  # a bug in the emulator must not hang the client
+            log.exception("slack emulator failed on %s %s", verb, self.path)
+            status, headers, payload = 500, {}, {"ok": False, "error": "internal_error"}
+        if isinstance(payload, dict):
+            data, ctype = json.dumps(payload).encode(), "application/json; charset=utf-8"
+        else:
+            data, ctype = str(payload).encode(), "text/plain; charset=utf-8"
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class SlackEmulator:
+    """Slack's Web API plus signed Slack->bot requests, on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        signing_secret: str = "sandbox-signing-secret",
+        bot_token: str = "xoxb-sandbox-token",
+        team_id: str = "T0SANDBOX",
+        bot_user_id: str = "U0NEXYBOT",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
+        self.signing_secret = signing_secret
+        self.bot_token = bot_token
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = "B" + bot_user_id[1:]
+        self.app_id = "A0NEXYAPP"
+        self.host, self._port = host, port
+        self.url = ""  # http://host:port, set by start()
+        self.api_url = ""
+        self.bot_url: str | None = None
+        self.bot_timeout = 10.0  # seconds to wait for the bot's HTTP answer (Slack itself gives 3)
+        self.users: dict[str, str] = {
+            "U0ALICE": "alice",
+            "U0BOB": "bob",
+            "U0CAROL": "carol",
+            bot_user_id: "nexy",
+        }
+        self.channels: dict[str, str] = {"C0OPS": "ops", "C0DEPLOYS": "deploys"}
+        self.usergroups: dict[str, list[str]] = {"oncall": ["U0ALICE", "U0BOB"]}
+        self.calls: list[tuple[str, dict]] = []
+        self.last_view: dict | None = None
+        self.last_sent: dict | None = None  # the last payload sent to the bot, parsed
+        self._lock = threading.RLock()
+        self._messages: list[Message] = []
+        self._by_ts: dict[str, Message] = {}
+        self._last_us = 0
+        self._offset = 0.0
+        self._ids = itertools.count(1)
+        self._subscribers: list[Callable[[str, Message], None]] = []
+        self._pending: list[tuple[str, Message]] = []
+        self._ratelimits: dict[str, list[int]] = {}
+        self._triggers: dict[str, dict] = {}
+        self._response_urls: dict[str, dict] = {}
+        self._uploads: dict[str, dict] = {}
+        self._upload_keys: dict[str, str] = {}
+        self._last_send: tuple[bytes, str] | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._methods: dict[str, Callable[[dict], dict]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "reactions.add": self._reactions_add,
+            "reactions.remove": self._reactions_remove,
+            "views.open": self._views_open,
+            "usergroups.list": self._usergroups_list,
+            "usergroups.users.list": self._usergroups_users_list,
+            "users.info": self._users_info,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
+        }
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> SlackEmulator:
+        self._server = ThreadingHTTPServer((self.host, self._port), _Handler)
+        self._server.daemon_threads = True
+        self._server.emulator = self  # type: ignore[attr-defined]
+        port = self._server.server_address[1]
+        self.url = f"http://{self.host}:{port}"
+        self.api_url = f"{self.url}/api/"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="slack-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> SlackEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's clock forward (trigger_id and response_url expiry, ts values)."""
+        with self._lock:
+            self._offset += seconds
+
+    # ---------------------------------------------------------------- inspection
+    def messages(self, channel: str | None = None) -> list[Message]:
+        with self._lock:
+            return [copy.deepcopy(m) for m in self._messages if channel is None or m.channel == channel]
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        with self._lock:
+            return [
+                copy.deepcopy(m)
+                for m in self._messages
+                if m.channel == channel and (m.ts == thread_ts or m.thread_ts == thread_ts)
+            ]
+
+    def find(self, ts: str) -> Message | None:
+        with self._lock:
+            msg = self._by_ts.get(ts)
+            return copy.deepcopy(msg) if msg else None
+
+    def wait_for(self, predicate: Callable[[Message], bool], timeout: float = 10.0) -> Message:
+        """The first message (in ts order) matching predicate, polling until timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for msg in self.messages():
+                if predicate(msg):
+                    return msg
+            if time.monotonic() >= deadline:
+                last = "\n".join(
+                    f"  {m.channel} {m.ts} thread={m.thread_ts} user={m.user} "
+                    f"ephemeral_to={m.ephemeral_to} text={m.text[:200]!r}"
+                    for m in self.messages()[-15:]
+                )
+                raise TimeoutError(f"no matching Slack message within {timeout}s; last messages:\n{last or '  (none)'}")
+            time.sleep(0.02)
+
+    def subscribe(self, callback: Callable[[str, Message], None]) -> None:
+        """callback(kind, msg) for kind in post, update, ephemeral, reaction, delete."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+    def ratelimit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        with self._lock:
+            self._ratelimits[method] = [times, retry_after]
+
+    def calls_to(self, method: str) -> list[dict]:
+        with self._lock:
+            return [copy.deepcopy(params) for name, params in self.calls if name == method]
+
+    # ------------------------------------------------------------ internal state
+    def _now(self) -> float:
+        return time.time() + self._offset
+
+    def _next_ts(self) -> str:
+        with self._lock:
+            self._last_us = max(int(self._now() * 1_000_000), self._last_us + 1)
+            return f"{self._last_us // 1_000_000}.{self._last_us % 1_000_000:06d}"
+
+    def _add_message(self, *, channel: str, text: str, blocks: list, user: str, thread_ts: str | None = None,
+                     ephemeral_to: str | None = None, files: list | None = None) -> Message:
+        with self._lock:
+            parent = self._by_ts.get(thread_ts) if thread_ts else None
+            if parent is not None and parent.thread_ts:  # a reply to a reply goes to the same thread
+                thread_ts = parent.thread_ts
+            msg = Message(channel=channel, ts=self._next_ts(), text=text, blocks=blocks, user=user,
+                          thread_ts=thread_ts or None, ephemeral_to=ephemeral_to, files=files or [])
+            self._messages.append(msg)
+            self._by_ts[msg.ts] = msg
+            self._notify("ephemeral" if ephemeral_to else "post", msg)
+            return msg
+
+    def _delete_message(self, msg: Message) -> None:
+        with self._lock:
+            self._messages.remove(msg)
+            del self._by_ts[msg.ts]
+            self._notify("delete", msg)
+
+    def _notify(self, kind: str, msg: Message) -> None:
+        self._pending.append((kind, copy.deepcopy(msg)))
+
+    def _flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            subscribers = list(self._subscribers)
+        for kind, msg in pending:
+            for callback in subscribers:
+                try:
+                    callback(kind, msg)
+                except Exception:
+                    log.exception("slack emulator subscriber failed on %s", kind)
+
+    def _message_json(self, msg: Message) -> dict:
+        """A stored message in Slack's JSON shape (as in API answers and interactive payloads)."""
+        out: dict[str, Any] = {"type": "message", "user": msg.user, "text": msg.text, "ts": msg.ts,
+                               "team": self.team_id}
+        if msg.user == self.bot_user_id:
+            out.update(bot_id=self.bot_id, app_id=self.app_id)
+        if msg.blocks:
+            out["blocks"] = msg.blocks
+        if msg.thread_ts:
+            out["thread_ts"] = msg.thread_ts
+        replies = [m for m in self._messages if m.thread_ts == msg.ts and not m.ephemeral_to]
+        if replies:
+            out.update(thread_ts=msg.ts, reply_count=len(replies), latest_reply=replies[-1].ts,
+                       reply_users=sorted({m.user for m in replies}))
+        if msg.files:
+            out["files"] = [{k: f[k] for k in ("id", "name", "title")} for f in msg.files]
+        if msg.reactions:
+            out["reactions"] = [{"name": n, "users": list(u), "count": len(u)} for n, u in msg.reactions.items()]
+        if msg.edits:
+            out["edited"] = {"user": msg.user, "ts": msg.ts}
+        return out
+
+    def _new_trigger(self) -> str:
+        trigger = f"{next(self._ids)}{secrets.randbelow(10**6)}.{secrets.randbelow(10**9)}.{secrets.token_hex(16)}"
+        with self._lock:
+            self._triggers[trigger] = {"at": self._now(), "used": False}
+        return trigger
+
+    def _new_response_url(self, kind: str, *, channel: str, user: str, original: str | None) -> str:
+        path = f"/{kind}/{self.team_id}/{next(self._ids)}{secrets.randbelow(10**9)}/{secrets.token_urlsafe(18)}"
+        with self._lock:
+            self._response_urls[path] = {"kind": kind, "channel": channel, "user": user, "original": original,
+                                         "uses": 0, "created": self._now()}
+        return self.url + path
+
+    # ------------------------------------------------------------------- routing
+    def _route(self, verb: str, path: str, query: str, headers: Any, body: bytes) -> tuple[int, dict, Any]:
+        if path.startswith("/api/"):
+            return self._handle_api(path[len("/api/"):], query, headers, body)
+        if path.startswith("/upload/v1/") and verb == "POST":
+            return self._handle_upload(path[len("/upload/v1/"):], body)
+        if (path.startswith("/commands/") or path.startswith("/actions/")) and verb == "POST":
+            return self._handle_response_url(path, body)
+        if path == "/":
+            return 200, {}, "slack emulator"
+        return 404, {}, "not found"
+
+    def _handle_api(self, method: str, query: str, headers: Any, body: bytes) -> tuple[int, dict, Any]:
+        ctype = (headers.get("Content-Type") or "").lower()
+        params: dict[str, Any] = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        is_json = "application/json" in ctype
+        if is_json:
+            try:
+                data = json.loads(body or b"{}")
+            except ValueError:
+                return 200, {}, {"ok": False, "error": "invalid_json"}
+            if not isinstance(data, dict):
+                return 200, {}, {"ok": False, "error": "invalid_json"}
+            params.update(data)
+        elif body:
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+            params.update({k: v[0] for k, v in form.items()})
+        token_param = None if is_json else params.get("token")
+        params.pop("token", None)
+        with self._lock:
+            self.calls.append((method, copy.deepcopy(params)))
+        handler = self._methods.get(method)
+        if handler is None:
+            return 200, {}, {"ok": False, "error": "unknown_method", "req_method": method}
+        auth = headers.get("Authorization") or ""
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else token_param
+        if not token:
+            return 200, {}, {"ok": False, "error": "not_authed"}
+        if token != self.bot_token:
+            return 200, {}, {"ok": False, "error": "invalid_auth"}
+        with self._lock:
+            limit = self._ratelimits.get(method)
+            if limit and limit[0] > 0:
+                limit[0] -= 1
+                return 429, {"Retry-After": str(limit[1])}, {"ok": False, "error": "ratelimited"}
+            try:
+                result = handler(params)
+            except _ApiError as exc:
+                result = {"ok": False, "error": exc.error, **exc.extra}
+        self._flush()
+        return 200, {}, result
+
+    # ------------------------------------------------------------- Web API: chat
+    def _channel(self, params: dict, key: str = "channel") -> str:
+        channel = str(params.get(key) or "").strip()
+        if not channel:
+            raise _ApiError("channel_not_found")
+        return channel
+
+    def _content(self, params: dict) -> tuple[str, list]:
+        text = "" if params.get("text") is None else str(params["text"])
+        blocks = _parse_blocks(params.get("blocks"))
+        if len(text) > MAX_TEXT_CHARS:
+            raise _ApiError("msg_too_long")
+        if not text.strip() and not blocks and not params.get("attachments"):
+            raise _ApiError("no_text")
+        return text, blocks
+
+    def _auth_test(self, params: dict) -> dict:
+        return {"ok": True, "url": "https://sandbox.slack.com/", "team": "Sandbox",
+                "user": self.users.get(self.bot_user_id, "nexy"),
+                "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id,
+                "is_enterprise_install": False}
+
+    def _chat_post_message(self, params: dict) -> dict:
+        channel = self._channel(params)
+        text, blocks = self._content(params)
+        msg = self._add_message(channel=channel, text=text, blocks=blocks, user=self.bot_user_id,
+                                thread_ts=str(params.get("thread_ts") or "") or None)
+        return {"ok": True, "channel": channel, "ts": msg.ts, "message": self._message_json(msg)}
+
+    def _chat_update(self, params: dict) -> dict:
+        channel = self._channel(params)
+        msg = self._by_ts.get(str(params.get("ts") or ""))
+        if msg is None or msg.channel != channel or msg.ephemeral_to:
+            raise _ApiError("message_not_found")
+        if msg.user != self.bot_user_id:
+            raise _ApiError("cant_update_message")
+        # Fields left out keep their previous value, as in Slack.
+        merged = {"text": msg.text, "blocks": msg.blocks, **{k: params[k] for k in ("text", "blocks") if k in params}}
+        msg.text, msg.blocks = self._content({**params, **merged})
+        msg.edits += 1
+        self._notify("update", msg)
+        return {"ok": True, "channel": channel, "ts": msg.ts, "text": msg.text, "message": self._message_json(msg)}
+
+    def _chat_post_ephemeral(self, params: dict) -> dict:
+        channel = self._channel(params)
+        user = str(params.get("user") or "")
+        if not user:
+            raise _ApiError("user_not_found")
+        text, blocks = self._content(params)
+        msg = self._add_message(channel=channel, text=text, blocks=blocks, user=self.bot_user_id,
+                                thread_ts=str(params.get("thread_ts") or "") or None, ephemeral_to=user)
+        return {"ok": True, "message_ts": msg.ts}
+
+    def _reaction_target(self, params: dict) -> tuple[Message, str]:
+        name = str(params.get("name") or "")
+        channel, ts = params.get("channel"), params.get("timestamp")
+        if not channel or not ts:
+            raise _ApiError("no_item_specified")
+        if not name or ":" in name or " " in name:
+            raise _ApiError("invalid_name")
+        msg = self._by_ts.get(str(ts))
+        if msg is None or msg.channel != channel or msg.ephemeral_to:
+            raise _ApiError("message_not_found")
+        return msg, name
+
+    def _reactions_add(self, params: dict) -> dict:
+        msg, name = self._reaction_target(params)
+        users = msg.reactions.setdefault(name, [])
+        if self.bot_user_id in users:
+            raise _ApiError("already_reacted")
+        users.append(self.bot_user_id)
+        self._notify("reaction", msg)
+        return {"ok": True}
+
+    def _reactions_remove(self, params: dict) -> dict:
+        msg, name = self._reaction_target(params)
+        if self.bot_user_id not in msg.reactions.get(name, []):
+            raise _ApiError("no_reaction")
+        msg.reactions[name].remove(self.bot_user_id)
+        if not msg.reactions[name]:
+            del msg.reactions[name]
+        self._notify("reaction", msg)
+        return {"ok": True}
+
+    # ------------------------------------------------------ Web API: views, users
+    def _views_open(self, params: dict) -> dict:
+        view = params.get("view")
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                raise _ApiError("invalid_arguments") from None
+        if not isinstance(view, dict) or not view.get("type"):
+            raise _ApiError("invalid_arguments")
+        errors = _validate_blocks(view.get("blocks") or [], "/view/blocks", MAX_VIEW_BLOCKS)
+        if errors:
+            raise _blocks_error("invalid_arguments", errors)
+        trigger = self._triggers.get(str(params.get("trigger_id") or ""))
+        if trigger is None:
+            raise _ApiError("invalid_trigger_id")
+        if trigger["used"]:
+            raise _ApiError("exchanged_trigger_id")
+        if self._now() - trigger["at"] > TRIGGER_TTL_SECONDS:
+            raise _ApiError("expired_trigger_id")
+        trigger["used"] = True
+        view_id = f"V{next(self._ids):08d}"
+        opened = {"id": view_id, "team_id": self.team_id, "type": view["type"], "blocks": view.get("blocks") or [],
+                  "private_metadata": view.get("private_metadata", ""), "callback_id": view.get("callback_id", ""),
+                  "state": {"values": {}}, "hash": secrets.token_hex(8), "title": view.get("title"),
+                  "clear_on_close": bool(view.get("clear_on_close")),
+                  "notify_on_close": bool(view.get("notify_on_close")),
+                  "close": view.get("close"), "submit": view.get("submit"), "previous_view_id": None,
+                  "root_view_id": view_id, "app_id": self.app_id, "external_id": view.get("external_id", ""),
+                  "app_installed_team_id": self.team_id, "bot_id": self.bot_id}
+        self.last_view = opened
+        return {"ok": True, "view": copy.deepcopy(opened)}
+
+    def _usergroup(self, handle: str, users: list[str], include_users: bool) -> dict:
+        group = {"id": "S" + handle.upper(), "team_id": self.team_id, "is_usergroup": True, "name": handle,
+                 "handle": handle, "description": "", "user_count": len(users), "date_delete": 0}
+        if include_users:
+            group["users"] = list(users)
+        return group
+
+    def _usergroups_list(self, params: dict) -> dict:
+        include = _truthy(params.get("include_users", False))
+        return {"ok": True, "usergroups": [self._usergroup(h, u, include) for h, u in self.usergroups.items()]}
+
+    def _usergroups_users_list(self, params: dict) -> dict:
+        wanted = str(params.get("usergroup") or "")
+        for handle, users in self.usergroups.items():
+            if "S" + handle.upper() == wanted:
+                return {"ok": True, "users": list(users)}
+        raise _ApiError("no_such_subteam")
+
+    def _users_info(self, params: dict) -> dict:
+        user = str(params.get("user") or "")
+        if user not in self.users:
+            raise _ApiError("user_not_found")
+        name = self.users[user]
+        return {"ok": True, "user": {"id": user, "team_id": self.team_id, "name": name, "real_name": name,
+                                     "is_bot": user == self.bot_user_id,
+                                     "profile": {"display_name": name, "real_name": name}}}
+
+    # ---------------------------------------------------- Web API: conversations
+    def _conversations_history(self, params: dict) -> dict:
+        channel = self._channel(params)
+        top = [m for m in self._messages if m.channel == channel and not m.ephemeral_to and not m.thread_ts]
+        limit = int(params.get("limit") or 100)
+        newest_first = list(reversed(top))
+        return {"ok": True, "messages": [self._message_json(m) for m in newest_first[:limit]],
+                "has_more": len(newest_first) > limit, "pin_count": 0}
+
+    def _conversations_replies(self, params: dict) -> dict:
+        channel = self._channel(params)
+        ts = str(params.get("ts") or "")
+        parent = self._by_ts.get(ts)
+        if parent is None or parent.channel != channel or parent.ephemeral_to:
+            raise _ApiError("thread_not_found")
+        root = parent.thread_ts or parent.ts
+        thread = [m for m in self._messages
+                  if m.channel == channel and not m.ephemeral_to and (m.ts == root or m.thread_ts == root)]
+        return {"ok": True, "messages": [self._message_json(m) for m in thread], "has_more": False}
+
+    # ------------------------------------------------------------ Web API: files
+    def _files_get_upload_url(self, params: dict) -> dict:
+        filename = str(params.get("filename") or "")
+        try:
+            length = int(params.get("length"))
+        except (TypeError, ValueError):
+            length = -1
+        if not filename or length < 0:
+            raise _ApiError("invalid_arguments")
+        file_id, key = f"F{next(self._ids):08d}", secrets.token_urlsafe(18)
+        self._uploads[file_id] = {"name": filename, "length": length, "data": None}
+        self._upload_keys[key] = file_id
+        return {"ok": True, "upload_url": f"{self.url}/upload/v1/{key}", "file_id": file_id}
+
+    def _handle_upload(self, key: str, body: bytes) -> tuple[int, dict, Any]:
+        with self._lock:
+            file_id = self._upload_keys.get(key)
+            if file_id is None:
+                return 404, {}, "not found"
+            self._uploads[file_id]["data"] = body
+        return 200, {}, f"OK - {len(body)}"
+
+    def _files_complete_upload(self, params: dict) -> dict:
+        items = params.get("files")
+        if isinstance(items, str):
+            try:
+                items = json.loads(items)
+            except ValueError:
+                raise _ApiError("invalid_arguments") from None
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) and i.get("id") for i in items):
+            raise _ApiError("invalid_arguments")
+        files = []
+        for item in items:
+            upload = self._uploads.get(str(item["id"]))
+            if upload is None or upload["data"] is None:
+                raise _ApiError("file_not_found")
+            files.append({"id": item["id"], "name": upload["name"], "title": item.get("title") or upload["name"],
+                          "content": upload["data"].decode("utf-8", "replace")})
+        targets = [c for c in str(params.get("channels") or "").split(",") if c]
+        if params.get("channel_id"):
+            targets.insert(0, str(params["channel_id"]))
+        text = str(params.get("initial_comment") or "")
+        for channel in dict.fromkeys(targets):
+            self._add_message(channel=channel, text=text, blocks=[], user=self.bot_user_id,
+                              thread_ts=str(params.get("thread_ts") or "") or None, files=copy.deepcopy(files))
+        return {"ok": True, "files": [{"id": f["id"], "name": f["name"], "title": f["title"], "mimetype": "text/plain",
+                                       "size": len(f["content"].encode()), "created": int(self._now())} for f in files]}
+
+    # ------------------------------------------------------------- response_url
+    def _handle_response_url(self, path: str, body: bytes) -> tuple[int, dict, Any]:
+        with self._lock:
+            hook = self._response_urls.get(path)
+            if hook is None:
+                return 404, {}, "no_service"
+            if self._now() - hook["created"] > RESPONSE_URL_TTL_SECONDS:
+                return 404, {}, "expired_url"
+            if hook["uses"] >= RESPONSE_URL_USES:
+                return 404, {}, "used_url"
+            try:
+                data = json.loads(body or b"")
+            except ValueError:
+                return 400, {}, "invalid_payload"
+            if not isinstance(data, dict):
+                return 400, {}, "invalid_payload"
+            original = self._by_ts.get(hook["original"] or "")
+            try:
+                if _truthy(data.get("delete_original")):
+                    if original is not None:
+                        self._delete_message(original)
+                        hook["original"] = None
+                elif _truthy(data.get("replace_original")) and original is not None:
+                    original.text, original.blocks = self._content(data)
+                    original.edits += 1
+                    self._notify("update", original)
+                else:
+                    text, blocks = self._content(data)
+                    thread_ts = data.get("thread_ts") or (original.thread_ts if original is not None else None)
+                    in_channel = data.get("response_type") == "in_channel"
+                    msg = self._add_message(channel=hook["channel"], text=text, blocks=blocks, user=self.bot_user_id,
+                                            thread_ts=thread_ts, ephemeral_to=None if in_channel else hook["user"])
+                    if hook["kind"] == "commands":
+                        hook["original"] = msg.ts
+            except _ApiError as exc:
+                return 400, {}, exc.error
+            hook["uses"] += 1
+        self._flush()
+        return 200, {}, {"ok": True}
+
+    # ---------------------------------------------------------- sending to the bot
+    def sign(self, body: bytes, timestamp: int | None = None, signing_secret: str | None = None) -> dict:
+        """The two headers Slack signs a request with."""
+        ts = str(int(time.time()) if timestamp is None else int(timestamp))
+        base = b"v0:" + ts.encode() + b":" + body
+        digest = hmac.new((signing_secret or self.signing_secret).encode(), base, hashlib.sha256).hexdigest()
+        return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+    def _send(self, body: bytes, content_type: str, *, extra_headers: dict | None = None,
+              timestamp: int | None = None, signing_secret: str | None = None) -> httpx.Response:
+        if not self.bot_url:
+            raise RuntimeError("SlackEmulator.bot_url is not set: where should Slack send this request?")
+        headers = {"Content-Type": content_type, "User-Agent": _USER_AGENT,
+                   **self.sign(body, timestamp, signing_secret), **(extra_headers or {})}
+        with self._lock:
+            self._last_send = (body, content_type)
+        return httpx.post(self.bot_url, content=body, headers=headers, timeout=self.bot_timeout)
+
+    def _send_form(self, form: dict, **kwargs: Any) -> httpx.Response:
+        self.last_sent = copy.deepcopy(form)
+        return self._send(urlencode(form).encode(), "application/x-www-form-urlencoded", **kwargs)
+
+    def _send_payload(self, payload: dict) -> httpx.Response:
+        self.last_sent = copy.deepcopy(payload)
+        return self._send(urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded")
+
+    def _user_obj(self, user: str) -> dict:
+        name = self.users.get(user, user.lower())
+        return {"id": user, "username": name, "name": name, "team_id": self.team_id}
+
+    def _team_obj(self) -> dict:
+        return {"id": self.team_id, "domain": "sandbox"}
+
+    def slash_command(self, text: str, *, user: str = "U0ALICE", channel: str = "C0OPS", command: str = "/nexy",
+                      timestamp: int | None = None, signing_secret: str | None = None) -> httpx.Response:
+        """Send a slash command; a visible ack body (text/blocks) is stored as Slack would show it."""
+        response_url = self._new_response_url("commands", channel=channel, user=user, original=None)
+        form = {"token": VERIFICATION_TOKEN, "team_id": self.team_id, "team_domain": "sandbox",
+                "channel_id": channel, "channel_name": self.channels.get(channel, channel.lower()),
+                "user_id": user, "user_name": self.users.get(user, user.lower()), "command": command, "text": text,
+                "api_app_id": self.app_id, "is_enterprise_install": "false", "response_url": response_url,
+                "trigger_id": self._new_trigger()}
+        resp = self._send_form(form, timestamp=timestamp, signing_secret=signing_secret)
+        self._record_ack(resp, channel=channel, user=user, hook_path=urlsplit(response_url).path)
+        return resp
+
+    def _record_ack(self, resp: httpx.Response, *, channel: str, user: str, hook_path: str) -> None:
+        if resp.status_code != 200 or not resp.content.strip():
+            return
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {"text": resp.text}
+        if not isinstance(data, dict) or not (data.get("text") or data.get("blocks")):
+            return
+        blocks = data.get("blocks") or []
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        in_channel = data.get("response_type") == "in_channel"
+        msg = self._add_message(channel=channel, text=str(data.get("text") or ""), blocks=blocks,
+                                user=self.bot_user_id, ephemeral_to=None if in_channel else user)
+        with self._lock:
+            self._response_urls[hook_path]["original"] = msg.ts
+        self._flush()
+
+    def event(self, event: dict, *, event_id: str | None = None, retry_num: int | None = None,
+              retry_reason: str = "http_timeout", timestamp: int | None = None) -> httpx.Response:
+        """Send an Events API callback wrapping `event` (JSON body, retry headers on request)."""
+        event = copy.deepcopy(event)
+        event.setdefault("event_ts", self._next_ts())
+        envelope = {
+            "token": VERIFICATION_TOKEN, "team_id": self.team_id, "api_app_id": self.app_id, "event": event,
+            "type": "event_callback", "event_id": event_id or f"Ev{secrets.token_hex(5).upper()}",
+            "event_time": int(time.time()),
+            "authorizations": [{"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id,
+                                "is_bot": True, "is_enterprise_install": False}],
+            "is_ext_shared_channel": False, "event_context": f"4-{secrets.token_urlsafe(24)}",
+        }
+        self.last_sent = copy.deepcopy(envelope)
+        return self._send(json.dumps(envelope).encode(), "application/json",
+                          extra_headers=self._retry_headers(retry_num, retry_reason), timestamp=timestamp)
+
+    @staticmethod
+    def _retry_headers(retry_num: int | None, retry_reason: str) -> dict:
+        if retry_num is None:
+            return {}
+        return {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": retry_reason}
+
+    def retry_last(self, retry_num: int = 1, retry_reason: str = "http_timeout") -> httpx.Response:
+        """Resend the last request byte for byte (freshly signed) with retry headers, as Slack retries."""
+        with self._lock:
+            if self._last_send is None:
+                raise RuntimeError("nothing was sent yet")
+            body, ctype = self._last_send
+        return self._send(body, ctype, extra_headers=self._retry_headers(retry_num, retry_reason))
+
+    def app_mention(self, text: str, *, user: str, channel: str, thread_ts: str | None = None,
+                    event_id: str | None = None) -> httpx.Response:
+        """Store the user's message and send the app_mention event for it."""
+        msg = self._add_message(channel=channel, text=text, blocks=[], user=user, thread_ts=thread_ts)
+        self._flush()
+        event = {"type": "app_mention", "user": user, "text": text, "ts": msg.ts, "channel": channel,
+                 "event_ts": msg.ts, "team": self.team_id, "client_msg_id": str(uuid.uuid4()),
+                 "blocks": _rich_text(text)}
+        if msg.thread_ts:
+            event["thread_ts"] = msg.thread_ts
+        return self.event(event, event_id=event_id)
+
+    def _reaction(self, kind: str, reaction: str, *, user: str, channel: str, ts: str, event_id: str | None,
+                  retry_num: int | None) -> httpx.Response:
+        with self._lock:
+            msg = self._by_ts.get(ts)
+            if msg is not None and msg.channel != channel:
+                msg = None
+            if msg is not None:
+                users = msg.reactions.setdefault(reaction, [])
+                if kind == "reaction_added" and user not in users:
+                    users.append(user)
+                elif kind == "reaction_removed" and user in users:
+                    users.remove(user)
+                if not users:
+                    del msg.reactions[reaction]
+                self._notify("reaction", msg)
+            event = {"type": kind, "user": user, "reaction": reaction,
+                     "item": {"type": "message", "channel": channel, "ts": ts}, "event_ts": self._next_ts()}
+            if msg is not None:
+                event["item_user"] = msg.user
+        self._flush()
+        return self.event(event, event_id=event_id, retry_num=retry_num)
+
+    def reaction_added(self, reaction: str, *, user: str, channel: str, ts: str, event_id: str | None = None,
+                       retry_num: int | None = None) -> httpx.Response:
+        return self._reaction("reaction_added", reaction, user=user, channel=channel, ts=ts, event_id=event_id,
+                              retry_num=retry_num)
+
+    def reaction_removed(self, reaction: str, *, user: str, channel: str, ts: str, event_id: str | None = None,
+                         retry_num: int | None = None) -> httpx.Response:
+        return self._reaction("reaction_removed", reaction, user=user, channel=channel, ts=ts, event_id=event_id,
+                              retry_num=retry_num)
+
+    def block_action(self, *, user: str, channel: str, message_ts: str, action_id: str, value: str,
+                     block_id: str | None = None) -> httpx.Response:
+        """Click a button on a stored message (block_id defaults to the block that holds action_id)."""
+        with self._lock:
+            msg = self._by_ts.get(message_ts)
+            if msg is None:
+                raise ValueError(f"no stored message with ts {message_ts}: nothing to click")
+            block, element = _find_element(msg.blocks, action_id)
+            message_json = self._message_json(msg)
+            ephemeral = bool(msg.ephemeral_to)
+            thread_ts = msg.thread_ts
+        action = {"action_id": action_id, "block_id": block_id or (block or {}).get("block_id") or "b",
+                  "value": value, "type": "button", "action_ts": f"{time.time():.6f}"}
+        if element is not None and isinstance(element.get("text"), dict):
+            action["text"] = element["text"]
+        container = {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": ephemeral}
+        if thread_ts:
+            container["thread_ts"] = thread_ts
+        payload = {"type": "block_actions", "user": self._user_obj(user), "api_app_id": self.app_id,
+                   "token": VERIFICATION_TOKEN, "container": container, "trigger_id": self._new_trigger(),
+                   "team": self._team_obj(), "enterprise": None, "is_enterprise_install": False,
+                   "channel": {"id": channel, "name": self.channels.get(channel, channel.lower())},
+                   "state": {"values": {}},
+                   "response_url": self._new_response_url("actions", channel=channel, user=user, original=message_ts),
+                   "actions": [action]}
+        if not ephemeral:  # Slack leaves the message out for ephemeral containers
+            payload["message"] = message_json
+        return self._send_payload(payload)
+
+    def view_submission(self, *, user: str, callback_id: str, values: dict,
+                        private_metadata: str = "") -> httpx.Response:
+        """Submit a modal (the last opened view when its callback_id matches)."""
+        with self._lock:
+            if self.last_view and self.last_view.get("callback_id") == callback_id:
+                view = copy.deepcopy(self.last_view)
+            else:
+                view_id = f"V{next(self._ids):08d}"
+                view = {"id": view_id, "team_id": self.team_id, "type": "modal", "blocks": [],
+                        "private_metadata": "", "callback_id": callback_id, "hash": secrets.token_hex(8),
+                        "title": {"type": "plain_text", "text": "Modal"}, "previous_view_id": None,
+                        "root_view_id": view_id, "app_id": self.app_id, "bot_id": self.bot_id}
+        view["state"] = {"values": copy.deepcopy(values)}
+        if private_metadata:
+            view["private_metadata"] = private_metadata
+        payload = {"type": "view_submission", "team": self._team_obj(), "user": self._user_obj(user),
+                   "api_app_id": self.app_id, "token": VERIFICATION_TOKEN, "trigger_id": self._new_trigger(),
+                   "view": view, "response_urls": [], "is_enterprise_install": False, "enterprise": None}
+        return self._send_payload(payload)

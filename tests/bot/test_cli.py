@@ -1,0 +1,79 @@
+"""The `nexy` entry points as processes: the piped sandbox console, `nexy web`, and bad settings."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from bot.embedded_redis import free_port
+from bot.local import wait_until_up
+from bot.processes import Children
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "REDIS_", "AZURE_", "GITHUB_"))}
+    env.update({"NEXY_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}, **extra)
+    return env
+
+
+def _descendants_alive(pid_marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if pid_marker in line and "ps -eo" not in line]
+
+
+def test_piped_console_answers_and_exits_cleanly(tmp_path):
+    """`printf '/nexy health' | nexy run` prints the incident thread with the version, exits 0, leaves no process."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run"],
+        input="/nexy helth\n/nexy health\n",
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=_env(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "Did you mean `health`?" in out
+    assert "Incident INC-1" in out
+    assert "↳" in out and "2.4.0 build 240" in out
+    assert time.monotonic() - started < 60
+    assert _descendants_alive(str(tmp_path / "data")) == []
+
+
+def test_nexy_web_serves_healthz_and_signed_commands(tmp_path, slack, redis_url):
+    """`nexy web` (gunicorn) answers /healthz and a signed slash command; an unsigned one gets 401."""
+    port = free_port()
+    children = Children()
+    env = _env(tmp_path, SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=slack.signing_secret,
+               SLACK_API_URL=slack.api_url, REDIS_URL=redis_url, PORT=str(port), NEXY_BIND_HOST="127.0.0.1")
+    try:
+        children.nexy("web", "web", env=env)
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
+        slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+        assert "queued" in slack.slash_command("health").json()["text"]
+        unsigned = httpx.post(slack.bot_url, content=b"command=%2Fnexy&text=health",
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert unsigned.status_code == 401
+    finally:
+        children.stop()
+
+
+def test_invalid_setting_is_one_clear_message(tmp_path):
+    """A bad setting exits 2 with the variable's name and what it expects, not a traceback."""
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "web"], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env=_env(tmp_path, PORT="eighty", SLACK_BOT_TOKEN="not-a-token"))
+    assert result.returncode == 2
+    assert "PORT:" in result.stderr and "SLACK_BOT_TOKEN: a bot token starts with 'xoxb-'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_web_without_credentials_says_what_is_missing(tmp_path):
+    """`nexy web` with no Slack credentials names the two settings it needs."""
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "web"], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env=_env(tmp_path, REDIS_URL="redis://127.0.0.1:1/0"))
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required" in result.stderr

