@@ -16,11 +16,12 @@ run: $(STAMP)
 	$(BIN)/nexy run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/shellcheck .ci/run $(wildcard jobs/scripts/*.sh)
+	$(BIN)/shellcheck .ci/run $(wildcard jobs/scripts/*.sh tests/fixtures_scripts/*.sh sandbox/vm/bin/* sandbox/vm/image/scripts/*.sh)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ack_latency.py
+	$(BIN)/python benchmarks/serialization.py
 
 clean:
 	rm -rf $(VENV) .nexy

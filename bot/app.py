@@ -5,6 +5,7 @@ import logging
 
 from redis import Redis
 from slack_bolt import App
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError
 
 from bot.dispatch import Dispatcher
@@ -18,6 +19,18 @@ from bot.slack_client import web_client
 log = logging.getLogger(__name__)
 
 
+class _DropTokenSkippedWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN itself and warns that it is unused when a client is given:
+    our client carries that same token (and the API URL), so the warning says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+_bolt_logger = logging.getLogger("nexy.bolt")
+_bolt_logger.addFilter(_DropTokenSkippedWarning())
+
+
 def create_app(settings: Settings, redis: Redis | None = None) -> App:
     """A Bolt App for the configured workspace; fails with a SettingsError if Slack rejects the token."""
     if not settings.has_slack_credentials:
@@ -29,6 +42,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> App:
             signing_secret=settings.slack_signing_secret,
             client=web_client(settings),
             name="nexy",
+            logger=_bolt_logger,
         )
     except SlackApiError as exc:
         raise SettingsError(f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})") from None

@@ -92,6 +92,15 @@ def _register(*commands: Command) -> None:
 
 _register(
     Command("health", "8080 /health and 8081 /updates/health: status, version and build", Route.IO, "4"),
+    Command("status", "service state, the journal lines that matter, and where the runbook branches", Route.VM, "5"),
+    Command("preflight", "the four guardrails that must pass before any restart", Route.VM, "0.1"),
+    Command("queue", "what runs on the VM now, since when, and what waits", Route.IO),
+    Command("azure", "Azure access: credential, subscription, the VM's power and provisioning state, "
+                     "run-command permission", Route.IO, "1"),
+    Command("deploy", "the deploy workflow: triggers, the latest commit against its runs, "
+                      "the AZURE_CREDENTIALS secret", Route.IO, "2"),
+    Command("release", "release `Update` assets (Nexy.dmg, Nexy.pkg) against manifest.json: url, version, build",
+            Route.IO, "7-9"),
     Command(
         "help",
         "the command list, or one command's usage",

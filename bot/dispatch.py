@@ -5,6 +5,7 @@ go to the VM's own queue (`vm:<resource-group>:<vm>`, one worker); probes go to 
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -13,6 +14,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
+from bot import messages
 from bot.commands import Request, Route
 from bot.settings import Settings
 
@@ -46,6 +48,21 @@ class WorkItem:
     def words(self) -> str:
         return " ".join((self.command, *self.args))
 
+    @classmethod
+    def from_payload(cls, payload: dict) -> "WorkItem":
+        """The item back from the plain dict a job carries."""
+        return cls(**{**payload, "args": tuple(payload.get("args", ()))})
+
+
+
+def vm_lease_key(resource_group: str, vm: str) -> str:
+    """The Redis lock a run-command holds on its VM."""
+    return f"nexy:vm:{resource_group}:{vm}:lease"
+
+
+def vm_running_key(resource_group: str, vm: str) -> str:
+    """What runs on the VM now (JSON: job, words, incident, user, since), while it runs."""
+    return f"nexy:vm:{resource_group}:{vm}:running"
 
 
 def queue_for(route: Route, settings: Settings) -> str:
@@ -79,7 +96,7 @@ class Dispatcher:
         )
         name = queue_for(request.spec.route, self.settings)
         timeout = VM_JOB_TIMEOUT_S if name != IO_QUEUE else IO_JOB_TIMEOUT_S
-        return self.queue(name).enqueue_call(
+        job = self.queue(name).enqueue_call(
             "jobs.tasks.run_request",
             args=(asdict(item),),
             job_id=item.id,
@@ -88,6 +105,23 @@ class Dispatcher:
             failure_ttl=RESULT_TTL_S,
             description=f"{item.words} ({item.incident}, <@{item.user}>)",
         )
+        if name != IO_QUEUE:
+            self._announce_wait(job, item)
+        return job
+
+    def running_on_vm(self) -> dict | None:
+        raw = self.redis.get(vm_running_key(self.settings.azure_resource_group, self.settings.azure_vm_name))
+        return json.loads(raw) if raw else None
+
+    def _announce_wait(self, job: Job, item: WorkItem) -> None:
+        """If the job has to wait for the VM, say in the thread where it stands (through io)."""
+        ahead = job.get_position() or 0
+        running = self.running_on_vm()
+        position = ahead + 1 + (1 if running else 0)
+        if position > 1:
+            text = messages.queue_position(item.words, position, running["words"] if running else None)
+            self.queue(IO_QUEUE).enqueue_call("jobs.tasks.announce", kwargs={"incident": item.incident, "text": text},
+                                              timeout=IO_JOB_TIMEOUT_S, result_ttl=600)
 
     def notify(self, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> Job:
         """Enqueue an ephemeral notice to one user (for answers the web cannot give in an ack)."""

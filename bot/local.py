@@ -57,45 +57,39 @@ def _own_redis(settings: Settings, persist: bool = True) -> tuple[str, EmbeddedR
 def run_sandbox(settings: Settings, scenario: str) -> int:
     """The local sandbox with the console in the foreground; everything stops with it."""
     from sandbox.console import Console
-    from sandbox.health_server import HealthServer
-    from sandbox.slack_emulator import SlackEmulator
+    from sandbox.stack import SandboxStack
 
     Path(settings.nexy_data_dir).mkdir(parents=True, exist_ok=True)
     children = Children()
-    redis_server = slack = health = None
+    redis_server = None
     try:
+        stack = SandboxStack(Path(settings.nexy_data_dir) / "sandbox", scenario,
+                             resource_group=settings.azure_resource_group, vm_name=settings.azure_vm_name)
+    except ValueError as exc:
+        raise NexyError(str(exc)) from None
+    try:
+        stack.start()
         redis_url, redis_server = _own_redis(settings)
         redis = Redis.from_url(redis_url)
         # The emulated Slack starts empty each run, so incidents pointing at its old threads go.
         redis.flushdb()
-        slack = SlackEmulator().start()
-        health = HealthServer().start()
         port = free_port()
-        env = {
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_SIGNING_SECRET": slack.signing_secret,
-            "SLACK_API_URL": slack.api_url,
-            "SLACK_APP_TOKEN": "",
-            "REDIS_URL": redis_url,
-            "PORT": str(port),
-            "NEXY_BIND_HOST": "127.0.0.1",
-            "NEXY_WEB_WORKERS": "1",
-            "NEXY_HEALTH_URLS": ",".join(health.urls),
-        }
+        env = {**stack.env(), "REDIS_URL": redis_url, "PORT": str(port), "NEXY_BIND_HOST": "127.0.0.1",
+               "NEXY_WEB_WORKERS": "1"}
         children.nexy("worker", "worker", env=env)
         children.nexy("web", "web", env=env)
         wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
-        slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+        stack.slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
         queue_names = [IO_QUEUE, settings.vm_queue]
-        console = Console(slack, idle=lambda: queues_idle(redis, queue_names))
+        console = Console(stack.slack, idle=lambda: queues_idle(redis, queue_names), sandbox=stack)
         return console.run(sys.stdin)
     except KeyboardInterrupt:
         return 130
     finally:
         children.stop()
-        for part in (health, slack, redis_server):
-            if part is not None:
-                part.stop()
+        stack.stop()
+        if redis_server is not None:
+            redis_server.stop()
 
 
 def run_connected(settings: Settings) -> int:

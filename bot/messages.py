@@ -13,7 +13,10 @@ from bot.commands import COMMANDS, ParseError, Request, help_lines
 
 if TYPE_CHECKING:
     from bot.incidents import Incident
+    from jobs.azure_check import AzureReport
+    from jobs.deploy_check import DeployReport
     from jobs.health import HealthReport
+    from jobs.release_check import ReleaseReport
 
 Blocks = list[dict]
 
@@ -110,3 +113,414 @@ def health_report(report: HealthReport) -> tuple[str, Blocks]:
         fields.append(line)
     blocks = [render.section(headline)] + [render.section(f) for f in fields]
     return headline.replace("*", ""), blocks
+
+
+# -- run-commands on the VM (runbook 0.1, 5, 6.4) ------------------------------------------
+
+def ran_on_vm(user: str, words: str, duration_s: float) -> str:
+    return f"<@{user}> asked for `{words}` · one run-command on the VM, {duration_s:.1f} s"
+
+
+def conflict_waiting(script: str, delay_s: float, waited_s: float) -> str:
+    return (f":hourglass: The VM is busy with another run-command (runbook 6.4: "
+            f"_Run command extension execution is in progress_). `{script}` tries again in {delay_s:g} s"
+            f" (waited {waited_s:g} s so far).")
+
+
+def conflict_cleared(script: str, waited_s: float) -> str:
+    return f":white_check_mark: The run-command channel is free again; `{script}` ran after waiting {waited_s:g} s (runbook 6.4)."
+
+
+def conflict_gave_up(script: str, waited_s: float) -> str:
+    return (f":x: The VM stayed busy with another run-command for {waited_s:g} s; `{script}` was not run. "
+            "Nothing changed on the VM. Check who is running commands on it (Azure portal → VM → Run command), "
+            "then try again.")
+
+
+def script_incomplete(result) -> tuple[str, Blocks]:
+    text = (f":warning: `{result.script}` did not report a result: the script was stopped or its output was lost. "
+            "What it printed is below; treat the VM state as unknown and run `/nexy status`.")
+    return text, [render.section(text), render.section(render.code(render.cut(result.output, 2800)))]
+
+
+def preflight_report(checks: list[tuple[str, bool, str]]) -> tuple[str, Blocks]:
+    failed = [c for c in checks if not c[1]]
+    if failed:
+        headline = f":red_circle: *Preflight (runbook 0.1)*: {len(failed)} of {len(checks)} guardrails fail: no restart is allowed until they pass."
+    else:
+        headline = f":large_green_circle: *Preflight (runbook 0.1)*: all {len(checks)} guardrails pass; a restart is allowed."
+    lines = []
+    for description, passed, detail in checks:
+        mark = ":white_check_mark:" if passed else ":x:"
+        lines.append(f"{mark} {description}" + (f" ({detail})" if detail else ""))
+    return headline.replace("*", ""), [render.section(headline), render.section("\n".join(lines))]
+
+
+def status_report(service: str, active: str, since: str, symptoms: list[tuple[str, str, str, str]],
+                  output: str) -> tuple[str, Blocks]:
+    icon = ":large_green_circle:" if active == "active" else ":red_circle:"
+    headline = f"{icon} *Status (runbook 5)*: `{service}` is *{active}*" + (f" since {since}" if since and active == "active" else "") + "."
+    blocks = [render.section(headline)]
+    if symptoms:
+        section, title, line, next_step = symptoms[0]
+        blocks.append(render.section(
+            f":mag: *Fast Branching → {section} {title}*\n> {render.cut(line, 500)}\nNext: `{next_step}`"))
+        for other in symptoms[1:]:
+            blocks.append(render.context(f"Also seen: {other[0]} {other[1]}"))
+    elif active != "active":
+        blocks.append(render.section("No runbook signature in the journal: resolve the primary error below, then `/nexy restart`."))
+    blocks.append(render.section(render.code(render.cut(output, 2800))))
+    return headline.replace("*", ""), blocks
+
+
+# -- the VM queue ---------------------------------------------------------------------------
+
+def queue_position(words: str, position: int, running: str | None) -> str:
+    ahead = f"`{running}` is running" if running else "a command is running"
+    return (f":hourglass_flowing_sand: `{words}` waits for the VM: position {position} in its queue "
+            f"({ahead}; run-commands run one at a time).")
+
+
+def queue_listing(vm: str, running: dict | None, waiting: list, now: float) -> tuple[str, Blocks]:
+    lines = [f"*Run-command queue for `{vm}`*"]
+    if running:
+        age = max(0, int(now - running.get("since", now)))
+        lines.append(f":arrow_forward: running: `{running['words']}` ({running['incident']}, <@{running['user']}>) for {age} s")
+    else:
+        lines.append(":white_circle: nothing running")
+    for n, item in enumerate(waiting, 1):
+        age = max(0, int(now - item.requested_at))
+        lines.append(f"{n}. `{item.words}` ({item.incident}, <@{item.user}>), waiting {age} s")
+    if not waiting:
+        lines.append("nothing waiting")
+    text = "\n".join(lines)
+    return text.replace("*", ""), [render.section(text)]
+
+
+# -- checks outside the VM: Azure access (runbook 1), deploy (2), release (7-9) -----------------
+# The reports come from jobs/azure_check.py, jobs/deploy_check.py and jobs/release_check.py.
+# Careful with wording: `NAME: value` where NAME looks secret (…_CREDENTIALS, …TOKEN, Secret) is
+# redacted on the way out, so those names are never followed by a colon here.
+
+_RUN_COMMAND_ROLE = ("*Virtual Machine Contributor* on the VM, or a custom role with "
+                     "`Microsoft.Compute/virtualMachines/runCommand/action`")
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "unknown time"
+
+
+def _link(url: str | None, label: str) -> str:
+    return f"<{url}|{label}>" if url else label
+
+
+def _size(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
+
+
+def _listed(items, limit: int = 6) -> str:
+    items = list(items)
+    shown = ", ".join(f"`{i}`" for i in items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def github_check_failed(title: str, section: str, reason: str) -> tuple[str, Blocks]:
+    headline = f":x: *{title} (runbook {section})* could not finish. {reason}"
+    return headline.replace("*", ""), [render.section(headline)]
+
+
+def _run_label(run) -> str:
+    return _link(run.html_url, f"run #{run.run_number}")
+
+
+def _skip_reason(r: DeployReport) -> str:
+    reason, detail = r.skip, r.skip_detail
+    push = r.triggers.push if r.triggers else None
+    if reason == "paths" and push is not None:
+        return f"it changes only {_listed(r.head.files)}, none matching the paths filter {_listed(push.paths or ())}"
+    if reason == "paths-ignore" and push is not None:
+        return f"every file it changes is under paths-ignore {_listed(push.paths_ignore or ())}"
+    if reason == "branch" and push is not None:
+        if push.branches is not None:
+            return f"branch `{r.branch}` is not in the push filter {_listed(push.branches)}"
+        return f"branch `{r.branch}` is in branches-ignore {_listed(push.branches_ignore or ())}"
+    if reason == "skip-marker":
+        return f"its message holds `{detail}`, which skips push workflows"
+    if reason == "tags-only":
+        return "the workflow runs on tag pushes only"
+    return f"the workflow has no push trigger (it runs on {detail or 'nothing'})"
+
+
+def deploy_report(r: DeployReport) -> tuple[str, Blocks]:
+    file_name = r.workflow.path.rsplit("/", 1)[-1]
+    sha = f"`{r.head.sha[:7]}`"
+    run = r.run_for_head
+    verdict = r.verdict
+    if verdict == "deployed":
+        icon, line = ":large_green_circle:", f"{sha} on `{r.branch}` is deployed: {_run_label(run)} succeeded."
+    elif verdict == "running":
+        icon, line = ":large_blue_circle:", f"the deploy of {sha} is *{run.status}*: {_run_label(run)}."
+    elif verdict == "failed":
+        icon, line = ":red_circle:", f"the deploy of {sha} ended in *{run.conclusion}*: {_run_label(run)}."
+    elif verdict == "not-triggered":
+        icon, line = ":red_circle:", (f"*not triggered*: {sha} on `{r.branch}` matches the workflow's trigger, "
+                                      f"but `{file_name}` has no run for it.")
+    elif verdict == "not-expected":
+        icon, line = ":white_circle:", (f"{sha} on `{r.branch}` is outside the workflow's trigger "
+                                        f"({_skip_reason(r)}): correctly not deployed.")
+        if r.latest_run:
+            last = r.latest_run
+            icon = ":large_green_circle:" if last.conclusion == "success" else ":large_orange_circle:"
+            line += (f" The last deploy, {_run_label(last)} of `{last.head_sha[:7]}`, "
+                     f"{'succeeded' if last.conclusion == 'success' else 'is ' + (last.conclusion or last.status)}.")
+    elif verdict == "disabled":
+        icon, line = ":red_circle:", f"`{file_name}` is *disabled* ({r.workflow.state}): no push deploys."
+    else:
+        problem = r.yaml_error or _skip_reason(r)
+        icon, line = ":red_circle:", f"`{file_name}` cannot start a deploy on push: {problem}."
+    if r.secret_present is False:
+        icon = ":red_circle:"
+        line += " The `AZURE_CREDENTIALS` secret is *missing*."
+    headline = f"{icon} *Deploy (runbook 2)*: {line}"
+
+    details = [f"*Workflow* {_link(r.workflow.html_url, r.workflow.name)} (`{r.workflow.path}` in `{r.repo}`), "
+               f"{r.workflow.state}"]
+    if r.triggers is not None and r.triggers.push is not None:
+        push = r.triggers.push
+        parts = [f"push to {_listed(push.branches) if push.branches is not None else 'any branch'}"]
+        if push.branches_ignore:
+            parts.append(f"except branches {_listed(push.branches_ignore)}")
+        if push.paths is not None:
+            parts.append(f"paths {_listed(push.paths)}")
+        if push.paths_ignore:
+            parts.append(f"ignoring paths {_listed(push.paths_ignore)}")
+        others = [e for e in r.triggers.events if e != "push"]
+        if others:
+            parts.append("also " + _listed(others))
+        details.append("*Triggers* " + " · ".join(parts))
+    elif r.triggers is not None:
+        details.append("*Triggers* " + _listed(r.triggers.events) + " (no push)")
+    else:
+        details.append(f"*Triggers* unreadable: {r.yaml_error}")
+    head = r.head
+    commit_line = (f"*Latest commit on `{r.branch}`* {_link(head.html_url, head.sha[:7])} "
+                   f"“{render.cut(head.title, 120)}” by {head.author}, {_when(head.date)}\n"
+                   f"changes {_listed(head.files) or 'no files'}")
+    if r.matched_files and r.triggers and r.triggers.push and r.triggers.push.paths is not None:
+        commit_line += f"; matching the paths filter: {_listed(r.matched_files)}"
+    details.append(commit_line)
+    if r.latest_run is None:
+        details.append(f"*Latest deploy run on `{r.branch}`* none")
+    else:
+        last = r.latest_run
+        state = last.status if last.status != "completed" else f"completed, {last.conclusion}"
+        suffix = "" if last.head_sha == head.sha else " (not the latest commit)"
+        details.append(f"*Latest deploy run on `{r.branch}`* {_run_label(last)} for `{last.head_sha[:7]}`{suffix}: "
+                       f"{state} ({last.event}, {_when(last.created_at)})")
+    if r.secret_present is True:
+        details.append(":white_check_mark: The `AZURE_CREDENTIALS` secret exists (checked by name; values are never readable).")
+    elif r.secret_present is False:
+        details.append(f":x: The `AZURE_CREDENTIALS` secret is not among the Actions secrets of `{r.repo}`.")
+    else:
+        details.append(f":grey_question: Could not check the `AZURE_CREDENTIALS` secret. {r.secret_note}")
+
+    fixes = _deploy_fixes(r, file_name)
+    blocks = [render.section(headline), render.section("\n".join(details))]
+    if fixes:
+        blocks.append(render.section("*Fix (runbook 2)*\n" + "\n".join(fixes)))
+    if verdict != "deployed" or r.secret_present is False:
+        blocks.append(render.context("Verify (runbook 2): the workflow goes to `in_progress`/`success`; "
+                                     "`/nexy deploy` shows it."))
+    return headline.replace("*", ""), blocks
+
+
+def _deploy_fixes(r: DeployReport, file_name: str) -> list[str]:
+    fixes = []
+    dispatch = r.triggers is not None and r.triggers.dispatch
+    run_by_hand = f"`gh workflow run {file_name} -R {r.repo} --ref {r.branch}`"
+    if r.secret_present is False:
+        fixes.append(f"• *Verify AZURE_CREDENTIALS secret*: add the service principal JSON as an Actions secret "
+                     f"(`gh secret set AZURE_CREDENTIALS -R {r.repo} < sp.json`), then re-run the deploy.")
+    verdict = r.verdict
+    if verdict == "not-triggered":
+        line = ("• *Push changes to target branch/path*: the commit qualifies, so GitHub did not start the run: "
+                f"check that Actions is enabled for `{r.repo}` and `{r.workflow.path}` is valid on `{r.branch}`, "
+                "then push again")
+        fixes.append(line + (f", or start it now: {run_by_hand}." if dispatch else "."))
+    elif verdict == "not-expected":
+        line = f"• Nothing to fix if `{r.head.sha[:7]}` should not deploy. To deploy: *Push changes to target branch/path*"
+        push = r.triggers.push if r.triggers else None
+        if r.skip == "paths" and push is not None and push.paths:
+            line += f" (a change matching {_listed(push.paths)} on `{r.branch}`)"
+        elif r.skip == "skip-marker":
+            line += f" (a commit without `{r.skip_detail}`)"
+        fixes.append(line + (f", or {run_by_hand}." if dispatch else "."))
+    elif verdict == "failed":
+        fixes.append(f"• Open {_run_label(r.run_for_head)} and read the first failing step.")
+        if r.secret_present is not False:
+            fixes.append("• If it failed at `Azure login`: *Verify AZURE_CREDENTIALS secret* "
+                         "(the service principal's client secret may have expired).")
+    elif verdict == "disabled":
+        fixes.append(f"• Enable it: `gh workflow enable {file_name} -R {r.repo}`, then push or {run_by_hand}.")
+    elif verdict == "invalid":
+        fixes.append(f"• Verify trigger config in workflow: `{r.workflow.path}` needs `on: push` with "
+                     f"`branches: [{r.branch}]` (and the paths that should deploy).")
+    return fixes
+
+
+def release_report(r: ReleaseReport) -> tuple[str, Blocks]:
+    problems = []
+    if r.release is None:
+        problems.append(f"release `{r.tag}` is not on `{r.repo}`")
+    if r.release is not None and r.missing_assets:
+        problems.append(f"`{r.tag}` lacks {_listed(r.missing_assets)}")
+    if r.unfinished_assets:
+        problems.append(f"the upload of {_listed(r.unfinished_assets)} did not finish")
+    if r.mismatched:
+        problems.append("manifest.json does not match the release: " + _listed((f.field for f in r.mismatched), 10)
+                        + (" differ" if len(r.mismatched) > 1 else " differs"))
+    if r.manifest_error:
+        problems.append(f"manifest.json could not be read ({r.manifest_error})")
+    release_name = (f" ({r.release_version} build {r.release_build})"
+                    if r.release_version and r.release_build else "")
+    if problems:
+        icon = ":red_circle:" if r.release is None or r.missing_assets or r.mismatched else ":large_orange_circle:"
+        headline = f"{icon} *Release (runbook 7-9)*: " + "; ".join(problems) + "."
+    else:
+        compared = ", ".join(f"`{f.field}`" for f in r.fields if f.ok)
+        headline = (f":large_green_circle: *Release (runbook 7-9)*: `{r.tag}`{release_name} has "
+                    f"{_listed(a.name for a in r.release.assets)}, and manifest.json matches it ({compared}).")
+
+    details = []
+    if r.release is not None:
+        rel = r.release
+        states = (f"states {r.release_version or 'no version'} build {r.release_build or '?'}"
+                  if r.release_version or r.release_build else "states no version or build")
+        details.append(f"*Release* {_link(rel.html_url, rel.tag)} “{rel.name}” on `{r.repo}`, "
+                       f"published {_when(rel.published_at)}; {states}")
+        lines = []
+        for asset in rel.assets:
+            mark = ":white_check_mark:" if asset.state == "uploaded" else ":warning:"
+            state = "" if asset.state == "uploaded" else f", upload *{asset.state}* (unfinished)"
+            lines.append(f"{mark} `{asset.name}` {_size(asset.size)}, updated {_when(asset.updated_at)}{state}")
+        for name in r.missing_assets:
+            lines.append(f":x: `{name}` missing")
+        details.append("*Assets*\n" + ("\n".join(lines) or "none"))
+    else:
+        details.append(f"*Release* {r.release_missing}")
+    if r.manifest_error:
+        details.append(f"*manifest.json* from {r.manifest_source}: {r.manifest_error}")
+    elif r.fields:
+        rows = []
+        for f in r.fields:
+            if f.ok:
+                rows.append(f":white_check_mark: `{f.field}` {render.cut(f.manifest or '', 200)}")
+            elif f.ok is None:
+                rows.append(f":grey_question: `{f.field}` manifest {f.manifest}; the release states none")
+            elif f.release is None:
+                rows.append(f":x: `{f.field}` manifest `{f.manifest}`; the release has no such asset")
+            else:
+                rows.append(f":x: `{f.field}` manifest `{f.manifest}`, release `{f.release}`")
+        details.append(f"*manifest.json* from {r.manifest_source}, field by field\n" + "\n".join(rows))
+    blocks = [render.section(headline), render.section("\n\n".join(details))]
+
+    if r.release is None or r.missing_assets or r.unfinished_assets:
+        blocks.append(render.section(
+            "*Fix (runbook 7, 8)*, on the release machine (the publish script does not run in the bot): put "
+            "`Nexy.dmg` and/or `Nexy.pkg` in `release_inbox`, try it, publish, and check:\n"
+            + render.code(_publish_commands(r, inbox=True))
+            + "\nIf the upload fails with 401/403: `gh auth status`, then `gh auth login` (runbook 8)."))
+    elif r.mismatched or r.manifest_error:
+        blocks.append(render.section(
+            "*Fix (runbook 9)*, on the release machine (the publish script does not run in the bot): "
+            "publish again so that manifest.json is rewritten from the release assets:\n"
+            + render.code(_publish_commands(r, inbox=False))))
+    if problems:
+        blocks.append(render.context("Verify (runbook 9): `artifact.url`/`version`/`build` in manifest.json match "
+                                     "the release assets; `/nexy release` shows it."))
+    return headline.replace("*", ""), blocks
+
+
+def _publish_commands(r: ReleaseReport, *, inbox: bool) -> str:
+    lines = ["test -d release_inbox && ls -la release_inbox"] if inbox else []
+    lines += ["python3 scripts/publish_assets_and_sync.py --dry-run",
+              "python3 scripts/publish_assets_and_sync.py",
+              f"gh release view {r.tag} -R {r.repo}"]
+    return "\n".join(lines)
+
+
+def azure_report(r: AzureReport) -> tuple[str, Blocks]:
+    target = f"`{r.resource_group}/{r.vm_name}`"
+    failure = r.failure
+    if failure is None:
+        state = f"the VM is *{r.power_state or 'in an unknown power state'}*, provisioning *{r.provisioning_state or 'unknown'}*"
+        if r.healthy:
+            headline = f":large_green_circle: *Azure access (runbook 1)*: {target} is readable; {state}."
+        else:
+            icon = ":red_circle:" if r.run_command is False else ":large_orange_circle:"
+            headline = f"{icon} *Azure access (runbook 1)*: {target} is readable; {state}."
+            if r.run_command is False:
+                headline += " The identity may *not* run commands on it."
+    else:
+        reason = {
+            "settings": "the bot cannot reach Azure as configured",
+            "auth": "Azure refused the credential (401)",
+            "forbidden": f"the identity may not read {target} (403)",
+            "subscription": f"subscription `{r.subscription}` is not visible to this identity (404)",
+            "resource-group": f"resource group `{r.resource_group}` is not in the subscription (404)",
+            "vm": f"there is no VM {target} (404)",
+            "unreachable": f"Azure Resource Manager did not answer at `{r.arm_url}`",
+        }.get(failure.value, "Azure answered with an error")
+        headline = f":red_circle: *Azure access (runbook 1)*: {reason}."
+
+    accepted = {None: "accepted", "auth": "refused", "settings": "not tried"}.get(failure.value if failure else None,
+                                                                                 "accepted")
+    details = [f"*Credential type* {r.credential} · {accepted}",
+               f"*Subscription* `{r.subscription or 'not set (AZURE_SUBSCRIPTION_ID)'}`",
+               f"*VM* {target}" + (f" in {r.location}, {r.vm_size}" if r.location else "")]
+    if failure is None:
+        details.append(f"*Power state* {r.power_state or 'unknown'} · *Provisioning* {r.provisioning_state or 'unknown'}"
+                       f" · *VM agent* {r.agent_status or 'not reported (Run Command needs it Ready)'}")
+        if r.run_command is True:
+            details.append(":white_check_mark: The identity holds `Microsoft.Compute/virtualMachines/runCommand/action` "
+                           "on the VM: it may run commands.")
+        elif r.run_command is False:
+            details.append(f":x: The identity lacks `Microsoft.Compute/virtualMachines/runCommand/action`: it needs "
+                           f"{_RUN_COMMAND_ROLE}.")
+        else:
+            details.append(f":grey_question: Run-command permission not verified ({r.permission_detail}). "
+                           f"Run Command needs {_RUN_COMMAND_ROLE}; the first `/nexy status` proves it.")
+    else:
+        details.append(("*Configuration* " if failure.value == "settings" else "*Azure said* ") + r.detail)
+    blocks = [render.section(headline), render.section("\n".join(details))]
+    fix = _azure_fix(r)
+    if fix:
+        blocks.append(render.section("*Fix (runbook 1)*\n" + fix))
+        blocks.append(render.context(f"Verify (runbook 1): `az vm show --resource-group {r.resource_group} "
+                                     f"--name {r.vm_name} -o table` works; `/nexy azure` shows it."))
+    return headline.replace("*", ""), blocks
+
+
+def _azure_fix(r: AzureReport) -> str:
+    failure = r.failure.value if r.failure else None
+    assign = (f"`az role assignment create --assignee <principal-id> --role \"Virtual Machine Contributor\" "
+              f"--scope <the VM's resource id>`")
+    if failure == "auth":
+        return ("• `az login`, then `az account set --subscription <SUBSCRIPTION_ID>`.\n"
+                "• With AZURE_ACCESS_TOKEN set, get a fresh one (it lasts about an hour): "
+                "`az account get-access-token --query accessToken -o tsv`.\n"
+                "• Else DefaultAzureCredential: check AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, "
+                "or the host's managed identity.\n"
+                f"• Once signed in, the identity needs {_RUN_COMMAND_ROLE}.")
+    if failure == "forbidden" or (failure is None and r.run_command is False):
+        return f"• Give the identity {_RUN_COMMAND_ROLE}: {assign}."
+    if failure == "subscription":
+        return ("• `az account list -o table`, then `az account set --subscription <SUBSCRIPTION_ID>`, "
+                "and set AZURE_SUBSCRIPTION_ID to it.")
+    if failure in ("resource-group", "vm"):
+        return "• `az vm list -o table`: set AZURE_RESOURCE_GROUP and AZURE_VM_NAME to the Nexy VM."
+    if failure == "settings":
+        return "• Set what is named above (`.env.example` explains each variable), then restart the worker."
+    if failure == "unreachable":
+        return "• Check AZURE_ARM_URL and the worker's network access to it, then try again."
+    return ""

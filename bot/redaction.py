@@ -78,10 +78,8 @@ def install_log_redaction() -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "rq.worker"):
+    for noisy in ("httpx", "httpcore", "rq.worker", "azure", "github"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Bolt warns that SLACK_BOT_TOKEN from the environment is unused when a client is given: it is by design.
-    logging.getLogger("slack_bolt.App").setLevel(logging.ERROR)
     for handler in root.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())

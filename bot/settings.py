@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     nexy_server_repo: str = "Seregawpn/Nexy_server"
     nexy_releases_repo: str = "Seregawpn/Nexy_production"
+    nexy_deploy_workflow: str = "deploy.yml"
+    nexy_deploy_branch: str = "main"
+    nexy_release_tag: str = "Update"
+    nexy_github_timeout_s: int = Field(10, ge=1, le=60)
 
     nexy_health_urls: CommaList = ("http://127.0.0.1:8080/health", "http://127.0.0.1:8081/updates/health")
     nexy_expected_version: str | None = None
@@ -60,6 +64,13 @@ class Settings(BaseSettings):
     nexy_channels: CommaList = ()
     nexy_approval_ttl_s: int = Field(900, ge=30, le=86400)
     nexy_allow_self_approval: bool = False
+
+    nexy_executor: Literal["azure", "local"] = "azure"
+    nexy_azure_poll_s: float = Field(5.0, ge=0.01, le=60)
+    nexy_conflict_retry_s: float = Field(15.0, ge=0.01, le=600)
+    nexy_conflict_max_wait_s: float = Field(900.0, ge=0, le=5400)
+    nexy_vm_lease_s: float = Field(60.0, ge=1, le=3600)
+    nexy_journal_lines: int = Field(15, ge=1, le=100)
 
     nexy_data_dir: str = ".nexy"
     nexy_io_workers: int = Field(1, ge=1, le=16)
@@ -116,6 +127,39 @@ class Settings(BaseSettings):
     def _azure_name(cls, name: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_.()-]{1,90}", name):
             raise ValueError("an Azure resource name: letters, digits and . _ ( ) -")
+        return name
+
+    @field_validator("nexy_server_repo", "nexy_releases_repo")
+    @classmethod
+    def _github_repo(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,39}/[A-Za-z0-9_.-]{1,100}", name):
+            raise ValueError("a GitHub repository as owner/name")
+        return name
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _github_url(cls, url: str) -> str:
+        # The token rides on every request: plain http only to a loopback emulator.
+        match = re.match(r"^(https?)://([^/:\s]+|\[[^\]]+\])", url)
+        if not match:
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        host = match.group(2).strip("[]")
+        if match.group(1) == "http" and not (host in ("localhost", "::1") or host.startswith("127.")):
+            raise ValueError("plain http is allowed for loopback emulators only; use https")
+        return url.rstrip("/")
+
+    @field_validator("nexy_deploy_workflow")
+    @classmethod
+    def _workflow_file(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}\.ya?ml", name):
+            raise ValueError("a workflow file name under .github/workflows, e.g. deploy.yml")
+        return name
+
+    @field_validator("nexy_deploy_branch", "nexy_release_tag")
+    @classmethod
+    def _git_ref(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}", name) or ".." in name or name.endswith((".", "/")):
+            raise ValueError("a branch or tag name: letters, digits and . _ - /")
         return name
 
     @field_validator("nexy_operators", "nexy_approvers")

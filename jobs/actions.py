@@ -1,11 +1,12 @@
 """The actions a job can run, by command name; each posts its own result in the thread."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from bot import messages, render
-from bot.dispatch import WorkItem
-from jobs import health
+from bot.dispatch import Dispatcher, WorkItem
+from jobs import external_checks, health, vm_checks
 from jobs.runtime import Runtime
 from jobs.thread import Thread
 
@@ -22,6 +23,22 @@ def run_health(runtime: Runtime, thread: Thread, item: WorkItem) -> str:
     return "healthy" if report.healthy else "unhealthy"
 
 
+def run_queue(runtime: Runtime, thread: Thread, item: WorkItem) -> str:
+    """queue: what runs on the VM now (since when) and what waits, in order."""
+    settings = runtime.settings
+    dispatcher = Dispatcher(settings, runtime.redis)
+    waiting = [WorkItem.from_payload(job.args[0]) for job in dispatcher.queue(settings.vm_queue).get_jobs() if job.args]
+    text, blocks = messages.queue_listing(settings.azure_vm_name, dispatcher.running_on_vm(), waiting, time.time())
+    thread.post(text, blocks, kind="queue", user=item.user)
+    return f"{len(waiting)} waiting"
+
+
 ACTIONS: dict[str, Action] = {
     "health": run_health,
+    "status": vm_checks.run_status,
+    "preflight": vm_checks.run_preflight,
+    "queue": run_queue,
+    "azure": external_checks.run_azure,
+    "deploy": external_checks.run_deploy,
+    "release": external_checks.run_release,
 }

@@ -29,6 +29,13 @@ class Runtime:
     def slack(self) -> SlackClient:
         return SlackClient(web_client(self.settings))
 
+    @cached_property
+    def executor(self):
+        """Where scripts run: Azure Run Command, or bash on this host (NEXY_EXECUTOR=local)."""
+        from jobs.executors import executor_for
+
+        return executor_for(self.settings)
+
 
 _current: Runtime | None = None
 

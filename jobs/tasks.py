@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def run_request(payload: dict) -> str:
     """Run one queued request and post its result in the incident thread; returns a short status."""
-    item = WorkItem(**{**payload, "args": tuple(payload.get("args", ()))})
+    item = WorkItem.from_payload(payload)
     runtime = current()
     thread = Thread(runtime, item.incident)
     action = actions.ACTIONS.get(item.command)
@@ -42,3 +42,8 @@ def run_request(payload: dict) -> str:
 def notify(*, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
     """Post an ephemeral notice to one user (in a thread when given)."""
     current().slack.ephemeral(channel, user, text, thread_ts=thread_ts)
+
+
+def announce(*, incident: str, text: str) -> None:
+    """Post a notice in an incident's thread (queue position, for example)."""
+    Thread(current(), incident).post(text, kind="notice")

@@ -25,7 +25,7 @@ HELP = """console commands:
   /unreact <n> [emoji]      remove it
   /click <n> <button>       press a button of message [n] (by its label, e.g. Approve)
   /channel <id>             switch channel
-  /vm <scenario>|heal       sandbox VM: break it into a runbook fault, or heal it
+  /scenario <name>          put the sandbox into a runbook fault (/scenario healthy heals it)
   /who, /help, /quit"""
 
 QUIET_S = 0.4
@@ -39,13 +39,13 @@ class Console:
     """Reads console lines, drives the Slack emulator, prints what the bot posts."""
 
     def __init__(self, slack, *, idle: Callable[[], bool] = lambda: True, out: TextIO = sys.stdout,
-                 channel: str = "C0OPS", user: str = "U0ALICE", vm=None):
+                 channel: str = "C0OPS", user: str = "U0ALICE", sandbox=None):
         self.slack = slack
         self.idle = idle
         self.out = out
         self.channel = channel
         self.user = user
-        self.vm = vm
+        self.sandbox = sandbox
         self.numbers: dict[str, int] = {}
         self.by_number: dict[int, str] = {}
         self.last_activity = time.monotonic()
@@ -152,8 +152,8 @@ class Console:
         elif head == "/channel" and len(words) == 2:
             self.channel = words[1]
             self.say(f"(now in #{self.channel})")
-        elif head == "/vm" and len(words) == 2:
-            self._vm(words[1])
+        elif head == "/scenario" and len(words) == 2:
+            self._scenario(words[1])
         elif head == "/who":
             self.say(f"(you are {self.slack.users.get(self.user, self.user)} <{self.user}> in #{self.channel})")
         else:
@@ -186,14 +186,14 @@ class Console:
                     return
         self.say(f"(message [{number}] has no button {label!r})")
 
-    def _vm(self, word: str) -> None:
-        if self.vm is None:
-            return self.say("(no simulated VM in this sandbox)")
+    def _scenario(self, name: str) -> None:
+        if self.sandbox is None:
+            return self.say("(no sandbox behind this console)")
         try:
-            self.vm.heal() if word == "heal" else self.vm.break_(word)
-            self.say(f"(sandbox VM: {word})")
-        except (KeyError, ValueError) as exc:
-            self.say(f"(sandbox VM: {exc})")
+            self.sandbox.apply(name)
+            self.say(f"(sandbox is now in scenario {name})")
+        except ValueError as exc:
+            self.say(f"(sandbox: {exc})")
 
     def _check(self, response) -> None:
         if response.status_code != 200:

@@ -15,8 +15,11 @@ from bot.embedded_redis import EmbeddedRedis
 from bot.settings import Settings, load_settings
 from jobs.runtime import Runtime
 from jobs.worker import serve
+from sandbox.azure_emulator import AzureEmulator
+from sandbox.github_emulator import GitHubEmulator
 from sandbox.health_server import HealthServer
 from sandbox.slack_emulator import SlackEmulator
+from sandbox.vm import SimulatedVM
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +50,59 @@ def nexy_server() -> Iterator[HealthServer]:
         yield server
 
 
+RG, VM_NAME = "NetworkWatcherRG", "Nexy"
+
+
 @pytest.fixture
-def make_settings(redis_url: str, slack: SlackEmulator, nexy_server: HealthServer, tmp_path) -> Callable[..., Settings]:
-    """Settings pointing at the emulators; keyword arguments override (lower-case setting names)."""
+def vm(tmp_path) -> Iterator[SimulatedVM]:
+    """A simulated Nexy VM (real service, real journal) under tmp_path, healthy."""
+    machine = SimulatedVM(tmp_path / "vm").create()
+    yield machine
+    machine.stop()
+
+
+@pytest.fixture
+def azure(vm: SimulatedVM) -> Iterator[AzureEmulator]:
+    """The Azure Run Command emulator serving the simulated VM as NetworkWatcherRG/Nexy, with no delay."""
+    with AzureEmulator(delay_s=0.0) as emulator:
+        emulator.add_vm(RG, VM_NAME, vm)
+        yield emulator
+
+
+@pytest.fixture
+def vm_settings(make_settings, vm: SimulatedVM, azure: AzureEmulator) -> Callable[..., Settings]:
+    """Settings for the bot to reach the simulated VM through the Azure emulator."""
+
+    def build(**overrides: object) -> Settings:
+        values = {key.lower(): value for key, value in vm.settings_env().items()}
+        values.update(
+            azure_subscription_id=azure.subscription_id,
+            azure_arm_url=azure.url,
+            azure_access_token=azure.token,
+            azure_resource_group=RG,
+            azure_vm_name=VM_NAME,
+            nexy_azure_poll_s=0.02,
+            nexy_conflict_retry_s=0.05,
+            nexy_conflict_max_wait_s=2.0,
+        )
+        values.update(overrides)
+        return make_settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubEmulator]:
+    """The GitHub REST emulator, healthy; tests put it into a scenario with `apply_scenario`."""
+    with GitHubEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def make_settings(redis_url: str, slack: SlackEmulator, nexy_server: HealthServer, tmp_path,
+                  request: pytest.FixtureRequest) -> Callable[..., Settings]:
+    """Settings pointing at the emulators (GitHub's too when the test uses `github`); keyword arguments override."""
+    emulated_github = request.getfixturevalue("github") if "github" in request.fixturenames else None
 
     def build(**overrides: object) -> Settings:
         values = {
@@ -60,8 +113,10 @@ def make_settings(redis_url: str, slack: SlackEmulator, nexy_server: HealthServe
             "nexy_health_urls": ",".join(nexy_server.urls),
             "nexy_health_timeout_s": 2.0,
             "nexy_data_dir": str(tmp_path / "data"),
-            **overrides,
         }
+        if emulated_github is not None:
+            values.update(github_token=emulated_github.token, github_api_url=emulated_github.url)
+        values.update(overrides)
         return load_settings(_env_file=None, **values)
 
     return build
@@ -112,8 +167,28 @@ def bot(serve_bot, settings: Settings) -> str:
 def work(settings: Settings, redis: Redis) -> Callable[..., bool]:
     """Run a burst worker over the io and VM queues in this process until they are empty."""
 
-    def run(use: Settings | None = None) -> bool:
+    def run(use: Settings | None = None, queues: list[str] | None = None) -> bool:
         current = use or settings
-        return serve(Runtime(current, redis), [IO_QUEUE, current.vm_queue], burst=True)
+        return serve(Runtime(current, redis), queues or [IO_QUEUE, current.vm_queue], burst=True)
 
     return run
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce these settings in a child process."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+@pytest.fixture
+def vm_bot_settings(serve_bot, vm_settings) -> Settings:
+    """The bot served with settings that reach the simulated VM through the Azure emulator."""
+    settings = vm_settings()
+    serve_bot(settings)
+    return settings

@@ -1,0 +1,80 @@
+"""The Azure Resource Manager client: the only module that builds azure-mgmt-compute clients.
+
+Credentials: the static bearer token in AZURE_ACCESS_TOKEN when set, else DefaultAzureCredential.
+A plain-http AZURE_ARM_URL is accepted for loopback hosts only (the local emulator); azure-core
+refuses bearer tokens over http unless a request says `enforce_https=False`, so the
+authentication policy says it for loopback URLs, and only for them.
+"""
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+from azure.core.credentials import AccessToken, TokenCredential
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+
+from bot.errors import SettingsError
+from bot.settings import Settings
+
+ARM_SCOPE = "https://management.azure.com/.default"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class StaticTokenCredential:
+    """A TokenCredential for a token obtained elsewhere (`az account get-access-token`)."""
+
+    kind = "static bearer token (AZURE_ACCESS_TOKEN)"
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class _LoopbackHttpAuthPolicy(ARMChallengeAuthenticationPolicy):
+    """ARM's authentication policy, allowing plain http to loopback hosts only."""
+
+    def on_request(self, request) -> None:  # type: ignore[override]
+        if is_loopback(request.http_request.url):
+            request.context.options["enforce_https"] = False
+        super().on_request(request)
+
+
+def credential(settings: Settings) -> TokenCredential:
+    if settings.azure_access_token:
+        return StaticTokenCredential(settings.azure_access_token)
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+
+
+def credential_kind(settings: Settings) -> str:
+    return StaticTokenCredential.kind if settings.azure_access_token else "DefaultAzureCredential"
+
+
+def compute_client(settings: Settings) -> ComputeManagementClient:
+    """A ComputeManagementClient for AZURE_ARM_URL; refuses plain http except to loopback with a static token."""
+    if not settings.azure_subscription_id:
+        raise SettingsError("AZURE_SUBSCRIPTION_ID is required to reach the VM through Azure")
+    url = settings.azure_arm_url.rstrip("/")
+    if not url.startswith("https://"):
+        if not is_loopback(url):
+            raise SettingsError("AZURE_ARM_URL: plain http is allowed for loopback emulators only")
+        if not settings.azure_access_token:
+            raise SettingsError("AZURE_ACCESS_TOKEN is required with a loopback http AZURE_ARM_URL")
+    cred = credential(settings)
+    return ComputeManagementClient(
+        cred,
+        settings.azure_subscription_id,
+        base_url=url,
+        credential_scopes=[ARM_SCOPE],
+        authentication_policy=_LoopbackHttpAuthPolicy(cred, ARM_SCOPE),
+        retry_total=2,
+    )

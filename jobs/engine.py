@@ -1,0 +1,102 @@
+"""The run-command engine: one script at a time on a VM, whatever runs the workers.
+
+Serialization is a guarantee, not a habit: a VM's jobs go through its own queue (one worker),
+and every run also holds a Redis lease per VM, renewed while the command runs, so even a second
+worker started by mistake waits instead of overlapping. A 409 from Azure (another run-command in
+progress, runbook 6.4) is waited out with backoff, and the thread says so.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from contextlib import suppress
+
+from redis import Redis
+from redis.exceptions import LockError
+
+from bot import messages
+from bot.dispatch import VM_JOB_TIMEOUT_S, WorkItem, vm_lease_key, vm_running_key
+from bot.errors import ConflictError, ExecutorError
+from jobs.runcommand import RunResult, Script
+from jobs.runtime import Runtime
+from jobs.thread import Thread
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICT_DELAY_S = 120.0
+"""The longest single wait between two tries after a 409."""
+
+
+class VMLease:
+    """Holds the VM's lock for one run-command; a thread renews it until released."""
+
+    def __init__(self, redis: Redis, resource_group: str, vm: str, holder: dict, lease_s: float):
+        self.redis = redis
+        self.lease_s = lease_s
+        self.holder = holder
+        self.running = vm_running_key(resource_group, vm)
+        # thread_local=False: the renewing thread must see the token the job thread acquired.
+        self.lock = redis.lock(vm_lease_key(resource_group, vm), timeout=lease_s, sleep=0.05,
+                               blocking_timeout=VM_JOB_TIMEOUT_S, thread_local=False)
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def __enter__(self) -> "VMLease":
+        if not self.lock.acquire():
+            raise ExecutorError("the VM stayed locked by another worker for longer than a job may run")
+        self.redis.set(self.running, json.dumps({**self.holder, "since": time.time()}), px=int(self.lease_s * 1000))
+        self._renewer = threading.Thread(target=self._renew, name="vm-lease", daemon=True)
+        self._renewer.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                self.lock.extend(self.lease_s, replace_ttl=True)
+                self.redis.pexpire(self.running, int(self.lease_s * 1000))
+            except LockError:
+                log.error("lost the VM lease %s while a command was running", self.lock.name)
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._renewer:
+            self._renewer.join(timeout=5)
+        with suppress(LockError):
+            self.redis.delete(self.running)
+            self.lock.release()
+
+
+def run_on_vm(runtime: Runtime, thread: Thread, item: WorkItem, script: Script) -> RunResult:
+    """Run one script on the VM under its lease, waiting out run-command conflicts; audit the run."""
+    settings = runtime.settings
+    holder = {"job": item.id, "words": item.words, "incident": item.incident, "user": item.user}
+    with VMLease(runtime.redis, settings.azure_resource_group, settings.azure_vm_name, holder, settings.nexy_vm_lease_s):
+        result = _run_through_conflicts(runtime, thread, script)
+    runtime.store.record(item.incident, "run-command", item.user, script=script.name, executor=runtime.executor.name,
+                         exit_code=result.exit_code, duration_s=result.duration_s, facts=result.facts)
+    return result
+
+
+def _run_through_conflicts(runtime: Runtime, thread: Thread, script: Script) -> RunResult:
+    settings = runtime.settings
+    waited, delay, notice = 0.0, settings.nexy_conflict_retry_s, None
+    while True:
+        try:
+            result = runtime.executor.run(script)
+            break
+        except ConflictError:
+            if waited + delay > settings.nexy_conflict_max_wait_s:
+                if notice:
+                    thread.update(notice, messages.conflict_gave_up(script.name, waited))
+                raise ConflictError(messages.conflict_gave_up(script.name, waited)) from None
+            text = messages.conflict_waiting(script.name, delay, waited)
+            notice = thread.post(text, kind="conflict") if notice is None else (thread.update(notice, text) or notice)
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, MAX_CONFLICT_DELAY_S)
+    if notice:
+        thread.update(notice, messages.conflict_cleared(script.name, waited))
+    return result

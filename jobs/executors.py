@@ -1,0 +1,106 @@
+"""Executors: where a script runs. One interface, two implementations.
+
+- `AzureExecutor`: Azure VM Run Command (`virtual_machines.begin_run_command`, RunShellScript).
+- `LocalExecutor`: bash on this host, for a bot installed on the VM itself.
+
+Both run the same rendered script and return a `RunResult` read from the wrapper's summary.
+A 409 from Azure (another run-command in progress, runbook 6.4) raises ConflictError; the
+engine decides how long to wait.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from typing import Protocol
+
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
+
+from bot.errors import AccessError, ConflictError, ExecutorError
+from bot.redaction import redact
+from bot.settings import Settings
+from jobs.azure_client import compute_client
+from jobs.runcommand import AZURE_OUTPUT_LIMIT, RunResult, Script, parse, split_message
+
+LOCAL_TIMEOUT_S = 90 * 60
+"""The local executor gives a script as long as Azure would (90 minutes)."""
+
+ROLE_HINT = ("the identity needs Virtual Machine Contributor on the VM, or a custom role with "
+             "Microsoft.Compute/virtualMachines/runCommand/action")
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, script: Script) -> RunResult: ...
+
+
+class AzureExecutor:
+    """Runs a script on the VM through Azure VM Run Command."""
+
+    name = "azure"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.client = compute_client(settings)
+
+    def run(self, script: Script) -> RunResult:
+        started = time.monotonic()
+        command = RunCommandInput(
+            command_id="RunShellScript",
+            script=script.lines(),
+            parameters=[RunCommandInputParameter(name=k, value=v) for k, v in script.parameters],
+        )
+        try:
+            poller = self.client.virtual_machines.begin_run_command(
+                self.settings.azure_resource_group,
+                self.settings.azure_vm_name,
+                command,
+                polling_interval=self.settings.nexy_azure_poll_s,
+            )
+            result = poller.result()
+        except ClientAuthenticationError as exc:
+            raise AccessError(f"Azure refused the credentials (HTTP {exc.status_code or 401}): {ROLE_HINT}") from None
+        except HttpResponseError as exc:
+            raise _classify(exc) from None
+        message = (result.value or [None])[0]
+        stdout, stderr = split_message(message.message if message else "")
+        return parse(script.name, stdout, stderr, limit=AZURE_OUTPUT_LIMIT, duration_s=time.monotonic() - started)
+
+
+def _classify(exc: HttpResponseError) -> Exception:
+    status = exc.status_code
+    code = getattr(getattr(exc, "error", None), "code", None) or ""
+    text = redact(str(getattr(getattr(exc, "error", None), "message", None) or exc.message or exc))[:300]
+    if status == 409:
+        return ConflictError(text or "Run command extension execution is in progress.")
+    if status in (401, 403):
+        return AccessError(f"Azure answered {status} {code}: {ROLE_HINT}")
+    if status == 404:
+        return ExecutorError(f"Azure answered 404 {code}: check AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP "
+                             f"and AZURE_VM_NAME ({text})")
+    return ExecutorError(f"Azure answered {status} {code}: {text}")
+
+
+class LocalExecutor:
+    """Runs a script with bash on this host (the bot installed on the VM itself)."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None):
+        self.settings = settings
+        self.env = env
+
+    def run(self, script: Script) -> RunResult:
+        started = time.monotonic()
+        try:
+            done = subprocess.run(["bash", "-s"], input=script.render(), capture_output=True, text=True,
+                                  timeout=LOCAL_TIMEOUT_S, env=self.env or dict(os.environ))
+        except subprocess.TimeoutExpired:
+            raise ExecutorError(f"the script ran longer than {LOCAL_TIMEOUT_S // 60} minutes and was stopped") from None
+        return parse(script.name, done.stdout, done.stderr, duration_s=time.monotonic() - started)
+
+
+def executor_for(settings: Settings) -> Executor:
+    return LocalExecutor(settings) if settings.nexy_executor == "local" else AzureExecutor(settings)

@@ -1,0 +1,303 @@
+"""The GitHub client: the only module that talks to GitHub (PyGithub), read-only.
+
+It hands back plain dataclasses, never PyGithub objects, and turns every failure into a
+`GitHubError` whose text says what to do: a rejected GITHUB_TOKEN, the token permission that is
+missing, the repository / workflow / release that is not there, when the rate limit resets, or
+that GitHub did not answer in time. It never sleeps on a rate limit: the io worker must not
+stall behind GitHub.
+
+Each request is bounded by NEXY_GITHUB_TIMEOUT_S; a GET that meets a 5xx or a dropped connection
+is retried twice (0.5 s, 1 s backoff), so one read costs at most about 3 x the timeout + 1.5 s.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TypeVar
+
+import requests
+import urllib3
+from github import Auth, Github
+from github.GithubException import (
+    BadCredentialsException,
+    GithubException,
+    RateLimitExceededException,
+    UnknownObjectException,
+)
+
+from bot.errors import GitHubError, GitHubNotFound, GitHubPermissionError, GitHubRateLimited
+from bot.redaction import redact
+from bot.settings import Settings
+
+T = TypeVar("T")
+
+RETRY = urllib3.util.Retry(
+    total=2,
+    backoff_factor=0.5,
+    status_forcelist=(500, 502, 503, 504),
+    allowed_methods=frozenset({"GET"}),
+    respect_retry_after_header=False,  # a rate limit is reported, never waited out in the worker
+    raise_on_status=False,
+)
+"""Ride out one GitHub hiccup (5xx, reset connection); never a rate limit (403/429 are not listed)."""
+
+PERMISSION_NAMES = {
+    "actions": "Actions",
+    "contents": "Contents",
+    "secrets": "Secrets",
+    "metadata": "Metadata",
+}
+"""GitHub's permission keys (x-accepted-github-permissions) as its token settings page names them."""
+
+_REPO_HINT = "NEXY_SERVER_REPO and NEXY_RELEASES_REPO name the repositories as owner/name"
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    message: str
+    author: str
+    date: datetime | None
+    html_url: str
+    files: tuple[str, ...]
+
+    @property
+    def title(self) -> str:
+        return self.message.splitlines()[0] if self.message else ""
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    id: int
+    name: str
+    path: str
+    state: str
+    html_url: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    run_number: int
+    head_sha: str
+    head_branch: str
+    event: str
+    status: str
+    conclusion: str | None
+    html_url: str
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AssetInfo:
+    name: str
+    size: int
+    state: str
+    updated_at: datetime | None
+    download_url: str
+    label: str
+    digest: str | None
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    repo: str
+    tag: str
+    name: str
+    body: str
+    html_url: str
+    published_at: datetime | None
+    draft: bool
+    prerelease: bool
+    assets: tuple[AssetInfo, ...]
+
+    def asset(self, name: str) -> AssetInfo | None:
+        return next((a for a in self.assets if a.name == name), None)
+
+
+class GitHubClient:
+    """Read-only access to the repositories the deploy and release checks look at."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.timeout_s = settings.nexy_github_timeout_s
+        token = settings.github_token
+        self._gh = Github(
+            auth=Auth.Token(token) if token else None,
+            base_url=settings.github_api_url,
+            timeout=self.timeout_s,
+            seconds_between_requests=0,  # PyGithub otherwise waits 0.25 s before every request
+            retry=RETRY,
+        )
+        self._repos: dict[str, object] = {}
+
+    def close(self) -> None:
+        self._gh.close()
+
+    def __enter__(self) -> GitHubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _repo(self, name: str):
+        if name not in self._repos:
+            self._repos[name] = self._call(
+                lambda: self._gh.get_repo(name),
+                what=f"repository `{name}`",
+                permission="Metadata: read",
+                hint=_REPO_HINT,
+            )
+        return self._repos[name]
+
+    def workflow(self, repo: str, file_name: str) -> WorkflowInfo:
+        """The workflow `.github/workflows/<file_name>` of `repo`."""
+        r = self._repo(repo)
+
+        def read() -> WorkflowInfo:
+            w = r.get_workflow(file_name)
+            return WorkflowInfo(w.id, w.name, w.path, w.state, w.html_url)
+
+        return self._call(read, what=f"workflow `{file_name}` in `{repo}`", permission="Actions: read",
+                          hint="NEXY_DEPLOY_WORKFLOW names the workflow file under .github/workflows")
+
+    def file_text(self, repo: str, path: str, ref: str) -> str:
+        """A file's text at `ref`."""
+        r = self._repo(repo)
+        return self._call(
+            lambda: r.get_contents(path, ref=ref).decoded_content.decode("utf-8", "replace"),
+            what=f"file `{path}` at `{ref}` in `{repo}`",
+            permission="Contents: read",
+        )
+
+    def branch_head(self, repo: str, branch: str) -> CommitInfo:
+        """The latest commit on `branch`, with the files it changed."""
+        r = self._repo(repo)
+
+        def read() -> CommitInfo:
+            sha = r.get_branch(branch).commit.sha
+            c = r.get_commit(sha)
+            author = (c.author.login if c.author else None) or c.commit.author.name
+            return CommitInfo(c.sha, c.commit.message, author, _utc(c.commit.author.date), c.html_url,
+                              tuple(f.filename for f in c.files))
+
+        return self._call(read, what=f"branch `{branch}` in `{repo}`", permission="Contents: read",
+                          hint="NEXY_DEPLOY_BRANCH names the branch that deploys")
+
+    def runs(self, repo: str, workflow: WorkflowInfo, *, branch: str | None = None,
+             head_sha: str | None = None, limit: int = 1) -> list[RunInfo]:
+        """The newest runs of a workflow (first page only), optionally for one branch or commit."""
+        r = self._repo(repo)
+
+        def read() -> list[RunInfo]:
+            filters = {k: v for k, v in (("branch", branch), ("head_sha", head_sha)) if v}
+            found = r.get_workflow(workflow.id).get_runs(**filters)
+            runs = []
+            for run in found:
+                runs.append(RunInfo(run.id, run.run_number, run.head_sha, run.head_branch, run.event, run.status,
+                                    run.conclusion, run.html_url, _utc(run.created_at)))
+                if len(runs) >= limit:
+                    break
+            return runs
+
+        return self._call(read, what=f"runs of `{workflow.path}` in `{repo}`", permission="Actions: read")
+
+    def secret_names(self, repo: str) -> list[str]:
+        """The names (never values: the API has none) of the repository's Actions secrets."""
+        r = self._repo(repo)
+        return self._call(lambda: [s.name for s in r.get_secrets()],
+                          what=f"Actions secrets of `{repo}`", permission="Secrets: read")
+
+    def release(self, repo: str, tag: str) -> ReleaseInfo:
+        """The release with tag `tag`, with its assets."""
+        r = self._repo(repo)
+
+        def read() -> ReleaseInfo:
+            rel = r.get_release(tag)
+            assets = tuple(
+                AssetInfo(a.name, a.size, a.state, _utc(a.updated_at), a.browser_download_url, a.label or "",
+                          a.digest)
+                for a in rel.get_assets()
+            )
+            return ReleaseInfo(repo, rel.tag_name, rel.name or "", rel.body or "", rel.html_url,
+                               _utc(rel.published_at), rel.draft, rel.prerelease, assets)
+
+        return self._call(read, what=f"release `{tag}` in `{repo}`", permission="Contents: read")
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def _call(self, read: Callable[[], T], *, what: str, permission: str, hint: str = "") -> T:
+        try:
+            return read()
+        except GithubException as exc:
+            raise self._explain(exc, what, permission, hint) from None
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise GitHubError(self._unreachable(exc, what)) from None
+
+    def _explain(self, exc: GithubException, what: str, permission: str, hint: str) -> GitHubError:
+        headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+        data = exc.data if isinstance(exc.data, dict) else {}
+        message = redact(str(data.get("message") or exc.message or ""))[:200]
+        if (isinstance(exc, RateLimitExceededException) or exc.status == 429
+                or headers.get("x-ratelimit-remaining") == "0" or "rate limit" in message.lower()):
+            return GitHubRateLimited(_rate_limit_text(headers))
+        if isinstance(exc, BadCredentialsException) or exc.status == 401:
+            if not self.settings.github_token:
+                return GitHubError(f"GitHub requires authentication to read {what}: set GITHUB_TOKEN.")
+            return GitHubError(
+                f"GitHub rejected GITHUB_TOKEN (401 {message or 'Bad credentials'}): it is wrong, expired or "
+                "revoked. Put a valid token in GITHUB_TOKEN and restart the worker."
+            )
+        if isinstance(exc, UnknownObjectException) or exc.status == 404:
+            return GitHubNotFound(
+                f"Not found on GitHub (404): {what}. Either it does not exist or GITHUB_TOKEN cannot see it "
+                "(a fine-grained token must list the repository)." + (f" {hint}." if hint else "")
+            )
+        if exc.status == 403:
+            needed = _accepted_permission(headers) or permission
+            return GitHubPermissionError(
+                f"GitHub refused access to {what} (403 {message or 'Forbidden'}): "
+                f"GITHUB_TOKEN needs the repository permission *{needed}*.",
+                needed,
+            )
+        return GitHubError(f"GitHub answered {exc.status} for {what}: {message or 'no message'}.")
+
+    def _unreachable(self, exc: Exception, what: str) -> str:
+        if isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower():
+            return (f"GitHub did not answer within {self.timeout_s:g} s (reading {what}; "
+                    "NEXY_GITHUB_TIMEOUT_S); try again shortly, or check githubstatus.com.")
+        return f"GitHub could not be reached at {self.settings.github_api_url} (reading {what})."
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _accepted_permission(headers: dict[str, str]) -> str | None:
+    """`secrets=read` (GitHub's x-accepted-github-permissions) as `Secrets: read`."""
+    raw = headers.get("x-accepted-github-permissions", "")
+    first = raw.replace(",", ";").split(";")[0].strip()
+    if "=" not in first:
+        return None
+    key, _, level = first.partition("=")
+    return f"{PERMISSION_NAMES.get(key.strip(), key.strip().replace('_', ' ').capitalize())}: {level.strip()}"
+
+
+def _rate_limit_text(headers: dict[str, str]) -> str:
+    retry_after = headers.get("retry-after", "")
+    if retry_after.isdigit():
+        return (f"GitHub rate-limited this token (secondary limit): try again in {int(retry_after)} s. "
+                "Nothing was retried; the worker does not wait for GitHub.")
+    reset = headers.get("x-ratelimit-reset", "")
+    if reset.isdigit():
+        when = datetime.fromtimestamp(int(reset), timezone.utc)
+        minutes = max(0, round((int(reset) - time.time()) / 60))
+        return (f"GitHub rate-limited until {when:%H:%M} UTC (in about {minutes} min). "
+                "Nothing was retried; the worker does not wait for GitHub.")
+    return "GitHub rate-limited this token; try again later. Nothing was retried."

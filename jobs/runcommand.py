@@ -1,0 +1,111 @@
+"""Scripts for the VM and what comes back from them.
+
+A script is a file under `jobs/scripts/`. `Script.render()` wraps it (`_wrapper.sh`) with its
+validated parameters as shell-quoted assignments; the wrapper prints the facts the script
+recorded and its exit code as the LAST lines, because Azure returns only the last 4,096 bytes
+and says "succeeded" whatever the exit code. `parse()` reads those lines back.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
+RESULT_PREFIX = "@@nexy-result "
+FACT_PREFIX = "@@nexy-fact "
+AZURE_OUTPUT_LIMIT = 4096
+"""Azure Run Command keeps only the last 4,096 bytes of each of stdout and stderr."""
+
+_PARAM_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_PARAM_VALUE = re.compile(r"^[A-Za-z0-9_./:@+=,-]{0,512}$")
+_MESSAGE = re.compile(r"\[stdout\]\n?(?P<stdout>.*?)\n?\[stderr\]\n?(?P<stderr>.*)\Z", re.S)
+
+
+@dataclass(frozen=True)
+class Script:
+    """One script file and the validated parameters it runs with."""
+
+    name: str
+    parameters: tuple[tuple[str, str], ...] = ()
+    directory: Path = SCRIPTS_DIR
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", self.name) or not (self.directory / f"{self.name}.sh").is_file():
+            raise ValueError(f"no script {self.name!r} in {self.directory}")
+        for key, value in self.parameters:
+            if not _PARAM_NAME.match(key) or not _PARAM_VALUE.match(value):
+                raise ValueError(f"parameter {key} has a value outside the allowed characters")
+
+    def body(self) -> str:
+        return (self.directory / f"{self.name}.sh").read_text()
+
+    def render(self) -> str:
+        """The full script text sent to the VM: the wrapper, the parameters, the body."""
+        wrapper = (SCRIPTS_DIR / "_wrapper.sh").read_text()
+        assignments = "\n".join(f"{key}={shlex.quote(value)}; export {key}" for key, value in self.parameters)
+        library = (SCRIPTS_DIR / "_lib.sh").read_text()
+        return (wrapper.replace("# @@PARAMETERS@@", assignments)
+                .replace("# @@LIBRARY@@", library)
+                .replace("# @@BODY@@", self.body()))
+
+    def lines(self) -> list[str]:
+        return self.render().splitlines()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a script run told us: exit code (None if its result line never came back), facts, output."""
+
+    script: str
+    exit_code: int | None
+    facts: dict[str, str] = field(default_factory=dict)
+    stdout: str = ""
+    stderr: str = ""
+    cut: bool = False
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def output(self) -> str:
+        """stdout and stderr as one readable text, with a note when Azure cut the start."""
+        parts = []
+        if self.cut:
+            parts.append(f"(only the last {AZURE_OUTPUT_LIMIT} bytes came back: the start was cut)")
+        if self.stdout.strip():
+            parts.append(self.stdout.rstrip())
+        if self.stderr.strip():
+            parts.append("[stderr]\n" + self.stderr.rstrip())
+        return "\n".join(parts)
+
+
+def split_message(message: str) -> tuple[str, str]:
+    """stdout and stderr from Azure's `value[0].message` ("Enable succeeded: \\n[stdout]\\n...\\n[stderr]\\n...")."""
+    match = _MESSAGE.search(message or "")
+    if not match:
+        return message or "", ""
+    return match.group("stdout"), match.group("stderr")
+
+
+def parse(script: str, stdout: str, stderr: str, *, limit: int | None = None, duration_s: float = 0.0) -> RunResult:
+    """Read the wrapper's summary lines off the end of stdout; the rest is the script's own output."""
+    facts: dict[str, str] = {}
+    exit_code: int | None = None
+    kept: list[str] = []
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            match = re.match(r"rc=(\d+)", line[len(RESULT_PREFIX):])
+            exit_code = int(match.group(1)) if match else None
+        elif line.startswith(FACT_PREFIX):
+            key, _, value = line[len(FACT_PREFIX):].partition("=")
+            facts[key.strip()] = value.strip()
+        else:
+            kept.append(line)
+    cut = limit is not None and (
+        len(stdout.encode()) >= limit - 1 or len(stderr.encode()) >= limit - 1
+    )
+    return RunResult(script, exit_code, facts, "\n".join(kept).strip("\n"), stderr, cut, round(duration_s, 3))

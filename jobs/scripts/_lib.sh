@@ -1,0 +1,81 @@
+# shellcheck shell=bash disable=SC2329
+# Functions shared by the VM scripts (included by the wrapper before the body).
+# They read only validated parameters: NEXY_APP_DIR, NEXY_SERVICE, NEXY_SERVICE_USER,
+# NEXY_VERIFY_URLS, NEXY_VERIFY_WAIT_S.
+
+# nexy_preflight: runbook 0.1, the four guardrails; records pf_* facts; fails if any guardrail fails.
+nexy_preflight() {
+    cfg="$NEXY_APP_DIR/config.env"
+    pf_failed=""
+    if [ -f "$cfg" ]; then fact pf_config_exists yes; else fact pf_config_exists no; pf_failed="${pf_failed:-config_exists}"; fi
+    key_state=missing
+    if [ -f "$cfg" ] && ! [ -r "$cfg" ]; then
+        key_state=unreadable
+    elif [ -f "$cfg" ] && grep -q '^GEMINI_API_KEY=' "$cfg"; then
+        value=$(grep '^GEMINI_API_KEY=' "$cfg" | tail -n 1 | cut -d= -f2- | tr -d "\"' \r")
+        case "$value" in
+            ""|*your*|*YOUR*|*changeme*|*CHANGE*|*placeholder*|*PLACEHOLDER*|*xxx*|*XXX*|"<"*) key_state=placeholder ;;
+            *) key_state=present ;;
+        esac
+    fi
+    fact pf_api_key "$key_state"
+    [ "$key_state" = present ] || pf_failed="${pf_failed:-api_key}"
+    if sudo -n -u "$NEXY_SERVICE_USER" test -r "$cfg" 2>/dev/null; then
+        fact pf_config_readable yes
+    else
+        fact pf_config_readable no
+        pf_failed="${pf_failed:-config_readable}"
+    fi
+    fact pf_config_stat "$(stat -c '%U:%G %a' "$cfg" 2>/dev/null || echo missing)"
+    execstart=$(systemctl cat "$NEXY_SERVICE" 2>/dev/null | grep '^ExecStart=' | tail -n 1 || true)
+    fact pf_execstart "$execstart"
+    case "$execstart" in
+        *" server/main.py"|*" $NEXY_APP_DIR/server/main.py") fact pf_execstart_ok yes ;;
+        *) fact pf_execstart_ok no; pf_failed="${pf_failed:-execstart_ok}" ;;
+    esac
+    fact pf_failed "$pf_failed"
+    [ -z "$pf_failed" ]
+}
+
+# nexy_journal_since_start: the service's journal since its last start.
+nexy_journal_since_start() {
+    journalctl -u "$NEXY_SERVICE" -n 200 --no-pager 2>&1 \
+        | awk '/systemd\[[0-9]+\]: (Started|Starting) /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}'
+}
+
+# nexy_verify SYMPTOM_REGEX: service active, every health URL answers, and the journal since the
+# restart is free of the symptom. Records verify_* facts; fails if any check fails.
+nexy_verify() {
+    symptom="$1"
+    ok=0
+    first_url=$(printf '%s' "$NEXY_VERIFY_URLS" | cut -d, -f1)
+    waited=0
+    while [ "$waited" -lt "$NEXY_VERIFY_WAIT_S" ]; do
+        if curl -fsS --max-time 3 "$first_url" >/dev/null 2>&1; then break; fi
+        state=$(systemctl is-active "$NEXY_SERVICE" 2>/dev/null || true)
+        [ "$state" = failed ] && break
+        sleep 1
+        waited=$((waited + 1))
+    done
+    sleep 1  # a service that dies right after answering once is not healthy
+    state=$(systemctl is-active "$NEXY_SERVICE" 2>/dev/null || true)
+    fact verify_active "$state"
+    [ "$state" = active ] || ok=1
+    n=0
+    for url in $(printf '%s' "$NEXY_VERIFY_URLS" | tr ',' ' '); do
+        n=$((n + 1))
+        if curl -fsS --max-time 5 "$url" >/dev/null 2>&1; then
+            fact "verify_health_$n" "ok $url"
+        else
+            fact "verify_health_$n" "fail $url"
+            ok=1
+        fi
+    done
+    if nexy_journal_since_start | grep -Eq "$symptom"; then
+        fact verify_journal "symptom still in the journal since the restart"
+        ok=1
+    else
+        fact verify_journal clean
+    fi
+    return "$ok"
+}

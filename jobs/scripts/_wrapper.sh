@@ -1,0 +1,28 @@
+#!/bin/bash
+# nexy-ops run-command wrapper. The body runs in a subshell under `set -eu`; whatever happens,
+# the facts it gathered and its exit code are printed LAST, because Azure Run Command returns
+# only the last 4,096 bytes of output and reports "succeeded" even when the script fails.
+# Parameters arrive as validated, shell-quoted assignments (never raw user text).
+set -u
+# @@PARAMETERS@@
+__nexy_facts=$(mktemp 2>/dev/null || echo "/tmp/nexy-facts.$$")
+: > "$__nexy_facts"
+
+# shellcheck disable=SC2329 # called by the body
+# fact NAME VALUE: record one small fact for the summary line (one line, at most 300 bytes).
+fact() {
+    printf '%s=%s\n' "$1" "$(printf '%s' "${2-}" | tr '\n\r\t' '   ' | cut -c1-300)" >> "$__nexy_facts"
+}
+
+# @@LIBRARY@@
+
+(
+set -eu
+# @@BODY@@
+)
+__nexy_rc=$?
+printf '\n'
+head -c 2048 "$__nexy_facts" | sed 's/^/@@nexy-fact /'
+printf '@@nexy-result rc=%s\n' "$__nexy_rc"
+rm -f "$__nexy_facts"
+exit 0

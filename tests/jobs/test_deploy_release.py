@@ -1,0 +1,268 @@
+"""End to end: /nexy deploy and /nexy release through signed requests, the worker, the real PyGithub
+client and the GitHub emulator, for the healthy case, each GitHub scenario and each failure."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from bot import render
+from jobs.deploy_check import matches, parse_triggers
+from sandbox.github_emulator import DEFAULT_TOKEN, DEPLOY_WORKFLOW_YAML
+
+SERVER = "Seregawpn/Nexy_server"
+RELEASES = "Seregawpn/Nexy_production"
+
+
+@pytest.fixture
+def github_bot(serve_bot, make_settings, github):
+    settings = make_settings()
+    serve_bot(settings)
+    return settings
+
+
+def _ask(slack, work, settings, words):
+    """Send `/nexy <words>`, run the worker, and return the bot's last thread reply as plain text."""
+    assert "queued" in slack.slash_command(words).json()["text"]
+    work(settings)
+    replies = [m for m in slack.messages("C0OPS") if m.thread_ts and m.thread_ts != m.ts and not m.ephemeral_to]
+    reply = replies[-1]
+    return reply.text + "\n" + render.plain(reply.blocks)
+
+
+def _paths(github):
+    return [path for _, path in github.requests]
+
+
+# -- /nexy deploy (runbook 2) ----------------------------------------------------------------
+
+def test_deploy_healthy(github_bot, slack, work, github):
+    """On the healthy repo, deploy says the head commit is deployed, shows the triggers and finds the secret."""
+    head = github.server.head().sha
+    report = _ask(slack, work, github_bot, "deploy")
+    assert f"`{head[:7]}` on `main` is deployed" in report
+    assert "succeeded" in report and "`server/**`" in report and "`workflow_dispatch`" in report
+    assert "The `AZURE_CREDENTIALS` secret exists" in report
+    assert "Fix (runbook 2)" not in report
+    paths = _paths(github)
+    assert f"/repos/{SERVER}/actions/workflows/deploy.yml" in paths
+    assert f"/repos/{SERVER}/contents/.github/workflows/deploy.yml" in paths
+    assert f"/repos/{SERVER}/actions/secrets" in paths
+    assert len(paths) <= 10
+
+
+def test_deploy_not_triggered(github_bot, slack, work, github):
+    """A head commit under server/ with no deploy run is reported not triggered, with the runbook fix."""
+    github.apply_scenario("deploy-not-triggered")
+    head = github.server.head().sha
+    report = _ask(slack, work, github_bot, "deploy")
+    assert "not triggered" in report and f"`{head[:7]}`" in report
+    assert "matching the paths filter: `server/main.py`" in report
+    assert "Push changes to target branch/path" in report
+    assert f"gh workflow run deploy.yml -R {SERVER} --ref main" in report
+    assert "(not the latest commit)" in report
+    assert "/runs" in " ".join(_paths(github)) and any(
+        e["query"].get("head_sha") == head for e in github.request_log)
+
+
+def test_deploy_docs_only_commit_is_correctly_not_deployed(github_bot, slack, work, github):
+    """A docs-only head commit is outside the paths filter: correctly not deployed, last deploy shown."""
+    github.server.add_commit("docs: clarify rollback", ["Docs/SERVER_DEPLOYMENT_GUIDE.md"])
+    report = _ask(slack, work, github_bot, "deploy")
+    assert "correctly not deployed" in report
+    assert "none matching the paths filter `server/**`" in report
+    assert "The last deploy" in report and "Nothing to fix" in report
+
+
+def test_deploy_missing_secret(github_bot, slack, work, github):
+    """Without AZURE_CREDENTIALS the failed deploy is reported with 'Verify AZURE_CREDENTIALS secret'."""
+    github.apply_scenario("missing-secret")
+    report = _ask(slack, work, github_bot, "deploy")
+    assert "ended in failure" in report
+    assert "The `AZURE_CREDENTIALS` secret is missing" in report
+    assert "Verify AZURE_CREDENTIALS secret" in report
+    assert f"gh secret set AZURE_CREDENTIALS -R {SERVER}" in report
+
+
+def test_deploy_secrets_not_readable_names_the_permission(github_bot, slack, work, github):
+    """A token without Secrets: read still gets the rest of the report, and is told which permission is missing."""
+    github.server.secrets_readable = False
+    report = _ask(slack, work, github_bot, "deploy")
+    assert "is deployed" in report
+    assert "Could not check the `AZURE_CREDENTIALS` secret" in report
+    assert "403 Resource not accessible by integration" in report and "Secrets: read" in report
+
+
+def test_deploy_disabled_workflow(github_bot, slack, work, github):
+    """A disabled deploy workflow is reported with the command that enables it."""
+    github.server.workflow("deploy.yml").state = "disabled_manually"
+    report = _ask(slack, work, github_bot, "deploy")
+    assert "is disabled (disabled_manually)" in report
+    assert f"gh workflow enable deploy.yml -R {SERVER}" in report
+
+
+def test_deploy_wrong_workflow_name_is_a_clear_404(serve_bot, make_settings, slack, work, github):
+    """A workflow file that is not in the repo says so, and which setting names it."""
+    settings = make_settings(nexy_deploy_workflow="deploy-prod.yml")
+    serve_bot(settings)
+    report = _ask(slack, work, settings, "deploy")
+    assert "Not found on GitHub (404): workflow `deploy-prod.yml`" in report
+    assert "NEXY_DEPLOY_WORKFLOW" in report
+
+
+def test_deploy_bad_token(serve_bot, make_settings, slack, work, github):
+    """A rejected GITHUB_TOKEN (401) is said plainly; the token never reaches Slack."""
+    wrong = "ghp_wrongtoken000000000000000000000000000"
+    settings = make_settings(github_token=wrong)
+    serve_bot(settings)
+    report = _ask(slack, work, settings, "deploy")
+    assert "GitHub rejected GITHUB_TOKEN (401 Bad credentials)" in report
+    assert "Traceback" not in report
+    assert all(wrong not in str(call) for call in slack.calls_to("chat.postMessage"))
+    assert len(github.requests) == 1  # nothing more is tried with a rejected token
+
+
+def test_deploy_rate_limited(github_bot, slack, work, github):
+    """A spent rate limit says until when (UTC), and the worker neither retries nor waits."""
+    github.set_rate_limit(0, reset_in=1800)
+    reset = datetime.fromtimestamp(github.rate_limit_reset, timezone.utc)
+    started = time.monotonic()
+    report = _ask(slack, work, github_bot, "deploy")
+    assert f"GitHub rate-limited until {reset:%H:%M} UTC" in report
+    assert time.monotonic() - started < 10
+    assert len(github.requests) == 1
+
+
+def test_deploy_secondary_rate_limit_429(github_bot, slack, work, github):
+    """A 429 from GitHub is reported as a rate limit, not as an unknown error."""
+    github.fail(429, times=None, reset_in=300)
+    report = _ask(slack, work, github_bot, "deploy")
+    assert "GitHub rate-limited until" in report
+
+
+def test_github_timeout_is_bounded(serve_bot, make_settings, slack, work, github):
+    """A GitHub that accepts connections but never answers costs a bounded time and a clear message."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        settings = make_settings(github_api_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                                 nexy_github_timeout_s=1)
+        serve_bot(settings)
+        started = time.monotonic()
+        report = _ask(slack, work, settings, "deploy")
+        assert time.monotonic() - started < 10
+        assert "GitHub did not answer within 1 s" in report
+    finally:
+        stop.set()
+        for conn in held:
+            conn.close()
+        silent.close()
+
+
+# -- /nexy release (runbook 7-9) ---------------------------------------------------------------
+
+def test_release_healthy(github_bot, slack, work, github):
+    """On the healthy release, both assets are listed with sizes and the manifest matches field by field."""
+    report = _ask(slack, work, github_bot, "release")
+    assert "`Update` (2.4.0 build 240) has `Nexy.dmg`, `Nexy.pkg`, and manifest.json matches it" in report
+    assert "`version`, `build`, `artifact.url`" in report
+    assert " MB, updated " in report
+    assert "publish_assets_and_sync.py" not in report
+    paths = _paths(github)
+    assert f"/repos/{RELEASES}/releases/tags/Update" in paths
+    assert f"/repos/{SERVER}/contents/server/updates/manifests/manifest.json" in paths
+
+
+def test_release_missing_asset(github_bot, slack, work, github):
+    """Without Nexy.pkg the release is reported incomplete with the runbook 7 publish commands."""
+    github.apply_scenario("release-missing-asset")
+    report = _ask(slack, work, github_bot, "release")
+    assert "`Update` lacks `Nexy.pkg`" in report
+    assert ":x: `Nexy.pkg` missing" in report
+    assert "`artifact.url` manifest" in report and "the release has no such asset" in report
+    assert "python3 scripts/publish_assets_and_sync.py --dry-run" in report
+    assert f"gh release view Update -R {RELEASES}" in report
+    assert "gh auth login" in report
+
+
+def test_release_manifest_mismatch(github_bot, slack, work, github):
+    """A manifest for the previous release names each differing field and gives the runbook 9 fix."""
+    github.apply_scenario("manifest-mismatch")
+    report = _ask(slack, work, github_bot, "release")
+    assert "manifest.json does not match the release" in report
+    assert ":x: `version` manifest `2.3.0`, release `2.4.0`" in report
+    assert ":x: `build` manifest `230`, release `240`" in report
+    assert f"releases/download/v2.3.0/Nexy.pkg`, release `https://github.com/{RELEASES}/releases/download/Update/Nexy.pkg`" in report
+    assert "Fix (runbook 9)" in report
+    assert "python3 scripts/publish_assets_and_sync.py --dry-run\npython3 scripts/publish_assets_and_sync.py" in report
+
+
+def test_release_tag_missing(github_bot, slack, work, github):
+    """No release `Update` at all is a finding with the publish commands, not a failure."""
+    github.releases.releases = [r for r in github.releases.releases if r.tag_name != "Update"]
+    report = _ask(slack, work, github_bot, "release")
+    assert f"release `Update` is not on `{RELEASES}`" in report
+    assert "Fix (runbook 7, 8)" in report
+
+
+def test_release_bad_token(serve_bot, make_settings, slack, work, github):
+    """A rejected token on the release check is reported, not raised."""
+    settings = make_settings(github_token=DEFAULT_TOKEN[:-4] + "beef")
+    serve_bot(settings)
+    report = _ask(slack, work, settings, "release")
+    assert "Release (runbook 7-9) could not finish" in report and "GitHub rejected GITHUB_TOKEN" in report
+
+
+# -- the workflow trigger rules ----------------------------------------------------------------
+
+def test_trigger_parsing_reads_on_as_a_key():
+    """The YAML 1.1 `on:` key (read as True) gives the push branches, paths and the other events."""
+    triggers = parse_triggers(DEPLOY_WORKFLOW_YAML)
+    assert triggers.push.branches == ("main",)
+    assert triggers.push.paths == ("server/**", ".github/workflows/deploy.yml")
+    assert triggers.dispatch
+
+
+@pytest.mark.parametrize("path, patterns, expected", [
+    ("server/main.py", ("server/**",), True),
+    ("Docs/GUIDE.md", ("server/**",), False),
+    ("server/a/b.py", ("server/*",), False),
+    ("a/b/c.js", ("**.js",), True),
+    ("c.js", ("**/*.js",), True),
+    ("releases/1-alpha", ("releases/**", "!releases/**-alpha"), False),
+])
+def test_filter_patterns_follow_github(path, patterns, expected):
+    """`*` stops at `/`, `**` does not, and a later `!pattern` takes a match back."""
+    assert matches(path, patterns) is expected
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("nexy_deploy_workflow", "deploy", "NEXY_DEPLOY_WORKFLOW: a workflow file name"),
+    ("github_api_url", "http://github.example.com", "GITHUB_API_URL: plain http is allowed for loopback emulators only"),
+    ("nexy_releases_repo", "Nexy_production", "NEXY_RELEASES_REPO: a GitHub repository as owner/name"),
+    ("nexy_release_tag", "../Update", "NEXY_RELEASE_TAG: a branch or tag name"),
+])
+def test_github_settings_are_validated(name, value, says):
+    """A malformed GitHub setting stops start-up with one line naming the variable and what it expects."""
+    from bot.errors import SettingsError
+    from bot.settings import load_settings
+
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None, **{name: value})
+    assert says in str(info.value)
