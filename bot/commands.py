@@ -16,6 +16,7 @@ class Route(str, Enum):
 
     IO = "io"  # HTTP and GitHub probes: never wait behind a run-command
     VM = "vm"  # run-commands on the VM: one at a time
+    VM_IF_REACHABLE = "vm-if-reachable"  # one run-command when scripts can reach the VM (its queue), else io
     INLINE = "inline"  # answered by the web process itself (help)
 
 
@@ -44,6 +45,7 @@ class Command:
     route: Route
     section: str = ""
     args: tuple[Arg, ...] = ()
+    changes_vm: bool = False  # a fix: only operators may request it, and it runs only once approved
 
     @property
     def usage(self) -> str:
@@ -82,6 +84,9 @@ class ParseError:
 
 COMMANDS: dict[str, Command] = {}
 
+FIX_TARGETS = ("config-perms", "execstart")
+"""What `/nexy fix` can fix; jobs/fixes.py holds one entry for each (a test keeps them equal)."""
+
 
 def _register(*commands: Command) -> None:
     for command in commands:
@@ -95,12 +100,16 @@ _register(
     Command("status", "service state, the journal lines that matter, and where the runbook branches", Route.VM, "5"),
     Command("preflight", "the four guardrails that must pass before any restart", Route.VM, "0.1"),
     Command("queue", "what runs on the VM now, since when, and what waits", Route.IO),
+    Command("fix", "plan a runbook fix; it runs only after an approver reacts :white_check_mark: on the plan",
+            Route.VM, "6", args=(Arg("target", r"[a-z-]+", "a fix", choices=FIX_TARGETS),), changes_vm=True),
+    Command("restart", "plan a service restart (only if the 0.1 preflight passes); runs once approved",
+            Route.VM, "5", changes_vm=True),
     Command("azure", "Azure access: credential, subscription, the VM's power and provisioning state, "
                      "run-command permission", Route.IO, "1"),
     Command("deploy", "the deploy workflow: triggers, the latest commit against its runs, "
                       "the AZURE_CREDENTIALS secret", Route.IO, "2"),
-    Command("release", "release `Update` assets (Nexy.dmg, Nexy.pkg) against manifest.json: url, version, build",
-            Route.IO, "7-9"),
+    Command("release", "release `Update` assets (Nexy.dmg, Nexy.pkg) against manifest.json as deployed on the VM: "
+                       "url, version, build", Route.VM_IF_REACHABLE, "7-9"),
     Command(
         "help",
         "the command list, or one command's usage",

@@ -16,7 +16,7 @@ from rq.job import Job
 
 from bot import messages
 from bot.commands import Request, Route
-from bot.settings import Settings
+from bot.settings import Settings, run_command_unavailable
 
 IO_QUEUE = "io"
 """The queue of HTTP and GitHub probes: they never wait behind a run-command."""
@@ -66,7 +66,10 @@ def vm_running_key(resource_group: str, vm: str) -> str:
 
 
 def queue_for(route: Route, settings: Settings) -> str:
-    return settings.vm_queue if route is Route.VM else IO_QUEUE
+    """The VM's queue for run-commands (and for a read that needs one, when scripts can reach the VM); else io."""
+    if route is Route.VM or (route is Route.VM_IF_REACHABLE and run_command_unavailable(settings) is None):
+        return settings.vm_queue
+    return IO_QUEUE
 
 
 class Dispatcher:
@@ -122,6 +125,20 @@ class Dispatcher:
             text = messages.queue_position(item.words, position, running["words"] if running else None)
             self.queue(IO_QUEUE).enqueue_call("jobs.tasks.announce", kwargs={"incident": item.incident, "text": text},
                                               timeout=IO_JOB_TIMEOUT_S, result_ttl=600)
+
+    def authorize(self, request: Request, *, user: str, channel: str, incident: str, source: str) -> Job:
+        """Queue a fix request on io first: a worker resolves the operators' user groups, then queues
+        it for the VM or refuses it."""
+        item = WorkItem(id=f"{incident}-{request.command}-{uuid.uuid4().hex[:10]}", command=request.command,
+                        args=request.args, user=user, channel=channel, incident=incident, source=source,
+                        requested_at=time.time())
+        return self.queue(IO_QUEUE).enqueue_call("jobs.tasks.authorize", args=(asdict(item),),
+                                                 timeout=IO_JOB_TIMEOUT_S, result_ttl=RESULT_TTL_S)
+
+    def decide(self, **decision: object) -> Job:
+        """Queue an approval or rejection for a worker to check and decide."""
+        return self.queue(IO_QUEUE).enqueue_call("jobs.tasks.decide", kwargs=decision, timeout=IO_JOB_TIMEOUT_S,
+                                                 result_ttl=RESULT_TTL_S)
 
     def notify(self, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> Job:
         """Enqueue an ephemeral notice to one user (for answers the web cannot give in an ack)."""

@@ -17,6 +17,7 @@ from bot import messages
 from bot.commands import ParseError, Request, Route, parse
 from bot.dispatch import Dispatcher
 from bot.incidents import IncidentStore
+from bot.policy import GroupCache, Policy
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class Intake:
         self.settings = settings
         self.store = store
         self.dispatcher = dispatcher
+        self.policy = Policy(settings, GroupCache(dispatcher.redis))
 
     def allowed_channel(self, channel: str) -> bool:
         return not self.settings.nexy_channels or channel in self.settings.nexy_channels
@@ -52,6 +54,9 @@ class Intake:
         if parsed.spec.route is Route.INLINE:
             return Reply(messages.help_message(parsed.args[0] if parsed.args else None))
         try:
+            refusal = self._refuse_fix(parsed, user)
+            if refusal:
+                return Reply(refusal)
             incident, created = self.store.open_or_attach(channel, user, parsed.words)
             self._submit(parsed, user=user, channel=channel, incident=incident.id, source="slash")
         except RedisError:
@@ -83,12 +88,43 @@ class Intake:
                 messages.help_message(parsed.args[0] if parsed.args else None)
             self.dispatcher.notify(channel=channel, user=user, text=answer, thread_ts=thread_ts)
             return
+        refusal = self._refuse_fix(parsed, user)
+        if refusal:
+            self.dispatcher.notify(channel=channel, user=user, text=refusal, thread_ts=thread_ts)
+            return
         if thread_ts:
             incident, _ = self.store.for_thread(channel, thread_ts, user, parsed.words)
         else:
             incident, _ = self.store.open_or_attach(channel, user, parsed.words)
         self._submit(parsed, user=user, channel=channel, incident=incident.id, source="mention")
 
+    def _refuse_fix(self, request: Request, user: str) -> str | None:
+        """Why this user may not request this fix (None: allowed, or decided by a worker once
+        the operators' user groups are resolved)."""
+        if not request.spec.changes_vm:
+            return None
+        decision = self.policy.can_request_fix(user)
+        return messages.fix_refused(request.words, decision.reason, decision.who) if decision.allowed is False else None
+
     def _submit(self, request: Request, *, user: str, channel: str, incident: str, source: str) -> None:
         self.store.record(incident, "request", user, command=request.words, source=source)
+        if request.spec.changes_vm and self.policy.can_request_fix(user).allowed is None:
+            self.dispatcher.authorize(request, user=user, channel=channel, incident=incident, source=source)
+            return
         self.dispatcher.submit(request, user=user, channel=channel, incident=incident, source=source)
+
+    # -- approvals -----------------------------------------------------------------------
+
+    def reaction(self, *, reaction: str, user: str, channel: str, ts: str, added: bool) -> None:
+        """A reaction: :white_check_mark: approves and :x: rejects the plan it is on. A worker checks
+        the rest; other reactions, and removing one, change nothing."""
+        if not added or not self.allowed_channel(channel):
+            return
+        if reaction in messages.APPROVE_REACTIONS or reaction in messages.REJECT_REACTIONS:
+            self.dispatcher.decide(user=user, approve=reaction in messages.APPROVE_REACTIONS, source="reaction",
+                                   channel=channel, ts=ts)
+
+    def button(self, *, action_id: str, plan_id: str, user: str) -> None:
+        """The Approve / Reject buttons of a plan: the same rules as the reactions."""
+        if action_id in ("plan_approve", "plan_reject"):
+            self.dispatcher.decide(user=user, approve=action_id == "plan_approve", source="button", plan_id=plan_id)

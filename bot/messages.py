@@ -206,7 +206,7 @@ _RUN_COMMAND_ROLE = ("*Virtual Machine Contributor* on the VM, or a custom role 
                      "`Microsoft.Compute/virtualMachines/runCommand/action`")
 
 
-def _when(moment) -> str:
+def _utc_time(moment) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "unknown time"
 
 
@@ -304,7 +304,7 @@ def deploy_report(r: DeployReport) -> tuple[str, Blocks]:
         details.append(f"*Triggers* unreadable: {r.yaml_error}")
     head = r.head
     commit_line = (f"*Latest commit on `{r.branch}`* {_link(head.html_url, head.sha[:7])} "
-                   f"“{render.cut(head.title, 120)}” by {head.author}, {_when(head.date)}\n"
+                   f"“{render.cut(head.title, 120)}” by {head.author}, {_utc_time(head.date)}\n"
                    f"changes {_listed(head.files) or 'no files'}")
     if r.matched_files and r.triggers and r.triggers.push and r.triggers.push.paths is not None:
         commit_line += f"; matching the paths filter: {_listed(r.matched_files)}"
@@ -316,7 +316,7 @@ def deploy_report(r: DeployReport) -> tuple[str, Blocks]:
         state = last.status if last.status != "completed" else f"completed, {last.conclusion}"
         suffix = "" if last.head_sha == head.sha else " (not the latest commit)"
         details.append(f"*Latest deploy run on `{r.branch}`* {_run_label(last)} for `{last.head_sha[:7]}`{suffix}: "
-                       f"{state} ({last.event}, {_when(last.created_at)})")
+                       f"{state} ({last.event}, {_utc_time(last.created_at)})")
     if r.secret_present is True:
         details.append(":white_check_mark: The `AZURE_CREDENTIALS` secret exists (checked by name; values are never readable).")
     elif r.secret_present is False:
@@ -377,10 +377,11 @@ def release_report(r: ReleaseReport) -> tuple[str, Blocks]:
     if r.unfinished_assets:
         problems.append(f"the upload of {_listed(r.unfinished_assets)} did not finish")
     if r.mismatched:
-        problems.append("manifest.json does not match the release: " + _listed((f.field for f in r.mismatched), 10)
+        problems.append(f"manifest.json {r.manifest_where} does not match the release: "
+                        + _listed((f.field for f in r.mismatched), 10)
                         + (" differ" if len(r.mismatched) > 1 else " differs"))
     if r.manifest_error:
-        problems.append(f"manifest.json could not be read ({r.manifest_error})")
+        problems.append(f"manifest.json {r.manifest_where} could not be read ({r.manifest_error})")
     release_name = (f" ({r.release_version} build {r.release_build})"
                     if r.release_version and r.release_build else "")
     if problems:
@@ -389,7 +390,7 @@ def release_report(r: ReleaseReport) -> tuple[str, Blocks]:
     else:
         compared = ", ".join(f"`{f.field}`" for f in r.fields if f.ok)
         headline = (f":large_green_circle: *Release (runbook 7-9)*: `{r.tag}`{release_name} has "
-                    f"{_listed(a.name for a in r.release.assets)}, and manifest.json matches it ({compared}).")
+                    f"{_listed(a.name for a in r.release.assets)}, and manifest.json {r.manifest_where} matches it ({compared}).")
 
     details = []
     if r.release is not None:
@@ -397,19 +398,19 @@ def release_report(r: ReleaseReport) -> tuple[str, Blocks]:
         states = (f"states {r.release_version or 'no version'} build {r.release_build or '?'}"
                   if r.release_version or r.release_build else "states no version or build")
         details.append(f"*Release* {_link(rel.html_url, rel.tag)} “{rel.name}” on `{r.repo}`, "
-                       f"published {_when(rel.published_at)}; {states}")
+                       f"published {_utc_time(rel.published_at)}; {states}")
         lines = []
         for asset in rel.assets:
             mark = ":white_check_mark:" if asset.state == "uploaded" else ":warning:"
             state = "" if asset.state == "uploaded" else f", upload *{asset.state}* (unfinished)"
-            lines.append(f"{mark} `{asset.name}` {_size(asset.size)}, updated {_when(asset.updated_at)}{state}")
+            lines.append(f"{mark} `{asset.name}` {_size(asset.size)}, updated {_utc_time(asset.updated_at)}{state}")
         for name in r.missing_assets:
             lines.append(f":x: `{name}` missing")
         details.append("*Assets*\n" + ("\n".join(lines) or "none"))
     else:
         details.append(f"*Release* {r.release_missing}")
     if r.manifest_error:
-        details.append(f"*manifest.json* from {r.manifest_source}: {r.manifest_error}")
+        details.append(f"*manifest.json* {r.manifest_source}: {r.manifest_error}")
     elif r.fields:
         rows = []
         for f in r.fields:
@@ -421,7 +422,10 @@ def release_report(r: ReleaseReport) -> tuple[str, Blocks]:
                 rows.append(f":x: `{f.field}` manifest `{f.manifest}`; the release has no such asset")
             else:
                 rows.append(f":x: `{f.field}` manifest `{f.manifest}`, release `{f.release}`")
-        details.append(f"*manifest.json* from {r.manifest_source}, field by field\n" + "\n".join(rows))
+        details.append(f"*manifest.json* {r.manifest_source}, field by field\n" + "\n".join(rows))
+    if r.manifest_fallback:
+        details.append(f":warning: This is the server repository's copy, not the one deployed on the VM: "
+                       f"{r.manifest_fallback}.")
     blocks = [render.section(headline), render.section("\n\n".join(details))]
 
     if r.release is None or r.missing_assets or r.unfinished_assets:
@@ -434,11 +438,20 @@ def release_report(r: ReleaseReport) -> tuple[str, Blocks]:
         blocks.append(render.section(
             "*Fix (runbook 9)*, on the release machine (the publish script does not run in the bot): "
             "publish again so that manifest.json is rewritten from the release assets:\n"
-            + render.code(_publish_commands(r, inbox=False))))
+            + render.code(_publish_commands(r, inbox=False))
+            + (_vm_behind_hint(r) if r.manifest_on_vm and r.mismatched else "")))
     if problems:
         blocks.append(render.context("Verify (runbook 9): `artifact.url`/`version`/`build` in manifest.json match "
                                      "the release assets; `/nexy release` shows it."))
     return headline.replace("*", ""), blocks
+
+
+def _vm_behind_hint(r: ReleaseReport) -> str:
+    """When only the VM's copy is behind: the deploy (runbook 2) or the runtime version (runbook 4) is the fix."""
+    target = f"{r.release_version}.{r.release_build}" if r.release_version and r.release_build else "X.Y.Z.Build"
+    return ("\nIf the server repository's manifest.json already matches the release, the VM is behind it: "
+            "check the deploy with `/nexy deploy` (runbook 2), or set the runtime version on the VM (runbook 4): "
+            f"`bash scripts/update_server_version.sh {target}`.")
 
 
 def _publish_commands(r: ReleaseReport, *, inbox: bool) -> str:
@@ -524,3 +537,165 @@ def _azure_fix(r: AzureReport) -> str:
     if failure == "unreachable":
         return "• Check AZURE_ARM_URL and the worker's network access to it, then try again."
     return ""
+
+
+# -- fixes: plan, approval, apply and verify (runbook 5, 6.1, 6.2) ----------------------------
+
+APPROVE_REACTION = "white_check_mark"
+REJECT_REACTION = "x"
+APPROVE_REACTIONS = (APPROVE_REACTION, "heavy_check_mark")
+REJECT_REACTIONS = (REJECT_REACTION,)
+
+
+def _when(ts: float) -> str:
+    """A Slack date token: each reader sees their own local time."""
+    fallback = time.strftime("%H:%M UTC", time.gmtime(ts))
+    return f"<!date^{int(ts)}^{{time}}|{fallback}>"
+
+
+def fix_refused(words: str, reason: str, who: str) -> str:
+    return f":no_entry: `{words}` was not queued: {reason}. Who can: {who} (NEXY_OPERATORS)."
+
+
+def nothing_to_fix(fix) -> str:
+    return (f":white_check_mark: *{fix.words}* (runbook {fix.section} {fix.title}): nothing to fix, the VM "
+            "already has the wanted state. No approval needed.")
+
+
+def plan_blocked(fix, reason: str) -> str:
+    return f":no_entry: *{fix.words}* (runbook {fix.section} {fix.title}): no plan: {reason}"
+
+
+def plan_message(plan, fix, assessment, commands: list[str], approvers: str, self_ok: bool) -> tuple[str, Blocks]:
+    text = f":clipboard: Plan {plan.id}: {fix.words} (runbook {fix.section} {fix.title}) waits for approval"
+    diff = "\n".join(assessment.diff)
+    lines = [f":clipboard: *Plan {plan.id}: `{fix.words}`* (runbook {fix.section} {fix.title})",
+             "*What will change*", render.code(diff)]
+    lines.extend(f"_{note}_" for note in assessment.notes)
+    blocks = [
+        render.section("\n".join(lines)),
+        render.section("*Commands, in one run-command*\n" + render.code("\n".join(commands))),
+        render.context(
+            f"Asked by <@{plan.requester}>. Approvers: {approvers}"
+            + ("" if self_ok else " (not the requester)")
+            + f". Expires {_when(plan.expires_at)}."),
+        render.section(f"React with :{APPROVE_REACTION}: to approve or :{REJECT_REACTION}: to reject, or use the buttons."),
+        render.actions(render.button("Approve", "plan_approve", plan.id, "primary"),
+                       render.button("Reject", "plan_reject", plan.id, "danger"), block_id=f"plan-{plan.id}"),
+    ]
+    return text, blocks
+
+
+def plan_decided(plan, fix, diff_lines: tuple[str, ...]) -> tuple[str, Blocks]:
+    """The plan message after its decision: what it was, and who decided; no buttons left."""
+    word = {"approved": ":white_check_mark: approved", "rejected": ":x: rejected",
+            "expired": ":hourglass: expired"}.get(plan.status, plan.status)
+    by = f" by <@{plan.decided_by}>" if plan.decided_by and plan.status != "expired" else ""
+    text = f"Plan {plan.id}: {fix.words}: {plan.status}{by}"
+    diff = "\n".join(diff_lines)
+    return text, [render.section(f":clipboard: *Plan {plan.id}: `{fix.words}`* (runbook {fix.section} {fix.title})"
+                                 f" {word}{by} {_when(plan.decided_at or time.time())}\n{render.code(diff)}")]
+
+
+def approval_refused(plan, reason: str, who: str) -> str:
+    return (f":no_entry: Your reaction on plan {plan.id} does not count: {reason}. "
+            f"Approvers: {who} (NEXY_APPROVERS).")
+
+
+def plan_already(plan, status: str) -> str:
+    by = f" by <@{plan.decided_by}>" if plan.decided_by else ""
+    return f"Plan {plan.id} is already {status}{by}: nothing more to decide."
+
+
+def plan_approved(plan, fix) -> str:
+    return (f":white_check_mark: Plan {plan.id} (`{fix.words}`) approved by <@{plan.decided_by}>: "
+            "apply and verify are queued for the VM (one run-command).")
+
+
+def plan_rejected(plan, fix) -> str:
+    return f":x: Plan {plan.id} (`{fix.words}`) rejected by <@{plan.decided_by}>. Nothing ran on the VM."
+
+
+def plan_expired(plan, fix) -> str:
+    return (f":hourglass: Plan {plan.id} (`{fix.words}`) expired {_when(plan.expires_at)} before anyone approved it. "
+            f"Nothing ran on the VM. For a fresh plan: `/nexy {fix.words}`.")
+
+
+_OUTCOMES = {
+    "verified": ":large_green_circle: *Fixed and verified*",
+    "stale": ":no_entry: *Refused: the VM changed since the plan*",
+    "preflight_failed": ":red_circle: *Applied, but not restarted: the 0.1 preflight fails*",
+    "verify_failed": ":red_circle: *Applied and restarted, but verify failed*",
+    "unknown": ":warning: *Result unknown*",
+}
+
+
+def apply_report(plan, fix, result, outcome: str, commands: list[str], settings) -> tuple[str, Blocks]:
+    facts = result.facts
+    headline = (f"{_OUTCOMES.get(outcome, _OUTCOMES['unknown'])}: plan {plan.id} `{fix.words}` "
+                f"(runbook {fix.section}), approved by <@{plan.decided_by}>")
+    blocks = [render.section(headline)]
+    if outcome == "stale":
+        blocks.append(render.section(
+            f"The plan captured `{plan.fingerprint}`; the VM now has `{facts.get('before') or facts.get('before_sha') or 'something else'}`. "
+            f"Nothing was changed. For a fresh plan: `/nexy {fix.words}`."))
+    elif outcome == "unknown":
+        blocks.append(render.section(
+            "The apply script did not report a result (stopped, or its output was lost). "
+            "Treat the VM state as unknown: run `/nexy status` and `/nexy preflight` before anything else."))
+    else:
+        blocks.append(render.section("*What ran*\n" + render.code(result.stdout.strip() or "\n".join(commands))))
+        after = facts.get("after")
+        if after:
+            before = plan.state.get("stat") or plan.state.get("execstart") or ""
+            diff = f"- {_state_text(before)}\n+ {_state_text(after)}"
+            blocks.append(render.section("*Diff on the VM* (read back after the change)\n" + render.code(diff)))
+        checks = _verify_lines(facts, outcome)
+        if checks:
+            blocks.append(render.section("*Verify*\n" + "\n".join(checks)))
+    blocks.append(render.section(_final_state(facts, outcome, fix, settings)))
+    blocks.append(render.context(f"one run-command, {result.duration_s:.1f} s; exit code {result.exit_code}"))
+    return headline.replace("*", ""), blocks
+
+
+def _state_text(state: str) -> str:
+    """`root:azureuser:640` (owner, group, mode as the scripts record them) as `owner root:azureuser  mode 640`."""
+    parts = state.split(":")
+    if len(parts) == 3 and parts[2].isdigit():
+        return f"owner {parts[0]}:{parts[1]}  mode {parts[2]}"
+    return state
+
+
+def _verify_lines(facts: dict, outcome: str) -> list[str]:
+    lines = []
+    if outcome == "preflight_failed":
+        failed = facts.get("pf_failed", "")
+        lines.append(f":x: preflight guardrail `{failed}` fails: the service was not restarted")
+        return lines
+    if "verify_active" in facts:
+        ok = facts["verify_active"] == "active"
+        lines.append(f"{':white_check_mark:' if ok else ':x:'} `systemctl is-active`: {facts['verify_active']}")
+    for key in sorted(k for k in facts if k.startswith("verify_health_")):
+        state, _, url = facts[key].partition(" ")
+        lines.append(f"{':white_check_mark:' if state == 'ok' else ':x:'} `curl {url}`: {state}")
+    if "verify_journal" in facts:
+        ok = facts["verify_journal"] == "clean"
+        lines.append(f"{':white_check_mark:' if ok else ':x:'} journal since the restart: {facts['verify_journal']}")
+    return lines
+
+
+def _final_state(facts: dict, outcome: str, fix, settings) -> str:
+    service = settings.nexy_service
+    if outcome == "verified":
+        return (f"*State*: `{service}` is active, every health endpoint answers, and the journal since the restart "
+                "is free of the symptom. `/nexy health` checks it from outside.")
+    if outcome == "stale":
+        return "*State*: unchanged by this plan."
+    if outcome == "preflight_failed":
+        return (f"*State*: the change is applied (`{facts.get('after', '?')}`), `{service}` was *not* restarted "
+                f"and is as it was. Next: `/nexy preflight` to see the failing guardrail, fix it, then `/nexy restart`.")
+    if outcome == "verify_failed":
+        return (f"*State*: the change is applied (`{facts.get('after', 'see above')}`) and `{service}` was restarted, "
+                f"but it is `{facts.get('verify_active', 'unknown')}`. Next: `/nexy status` for the journal, "
+                "then the section it names.")
+    return "*State*: unknown. Next: `/nexy status`, then `/nexy preflight`."

@@ -5,9 +5,11 @@ them. `load_settings()` turns a bad value into one readable `SettingsError` line
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import cached_property
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -71,6 +73,8 @@ class Settings(BaseSettings):
     nexy_conflict_max_wait_s: float = Field(900.0, ge=0, le=5400)
     nexy_vm_lease_s: float = Field(60.0, ge=1, le=3600)
     nexy_journal_lines: int = Field(15, ge=1, le=100)
+    nexy_vm_health_urls: CommaList = ("http://127.0.0.1:8080/health", "http://127.0.0.1:8081/updates/health")
+    nexy_verify_wait_s: int = Field(30, ge=1, le=600)
 
     nexy_data_dir: str = ".nexy"
     nexy_io_workers: int = Field(1, ge=1, le=16)
@@ -78,15 +82,24 @@ class Settings(BaseSettings):
     nexy_bind_host: str = "0.0.0.0"
 
     _split = field_validator(
-        "nexy_health_urls", "nexy_operators", "nexy_approvers", "nexy_channels", mode="before"
+        "nexy_health_urls", "nexy_vm_health_urls", "nexy_operators", "nexy_approvers", "nexy_channels",
+        mode="before"
     )(_split_commas)
 
-    @field_validator("nexy_health_urls")
+    @field_validator("nexy_health_urls", "nexy_vm_health_urls")
     @classmethod
     def _urls_are_http(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
         for url in urls:
             if not re.match(r"^https?://[^/\s]+", url):
                 raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
+
+    @field_validator("nexy_vm_health_urls")
+    @classmethod
+    def _vm_urls_are_plain(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            if not re.fullmatch(r"[A-Za-z0-9_./:@+=-]+", url):
+                raise ValueError(f"{url!r}: letters, digits and _ . / : @ + = - only (it is passed to a VM script)")
         return urls
 
     @field_validator("slack_bot_token")
@@ -184,6 +197,35 @@ class Settings(BaseSettings):
 def vm_queue_name(resource_group: str, vm_name: str) -> str:
     """`vm:<resource-group>:<vm>`, the per-VM queue named in DESIGN.md."""
     return f"vm:{resource_group}:{vm_name}"
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether an http(s) URL names this host (127.0.0.0/8, localhost, ::1): the emulators."""
+    host = (urlsplit(url.strip()).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def azure_settings_problem(settings: Settings) -> str | None:
+    """What keeps the bot from calling Azure Resource Manager as configured (no call is made), or None."""
+    if not settings.azure_subscription_id:
+        return "AZURE_SUBSCRIPTION_ID is required to reach the VM through Azure"
+    url = settings.azure_arm_url.rstrip("/")
+    if not url.startswith("https://"):
+        if not is_loopback_url(url):
+            return "AZURE_ARM_URL: plain http is allowed for loopback emulators only"
+        if not settings.azure_access_token:
+            return "AZURE_ACCESS_TOKEN is required with a loopback http AZURE_ARM_URL"
+    return None
+
+
+def run_command_unavailable(settings: Settings) -> str | None:
+    """Why scripts cannot reach the VM as configured (NEXY_EXECUTOR=azure without usable Azure settings), or None."""
+    return None if settings.nexy_executor == "local" else azure_settings_problem(settings)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from slack_bolt import App, BoltResponse
 
 from bot.intake import Intake
-from handlers import commands, events
+from handlers import actions, commands, events
 
 
 def register(app: App, intake: Intake) -> None:
@@ -19,3 +19,4 @@ def register(app: App, intake: Intake) -> None:
 
     commands.register(app, intake)
     events.register(app, intake)
+    actions.register(app, intake)

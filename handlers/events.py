@@ -19,9 +19,18 @@ def register(app: App, intake: Intake) -> None:
         ack()  # after the enqueue: if Redis is down, no ack, and Slack retries
 
     @app.event("reaction_added")
-    def reaction_added(ack: Ack) -> None:
+    def reaction_added(ack: Ack, event: dict) -> None:
+        _reaction(intake, event, added=True)
         ack()
 
     @app.event("reaction_removed")
-    def reaction_removed(ack: Ack) -> None:
+    def reaction_removed(ack: Ack, event: dict) -> None:
+        _reaction(intake, event, added=False)
         ack()
+
+
+def _reaction(intake: Intake, event: dict, *, added: bool) -> None:
+    item = event.get("item") or {}
+    if item.get("type") == "message":
+        intake.reaction(reaction=event.get("reaction", ""), user=event.get("user", ""),
+                        channel=item.get("channel", ""), ts=item.get("ts", ""), added=added)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from bot import messages, render
 from bot.dispatch import Dispatcher, WorkItem
-from jobs import external_checks, health, vm_checks
+from jobs import external_checks, health, lifecycle, vm_checks
 from jobs.runtime import Runtime
 from jobs.thread import Thread
 
@@ -38,6 +38,8 @@ ACTIONS: dict[str, Action] = {
     "status": vm_checks.run_status,
     "preflight": vm_checks.run_preflight,
     "queue": run_queue,
+    "fix": lifecycle.run_plan,
+    "restart": lifecycle.run_plan,
     "azure": external_checks.run_azure,
     "deploy": external_checks.run_deploy,
     "release": external_checks.run_release,

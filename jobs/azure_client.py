@@ -8,17 +8,15 @@ authentication policy says it for loopback URLs, and only for them.
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from bot.errors import SettingsError
-from bot.settings import Settings
+from bot.settings import Settings, azure_settings_problem, is_loopback_url
 
 ARM_SCOPE = "https://management.azure.com/.default"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class StaticTokenCredential:
@@ -33,16 +31,11 @@ class StaticTokenCredential:
         return AccessToken(self._token, int(time.time()) + 3600)
 
 
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
-
 class _LoopbackHttpAuthPolicy(ARMChallengeAuthenticationPolicy):
     """ARM's authentication policy, allowing plain http to loopback hosts only."""
 
     def on_request(self, request) -> None:  # type: ignore[override]
-        if is_loopback(request.http_request.url):
+        if is_loopback_url(request.http_request.url):
             request.context.options["enforce_https"] = False
         super().on_request(request)
 
@@ -61,14 +54,10 @@ def credential_kind(settings: Settings) -> str:
 
 def compute_client(settings: Settings) -> ComputeManagementClient:
     """A ComputeManagementClient for AZURE_ARM_URL; refuses plain http except to loopback with a static token."""
-    if not settings.azure_subscription_id:
-        raise SettingsError("AZURE_SUBSCRIPTION_ID is required to reach the VM through Azure")
+    problem = azure_settings_problem(settings)
+    if problem:
+        raise SettingsError(problem)
     url = settings.azure_arm_url.rstrip("/")
-    if not url.startswith("https://"):
-        if not is_loopback(url):
-            raise SettingsError("AZURE_ARM_URL: plain http is allowed for loopback emulators only")
-        if not settings.azure_access_token:
-            raise SettingsError("AZURE_ACCESS_TOKEN is required with a loopback http AZURE_ARM_URL")
     cred = credential(settings)
     return ComputeManagementClient(
         cred,

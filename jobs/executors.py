@@ -14,7 +14,12 @@ import subprocess
 import time
 from typing import Protocol
 
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
 
 from bot.errors import AccessError, ConflictError, ExecutorError
@@ -64,6 +69,12 @@ class AzureExecutor:
             raise AccessError(f"Azure refused the credentials (HTTP {exc.status_code or 401}): {ROLE_HINT}") from None
         except HttpResponseError as exc:
             raise _classify(exc) from None
+        except ServiceRequestError as exc:  # nothing was sent: the command did not start
+            raise ExecutorError(f"Azure Resource Manager did not answer at {self.settings.azure_arm_url} "
+                                f"({redact(str(exc))[:200]}); nothing was run") from None
+        except ServiceResponseError as exc:  # sent, but the answer was lost: it may be running
+            raise ExecutorError(f"Azure Resource Manager stopped answering ({redact(str(exc))[:200]}); the command "
+                                "may still be running on the VM: `/nexy queue`, then `/nexy status`") from None
         message = (result.value or [None])[0]
         stdout, stderr = split_message(message.message if message else "")
         return parse(script.name, stdout, stderr, limit=AZURE_OUTPUT_LIMIT, duration_s=time.monotonic() - started)

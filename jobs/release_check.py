@@ -5,9 +5,9 @@ update times, upload state) and compares it field by field with a manifest: `ver
 `artifact.url` (and `artifact.version`, `artifact.build`, `artifact.size`, `artifact.sha256` when
 the manifest has them).
 
-`compare(release, manifest, source)` takes the manifest as a dict with a label saying where it
-came from, so the manifest as deployed on the VM (read through the run-command engine) can be
-compared as well as the one in the server repository, which is what `read_repo_manifest` reads.
+The manifest is the one deployed on the VM, read by one run-command (`release-manifest.sh`, parsed
+by `vm_manifest`); the server repository's copy (`read_repo_manifest`) is read only when the VM
+cannot be reached by run-command, and the report says which copy it compared and why.
 The fix (the publish script) runs on a release machine, not in the bot: the report shows it.
 """
 from __future__ import annotations
@@ -20,9 +20,16 @@ from urllib.parse import unquote, urlsplit
 
 from bot.errors import GitHubNotFound
 from jobs.github_client import AssetInfo, GitHubClient, ReleaseInfo
+from jobs.runcommand import RunResult
 
 MANIFEST_PATH = "server/updates/manifests/manifest.json"
 """Where manifest.json lives, relative to the server repository and to NEXY_APP_DIR on the VM."""
+
+VM_SCRIPT = "release-manifest"
+"""The script that prints manifest.json as deployed on the VM (jobs/scripts/release-manifest.sh)."""
+
+VM_MANIFEST_MARKER = "@@manifest.json"
+"""The line the script prints before the manifest (itself on one line)."""
 
 RELEASE_ASSETS = ("Nexy.dmg", "Nexy.pkg")
 """The installers the publish script uploads to the release (runbook 7)."""
@@ -41,6 +48,17 @@ class FieldCheck:
 
 
 @dataclass(frozen=True)
+class ManifestCopy:
+    """manifest.json from one place: as deployed on the VM, or in the server repository."""
+
+    manifest: dict[str, Any] | None
+    error: str | None  # why it could not be read or is not a JSON object there
+    source: str  # where, in words, e.g. "on the VM (`.../manifest.json`, read by Run Command)"
+    on_vm: bool
+    fallback: str = ""  # for the repository's copy: why the VM's copy was not read
+
+
+@dataclass(frozen=True)
 class ReleaseReport:
     """The release, its assets, and each manifest field compared with it."""
 
@@ -55,6 +73,12 @@ class ReleaseReport:
     manifest_source: str
     manifest_error: str | None
     fields: tuple[FieldCheck, ...]
+    manifest_on_vm: bool = False
+    manifest_fallback: str = ""  # why the server repository's copy was compared instead of the VM's
+
+    @property
+    def manifest_where(self) -> str:
+        return "on the VM" if self.manifest_on_vm else "in the server repository"
 
     @property
     def mismatched(self) -> tuple[FieldCheck, ...]:
@@ -84,9 +108,10 @@ def _line_value(body: str, key: str) -> str | None:
     return found.group(1) if found else None
 
 
-def compare(release: ReleaseInfo | None, manifest: dict[str, Any] | None, source: str, *,
-            repo: str, tag: str, release_missing: str = "", manifest_error: str | None = None) -> ReleaseReport:
-    """Compare a manifest (from `source`, e.g. the server repo or the VM) with the release."""
+def compare(release: ReleaseInfo | None, copy: ManifestCopy, *, repo: str, tag: str,
+            release_missing: str = "") -> ReleaseReport:
+    """Compare a manifest (the VM's or the server repository's copy) with the release."""
+    manifest, manifest_error = copy.manifest, copy.error
     if manifest is not None and not isinstance(manifest, dict):
         manifest, manifest_error = None, "manifest.json is not a JSON object"
     missing = tuple(n for n in RELEASE_ASSETS if release is None or release.asset(n) is None)
@@ -95,8 +120,8 @@ def compare(release: ReleaseInfo | None, manifest: dict[str, Any] | None, source
     fields: tuple[FieldCheck, ...] = ()
     if manifest is not None and release is not None:
         fields = _fields(release, manifest, version, build)
-    return ReleaseReport(repo, tag, release, release_missing, missing, unfinished, version, build, source,
-                         manifest_error, fields)
+    return ReleaseReport(repo, tag, release, release_missing, missing, unfinished, version, build, copy.source,
+                         manifest_error, fields, manifest_on_vm=copy.on_vm, manifest_fallback=copy.fallback)
 
 
 def _fields(release: ReleaseInfo, manifest: dict[str, Any], version: str | None, build: str | None) -> tuple[FieldCheck, ...]:
@@ -135,25 +160,61 @@ def _asset_for(release: ReleaseInfo, url: str | None) -> AssetInfo | None:
     return release.asset(name) or (None if name else release.asset("Nexy.pkg"))
 
 
-def read_repo_manifest(client: GitHubClient, repo: str, ref: str) -> tuple[dict[str, Any] | None, str | None]:
-    """manifest.json from the server repository at `ref`: (manifest, None) or (None, why not)."""
+def read_release(client: GitHubClient, repo: str, tag: str) -> tuple[ReleaseInfo | None, str]:
+    """The release, or (None, why it is not there): a missing release is a finding, not a failure."""
+    try:
+        return client.release(repo, tag), ""
+    except GitHubNotFound as exc:
+        return None, str(exc)
+
+
+def read_repo_manifest(client: GitHubClient, repo: str, ref: str, *, fallback: str = "") -> ManifestCopy:
+    """manifest.json from the server repository at `ref`; `fallback` says why not the VM's copy."""
+    source = f"from the server repository (`{repo}` `{MANIFEST_PATH}` at `{ref}`)"
     try:
         text = client.file_text(repo, MANIFEST_PATH, ref)
     except GitHubNotFound:
-        return None, f"`{MANIFEST_PATH}` is not in `{repo}` at `{ref}`"
+        return ManifestCopy(None, f"`{MANIFEST_PATH}` is not in `{repo}` at `{ref}`", source, False, fallback)
+    return ManifestCopy(*_parse(text), source, False, fallback)
+
+
+def vm_manifest(result: RunResult, app_dir: str) -> ManifestCopy | str:
+    """manifest.json as the release-manifest script read it on the VM; a str is why it gave no copy to compare."""
+    path = f"{app_dir}/{MANIFEST_PATH}"
+    if result.exit_code is None:
+        return "the run-command's result did not come back complete"
+    if result.exit_code != 0:
+        return f"the `{VM_SCRIPT}` script failed on the VM (exit {result.exit_code})"
+    facts = result.facts
+    state = facts.get("manifest", "")
+    details = [f"`{path}`"]
+    if facts.get("manifest_modified", "unknown") != "unknown":
+        details.append(f"changed {facts['manifest_modified']}")
+    if facts.get("runtime_version"):
+        details.append(f"VERSION `{facts['runtime_version']}`")
+    source = f"on the VM ({', '.join(details)}; read by Run Command)"
+    if state == "present":
+        lines = result.stdout.splitlines()
+        text = next((lines[i + 1] for i, line in enumerate(lines[:-1]) if line.strip() == VM_MANIFEST_MARKER), None)
+        if text is None:
+            return "the manifest did not come back in the run-command's output"
+        return ManifestCopy(*_parse(text), source, True)
+    if state == "missing":
+        return ManifestCopy(None, f"`{path}` is not on the VM", source, True)
+    if state == "unreadable":
+        return ManifestCopy(None, f"`{path}` cannot be read on the VM", source, True)
+    if state == "too-large":
+        return (f"the VM's manifest.json is {facts.get('manifest_bytes', '?')} bytes, more than a run-command "
+                "can bring back")
+    return f"the `{VM_SCRIPT}` script did not say whether the manifest is there"
+
+
+def _parse(text: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        return json.loads(text), None
+        manifest = json.loads(text)
     except ValueError as exc:
-        return None, f"`{MANIFEST_PATH}` is not valid JSON ({exc.msg} at line {exc.lineno})"
+        return None, f"`{MANIFEST_PATH}` is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    if not isinstance(manifest, dict):
+        return None, "manifest.json is not a JSON object"
+    return manifest, None
 
-
-def check(client: GitHubClient, releases_repo: str, tag: str, server_repo: str, ref: str) -> ReleaseReport:
-    """The release against manifest.json from the server repository (until the VM's copy is read)."""
-    release, missing = None, ""
-    try:
-        release = client.release(releases_repo, tag)
-    except GitHubNotFound as exc:
-        missing = str(exc)
-    manifest, error = read_repo_manifest(client, server_repo, ref)
-    source = f"`{server_repo}` `{MANIFEST_PATH}` at `{ref}`"
-    return compare(release, manifest, source, repo=releases_repo, tag=tag, release_missing=missing, manifest_error=error)

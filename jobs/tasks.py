@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 
 from bot import messages
-from bot.dispatch import WorkItem
+from bot.commands import Request
+from bot.dispatch import Dispatcher, WorkItem
 from bot.errors import NexyError
 from bot.redaction import redact
-from jobs import actions
+from jobs import actions, lifecycle
 from jobs.runtime import current
 from jobs.thread import Thread
 
@@ -47,3 +48,27 @@ def notify(*, channel: str, user: str, text: str, thread_ts: str | None = None) 
 def announce(*, incident: str, text: str) -> None:
     """Post a notice in an incident's thread (queue position, for example)."""
     Thread(current(), incident).post(text, kind="notice")
+
+
+def decide(**kwargs) -> str:
+    """An approval or rejection of a plan (from a reaction or a button)."""
+    return lifecycle.decide(**kwargs)
+
+
+def apply_plan(*, plan_id: str) -> str:
+    """Apply and verify an approved plan (VM queue)."""
+    return lifecycle.run_apply(plan_id)
+
+
+def authorize(payload: dict) -> str:
+    """A fix request whose operator check needs a user group resolved: resolve, then queue or refuse."""
+    runtime = current()
+    item = WorkItem.from_payload(payload)
+    decision = lifecycle.policy(runtime).can_request_fix(item.user)
+    if not decision.allowed:
+        runtime.slack.ephemeral(item.channel, item.user, messages.fix_refused(item.words, decision.reason, decision.who))
+        runtime.store.record(item.incident, "refusal", item.user, command=item.words, reason=decision.reason)
+        return "refused"
+    Dispatcher(runtime.settings, runtime.redis).submit(Request(item.command, item.args), user=item.user,
+                                                       channel=item.channel, incident=item.incident, source=item.source)
+    return "queued"

@@ -25,8 +25,14 @@ ResourceNotFound, 409 Conflict "Run command extension execution is in progress. 
 completion before invoking a run command." while a run command runs on that VM, or for the next
 `busy(rg, vm, times)` run commands (also `vm.run_command_busy`, set by ``vm.break_("run-command-busy")``).
 
-Also ``GET .../virtualMachines/{vm}`` (the VM model, ``$expand=instanceView`` adds the instance view)
-and ``GET .../virtualMachines/{vm}/instanceView``.
+Also ``GET .../virtualMachines/{vm}`` (the VM model, ``$expand=instanceView`` adds the instance view),
+``GET .../virtualMachines/{vm}/instanceView``, and the caller's own permissions on the VM, as ARM's
+Permissions - List For Resource answers them:
+``GET .../virtualMachines/{vm}/providers/Microsoft.Authorization/permissions?api-version=...`` ->
+``{"value": [{"actions": [...], "notActions": [...], "dataActions": [], "notDataActions": []}]}``, one
+entry a role the identity holds on the VM (`permissions`; by default Virtual Machine Contributor's
+actions, whose ``Microsoft.Compute/virtualMachines/*`` includes ``runCommand/action``; `set_permissions`
+changes them).
 """
 from __future__ import annotations
 
@@ -46,7 +52,26 @@ CONFLICT_MESSAGE = ("Run command extension execution is in progress. "
 
 _VM_PATH = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute/"
-    r"virtualMachines/(?P<vm>[^/]+)(?P<action>/runCommand|/instanceView)?/?$", re.IGNORECASE)
+    r"virtualMachines/(?P<vm>[^/]+)"
+    r"(?P<action>/runCommand|/instanceView|/providers/Microsoft\.Authorization/permissions)?/?$", re.IGNORECASE)
+
+VIRTUAL_MACHINE_CONTRIBUTOR_ACTIONS = (
+    "Microsoft.Authorization/*/read",
+    "Microsoft.Compute/availabilitySets/*",
+    "Microsoft.Compute/locations/*",
+    "Microsoft.Compute/virtualMachines/*",
+    "Microsoft.Compute/virtualMachineScaleSets/*",
+    "Microsoft.Compute/disks/write",
+    "Microsoft.Compute/disks/read",
+    "Microsoft.Compute/disks/delete",
+    "Microsoft.Insights/alertRules/*",
+    "Microsoft.Network/networkInterfaces/*",
+    "Microsoft.Network/virtualNetworks/read",
+    "Microsoft.Resources/deployments/*",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "Microsoft.Support/*",
+)
+"""The built-in Virtual Machine Contributor role's main actions (its `virtualMachines/*` grants runCommand/action)."""
 _OP_PATH = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/"
     r"operations/(?P<op>[^/]+)/?$", re.IGNORECASE)
@@ -104,6 +129,9 @@ class AzureEmulator:
         """One entry a run command refused with 409."""
         self.requests: list[tuple[str, str, int]] = []
         """Every request answered: (method, path with query, status)."""
+        self.permissions: list[dict] = []
+        """What the permissions list answers for the caller on any VM: one entry a role (see `set_permissions`)."""
+        self.set_permissions(VIRTUAL_MACHINE_CONTRIBUTOR_ACTIONS)
         self._vms: dict[tuple[str, str], _VM] = {}
         self._busy: dict[tuple[str, str], int] = {}
         self._running: dict[tuple[str, str], int] = {}
@@ -117,6 +145,11 @@ class AzureEmulator:
     def add_vm(self, resource_group: str, name: str, vm: SimulatedVM, *, location: str = "westeurope") -> None:
         with self._lock:
             self._vms[(resource_group.lower(), name.lower())] = _VM(resource_group, name, vm, location)
+
+    def set_permissions(self, actions, not_actions=()) -> None:
+        """The caller holds one role on the VMs with these actions and notActions (wildcards as ARM has them)."""
+        self.permissions = [{"actions": list(actions), "notActions": list(not_actions),
+                             "dataActions": [], "notDataActions": []}]
 
     def busy(self, resource_group: str, name: str, times: int) -> None:
         """The next `times` run commands on that VM get 409 Conflict, as if another one were running."""
@@ -359,6 +392,8 @@ class AzureEmulator:
                         return self._error(404, "NotFound", "The entity was not found in this Azure location.")
                     status, out, headers = emu._accept(key, payload, api_version)
                     return self._send(status, out if status != 202 else None, headers)
+                if action.endswith("/permissions") and method == "GET":
+                    return self._send(200, {"value": [dict(p) for p in emu.permissions]})
                 if action == "/instanceview" and method in ("GET", "POST"):
                     return self._send(200, emu._instance_view(entry))
                 if action == "" and method == "GET":

@@ -85,6 +85,7 @@ class Console:
             body = " ".join(f":{name}: {', '.join(users)}" for name, users in message.reactions.items()) or "(none)"
         indent = "    ↳ " if message.thread_ts and message.thread_ts != message.ts else ""
         body = re.sub(r"<@([A-Z0-9]+)>", lambda m: "@" + self.slack.users.get(m.group(1), m.group(1)), body)
+        body = re.sub(r"<!date\^\d+\^[^|>]*\|([^>]*)>", r"\1", body)  # Slack shows the reader's local time
         lines = body.splitlines() or [""]
         head = f"{indent}[{number}] {who}{label}: {lines[0]}"
         pad = " " * (len(indent) + 4)

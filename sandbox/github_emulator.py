@@ -47,6 +47,7 @@ __all__ = [
     "DEPLOY_WORKFLOW_YAML",
     "MANIFEST_PATH",
     "RELEASE_TAG",
+    "published_manifest",
     "GitHubEmulator",
     "GitHubState",
     "Repo",
@@ -417,6 +418,23 @@ def _asset_bytes_meta(name: str, version: str) -> tuple[int, str]:
     return size, digest
 
 
+def published_manifest(version: str, build: str, *, releases_repo: str = "Seregawpn/Nexy_production",
+                       release_date: str | None = None) -> dict[str, Any]:
+    """manifest.json as the publish script writes it when release `Update` holds `version`/`build`:
+    its artifact is that release's Nexy.pkg (url, size and sha256 as the emulator's asset has them).
+    The healthy server repository holds it, and so does the simulated VM (`sandbox.vm`), as deployed."""
+    size, hexdigest = _asset_bytes_meta("Nexy.pkg", version)
+    return _manifest(
+        version,
+        build,
+        f"https://github.com/{releases_repo}/releases/download/{RELEASE_TAG}/Nexy.pkg",
+        size,
+        hexdigest,
+        release_date or _iso(datetime.now(timezone.utc)),
+        f"https://github.com/{releases_repo}/releases/tag/{RELEASE_TAG}",
+    )
+
+
 def _build_release(rid: int, tag: str, version: str, build: str, when: datetime, asset_id0: int) -> Release:
     label = f"Nexy {version} ({build})"
     assets = []
@@ -522,15 +540,9 @@ def _healthy_state(server_repo: str, releases_repo: str) -> GitHubState:
 
     pkg = current.asset("Nexy.pkg")
     assert pkg is not None and pkg.digest
-    manifest = _manifest(
-        "2.4.0",
-        "240",
-        f"https://github.com/{releases_repo}/releases/download/{RELEASE_TAG}/Nexy.pkg",
-        pkg.size,
-        pkg.digest.split(":", 1)[1],
-        _iso(current_time + timedelta(minutes=6)),
-        f"https://github.com/{releases_repo}/releases/tag/{RELEASE_TAG}",
-    )
+    manifest = published_manifest("2.4.0", "240", releases_repo=releases_repo,
+                                  release_date=_iso(current_time + timedelta(minutes=6)))
+    assert (manifest["artifact"]["size"], manifest["artifact"]["sha256"]) == (pkg.size, pkg.digest.split(":", 1)[1])
     server.files = {
         "README.md": "# Nexy server\n",
         "server/main.py": "from server.app import run\n\nif __name__ == '__main__':\n    run()\n",

@@ -57,6 +57,8 @@ class SandboxStack:
         if self.scenario in VM_SCENARIOS and self.scenario != "healthy":
             self.vm.heal()
         self.github.apply_scenario(scenario if scenario in GITHUB_SCENARIOS else "healthy")
+        # the VM runs what the server repository holds: its deploy brought manifest.json along
+        self.vm.deploy_manifest(self.github.manifest())
         if scenario == "run-command-busy":
             self.azure.busy(self.resource_group, self.vm_name, 2)
         elif scenario in VM_SCENARIOS and scenario != "healthy":
@@ -81,6 +83,11 @@ class SandboxStack:
             "NEXY_AZURE_POLL_S": "0.25",
             "NEXY_CONFLICT_RETRY_S": "2",
             **self.vm.settings_env(),
+            "NEXY_VM_HEALTH_URLS": ",".join(self.vm.health_urls),
+            "NEXY_VERIFY_WAIT_S": "15",
+            # The console's users: alice and bob may ask for fixes, bob and carol may approve them.
+            "NEXY_OPERATORS": "U0ALICE,U0BOB",
+            "NEXY_APPROVERS": "U0BOB,U0CAROL",
         }
 
     def stop(self) -> None:

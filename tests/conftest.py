@@ -84,6 +84,8 @@ def vm_settings(make_settings, vm: SimulatedVM, azure: AzureEmulator) -> Callabl
             nexy_azure_poll_s=0.02,
             nexy_conflict_retry_s=0.05,
             nexy_conflict_max_wait_s=2.0,
+            nexy_vm_health_urls=",".join(vm.health_urls),
+            nexy_verify_wait_s=10,
         )
         values.update(overrides)
         return make_settings(**values)
@@ -129,6 +131,7 @@ def settings(make_settings) -> Settings:
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: concurrency tests open many connections at once
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -79,3 +79,21 @@ nexy_verify() {
     fi
     return "$ok"
 }
+
+# nexy_restart_and_verify SYMPTOM_REGEX: the end of every fix: restart only if the 0.1 preflight
+# passes (else return 4, not restarted), then verify (return 5 if any check fails).
+nexy_restart_and_verify() {
+    if ! nexy_preflight; then
+        fact outcome preflight_failed
+        return 4
+    fi
+    echo "+ sudo systemctl restart $NEXY_SERVICE"
+    sudo systemctl restart "$NEXY_SERVICE"
+    fact restarted yes
+    if nexy_verify "$1"; then
+        fact outcome verified
+        return 0
+    fi
+    fact outcome verify_failed
+    return 5
+}

@@ -346,29 +346,30 @@ class SimulatedVM:
         return UNIT_TEMPLATE.format(user=self.service_user, app=self.production_app_dir, script=script)
 
     def _write_release(self, version: str, build: str) -> None:
+        """VERSION, and manifest.json as deployed: what the publish script wrote for release `Update`
+        (the same file the GitHub emulator's healthy server repository holds)."""
+        from sandbox.github_emulator import published_manifest
+
         app = self.app_dir
         (app / "VERSION").write_text(f"{version}.{build}\n", encoding="utf-8")
-        tag = f"v{version}.{build}"
-        manifest = {
-            "version": version,
-            "build": build,
-            "artifact": {
-                "type": "dmg",
-                "url": f"https://github.com/Seregawpn/Nexy_production/releases/download/{tag}/Nexy.dmg",
-                "version": version,
-                "build": build,
-                "size": 316492595,
-                "sha256": "367fee5d96abcd352230dfdf0170f343c25e58584902d6ec4c8fb236e94dbfb0",
-                "arch": "universal2",
-                "min_os": "11.0",
-                "ed25519": "",
-            },
-            "critical": False,
-            "auto_install": True,
-            "notes_url": f"https://github.com/Seregawpn/Nexy_production/releases/tag/{tag}",
-            "release_date": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-        }
+        manifest = published_manifest(version, build)
         path = app / "server/updates/manifests/manifest.json"
+        path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    def deploy_manifest(self, manifest: dict) -> None:
+        """Write manifest.json as a deploy of the server repository brings it (VERSION stays)."""
+        path = self.app_dir / "server/updates/manifests/manifest.json"
+        path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    def _set_runtime_version(self, version: str, build: str) -> None:
+        """VERSION and the manifest's version/build only, as `scripts/update_server_version.sh` sets them:
+        the artifact (url, size, sha256) stays what the publish script wrote."""
+        app = self.app_dir
+        (app / "VERSION").write_text(f"{version}.{build}\n", encoding="utf-8")
+        path = app / "server/updates/manifests/manifest.json"
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest.update(version=version, build=build)
+        manifest.setdefault("artifact", {}).update(version=version, build=build)
         path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
     def _write_config(self, key: str) -> None:
@@ -488,7 +489,7 @@ class SimulatedVM:
             self.run_command_busy = times
             return
         if scenario == "stale-version":
-            self._write_release(*_stale(self.version, self.build))
+            self._set_runtime_version(*_stale(self.version, self.build))
             self.wait_healthy()
             return
         if scenario == "service-down":

@@ -47,11 +47,29 @@ def test_azure_healthy(serve_bot, azure_settings, slack, work, arm):
     assert "Credential type static bearer token (AZURE_ACCESS_TOKEN) · accepted" in report
     assert f"Subscription `{arm.subscription_id}`" in report
     assert "VM agent Ready" in report
-    assert "Virtual Machine Contributor" in report and RUN_COMMAND_ACTION in report
+    assert f":white_check_mark: The identity holds `{RUN_COMMAND_ACTION}` on the VM: it may run commands." in report
     paths = [path.split("?")[0] for _, path, _ in arm.requests]
     vm_path = f"/subscriptions/{arm.subscription_id}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/{VM_NAME}"
     assert vm_path in paths and vm_path + "/instanceView" in paths
+    assert vm_path + "/providers/Microsoft.Authorization/permissions" in paths
     assert not any(method == "POST" for method, _, _ in arm.requests)  # nothing was run on the VM
+
+
+def test_azure_identity_without_run_command_names_the_role(serve_bot, azure_settings, slack, work, arm):
+    """An identity whose roles lack runCommand/action (a Reader) is told the role that allows it, and how to assign it."""
+    arm.set_permissions(["*/read"])
+    report = _ask(slack, work, serve_bot, azure_settings())
+    assert "is readable; the VM is running, provisioning succeeded. The identity may not run commands on it." in report
+    assert f":x: The identity lacks `{RUN_COMMAND_ACTION}`: it needs Virtual Machine Contributor" in report
+    assert "Fix (runbook 1)" in report
+    assert 'az role assignment create --assignee <principal-id> --role "Virtual Machine Contributor"' in report
+
+
+def test_azure_not_actions_take_run_command_back(serve_bot, azure_settings, slack, work, arm):
+    """A role that grants virtualMachines/* but lists runCommand/action under notActions may not run commands."""
+    arm.set_permissions(["Microsoft.Compute/virtualMachines/*"], not_actions=[RUN_COMMAND_ACTION])
+    report = _ask(slack, work, serve_bot, azure_settings())
+    assert f":x: The identity lacks `{RUN_COMMAND_ACTION}`" in report
 
 
 def test_azure_rejected_token(serve_bot, azure_settings, slack, work):

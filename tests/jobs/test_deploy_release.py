@@ -1,5 +1,7 @@
 """End to end: /nexy deploy and /nexy release through signed requests, the worker, the real PyGithub
-client and the GitHub emulator, for the healthy case, each GitHub scenario and each failure."""
+client and the GitHub emulator, for the healthy case, each GitHub scenario and each failure; and
+/nexy release against manifest.json as deployed on the simulated VM, read by one run-command through
+the Azure emulator, or from the server repository when run-commands cannot reach the VM."""
 from __future__ import annotations
 
 import socket
@@ -8,13 +10,21 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from rq import Queue
 
 from bot import render
+from bot.commands import Route
+from bot.dispatch import IO_QUEUE, queue_for
 from jobs.deploy_check import matches, parse_triggers
+from jobs.release_check import vm_manifest
+from jobs.runcommand import RunResult
 from sandbox.github_emulator import DEFAULT_TOKEN, DEPLOY_WORKFLOW_YAML
 
 SERVER = "Seregawpn/Nexy_server"
 RELEASES = "Seregawpn/Nexy_production"
+REPO_MANIFEST = f"/repos/{SERVER}/contents/server/updates/manifests/manifest.json"
+NO_SUBSCRIPTION = ("This is the server repository's copy, not the one deployed on the VM: the VM cannot be "
+                   "reached by run-command (AZURE_SUBSCRIPTION_ID is required to reach the VM through Azure)")
 
 
 @pytest.fixture
@@ -28,6 +38,10 @@ def _ask(slack, work, settings, words):
     """Send `/nexy <words>`, run the worker, and return the bot's last thread reply as plain text."""
     assert "queued" in slack.slash_command(words).json()["text"]
     work(settings)
+    return _last_reply(slack)
+
+
+def _last_reply(slack):
     replies = [m for m in slack.messages("C0OPS") if m.thread_ts and m.thread_ts != m.ts and not m.ephemeral_to]
     reply = replies[-1]
     return reply.text + "\n" + render.plain(reply.blocks)
@@ -178,15 +192,18 @@ def test_github_timeout_is_bounded(serve_bot, make_settings, slack, work, github
 # -- /nexy release (runbook 7-9) ---------------------------------------------------------------
 
 def test_release_healthy(github_bot, slack, work, github):
-    """On the healthy release, both assets are listed with sizes and the manifest matches field by field."""
+    """Without a way to the VM, the healthy release matches the server repository's manifest, and it says so."""
     report = _ask(slack, work, github_bot, "release")
-    assert "`Update` (2.4.0 build 240) has `Nexy.dmg`, `Nexy.pkg`, and manifest.json matches it" in report
+    assert ("`Update` (2.4.0 build 240) has `Nexy.dmg`, `Nexy.pkg`, and manifest.json in the server repository "
+            "matches it") in report
     assert "`version`, `build`, `artifact.url`" in report
     assert " MB, updated " in report
     assert "publish_assets_and_sync.py" not in report
+    assert f"*manifest.json* from the server repository (`{SERVER}` `server/updates/manifests/manifest.json` at `main`)" in report
+    assert NO_SUBSCRIPTION in report
     paths = _paths(github)
     assert f"/repos/{RELEASES}/releases/tags/Update" in paths
-    assert f"/repos/{SERVER}/contents/server/updates/manifests/manifest.json" in paths
+    assert REPO_MANIFEST in paths
 
 
 def test_release_missing_asset(github_bot, slack, work, github):
@@ -205,7 +222,7 @@ def test_release_manifest_mismatch(github_bot, slack, work, github):
     """A manifest for the previous release names each differing field and gives the runbook 9 fix."""
     github.apply_scenario("manifest-mismatch")
     report = _ask(slack, work, github_bot, "release")
-    assert "manifest.json does not match the release" in report
+    assert "manifest.json in the server repository does not match the release" in report
     assert ":x: `version` manifest `2.3.0`, release `2.4.0`" in report
     assert ":x: `build` manifest `230`, release `240`" in report
     assert f"releases/download/v2.3.0/Nexy.pkg`, release `https://github.com/{RELEASES}/releases/download/Update/Nexy.pkg`" in report
@@ -227,6 +244,122 @@ def test_release_bad_token(serve_bot, make_settings, slack, work, github):
     serve_bot(settings)
     report = _ask(slack, work, settings, "release")
     assert "Release (runbook 7-9) could not finish" in report and "GitHub rejected GITHUB_TOKEN" in report
+
+
+# -- /nexy release against manifest.json as deployed on the VM ------------------------------------
+
+@pytest.fixture
+def release_vm_bot(serve_bot, vm_settings, github):
+    """The bot reaching the simulated VM through the Azure emulator, and the GitHub emulator."""
+    settings = vm_settings()
+    serve_bot(settings)
+    return settings
+
+
+def _queued_on(redis, settings):
+    """{queue name: jobs waiting} for io and the VM's queue."""
+    return {name: Queue(name, connection=redis).count for name in (IO_QUEUE, settings.vm_queue)}
+
+
+def test_release_reads_the_manifest_deployed_on_the_vm(release_vm_bot, slack, work, github, azure, vm, redis):
+    """With run-commands reaching the VM, release goes to the VM's queue and compares the VM's own manifest.json."""
+    assert "queued" in slack.slash_command("release").json()["text"]
+    assert _queued_on(redis, release_vm_bot) == {IO_QUEUE: 0, release_vm_bot.vm_queue: 1}
+    work(release_vm_bot)
+    report = _last_reply(slack)
+    assert ("`Update` (2.4.0 build 240) has `Nexy.dmg`, `Nexy.pkg`, and manifest.json on the VM matches it "
+            "(`version`, `build`, `artifact.url`, `artifact.version`, `artifact.build`, `artifact.size`, "
+            "`artifact.sha256`)") in report
+    assert f"*manifest.json* on the VM (`{vm.app_dir}/server/updates/manifests/manifest.json`, changed " in report
+    assert "VERSION `2.4.0.240`; read by Run Command)" in report
+    assert "one run-command on the VM" in report
+    assert "server repository's copy" not in report
+    assert len(azure.history) == 1 and "@@manifest.json" in azure.history[0]["script"]  # one run-command
+    assert REPO_MANIFEST not in _paths(github)  # the VM's copy was read: the repository's is not needed
+
+
+def test_release_stale_vm_manifest_is_a_mismatch_from_the_vm(release_vm_bot, slack, work, github, vm):
+    """A VM left on the previous version (stale-version) is reported field by field, with the VM as the source."""
+    vm.break_("stale-version")
+    report = _ask(slack, work, release_vm_bot, "release")
+    assert ("manifest.json on the VM does not match the release: `version`, `build`, `artifact.version`, "
+            "`artifact.build` differ") in report
+    assert ":x: `version` manifest `2.3.0`, release `2.4.0`" in report
+    assert ":x: `build` manifest `233`, release `240`" in report
+    assert ":white_check_mark: `artifact.url` https://github.com/Seregawpn/Nexy_production/releases/download/Update/Nexy.pkg" in report
+    assert "*manifest.json* on the VM (`" in report and "VERSION `2.3.0.233`" in report
+    assert "Fix (runbook 9)" in report
+    assert "the VM is behind it" in report and "bash scripts/update_server_version.sh 2.4.0.240" in report
+    assert REPO_MANIFEST not in _paths(github)
+    # the server repository still matches the release: only the VM is behind
+    assert (github.manifest()["version"], github.manifest()["build"]) == ("2.4.0", "240")
+
+
+def test_release_missing_manifest_on_the_vm(release_vm_bot, slack, work, github, vm):
+    """No manifest.json on the VM is a finding from the VM, not a reason to read another copy."""
+    (vm.app_dir / "server/updates/manifests/manifest.json").unlink()
+    report = _ask(slack, work, release_vm_bot, "release")
+    assert "manifest.json on the VM could not be read (`" in report and "manifest.json` is not on the VM)" in report
+    assert "Fix (runbook 9)" in report
+    assert REPO_MANIFEST not in _paths(github)
+
+
+def test_release_without_run_command_falls_back_to_the_repository(serve_bot, vm_settings, slack, work, github,
+                                                                 azure, vm, redis):
+    """NEXY_EXECUTOR=azure without AZURE_SUBSCRIPTION_ID: release stays on io and says it read the repository's copy."""
+    vm.break_("stale-version")  # the VM is behind, but it cannot be read: the repository's copy matches
+    settings = vm_settings(azure_subscription_id=None)
+    serve_bot(settings)
+    assert "queued" in slack.slash_command("release").json()["text"]
+    assert _queued_on(redis, settings) == {IO_QUEUE: 1, settings.vm_queue: 0}
+    work(settings)
+    report = _last_reply(slack)
+    assert "manifest.json in the server repository matches it" in report
+    assert NO_SUBSCRIPTION in report
+    assert REPO_MANIFEST in _paths(github)
+    assert azure.requests == []  # nothing was asked of Azure
+
+
+def test_release_falls_back_when_azure_refuses_the_run_command(serve_bot, vm_settings, slack, work, github, azure):
+    """A run-command Azure refuses (401) falls back to the repository's copy, saying why and which role is needed."""
+    settings = vm_settings(azure_access_token="expired-arm-token-1234")
+    serve_bot(settings)
+    report = _ask(slack, work, settings, "release")
+    assert "manifest.json in the server repository matches it" in report
+    assert "not the one deployed on the VM: the run-command failed: Azure refused the credentials" in report
+    assert "Virtual Machine Contributor" in report
+    assert azure.history == []
+    assert all("expired-arm-token-1234" not in str(call) for call in slack.calls_to("chat.postMessage"))
+
+
+@pytest.mark.parametrize("overrides, on_vm", [
+    ({}, True),
+    ({"azure_subscription_id": None}, False),
+    ({"azure_subscription_id": None, "nexy_executor": "local"}, True),
+    ({"azure_arm_url": "http://arm.example.com"}, False),
+])
+def test_release_is_queued_where_its_run_command_can_run(vm_settings, overrides, on_vm):
+    """release goes to the VM's queue only when scripts can reach the VM; else to io, where no run-command runs."""
+    settings = vm_settings(**overrides)
+    assert queue_for(Route.VM_IF_REACHABLE, settings) == (settings.vm_queue if on_vm else IO_QUEUE)
+
+
+@pytest.mark.parametrize("facts, stdout, expected", [
+    ({"manifest": "present"}, '@@manifest.json\n{"version": "2.4.0"}', {"version": "2.4.0"}),
+    ({"manifest": "present"}, "@@manifest.json\n{not json", "is not valid JSON"),
+    ({"manifest": "missing"}, "", "is not on the VM"),
+    ({"manifest": "too-large", "manifest_bytes": "5000"}, "", "5000 bytes, more than a run-command can bring back"),
+    ({"manifest": "present"}, "", "did not come back"),
+])
+def test_vm_manifest_reads_the_script_output(facts, stdout, expected):
+    """The script's marker line and facts become the VM's copy, an error on it, or a reason to fall back."""
+    copy = vm_manifest(RunResult("release-manifest", 0, facts, stdout), "/app")
+    if isinstance(expected, dict):
+        assert copy.on_vm and copy.manifest == expected and copy.error is None
+    elif isinstance(copy, str):
+        assert expected in copy
+    else:
+        assert copy.on_vm and copy.manifest is None and expected in copy.error
 
 
 # -- the workflow trigger rules ----------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceExistsError,
                                    ResourceNotFoundError, ServiceRequestError)
+from azure.core.rest import HttpRequest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
 
@@ -202,6 +203,31 @@ def test_vm_model_and_instance_view(client: ComputeManagementClient, vm: Simulat
     assert view.computer_name == vm.hostname
     assert [s.display_status for s in view.statuses] == ["Provisioning succeeded", "VM running"]
     assert client.virtual_machines.get(RG, NAME, enforce_https=False).properties.instance_view is None
+
+
+def test_permissions_list_for_the_vm(client: ComputeManagementClient, emu: AzureEmulator) -> None:
+    """The caller's permissions on a VM, ARM-shaped: Virtual Machine Contributor's by default, settable;
+    401 without a token, 404 for a VM that is not there."""
+    vm_id = f"/subscriptions/{emu.subscription_id}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines"
+    tail = "/providers/Microsoft.Authorization/permissions?api-version=2022-04-01"
+
+    def permissions(name: str = NAME):
+        return client.send_request(HttpRequest("GET", f"{vm_id}/{name}{tail}"), enforce_https=False)
+
+    answer = permissions()
+    assert answer.status_code == 200
+    [entry] = answer.json()["value"]
+    assert set(entry) == {"actions", "notActions", "dataActions", "notDataActions"}
+    assert "Microsoft.Compute/virtualMachines/*" in entry["actions"] and entry["notActions"] == []
+    emu.set_permissions(["*/read"], not_actions=["Microsoft.Compute/*/action"])
+    assert permissions().json()["value"] == [{"actions": ["*/read"], "notActions": ["Microsoft.Compute/*/action"],
+                                              "dataActions": [], "notDataActions": []}]
+    missing = permissions("Other")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "ResourceNotFound"
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{emu.url}{vm_id}/{NAME}{tail}", timeout=5)
+    assert caught.value.code == 401
+    assert json.loads(caught.value.read())["error"]["code"] == "AuthenticationFailed"
 
 
 def test_sdk_refuses_http_without_enforce_https(client: ComputeManagementClient) -> None:

@@ -52,7 +52,7 @@ def test_create_lays_out_a_healthy_production_tree(vm: SimulatedVM) -> None:
     manifest = json.loads((app / "server/updates/manifests/manifest.json").read_text())
     assert (manifest["version"], manifest["build"]) == ("2.4.0", "240")
     assert (manifest["artifact"]["version"], manifest["artifact"]["build"]) == ("2.4.0", "240")
-    assert manifest["artifact"]["url"].endswith("/v2.4.0.240/Nexy.dmg")
+    assert manifest["artifact"]["url"].endswith("/releases/download/Update/Nexy.pkg")
     unit = vm.unit_path.read_text()
     assert "User=azureuser" in unit
     assert "WorkingDirectory=/home/azureuser/voice-assistant" in unit

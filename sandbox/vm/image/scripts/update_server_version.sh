@@ -1,6 +1,6 @@
 #!/bin/bash
 # Set the runtime version of the Nexy server on this VM: VERSION and the updates manifest
-# (version, build and the artifact's url/version/build). The health endpoints read both on
+# (version, build and the artifact's version/build). The health endpoints read both on
 # every request. (Sandbox image of the on-VM part of the real scripts/update_server_version.sh.)
 # Usage:
 #   bash scripts/update_server_version.sh X.Y.Z.Build        e.g. 2.4.0.240
@@ -48,9 +48,9 @@ from pathlib import Path
 
 path, version, build = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-tag = f"v{version}.{build}"
-artifact = data.setdefault("artifact", {"type": "dmg", "arch": "universal2", "min_os": "11.0"})
-artifact["url"] = f"https://github.com/Seregawpn/Nexy_production/releases/download/{tag}/Nexy.dmg"
+# the artifact (url, size, sha256) is the publish script's: only a missing one gets the release's url
+artifact = data.setdefault("artifact", {"type": "pkg", "arch": "universal2", "min_os": "11.0"})
+artifact.setdefault("url", "https://github.com/Seregawpn/Nexy_production/releases/download/Update/Nexy.pkg")
 artifact["version"] = version
 artifact["build"] = build
 data["version"] = version

@@ -1,0 +1,122 @@
+"""Fix plans and their approval, in Redis: a plan is decided exactly once.
+
+A plan records what a fix will change (the state its plan run captured, and a fingerprint of
+it), who asked, and until when it may be approved. `decide` is one atomic Redis script: of any
+number of approvals, rejections and retries arriving at once, from any number of processes,
+exactly one moves the plan out of `pending`; an approval after the expiry marks it expired.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+from redis import Redis
+
+
+class PlanStatus(str, Enum):
+    """Where a plan is in its life."""
+
+    PENDING = "pending"  # posted, waiting for an approver
+    APPROVED = "approved"  # approved; apply and verify are queued or running
+    REJECTED = "rejected"  # an approver said no; nothing ran
+    EXPIRED = "expired"  # nobody approved in time; nothing ran
+    APPLIED = "applied"  # applied and verified
+    FAILED = "failed"  # apply refused (stale) or verify failed: see the thread
+
+
+_DECIDE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {0, 'missing'} end
+if status ~= 'pending' then return {0, status} end
+if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'expires_at')) then
+  redis.call('HSET', KEYS[1], 'status', 'expired', 'decided_at', ARGV[3])
+  return {2, 'expired'}
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'decided_by', ARGV[1], 'decided_at', ARGV[3])
+return {1, ARGV[2]}
+"""
+
+
+@dataclass
+class Plan:
+    """One fix plan: what, for which incident, who asked, the captured state, and its status."""
+
+    id: str
+    fix: str
+    incident: str
+    channel: str
+    requester: str
+    created_at: float
+    expires_at: float
+    fingerprint: str
+    state: dict = field(default_factory=dict)
+    status: str = PlanStatus.PENDING.value
+    message_ts: str = ""
+    decided_by: str = ""
+    decided_at: float = 0.0
+
+    @property
+    def expired(self) -> bool:
+        return time.time() > self.expires_at
+
+
+class PlanStore:
+    """Plans by id, and by the Slack message that shows them."""
+
+    def __init__(self, redis: Redis):
+        self.redis = redis
+        self._decide = redis.register_script(_DECIDE)
+
+    @staticmethod
+    def new_id() -> str:
+        return "P-" + secrets.token_hex(4)
+
+    def save(self, plan: Plan) -> Plan:
+        data = asdict(plan)
+        data["state"] = json.dumps(plan.state)
+        self.redis.hset(_key(plan.id), mapping={k: str(v) for k, v in data.items()})
+        self.redis.expire(_key(plan.id), 30 * 24 * 3600)
+        return plan
+
+    def get(self, plan_id: str) -> Plan | None:
+        raw = self.redis.hgetall(_key(plan_id))
+        if not raw:
+            return None
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        return Plan(
+            id=data["id"], fix=data["fix"], incident=data["incident"], channel=data["channel"],
+            requester=data["requester"], created_at=float(data["created_at"]), expires_at=float(data["expires_at"]),
+            fingerprint=data["fingerprint"], state=json.loads(data.get("state") or "{}"), status=data["status"],
+            message_ts=data.get("message_ts", ""), decided_by=data.get("decided_by", ""),
+            decided_at=float(data.get("decided_at") or 0),
+        )
+
+    def attach_message(self, plan: Plan, ts: str) -> None:
+        """Remember the message that shows the plan, so reactions and buttons on it find it."""
+        plan.message_ts = ts
+        self.redis.hset(_key(plan.id), "message_ts", ts)
+        self.redis.set(_message_key(plan.channel, ts), plan.id, ex=30 * 24 * 3600)
+
+    def by_message(self, channel: str, ts: str) -> Plan | None:
+        plan_id = self.redis.get(_message_key(channel, ts))
+        return self.get(plan_id.decode()) if plan_id else None
+
+    def decide(self, plan_id: str, user: str, status: PlanStatus) -> tuple[int, str]:
+        """Atomically move a pending plan to approved/rejected: (1, status) for the one decision that
+        counts, (2, 'expired') if it had just expired, (0, current status) for everyone else."""
+        won, current = self._decide(keys=[_key(plan_id)], args=[user, status.value, f"{time.time():.6f}"])
+        return int(won), current.decode() if isinstance(current, bytes) else current
+
+    def finish(self, plan_id: str, status: PlanStatus) -> None:
+        self.redis.hset(_key(plan_id), "status", status.value)
+
+
+def _key(plan_id: str) -> str:
+    return f"nexy:plan:{plan_id}"
+
+
+def _message_key(channel: str, ts: str) -> str:
+    return f"nexy:plan-message:{channel}:{ts}"

@@ -1,0 +1,278 @@
+"""The fix lifecycle end to end: plan, approval by reaction or button, apply and verify, through signed
+Slack requests, the worker, the real Azure SDK, the Run Command emulator and the simulated VM."""
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from bot.dispatch import IO_QUEUE
+from jobs.fixes import FIXES, FIX_NAMES
+from tests.conftest import RG, VM_NAME
+
+KEY = (RG.lower(), VM_NAME.lower())
+OPERATOR, APPROVER, OTHER = "U0ALICE", "U0BOB", "U0CAROL"
+
+
+@pytest.fixture
+def fix_settings(serve_bot, vm_settings):
+    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=f"{APPROVER},@leads")
+    serve_bot(settings)
+    return settings
+
+
+def _bot(slack, channel="C0OPS"):
+    return [m for m in slack.messages(channel) if m.user == slack.bot_user_id and not m.ephemeral_to]
+
+
+def _plan_message(slack):
+    return next(m for m in _bot(slack) if m.text.startswith(":clipboard: Plan"))
+
+
+def _ask(slack, work, settings, words="fix config-perms", user=OPERATOR):
+    reply = slack.slash_command(words, user=user)
+    assert "queued" in reply.json()["text"], reply.json()["text"]
+    work(settings)
+    return _plan_message(slack)
+
+
+def _thread_text(slack) -> str:
+    return "\n".join(f"{m.text}\n{m.blocks}" for m in _bot(slack))
+
+
+def test_config_perms_happy_path_heals_the_vm(fix_settings, slack, work, vm, azure, redis):
+    """Plan (diff, commands, approvers, expiry), a reaction approves, apply+verify heals: two run-commands."""
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    body = str(plan.blocks)
+    assert "- " in body and "owner root:root  mode 600" in body and "owner root:azureuser  mode 640" in body
+    assert "sudo chown root:azureuser" in body and "sudo chmod 640" in body
+    assert "<@U0BOB>" in body and "Expires" in body
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    text = _thread_text(slack)
+    assert "approved by <@U0BOB>" in text
+    assert "Fixed and verified" in text
+    assert "+ owner root:azureuser  mode 640" in text and "(read back after the change)" in text
+    assert ":white_check_mark: `systemctl is-active`: active" in text
+    assert text.count(":white_check_mark: `curl ") == 2
+    assert azure.run_count[KEY] == 2
+    assert vm.service_active() and httpx.get(vm.health_urls[0]).status_code == 200
+    assert slack.find(plan.ts).edits >= 1 and "approved" in slack.find(plan.ts).text
+    kinds = [entry["kind"] for entry in _incident_log(redis)]
+    for kind in ("request", "plan", "approval", "apply", "verify"):
+        assert kind in kinds
+
+
+def test_execstart_happy_path_by_button(fix_settings, slack, work, vm, azure):
+    """The unit file diff is planned, the Approve button approves, daemon-reload and restart heal the service."""
+    vm.break_("execstart-drift")
+    plan = _ask(slack, work, fix_settings, "fix execstart")
+    assert "server/server/main.py" in str(plan.blocks)
+    response = slack.block_action(user=APPROVER, channel="C0OPS", message_ts=plan.ts, action_id="plan_approve",
+                                  value=_plan_id(plan))
+    assert response.status_code == 200
+    work(fix_settings)
+    text = _thread_text(slack)
+    assert "Fixed and verified" in text and "daemon-reload" in text
+    assert "+ExecStart=" in text or "+ ExecStart=" in text
+    assert vm.service_active() and azure.run_count[KEY] == 2
+
+
+def test_nothing_to_fix_asks_no_approval(fix_settings, slack, work, azure):
+    """On a healthy VM the plan says nothing to fix and posts no approval request."""
+    slack.slash_command("fix config-perms", user=OPERATOR)
+    work(fix_settings)
+    text = _thread_text(slack)
+    assert "nothing to fix" in text and "Plan P-" not in text
+    assert azure.run_count[KEY] == 1
+
+
+def test_self_approval_refused(fix_settings, slack, work, vm, azure):
+    """The requester's own approval does not count; they are told why, ephemerally; nothing runs."""
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    slack.reaction_added("white_check_mark", user=OPERATOR, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    notes = [m for m in slack.messages("C0OPS") if m.ephemeral_to == OPERATOR and "does not count" in m.text]
+    assert len(notes) == 1 and "second person" in notes[0].text
+    assert azure.run_count[KEY] == 1 and not vm.service_active()
+
+
+def test_self_approval_allowed_when_configured(serve_bot, vm_settings, slack, work, vm, azure):
+    """With NEXY_ALLOW_SELF_APPROVAL=true an operator who is also an approver may approve their own plan."""
+    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=OPERATOR, nexy_allow_self_approval=True)
+    serve_bot(settings)
+    vm.break_("config-perms")
+    plan = _ask(slack, work, settings)
+    slack.reaction_added("white_check_mark", user=OPERATOR, channel="C0OPS", ts=plan.ts)
+    work(settings)
+    assert "Fixed and verified" in _thread_text(slack) and vm.service_active()
+
+
+def test_non_approver_is_ignored_with_explanation(fix_settings, slack, work, vm, azure):
+    """A reaction from someone who is not an approver is explained to them only, and changes nothing."""
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    slack.reaction_added("white_check_mark", user=OTHER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    notes = [m for m in slack.messages("C0OPS") if m.ephemeral_to == OTHER]
+    assert len(notes) == 1 and "only approvers" in notes[0].text and "<@U0BOB>" in notes[0].text
+    assert azure.run_count[KEY] == 1
+
+
+def test_group_handle_approver_resolved_through_slack(fix_settings, slack, work, vm, azure):
+    """An approver listed by user-group handle (@leads) is resolved with usergroups.users.list."""
+    slack.usergroups["leads"] = [OTHER]
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    slack.reaction_added("white_check_mark", user=OTHER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    assert "Fixed and verified" in _thread_text(slack)
+    assert slack.calls_to("usergroups.users.list")
+
+
+def test_rejection_posts_and_runs_nothing(fix_settings, slack, work, vm, azure):
+    """:x: from an approver rejects: the thread says so and no apply runs."""
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    slack.reaction_added("x", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    text = _thread_text(slack)
+    assert "rejected by <@U0BOB>" in text and "Nothing ran on the VM" in text
+    assert azure.run_count[KEY] == 1 and not vm.service_active()
+
+
+def test_expired_plan_refused(serve_bot, vm_settings, slack, work, vm, azure, redis):
+    """An approval after NEXY_APPROVAL_TTL_S marks the plan expired; nothing runs."""
+    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=APPROVER, nexy_approval_ttl_s=30)
+    serve_bot(settings)
+    vm.break_("config-perms")
+    plan = _ask(slack, work, settings)
+    plan_id = _plan_id(plan)
+    redis.hset(f"nexy:plan:{plan_id}", "expires_at", str(time.time() - 1))  # the clock moved past the expiry
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(settings)
+    assert "expired" in _thread_text(slack) and azure.run_count[KEY] == 1
+
+
+def test_stale_plan_refused(fix_settings, slack, work, vm, azure):
+    """If the VM changed between plan and apply, apply refuses and changes nothing."""
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    (vm.app_dir / "config.env").chmod(0o644)  # someone changed the mode by hand meanwhile
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    text = _thread_text(slack)
+    assert "Refused: the VM changed since the plan" in text and "root:root:644" in text
+    assert azure.run_count[KEY] == 2 and not vm.service_active()
+
+
+def test_restart_with_failing_preflight_does_not_restart(fix_settings, slack, work, vm, azure):
+    """A restart planned while preflight passed, whose apply finds a guardrail failing, does not restart."""
+    vm.break_("service-down")
+    plan = _ask(slack, work, fix_settings, "restart")
+    (vm.app_dir / "config.env").write_text("GEMINI_API_KEY=your_api_key_here\n")
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    text = _thread_text(slack)
+    assert "not restarted" in text and "api_key" in text
+    assert vm.service_state() == "inactive"
+
+
+def test_restart_plan_refused_when_preflight_fails(fix_settings, slack, work, vm):
+    """A restart is not even planned while a guardrail fails: the thread says which, no approval asked."""
+    vm.break_("config-perms")
+    slack.slash_command("restart", user=OPERATOR)
+    work(fix_settings)
+    text = _thread_text(slack)
+    assert "no restart is allowed" in text and "Plan P-" not in text
+
+
+def test_non_operator_cannot_request_a_fix(fix_settings, slack, redis):
+    """A fix request from someone not in NEXY_OPERATORS is refused at once, saying who can."""
+    text = slack.slash_command("fix config-perms", user=OTHER).json()["text"]
+    assert "only operators may request fixes" in text and "<@U0ALICE>" in text
+    assert redis.llen(f"rq:queue:{fix_settings.vm_queue}") == 0
+
+
+def test_group_operator_resolved_by_worker(serve_bot, vm_settings, slack, work, vm):
+    """An operator given as a user group is checked by a worker that resolves the group, then planned."""
+    settings = vm_settings(nexy_operators="@oncall", nexy_approvers=APPROVER)
+    serve_bot(settings)
+    vm.break_("config-perms")
+    assert "queued" in slack.slash_command("fix config-perms", user=OPERATOR).json()["text"]
+    work(settings)
+    assert _plan_message(slack)
+    slack.slash_command("fix config-perms", user=OTHER)
+    work(settings)
+    assert any(m.ephemeral_to == OTHER and "only operators" in m.text for m in slack.messages("C0OPS"))
+
+
+def test_unknown_fix_target_lists_what_is_allowed(fix_settings, slack):
+    """A bad fix target says which targets exist."""
+    text = slack.slash_command("fix config-perm", user=OPERATOR).json()["text"]
+    assert "`config-perms`" in text and "`execstart`" in text and "Did you mean `config-perms`?" in text
+
+
+def test_twenty_concurrent_approvals_and_retries_apply_once(fix_settings, slack, work, vm, azure):
+    """20 approvals at once (reactions, buttons, retried events) from two approvers: exactly one apply."""
+    slack.usergroups["leads"] = [OTHER]
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    plan_id = _plan_id(plan)
+    barrier = threading.Barrier(20)
+    statuses: list[int] = []
+
+    def approve(n: int) -> None:
+        barrier.wait()
+        user = APPROVER if n % 2 else OTHER
+        if n % 3 == 0:
+            response = slack.block_action(user=user, channel="C0OPS", message_ts=plan.ts, action_id="plan_approve",
+                                          value=plan_id)
+        else:
+            response = slack.reaction_added("white_check_mark", user=user, channel="C0OPS", ts=plan.ts,
+                                            event_id=f"Ev0APPROVE{n % 4}", retry_num=(n // 4) or None)
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=approve, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 20
+    work(fix_settings)
+    assert azure.run_count[KEY] == 2  # plan + exactly one apply
+    assert sum("Fixed and verified" in m.text for m in _bot(slack)) == 1
+
+
+def test_removing_a_reaction_after_apply_changes_nothing(fix_settings, slack, work, vm, azure):
+    """Taking the approval reaction back after apply started does not undo or stop anything."""
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings, [IO_QUEUE])
+    slack.reaction_removed("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    assert "Fixed and verified" in _thread_text(slack) and vm.service_active()
+
+
+def test_fix_targets_match_the_catalogue():
+    """Every `/nexy fix` target has a catalogue entry, and every catalogue fix is reachable."""
+    from bot.commands import FIX_TARGETS
+
+    assert set(FIX_TARGETS) == set(FIX_NAMES) == set(FIXES) - {"restart"}
+
+
+def _plan_id(message) -> str:
+    return message.text.split("Plan ", 1)[1].split(":", 1)[0]
+
+
+def _incident_log(redis):
+    from bot.incidents import IncidentStore
+
+    return IncidentStore(redis).log("INC-1")
