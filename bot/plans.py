@@ -39,6 +39,13 @@ redis.call('HSET', KEYS[1], 'status', ARGV[2], 'decided_by', ARGV[1], 'decided_a
 return {1, ARGV[2]}
 """
 
+_EXPIRE_IF_DUE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
+if tonumber(ARGV[1]) <= tonumber(redis.call('HGET', KEYS[1], 'expires_at')) then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'expired', 'decided_at', ARGV[1])
+return 1
+"""
+
 
 @dataclass
 class Plan:
@@ -69,6 +76,7 @@ class PlanStore:
     def __init__(self, redis: Redis):
         self.redis = redis
         self._decide = redis.register_script(_DECIDE)
+        self._expire_if_due = redis.register_script(_EXPIRE_IF_DUE)
 
     @staticmethod
     def new_id() -> str:
@@ -109,6 +117,10 @@ class PlanStore:
         counts, (2, 'expired') if it had just expired, (0, current status) for everyone else."""
         won, current = self._decide(keys=[_key(plan_id)], args=[user, status.value, f"{time.time():.6f}"])
         return int(won), current.decode() if isinstance(current, bytes) else current
+
+    def expire_if_due(self, plan_id: str) -> bool:
+        """Mark a still-pending plan expired once its time is up; True only for the call that did."""
+        return bool(self._expire_if_due(keys=[_key(plan_id)], args=[f"{time.time():.6f}"]))
 
     def finish(self, plan_id: str, status: PlanStatus) -> None:
         self.redis.hset(_key(plan_id), "status", status.value)

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     nexy_operators: CommaList = ()
     nexy_approvers: CommaList = ()
     nexy_channels: CommaList = ()
-    nexy_approval_ttl_s: int = Field(900, ge=30, le=86400)
+    nexy_approval_ttl_s: int = Field(900, ge=1, le=86400)
     nexy_allow_self_approval: bool = False
 
     nexy_executor: Literal["azure", "local"] = "azure"

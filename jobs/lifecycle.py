@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from bot import messages
-from bot.dispatch import VM_JOB_TIMEOUT_S, Dispatcher, WorkItem
+from bot.dispatch import IO_QUEUE, VM_JOB_TIMEOUT_S, Dispatcher, WorkItem
 from bot.plans import Plan, PlanStatus, PlanStore
 from bot.policy import GroupCache, Policy, describe
 from jobs.catalogue import vm_parameters
@@ -51,6 +52,9 @@ def run_plan(runtime: Runtime, thread: Thread, item: WorkItem) -> str:
     text, blocks = messages.plan_message(plan, fix, assessment, fix.commands(settings),
                                          describe(settings.nexy_approvers), settings.nexy_allow_self_approval)
     plans.attach_message(plan, thread.post(text, blocks, kind="plan", user=item.user))
+    # When the approval window closes, say so in the thread (the io worker runs RQ's scheduler).
+    Dispatcher(settings, runtime.redis).queue(IO_QUEUE).enqueue_in(
+        timedelta(seconds=settings.nexy_approval_ttl_s + 1), "jobs.tasks.expire_plan", plan_id=plan.id)
     runtime.store.record(item.incident, "plan", item.user, plan=plan.id, fix=fix.name, diff=list(assessment.diff),
                          expires_at=plan.expires_at)
     return plan.id
@@ -101,6 +105,21 @@ def _refusal(runtime: Runtime, plan: Plan, user: str, approve: bool) -> str:
         return ""
     decision = policy(runtime).can_approve(user, plan.requester)
     return "" if decision.allowed else messages.approval_refused(plan, decision.reason, decision.who)
+
+
+def expire(plan_id: str) -> str:
+    """At the end of its approval window: a plan nobody decided is marked expired, and the thread says so."""
+    runtime = current()
+    plans = PlanStore(runtime.redis)
+    if not plans.expire_if_due(plan_id):
+        return "decided or not due"
+    plan = plans.get(plan_id)
+    fix = FIXES[plan.fix]
+    thread = Thread(runtime, plan.incident)
+    thread.update(plan.message_ts, *messages.plan_decided(plan, fix, fix.assess(plan.state, runtime.settings).diff))
+    thread.post(messages.plan_expired(plan, fix), kind="expiry")
+    runtime.store.record(plan.incident, "expiry", None, plan=plan.id, source="timer")
+    return "expired"
 
 
 def run_apply(plan_id: str) -> str:

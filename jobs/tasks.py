@@ -55,6 +55,11 @@ def decide(**kwargs) -> str:
     return lifecycle.decide(**kwargs)
 
 
+def expire_plan(*, plan_id: str) -> str:
+    """The end of a plan's approval window (scheduled when the plan is posted)."""
+    return lifecycle.expire(plan_id)
+
+
 def apply_plan(*, plan_id: str) -> str:
     """Apply and verify an approved plan (VM queue)."""
     return lifecycle.run_apply(plan_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rq import SimpleWorker
 
+from bot.dispatch import IO_QUEUE
 from bot.redaction import install_log_redaction
 from jobs.runtime import Runtime, install
 
@@ -18,6 +19,9 @@ def make_worker(runtime: Runtime, queue_names: list[str], name: str | None = Non
 
 
 def serve(runtime: Runtime, queue_names: list[str], *, burst: bool = False, name: str | None = None) -> bool:
-    """Work the queues until stopped (or, in burst mode, until they are empty)."""
+    """Work the queues until stopped (or, in burst mode, until they are empty). A worker of the io
+    queue also runs RQ's scheduler (one at a time, by RQ's own lock): plan expiry notices."""
     install_log_redaction()
-    return make_worker(runtime, queue_names, name).work(burst=burst, logging_level="WARNING")
+    with_scheduler = IO_QUEUE in queue_names
+    return make_worker(runtime, queue_names, name).work(burst=burst, logging_level="WARNING",
+                                                         with_scheduler=with_scheduler)

@@ -160,6 +160,23 @@ def test_expired_plan_refused(serve_bot, vm_settings, slack, work, vm, azure, re
     assert "expired" in _thread_text(slack) and azure.run_count[KEY] == 1
 
 
+def test_unapproved_plan_expires_on_its_own(serve_bot, vm_settings, slack, work, vm, azure, redis):
+    """When the approval window closes with no decision, the thread says the plan expired; a late
+    approval then runs nothing."""
+    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=APPROVER, nexy_approval_ttl_s=1)
+    serve_bot(settings)
+    vm.break_("config-perms")
+    plan = _ask(slack, work, settings)
+    time.sleep(2.2)
+    work(settings)  # the io worker's scheduler enqueues the due expiry
+    assert any("expired" in m.text and "before anyone approved" in m.text for m in _bot(slack))
+    assert "expired" in slack.find(plan.ts).text
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(settings)
+    assert azure.run_count[KEY] == 1
+    assert "expiry" in [entry["kind"] for entry in _incident_log(redis)]
+
+
 def test_stale_plan_refused(fix_settings, slack, work, vm, azure):
     """If the VM changed between plan and apply, apply refuses and changes nothing."""
     vm.break_("config-perms")
