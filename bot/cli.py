@@ -78,15 +78,20 @@ def _worker(settings: Settings, queue: str | None, burst: bool) -> int:
     from bot.dispatch import IO_QUEUE
     from bot.processes import Children
 
+    from bot.dispatch import vm_job_timeout
+
     children = Children()
     children.nexy("vm-worker", "worker", "--queue", settings.vm_queue)
     for n in range(settings.nexy_io_workers):
         children.nexy(f"io-worker-{n}", "worker", "--queue", IO_QUEUE)
-    return _supervise(children)
+    # A stopping VM worker first finishes the run-command it is running (RQ's warm shutdown):
+    # killing it would abandon a command that goes on running on the VM.
+    return _supervise(children, grace_s=vm_job_timeout(settings))
 
 
-def _supervise(children, on_idle=None) -> int:
-    """Wait until SIGTERM/SIGINT, restarting a child that died; then stop all children."""
+def _supervise(children, grace_s: float | None = None) -> int:
+    """Wait until SIGTERM/SIGINT, restarting a child that died; then stop all children, giving them
+    grace_s to finish what they run."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
@@ -98,7 +103,11 @@ def _supervise(children, on_idle=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        children.stop()
+        if grace_s:
+            log.warning("stopping: a running run-command is finished first (Ctrl-C again to abandon it)")
+            children.stop(grace_s)
+        else:
+            children.stop()
     return 0
 
 

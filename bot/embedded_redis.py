@@ -6,6 +6,7 @@ one or starts a detached one, for `nexy web` / `nexy worker` started by hand wit
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -102,15 +103,20 @@ class EmbeddedRedis:
 
 
 def ensure_running(data_dir: str) -> str:
-    """The URL of the shared embedded Redis under data_dir, starting a detached one if none answers."""
-    port_file = Path(data_dir).resolve() / "redis" / "port"
-    if port_file.exists():
-        url = f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
-        try:
-            Redis.from_url(url, socket_timeout=0.5).ping()
-            return url
-        except (RedisError, ValueError):
-            pass
-    server = EmbeddedRedis(data_dir).start(detached=True)
-    port_file.write_text(str(server.port))
-    return server.url
+    """The URL of the shared embedded Redis under data_dir, starting a detached one if none answers.
+    A file lock makes processes started together (web and workers) share one server."""
+    folder = Path(data_dir).resolve() / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    port_file = folder / "port"
+    with open(folder / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if port_file.exists():
+            url = f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
+            try:
+                Redis.from_url(url, socket_timeout=0.5).ping()
+                return url
+            except (RedisError, ValueError):
+                pass
+        server = EmbeddedRedis(data_dir).start(detached=True)
+        port_file.write_text(str(server.port))
+        return server.url

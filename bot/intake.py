@@ -64,21 +64,31 @@ class Intake:
             return Reply(messages.enqueue_failed())
         return Reply(messages.queued(parsed, incident, created))
 
-    def mention(self, *, text: str, user: str, channel: str, thread_ts: str | None, event_id: str | None) -> None:
-        """`@nexy <words>` in a thread acts on that thread's incident; at top level, on the channel's.
-
-        If the work cannot be queued, the event is forgotten and the error raised: no ack goes
-        out, and Slack's retry delivers it again.
-        """
-        if not self.allowed_channel(channel):
+    def event(self, event_id: str | None, event: dict) -> None:
+        """An Events API event, before Slack gets its answer: a retry of a delivered event is dropped
+        (Bolt does not dedupe); a mention or reaction is queued. If Redis fails, the event id is
+        forgotten and the error raised, so that Slack's retry is handled."""
+        if event_id and not self.store.first_delivery(event_id):
             return
         try:
-            self._mention(text, user, channel, thread_ts)
+            self._event(event)
         except RedisError:
             if event_id:
                 with contextlib.suppress(RedisError):
                     self.store.forget_delivery(event_id)
             raise
+
+    def _event(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "app_mention" and self.allowed_channel(event.get("channel", "")):
+            self._mention(event.get("text", ""), event.get("user", ""), event.get("channel", ""),
+                          event.get("thread_ts"))
+        elif kind in ("reaction_added", "reaction_removed"):
+            item = event.get("item") or {}
+            if item.get("type") == "message":
+                self.reaction(reaction=event.get("reaction", ""), user=event.get("user", ""),
+                              channel=item.get("channel", ""), ts=item.get("ts", ""),
+                              added=kind == "reaction_added")
 
     def _mention(self, text: str, user: str, channel: str, thread_ts: str | None) -> None:
         words = _MENTION.sub(" ", text or "").strip()

@@ -95,6 +95,7 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
 def run_connected(settings: Settings) -> int:
     """The worker and the web (or Socket Mode) process for a real workspace, until Ctrl-C."""
     from bot.cli import _supervise
+    from bot.dispatch import vm_job_timeout
 
     children = Children()
     redis_url, redis_server = _own_redis(settings)
@@ -102,7 +103,7 @@ def run_connected(settings: Settings) -> int:
         env = {"REDIS_URL": redis_url}
         children.nexy("worker", "worker", env=env)
         children.nexy("slack", "socket" if settings.slack_app_token else "web", env=env)
-        return _supervise(children)
+        return _supervise(children, grace_s=vm_job_timeout(settings))
     finally:
         children.stop()
         if redis_server:

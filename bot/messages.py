@@ -138,9 +138,15 @@ def conflict_gave_up(script: str, waited_s: float) -> str:
 
 
 def script_incomplete(result) -> tuple[str, Blocks]:
-    text = (f":warning: `{result.script}` did not report a result: the script was stopped or its output was lost. "
-            "What it printed is below; treat the VM state as unknown and run `/nexy status`.")
-    return text, [render.section(text), render.section(render.code(render.cut(result.output, 2800)))]
+    """A script that failed (a named step, exit code) or never reported (no result line)."""
+    if result.exit_code is None:
+        text = (f":warning: `{result.script}` did not report a result: the script was stopped or its output was lost. "
+                "What it printed is below; treat the VM state as unknown and run `/nexy status`.")
+    else:
+        step = result.facts.get("failed_command", "a step")
+        text = (f":x: `{result.script}` failed (exit {result.exit_code}) at `{step}`. "
+                "Its output is below; nothing after that step ran.")
+    return text, [render.section(text), render.section(render.code(render.tail(result.output, 2800)))]
 
 
 def preflight_report(checks: list[tuple[str, bool, str]]) -> tuple[str, Blocks]:
@@ -169,7 +175,7 @@ def status_report(service: str, active: str, since: str, symptoms: list[tuple[st
             blocks.append(render.context(f"Also seen: {other[0]} {other[1]}"))
     elif active != "active":
         blocks.append(render.section("No runbook signature in the journal: resolve the primary error below, then `/nexy restart`."))
-    blocks.append(render.section(render.code(render.cut(output, 2800))))
+    blocks.append(render.section(render.code(render.tail(output, 2800))))
     return headline.replace("*", ""), blocks
 
 
@@ -589,8 +595,9 @@ def plan_message(plan, fix, assessment, commands: list[str], approvers: str, sel
 def plan_decided(plan, fix, diff_lines: tuple[str, ...]) -> tuple[str, Blocks]:
     """The plan message after its decision: what it was, and who decided; no buttons left."""
     word = {"approved": ":white_check_mark: approved", "rejected": ":x: rejected",
-            "expired": ":hourglass: expired"}.get(plan.status, plan.status)
-    by = f" by <@{plan.decided_by}>" if plan.decided_by and plan.status != "expired" else ""
+            "expired": ":hourglass: expired", "superseded": ":leftwards_arrow_with_hook: superseded"}.get(
+        plan.status, plan.status)
+    by = f" by <@{plan.decided_by}>" if plan.decided_by and plan.status in ("approved", "rejected") else ""
     text = f"Plan {plan.id}: {fix.words}: {plan.status}{by}"
     diff = "\n".join(diff_lines)
     return text, [render.section(f":clipboard: *Plan {plan.id}: `{fix.words}`* (runbook {fix.section} {fix.title})"
@@ -616,6 +623,11 @@ def plan_rejected(plan, fix) -> str:
     return f":x: Plan {plan.id} (`{fix.words}`) rejected by <@{plan.decided_by}>. Nothing ran on the VM."
 
 
+def plan_superseded(old, new, fix) -> str:
+    return (f":leftwards_arrow_with_hook: Plan {old.id} (`{fix.words}`) is superseded by plan {new.id}, asked by "
+            f"<@{new.requester}>: only the newest plan of a fix can be approved. Nothing ran for {old.id}.")
+
+
 def plan_expired(plan, fix) -> str:
     return (f":hourglass: Plan {plan.id} (`{fix.words}`) expired {_when(plan.expires_at)} before anyone approved it. "
             f"Nothing ran on the VM. For a fresh plan: `/nexy {fix.words}`.")
@@ -626,6 +638,7 @@ _OUTCOMES = {
     "stale": ":no_entry: *Refused: the VM changed since the plan*",
     "preflight_failed": ":red_circle: *Applied, but not restarted: the 0.1 preflight fails*",
     "verify_failed": ":red_circle: *Applied and restarted, but verify failed*",
+    "failed": ":x: *A step of the apply failed*",
     "unknown": ":warning: *Result unknown*",
 }
 
@@ -643,6 +656,10 @@ def apply_report(plan, fix, result, outcome: str, commands: list[str], settings)
         blocks.append(render.section(
             "The apply script did not report a result (stopped, or its output was lost). "
             "Treat the VM state as unknown: run `/nexy status` and `/nexy preflight` before anything else."))
+    elif outcome == "failed":
+        blocks.append(render.section(
+            f"`{facts.get('failed_command', 'a step')}` failed (exit {result.exit_code}); nothing after it ran.\n"
+            + render.code(render.tail(result.output, 2500))))
     else:
         blocks.append(render.section("*What ran*\n" + render.code(result.stdout.strip() or "\n".join(commands))))
         after = facts.get("after")
@@ -694,8 +711,28 @@ def _final_state(facts: dict, outcome: str, fix, settings) -> str:
     if outcome == "preflight_failed":
         return (f"*State*: the change is applied (`{facts.get('after', '?')}`), `{service}` was *not* restarted "
                 f"and is as it was. Next: `/nexy preflight` to see the failing guardrail, fix it, then `/nexy restart`.")
+    if outcome == "failed":
+        return ("*State*: partly changed: the steps before the failing one ran (see above). "
+                "Next: `/nexy status` and `/nexy preflight`, then a fresh plan.")
     if outcome == "verify_failed":
         return (f"*State*: the change is applied (`{facts.get('after', 'see above')}`) and `{service}` was restarted, "
                 f"but it is `{facts.get('verify_active', 'unknown')}`. Next: `/nexy status` for the journal, "
                 "then the section it names.")
     return "*State*: unknown. Next: `/nexy status`, then `/nexy preflight`."
+
+
+# -- failures of the work itself --------------------------------------------------------------
+
+def job_interrupted(words: str, reason: str) -> str:
+    return (f":warning: `{words}` did not finish: {reason}. If it was a run-command, it may still have run "
+            "on the VM: treat the VM state as unknown and run `/nexy status`.")
+
+
+def apply_interrupted(plan, reason: str) -> str:
+    return (f":warning: The apply of plan {plan.id} (`{plan.fix}`) did not finish: {reason}. It may have run on "
+            "the VM in part, so the VM state is unknown. Next: `/nexy status` and `/nexy preflight`, then a fresh "
+            "plan if still needed.")
+
+
+def decision_failed(reason: str) -> str:
+    return f":warning: Your approval or rejection could not be processed: {reason}. Please react again."

@@ -15,14 +15,18 @@ from enum import Enum
 
 from redis import Redis
 
+from bot.redaction import redact_json
+
 
 class PlanStatus(str, Enum):
     """Where a plan is in its life."""
 
     PENDING = "pending"  # posted, waiting for an approver
-    APPROVED = "approved"  # approved; apply and verify are queued or running
+    APPROVED = "approved"  # approved; apply and verify are queued
+    APPLYING = "applying"  # the apply run-command has started
     REJECTED = "rejected"  # an approver said no; nothing ran
     EXPIRED = "expired"  # nobody approved in time; nothing ran
+    SUPERSEDED = "superseded"  # a newer plan for the same fix on the same VM replaced it; nothing ran
     APPLIED = "applied"  # applied and verified
     FAILED = "failed"  # apply refused (stale) or verify failed: see the thread
 
@@ -44,6 +48,24 @@ if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
 if tonumber(ARGV[1]) <= tonumber(redis.call('HGET', KEYS[1], 'expires_at')) then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'expired', 'decided_at', ARGV[1])
 return 1
+"""
+
+_START_APPLY = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'approved' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'applying')
+return 1
+"""
+
+# One pending plan per fix and VM: a newer plan supersedes the pending one, so that two approvals
+# can never run the same fix twice.
+_SUPERSEDE = """
+local previous = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', 2592000)
+if previous and previous ~= ARGV[1] and redis.call('HGET', ARGV[2] .. previous, 'status') == 'pending' then
+  redis.call('HSET', ARGV[2] .. previous, 'status', 'superseded', 'decided_at', ARGV[3])
+  return previous
+end
+return false
 """
 
 
@@ -77,6 +99,8 @@ class PlanStore:
         self.redis = redis
         self._decide = redis.register_script(_DECIDE)
         self._expire_if_due = redis.register_script(_EXPIRE_IF_DUE)
+        self._start_apply = redis.register_script(_START_APPLY)
+        self._supersede = redis.register_script(_SUPERSEDE)
 
     @staticmethod
     def new_id() -> str:
@@ -84,7 +108,7 @@ class PlanStore:
 
     def save(self, plan: Plan) -> Plan:
         data = asdict(plan)
-        data["state"] = json.dumps(plan.state)
+        data["state"] = json.dumps(redact_json(plan.state))
         self.redis.hset(_key(plan.id), mapping={k: str(v) for k, v in data.items()})
         self.redis.expire(_key(plan.id), 30 * 24 * 3600)
         return plan
@@ -112,15 +136,29 @@ class PlanStore:
         plan_id = self.redis.get(_message_key(channel, ts))
         return self.get(plan_id.decode()) if plan_id else None
 
-    def decide(self, plan_id: str, user: str, status: PlanStatus) -> tuple[int, str]:
+    def decide(self, plan_id: str, user: str, status: PlanStatus, at: float | None = None) -> tuple[int, str]:
         """Atomically move a pending plan to approved/rejected: (1, status) for the one decision that
-        counts, (2, 'expired') if it had just expired, (0, current status) for everyone else."""
-        won, current = self._decide(keys=[_key(plan_id)], args=[user, status.value, f"{time.time():.6f}"])
+        counts, (2, 'expired') if it had expired at `at` (when Slack delivered the decision; now by
+        default), (0, current status) for everyone else."""
+        when = at if at is not None else time.time()
+        won, current = self._decide(keys=[_key(plan_id)], args=[user, status.value, f"{when:.6f}"])
         return int(won), current.decode() if isinstance(current, bytes) else current
 
     def expire_if_due(self, plan_id: str) -> bool:
         """Mark a still-pending plan expired once its time is up; True only for the call that did."""
         return bool(self._expire_if_due(keys=[_key(plan_id)], args=[f"{time.time():.6f}"]))
+
+    def supersede(self, plan: Plan, scope: str) -> str | None:
+        """Make `plan` the one pending plan of its fix in `scope` (the VM); returns the id of the pending
+        plan it superseded, if any."""
+        previous = self._supersede(keys=[f"nexy:plan-current:{scope}:{plan.fix}"],
+                                   args=[plan.id, "nexy:plan:", f"{time.time():.6f}"])
+        return previous.decode() if isinstance(previous, bytes) else previous
+
+    def start_apply(self, plan_id: str) -> bool:
+        """approved → applying, atomically: True for the one apply that may run (a replayed or
+        duplicated apply job finds the plan applying, and runs nothing)."""
+        return bool(self._start_apply(keys=[_key(plan_id)]))
 
     def finish(self, plan_id: str, status: PlanStatus) -> None:
         self.redis.hset(_key(plan_id), "status", status.value)

@@ -40,11 +40,12 @@ class Children:
         args, env = self.commands[name]
         self.processes[name] = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM every child, wait up to grace_s for them to finish, then kill what is left."""
         for process in self.processes.values():
             if process.poll() is None:
                 process.terminate()
-        deadline = time.monotonic() + STOP_GRACE_S
+        deadline = time.monotonic() + grace_s
         for process in self.processes.values():
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))

@@ -30,6 +30,14 @@ def cut(text: str, limit: int) -> str:
     return text[:keep] + "\n" + note if keep else note[:limit]
 
 
+def tail(text: str, limit: int) -> str:
+    """The end of the text (where logs keep their newest lines), with a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    note = f"(cut: the first {len(text) - limit} characters)"
+    return note + "\n…" + text[-(limit - len(note) - 2):]
+
+
 def mrkdwn(text: str) -> dict:
     return {"type": "mrkdwn", "text": text}
 

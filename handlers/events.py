@@ -1,36 +1,31 @@
-"""Events: `@nexy <command>` mentions, and reactions."""
+"""Events: `@nexy <command>` mentions, and reactions (approvals).
+
+Bolt acknowledges event listeners on its own, before they run. So the work is done in a
+middleware, which runs before Slack gets its answer: dedupe on `event_id`, queue, and only then
+let the (ack-only) listener answer 200. If Redis cannot take the work, Slack gets a 500 and
+retries the event later: nothing is lost.
+"""
 from __future__ import annotations
 
-from slack_bolt import Ack, App
+from redis.exceptions import RedisError
+from slack_bolt import App, BoltResponse
 
 from bot.intake import Intake
 
 
 def register(app: App, intake: Intake) -> None:
-    @app.event("app_mention")
-    def mention(ack: Ack, event: dict, body: dict) -> None:
-        intake.mention(
-            text=event.get("text", ""),
-            user=event.get("user", ""),
-            channel=event.get("channel", ""),
-            thread_ts=event.get("thread_ts"),
-            event_id=body.get("event_id"),
-        )
-        ack()  # after the enqueue: if Redis is down, no ack, and Slack retries
+    @app.middleware
+    def take_events(body: dict, next) -> BoltResponse | None:  # noqa: A002 - Bolt's name
+        if body.get("type") == "event_callback":
+            try:
+                intake.event(body.get("event_id"), body.get("event") or {})
+            except RedisError:
+                return BoltResponse(status=500, body="")
+        return next()
 
-    @app.event("reaction_added")
-    def reaction_added(ack: Ack, event: dict) -> None:
-        _reaction(intake, event, added=True)
-        ack()
-
-    @app.event("reaction_removed")
-    def reaction_removed(ack: Ack, event: dict) -> None:
-        _reaction(intake, event, added=False)
-        ack()
+    for event in ("app_mention", "reaction_added", "reaction_removed"):
+        app.event(event)(_acknowledged)
 
 
-def _reaction(intake: Intake, event: dict, *, added: bool) -> None:
-    item = event.get("item") or {}
-    if item.get("type") == "message":
-        intake.reaction(reaction=event.get("reaction", ""), user=event.get("user", ""),
-                        channel=item.get("channel", ""), ts=item.get("ts", ""), added=added)
+def _acknowledged() -> None:
+    """The event was taken by `take_events`; Bolt acks it."""

@@ -11,6 +11,7 @@ import time
 
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.mgmt.compute import ComputeManagementClient
+from azure.core.pipeline.policies import RetryPolicy
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from bot.errors import SettingsError
@@ -40,6 +41,16 @@ class _LoopbackHttpAuthPolicy(ARMChallengeAuthenticationPolicy):
         super().on_request(request)
 
 
+class _NoPostRetryPolicy(RetryPolicy):
+    """azure-core retries a POST that answered 500/503/504. For Run Command that POST may already have
+    started the script: a retry could run an apply twice. GETs (polling) are still retried."""
+
+    def _is_method_retryable(self, settings, request, response=None):  # type: ignore[override]
+        if request.method.upper() == "POST":
+            return False
+        return super()._is_method_retryable(settings, request, response)
+
+
 def credential(settings: Settings) -> TokenCredential:
     if settings.azure_access_token:
         return StaticTokenCredential(settings.azure_access_token)
@@ -65,5 +76,5 @@ def compute_client(settings: Settings) -> ComputeManagementClient:
         base_url=url,
         credential_scopes=[ARM_SCOPE],
         authentication_policy=_LoopbackHttpAuthPolicy(cred, ARM_SCOPE),
-        retry_total=2,
+        retry_policy=_NoPostRetryPolicy(retry_total=2),
     )

@@ -14,10 +14,10 @@ import time
 from contextlib import suppress
 
 from redis import Redis
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 
 from bot import messages
-from bot.dispatch import VM_JOB_TIMEOUT_S, WorkItem, vm_lease_key, vm_running_key
+from bot.dispatch import VM_LOCK_WAIT_S, WorkItem, vm_lease_key, vm_running_key
 from bot.errors import ConflictError, ExecutorError
 from jobs.runcommand import RunResult, Script
 from jobs.runtime import Runtime
@@ -39,33 +39,43 @@ class VMLease:
         self.running = vm_running_key(resource_group, vm)
         # thread_local=False: the renewing thread must see the token the job thread acquired.
         self.lock = redis.lock(vm_lease_key(resource_group, vm), timeout=lease_s, sleep=0.05,
-                               blocking_timeout=VM_JOB_TIMEOUT_S, thread_local=False)
+                               blocking_timeout=VM_LOCK_WAIT_S, thread_local=False)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
     def __enter__(self) -> "VMLease":
         if not self.lock.acquire():
-            raise ExecutorError("the VM stayed locked by another worker for longer than a job may run")
+            holder = self.redis.get(self.running)
+            words = json.loads(holder).get("words", "?") if holder else "unknown"
+            raise ExecutorError(f"the VM stayed locked by another worker (running `{words}`) for "
+                                f"{VM_LOCK_WAIT_S // 60} minutes; is a second VM worker running? Nothing was run.")
         self.redis.set(self.running, json.dumps({**self.holder, "since": time.time()}), px=int(self.lease_s * 1000))
         self._renewer = threading.Thread(target=self._renew, name="vm-lease", daemon=True)
         self._renewer.start()
         return self
 
     def _renew(self) -> None:
-        while not self._stop.wait(self.lease_s / 3):
+        """Renew the lease every third of its time; a Redis blip is retried at once, not fatal."""
+        interval = self.lease_s / 3
+        while not self._stop.wait(interval):
             try:
                 self.lock.extend(self.lease_s, replace_ttl=True)
                 self.redis.pexpire(self.running, int(self.lease_s * 1000))
+                interval = self.lease_s / 3
             except LockError:
                 log.error("lost the VM lease %s while a command was running", self.lock.name)
                 return
+            except RedisError:
+                log.warning("could not renew the VM lease %s; retrying", self.lock.name)
+                interval = min(1.0, self.lease_s / 10)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._renewer:
             self._renewer.join(timeout=5)
-        with suppress(LockError):
+        with suppress(RedisError):
             self.redis.delete(self.running)
+        with suppress(LockError, RedisError):
             self.lock.release()
 
 

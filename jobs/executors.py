@@ -31,6 +31,8 @@ from jobs.runcommand import AZURE_OUTPUT_LIMIT, RunResult, Script, parse, split_
 LOCAL_TIMEOUT_S = 90 * 60
 """The local executor gives a script as long as Azure would (90 minutes)."""
 
+TOKEN_HINT = ("the token is missing, expired or for another tenant: refresh AZURE_ACCESS_TOKEN "
+              "(`az account get-access-token`), or check the identity DefaultAzureCredential uses")
 ROLE_HINT = ("the identity needs Virtual Machine Contributor on the VM, or a custom role with "
              "Microsoft.Compute/virtualMachines/runCommand/action")
 
@@ -66,7 +68,8 @@ class AzureExecutor:
             )
             result = poller.result()
         except ClientAuthenticationError as exc:
-            raise AccessError(f"Azure refused the credentials (HTTP {exc.status_code or 401}): {ROLE_HINT}") from None
+            hint = ROLE_HINT if exc.status_code == 403 else TOKEN_HINT
+            raise AccessError(f"Azure refused the credentials (HTTP {exc.status_code or 401}): {hint}") from None
         except HttpResponseError as exc:
             raise _classify(exc) from None
         except ServiceRequestError as exc:  # nothing was sent: the command did not start
@@ -87,7 +90,7 @@ def _classify(exc: HttpResponseError) -> Exception:
     if status == 409:
         return ConflictError(text or "Run command extension execution is in progress.")
     if status in (401, 403):
-        return AccessError(f"Azure answered {status} {code}: {ROLE_HINT}")
+        return AccessError(f"Azure answered {status} {code}: {ROLE_HINT if status == 403 else TOKEN_HINT}")
     if status == 404:
         return ExecutorError(f"Azure answered 404 {code}: check AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP "
                              f"and AZURE_VM_NAME ({text})")
@@ -107,10 +110,16 @@ class LocalExecutor:
         started = time.monotonic()
         try:
             done = subprocess.run(["bash", "-s"], input=script.render(), capture_output=True, text=True,
-                                  timeout=LOCAL_TIMEOUT_S, env=self.env or dict(os.environ))
+                                  timeout=LOCAL_TIMEOUT_S, env=self.env or _script_environment())
         except subprocess.TimeoutExpired:
             raise ExecutorError(f"the script ran longer than {LOCAL_TIMEOUT_S // 60} minutes and was stopped") from None
         return parse(script.name, done.stdout, done.stderr, duration_s=time.monotonic() - started)
+
+
+def _script_environment() -> dict[str, str]:
+    """What a local script sees of the bot's environment: the basics, never its tokens."""
+    keep = ("PATH", "LANG", "LC_ALL", "HOME", "USER", "LOGNAME", "TZ")
+    return {name: os.environ[name] for name in keep if name in os.environ}
 
 
 def executor_for(settings: Settings) -> Executor:

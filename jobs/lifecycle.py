@@ -13,7 +13,7 @@ import time
 from datetime import timedelta
 
 from bot import messages
-from bot.dispatch import IO_QUEUE, VM_JOB_TIMEOUT_S, Dispatcher, WorkItem
+from bot.dispatch import IO_QUEUE, Dispatcher, WorkItem
 from bot.plans import Plan, PlanStatus, PlanStore
 from bot.policy import GroupCache, Policy, describe
 from jobs.catalogue import vm_parameters
@@ -36,7 +36,7 @@ def run_plan(runtime: Runtime, thread: Thread, item: WorkItem) -> str:
     result = run_on_vm(runtime, thread, item, Script(fix.plan_script, vm_parameters(settings)))
     if result.exit_code != 0:
         thread.post(*messages.script_incomplete(result), kind="plan", user=item.user)
-        return "incomplete"
+        return "failed" if result.exit_code is not None else "incomplete"
     assessment = fix.assess(result.facts, settings)
     if assessment.blocked or not assessment.needed:
         text = messages.plan_blocked(fix, assessment.blocked) if assessment.blocked else messages.nothing_to_fix(fix)
@@ -52,6 +52,9 @@ def run_plan(runtime: Runtime, thread: Thread, item: WorkItem) -> str:
     text, blocks = messages.plan_message(plan, fix, assessment, fix.commands(settings),
                                          describe(settings.nexy_approvers), settings.nexy_allow_self_approval)
     plans.attach_message(plan, thread.post(text, blocks, kind="plan", user=item.user))
+    previous = plans.supersede(plan, settings.vm_queue)
+    if previous:
+        _announce_superseded(runtime, plans.get(previous), plan)
     # When the approval window closes, say so in the thread (the io worker runs RQ's scheduler).
     Dispatcher(settings, runtime.redis).queue(IO_QUEUE).enqueue_in(
         timedelta(seconds=settings.nexy_approval_ttl_s + 1), "jobs.tasks.expire_plan", plan_id=plan.id)
@@ -60,9 +63,20 @@ def run_plan(runtime: Runtime, thread: Thread, item: WorkItem) -> str:
     return plan.id
 
 
+def _announce_superseded(runtime: Runtime, old: Plan | None, new: Plan) -> None:
+    if old is None:
+        return
+    fix = FIXES[old.fix]
+    old_thread = Thread(runtime, old.incident)
+    old_thread.update(old.message_ts, *messages.plan_decided(old, fix, fix.assess(old.state, runtime.settings).diff))
+    old_thread.post(messages.plan_superseded(old, new, fix), kind="supersede")
+    runtime.store.record(old.incident, "supersede", new.requester, plan=old.id, by=new.id)
+
+
 def decide(*, user: str, approve: bool, source: str, plan_id: str | None = None,
-           channel: str | None = None, ts: str | None = None) -> str:
-    """An approval or rejection from a reaction or a button: checked, then decided exactly once."""
+           channel: str | None = None, ts: str | None = None, at: float | None = None) -> str:
+    """An approval or rejection from a reaction or a button: checked, then decided exactly once.
+    `at` is when Slack delivered it: a decision that waited in the queue is judged by that time."""
     runtime = current()
     plans = PlanStore(runtime.redis)
     plan = plans.get(plan_id) if plan_id else plans.by_message(channel or "", ts or "")
@@ -74,29 +88,21 @@ def decide(*, user: str, approve: bool, source: str, plan_id: str | None = None,
         runtime.slack.ephemeral(plan.channel, user, refusal, thread_ts=thread.ensure())
         runtime.store.record(plan.incident, "approval-ignored", user, plan=plan.id, source=source, reason=refusal)
         return "ignored"
-    won, status = plans.decide(plan.id, user, PlanStatus.APPROVED if approve else PlanStatus.REJECTED)
+    won, status = plans.decide(plan.id, user, PlanStatus.APPROVED if approve else PlanStatus.REJECTED, at)
     plan = plans.get(plan.id) or plan
     fix = FIXES[plan.fix]
     if won == 0:
         runtime.slack.ephemeral(plan.channel, user, messages.plan_already(plan, status), thread_ts=thread.ensure())
         return f"already {status}"
-    diff = fix.assess(plan.state, runtime.settings).diff
-    thread.update(plan.message_ts, *messages.plan_decided(plan, fix, diff))
-    if won == 2:
-        thread.post(messages.plan_expired(plan, fix), kind="expiry", user=user)
-        runtime.store.record(plan.incident, "expiry", user, plan=plan.id, source=source)
-        return "expired"
-    if not approve:
-        thread.post(messages.plan_rejected(plan, fix), kind="rejection", user=user)
-        runtime.store.record(plan.incident, "rejection", user, plan=plan.id, source=source)
-        return "rejected"
-    runtime.store.record(plan.incident, "approval", user, plan=plan.id, source=source)
-    thread.post(messages.plan_approved(plan, fix), kind="approval", user=user)
-    Dispatcher(runtime.settings, runtime.redis).queue(runtime.settings.vm_queue).enqueue_call(
-        "jobs.tasks.apply_plan", kwargs={"plan_id": plan.id}, job_id=f"apply-{plan.id}",
-        timeout=VM_JOB_TIMEOUT_S, result_ttl=24 * 3600, failure_ttl=24 * 3600,
-        description=f"apply {fix.words} ({plan.incident}, {plan.id})")
-    return "approved"
+    kind = "approval" if won == 1 and approve else "rejection" if won == 1 else "expiry"
+    runtime.store.record(plan.incident, kind, user, plan=plan.id, source=source)
+    if kind == "approval":  # first the apply, so that no Slack error below can lose it
+        Dispatcher(runtime.settings, runtime.redis).submit_apply(plan.id, f"apply {fix.words} ({plan.incident}, {plan.id})")
+    thread.update(plan.message_ts, *messages.plan_decided(plan, fix, fix.assess(plan.state, runtime.settings).diff))
+    text = {"approval": messages.plan_approved, "rejection": messages.plan_rejected,
+            "expiry": messages.plan_expired}[kind](plan, fix)
+    thread.post(text, kind=kind, user=user)
+    return {"approval": "approved", "rejection": "rejected", "expiry": "expired"}[kind]
 
 
 def _refusal(runtime: Runtime, plan: Plan, user: str, approve: bool) -> str:
@@ -112,6 +118,11 @@ def expire(plan_id: str) -> str:
     runtime = current()
     plans = PlanStore(runtime.redis)
     if not plans.expire_if_due(plan_id):
+        plan = plans.get(plan_id)
+        if plan and plan.status == PlanStatus.PENDING.value:  # early (clocks differ): look again when due
+            Dispatcher(runtime.settings, runtime.redis).queue(IO_QUEUE).enqueue_in(
+                timedelta(seconds=max(1.0, plan.expires_at - time.time()) + 1), "jobs.tasks.expire_plan",
+                plan_id=plan_id)
         return "decided or not due"
     plan = plans.get(plan_id)
     fix = FIXES[plan.fix]
@@ -127,8 +138,8 @@ def run_apply(plan_id: str) -> str:
     runtime = current()
     plans = PlanStore(runtime.redis)
     plan = plans.get(plan_id)
-    if plan is None or plan.status != PlanStatus.APPROVED.value:
-        return "not approved"
+    if plan is None or not plans.start_apply(plan_id):
+        return "not approved, or already applying"
     settings = runtime.settings
     fix = FIXES[plan.fix]
     thread = Thread(runtime, plan.incident)
@@ -139,7 +150,7 @@ def run_apply(plan_id: str) -> str:
                   ("NEXY_VERIFY_WAIT_S", str(settings.nexy_verify_wait_s)))
     runtime.store.record(plan.incident, "apply", plan.decided_by, plan=plan.id, fix=fix.name)
     result = run_on_vm(runtime, thread, item, Script(fix.apply_script, parameters))
-    outcome = result.facts.get("outcome", "unknown") if result.exit_code is not None else "unknown"
+    outcome = result.facts.get("outcome") or ("failed" if result.exit_code is not None else "unknown")
     plans.finish(plan.id, PlanStatus.APPLIED if outcome == "verified" else PlanStatus.FAILED)
     text, blocks = messages.apply_report(plan, fix, result, outcome, fix.commands(settings), settings)
     thread.post(text, blocks, kind="verify", user=plan.decided_by)

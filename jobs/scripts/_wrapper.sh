@@ -17,7 +17,9 @@ fact() {
 # @@LIBRARY@@
 
 (
-set -eu
+set -eEu
+# A failing command ends the body (set -e); record which one, so the report can name it.
+trap 'fact failed_command "$BASH_COMMAND (exit $?)"' ERR
 # @@BODY@@
 )
 __nexy_rc=$?

@@ -48,3 +48,17 @@ def test_mention_in_unknown_thread_opens_incident_there(bot, slack, work):
     work()
     replies = [m for m in slack.messages("C0OPS") if m.thread_ts == "1700000000.000200" and m.user == slack.bot_user_id]
     assert len(replies) == 1 and "endpoints up" in replies[0].text
+
+
+def test_event_is_not_acked_when_redis_is_down(serve_bot, make_settings, slack):
+    """With Redis unreachable a mention gets HTTP 500, so Slack retries it later: nothing is lost silently."""
+    serve_bot(make_settings(redis_url="redis://127.0.0.1:1/0"))
+    response = slack.app_mention(f"<@{slack.bot_user_id}> health", user="U0BOB", channel="C0OPS")
+    assert response.status_code == 500
+
+
+def test_slash_command_says_when_nothing_could_be_queued(serve_bot, make_settings, slack):
+    """With Redis unreachable a slash command answers that nothing was queued or run."""
+    serve_bot(make_settings(redis_url="redis://127.0.0.1:1/0"))
+    text = slack.slash_command("health").json()["text"]
+    assert "could not queue" in text and "Nothing was run" in text

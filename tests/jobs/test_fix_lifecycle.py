@@ -293,3 +293,38 @@ def _incident_log(redis):
     from bot.incidents import IncidentStore
 
     return IncidentStore(redis).log("INC-1")
+
+
+def test_slack_failure_while_deciding_does_not_lose_the_apply(fix_settings, slack, work, vm, azure):
+    """If Slack refuses the plan-message update after an approval, the apply is already queued and runs."""
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    slack.ratelimit("chat.update", times=20, retry_after=0)
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    assert azure.run_count[KEY] == 2 and vm.service_active()
+
+
+def test_failed_apply_says_the_vm_state_is_unknown(fix_settings, slack, work, vm, azure, redis):
+    """An apply that cannot run (the VM stays busy past the bounded wait) is reported, and the plan is failed."""
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    azure.busy(RG, VM_NAME, 100)
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    text = _thread_text(slack)
+    assert "did not finish" in text and "VM state is unknown" in text
+    assert redis.hget(f"nexy:plan:{_plan_id(plan)}", "status") == b"failed"
+
+
+def test_a_newer_plan_supersedes_the_pending_one(fix_settings, slack, work, vm, azure):
+    """Asking again for the same fix supersedes the pending plan: approving the old one runs nothing."""
+    vm.break_("config-perms")
+    old = _ask(slack, work, fix_settings)
+    slack.slash_command("fix config-perms", user=OPERATOR)
+    work(fix_settings)
+    assert "superseded" in slack.find(old.ts).text
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=old.ts)
+    work(fix_settings)
+    assert azure.run_count[KEY] == 2  # two plans, no apply
+    assert not vm.service_active()

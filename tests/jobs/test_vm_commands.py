@@ -112,6 +112,8 @@ def test_conflict_gives_up_after_bounded_wait(serve_bot, vm_settings, slack, wor
 def test_secrets_in_output_never_reach_slack(vm_bot, slack, work, vm):
     """The Gemini key on the VM never appears in anything sent to Slack."""
     vm.break_("api-key-expired")
-    _run(slack, work, vm_bot, "status")
+    assert vm.gemini_key and vm.gemini_key in vm.journal()  # the service's own log line carries it
+    reply = _run(slack, work, vm_bot, "status")
+    assert "[REDACTED]:google-api-key" in str(reply.blocks)
     _run(slack, work, vm_bot, "preflight")
-    assert vm.gemini_key and vm.gemini_key not in str(slack.calls)
+    assert vm.gemini_key not in str(slack.calls)

@@ -171,7 +171,9 @@ def init_text_processor(api_key):
         return True
     body = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT",
                       "details": [{"reason": "API_KEY_INVALID"}]}}
-    tp_log.error("google.genai.errors.ClientError: 400 INVALID_ARGUMENT. %s", body)
+    # Like real client errors, the line names the request URL, key included: what the bot must redact.
+    url = f"https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent?key={api_key}"
+    tp_log.error("google.genai.errors.ClientError: 400 INVALID_ARGUMENT. %s (POST %s)", body, url)
     logging.getLogger("grpc_server").error("Не удалось инициализировать TextProcessor")
     logging.getLogger("grpc_server").error("gRPC service initialization failed")
     return False
