@@ -153,11 +153,9 @@ class Settings(BaseSettings):
     @classmethod
     def _github_url(cls, url: str) -> str:
         # The token rides on every request: plain http only to a loopback emulator.
-        match = re.match(r"^(https?)://([^/:\s]+|\[[^\]]+\])", url)
-        if not match:
+        if not re.match(r"^https?://([^/:\s]+|\[[^\]]+\])", url):
             raise ValueError(f"{url!r} is not an http(s) URL")
-        host = match.group(2).strip("[]")
-        if match.group(1) == "http" and not (host in ("localhost", "::1") or host.startswith("127.")):
+        if url.startswith("http://") and not is_loopback_url(url):
             raise ValueError("plain http is allowed for loopback emulators only; use https")
         return url.rstrip("/")
 

@@ -12,22 +12,15 @@ def _bot_replies(slack, channel="C0OPS"):
             and not m.ephemeral_to]
 
 
-@pytest.fixture
-def vm_bot(serve_bot, vm_settings):
-    settings = vm_settings()
-    serve_bot(settings)
-    return settings
-
-
 def _run(slack, work, settings, words):
     assert "queued" in slack.slash_command(words).json()["text"]
     work(settings)
     return _bot_replies(slack)[-1]
 
 
-def test_status_healthy(vm_bot, slack, work, azure):
+def test_status_healthy(vm_bot_settings, slack, work, azure):
     """On a healthy VM, status says active, with one run-command."""
-    reply = _run(slack, work, vm_bot, "status")
+    reply = _run(slack, work, vm_bot_settings, "status")
     assert "`voice-assistant` is active" in reply.text
     assert "Fast Branching" not in str(reply.blocks)
     assert azure.run_count[(RG.lower(), VM_NAME.lower())] == 1
@@ -40,26 +33,26 @@ def test_status_healthy(vm_bot, slack, work, azure):
     ("api-key-expired", "6.3 TextProcessor Init Failure", "TextProcessor"),
     ("deps-mismatch", "3 Dependency Mismatch After Deploy", "Error"),
 ])
-def test_status_names_the_runbook_branch(vm_bot, slack, work, vm, scenario, section, quote):
+def test_status_names_the_runbook_branch(vm_bot_settings, slack, work, vm, scenario, section, quote):
     """In each fault, status reports the service failed, quotes the journal line and names the section."""
     vm.break_(scenario)
-    reply = _run(slack, work, vm_bot, "status")
+    reply = _run(slack, work, vm_bot_settings, "status")
     blocks = str(reply.blocks)
     assert "is failed" in reply.text or "is activating" in reply.text
     assert f"Fast Branching → {section}" in blocks
     assert quote in blocks
 
 
-def test_status_service_down(vm_bot, slack, work, vm):
+def test_status_service_down(vm_bot_settings, slack, work, vm):
     """A stopped service is reported inactive, with the advice to resolve the error and restart."""
     vm.break_("service-down")
-    reply = _run(slack, work, vm_bot, "status")
+    reply = _run(slack, work, vm_bot_settings, "status")
     assert "is inactive" in reply.text and "/nexy restart" in str(reply.blocks)
 
 
-def test_preflight_healthy_passes_all_four(vm_bot, slack, work):
+def test_preflight_healthy_passes_all_four(vm_bot_settings, slack, work):
     """On a healthy VM every guardrail passes and a restart is allowed."""
-    reply = _run(slack, work, vm_bot, "preflight")
+    reply = _run(slack, work, vm_bot_settings, "preflight")
     assert "all 4 guardrails pass" in reply.text
 
 
@@ -67,30 +60,30 @@ def test_preflight_healthy_passes_all_four(vm_bot, slack, work):
     ("config-perms", "readable by `azureuser` (owner and mode are root:root 600)"),
     ("execstart-drift", "`ExecStart` points to `server/main.py` (unit has `ExecStart="),
 ])
-def test_preflight_fails_the_right_guardrail(vm_bot, slack, work, vm, scenario, failing):
+def test_preflight_fails_the_right_guardrail(vm_bot_settings, slack, work, vm, scenario, failing):
     """Each fault fails its own guardrail, with the reason, and says no restart is allowed."""
     vm.break_(scenario)
-    reply = _run(slack, work, vm_bot, "preflight")
+    reply = _run(slack, work, vm_bot_settings, "preflight")
     blocks = str(reply.blocks)
     assert "1 of 4 guardrails fail" in reply.text and "no restart is allowed" in reply.text
     assert f":x: `config.env` is {failing}" in blocks or f":x: {failing}" in blocks
 
 
-def test_preflight_placeholder_key_fails(vm_bot, slack, work, vm):
+def test_preflight_placeholder_key_fails(vm_bot_settings, slack, work, vm):
     """A placeholder GEMINI_API_KEY fails the key guardrail and the value is never shown."""
     config = vm.app_dir / "config.env"
     original = config.read_text()
     config.write_text("GEMINI_API_KEY=your_api_key_here\n")
-    reply = _run(slack, work, vm_bot, "preflight")
+    reply = _run(slack, work, vm_bot_settings, "preflight")
     assert ":x: `GEMINI_API_KEY` is present and not a placeholder (the value is a placeholder)" in str(reply.blocks)
     assert "your_api_key_here" not in str(slack.calls)
     config.write_text(original)
 
 
-def test_conflict_is_waited_out_and_said_in_thread(vm_bot, slack, work, azure):
+def test_conflict_is_waited_out_and_said_in_thread(vm_bot_settings, slack, work, azure):
     """Two 409s: the thread says the VM is busy (6.4) and when it retries; then the check runs."""
     azure.busy(RG, VM_NAME, 2)
-    reply = _run(slack, work, vm_bot, "status")
+    reply = _run(slack, work, vm_bot_settings, "status")
     assert "is active" in reply.text
     notices = [m for m in _bot_replies(slack) if "6.4" in m.text]
     assert len(notices) == 1 and "ran after waiting" in notices[0].text and notices[0].edits >= 2
@@ -109,11 +102,11 @@ def test_conflict_gives_up_after_bounded_wait(serve_bot, vm_settings, slack, wor
     assert azure.run_count.get((RG.lower(), VM_NAME.lower()), 0) == 0
 
 
-def test_secrets_in_output_never_reach_slack(vm_bot, slack, work, vm):
+def test_secrets_in_output_never_reach_slack(vm_bot_settings, slack, work, vm):
     """The Gemini key on the VM never appears in anything sent to Slack."""
     vm.break_("api-key-expired")
     assert vm.gemini_key and vm.gemini_key in vm.journal()  # the service's own log line carries it
-    reply = _run(slack, work, vm_bot, "status")
+    reply = _run(slack, work, vm_bot_settings, "status")
     assert "[REDACTED]:google-api-key" in str(reply.blocks)
-    _run(slack, work, vm_bot, "preflight")
+    _run(slack, work, vm_bot_settings, "preflight")
     assert vm.gemini_key not in str(slack.calls)
