@@ -328,3 +328,14 @@ def test_a_newer_plan_supersedes_the_pending_one(fix_settings, slack, work, vm, 
     work(fix_settings)
     assert azure.run_count[KEY] == 2  # two plans, no apply
     assert not vm.service_active()
+
+
+def test_queued_apply_shows_in_the_queue(fix_settings, slack, work, vm):
+    """An approved plan waiting for the VM is listed by `/nexy queue` as its apply, with the plan id."""
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    slack.slash_command("queue")
+    work(fix_settings, [IO_QUEUE])
+    listing = next(m for m in _bot(slack) if "Run-command queue" in m.text)
+    assert f"1. `apply config-perms {_plan_id(plan)}`" in listing.text and "<@U0BOB>" in listing.text
