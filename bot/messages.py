@@ -242,7 +242,14 @@ def _run_label(run) -> str:
 def _skip_reason(r: DeployReport) -> str:
     reason, detail = r.skip, r.skip_detail
     push = r.triggers.push if r.triggers else None
+    if reason in ("paths", "paths-ignore") and push is not None and r.changes.basis == "since-run":
+        since = f"no change under the trigger paths since the last deploy run (`{r.changes.base_sha[:7]}`): "
+        if reason == "paths":
+            return since + f"{_changed_since(r.changes)}, none matching the paths filter {_listed(push.paths or ())}"
+        return since + f"{_changed_since(r.changes)}, all under paths-ignore {_listed(push.paths_ignore or ())}"
     if reason == "paths" and push is not None:
+        if not r.head.files:
+            return f"it changes no file, so nothing matches the paths filter {_listed(push.paths or ())}"
         return f"it changes only {_listed(r.head.files)}, none matching the paths filter {_listed(push.paths or ())}"
     if reason == "paths-ignore" and push is not None:
         return f"every file it changes is under paths-ignore {_listed(push.paths_ignore or ())}"
@@ -257,6 +264,33 @@ def _skip_reason(r: DeployReport) -> str:
     return f"the workflow has no push trigger (it runs on {detail or 'nothing'})"
 
 
+def _commits(n: int) -> str:
+    """`1 commit changes` / `2 commits change`: the subject and its verb."""
+    return f"{n} commit changes" if n == 1 else f"{n} commits change"
+
+
+def _changed_since(c) -> str:
+    """What the commits since the last deploy run changed: `the 2 commits since change only `a`, `b``."""
+    n, verb = _commits(c.commits).rsplit(" ", 1)
+    if not c.files:
+        return f"the {n} since {verb} no file"
+    if c.capped:
+        return f"the {n} since {verb} at least {len(c.files)} files (GitHub lists no more): {_listed(c.files)}"
+    return f"the {n} since {verb} only {_listed(c.files)}"
+
+
+def _since_run_line(r: DeployReport) -> str:
+    """The detail line for the changes since the last deploy run, with those the paths filter selects."""
+    c, least = r.changes, ("at least " if r.changes.capped else "")
+    line = (f"*Since the last deploy run* ({_link(c.html_url, f'{c.base_sha[:7]}...{r.head.sha[:7]}')}) "
+            f"{c.commits} commit{'' if c.commits == 1 else 's'} changed {least}{len(c.files)} "
+            f"file{'' if len(c.files) == 1 else 's'}: "
+            f"{_listed(c.files) or 'none'}")
+    if r.matched_files and r.triggers and r.triggers.push and r.triggers.push.paths is not None:
+        line += f"; matching the paths filter: {least}{_listed(r.matched_files)}"
+    return line
+
+
 def deploy_report(r: DeployReport) -> tuple[str, Blocks]:
     file_name = r.workflow.path.rsplit("/", 1)[-1]
     sha = f"`{r.head.sha[:7]}`"
@@ -269,11 +303,19 @@ def deploy_report(r: DeployReport) -> tuple[str, Blocks]:
     elif verdict == "failed":
         icon, line = ":red_circle:", f"the deploy of {sha} ended in *{run.conclusion}*: {_run_label(run)}."
     elif verdict == "not-triggered":
-        icon, line = ":red_circle:", (f"*not triggered*: {sha} on `{r.branch}` matches the workflow's trigger, "
+        since = ""
+        if r.changes.basis == "since-run" and r.matched_files:
+            n, verb = _commits(r.changes.commits).rsplit(" ", 1)
+            since = (f" (the {n} since the last deploy run (`{r.changes.base_sha[:7]}`) {verb} "
+                     f"{'at least ' if r.changes.capped else ''}{_listed(r.matched_files)} under the trigger paths)")
+        icon, line = ":red_circle:", (f"*not triggered*: {sha} on `{r.branch}` matches the workflow's trigger{since}, "
                                       f"but `{file_name}` has no run for it.")
     elif verdict == "not-expected":
-        icon, line = ":white_circle:", (f"{sha} on `{r.branch}` is outside the workflow's trigger "
-                                        f"({_skip_reason(r)}): correctly not deployed.")
+        if r.changes.basis == "since-run" and r.skip in ("paths", "paths-ignore"):
+            icon, line = ":white_circle:", f"{sha} on `{r.branch}`: correctly not deployed: {_skip_reason(r)}."
+        else:
+            icon, line = ":white_circle:", (f"{sha} on `{r.branch}` is outside the workflow's trigger "
+                                            f"({_skip_reason(r)}): correctly not deployed.")
         if r.latest_run:
             last = r.latest_run
             icon = ":large_green_circle:" if last.conclusion == "success" else ":large_orange_circle:"
@@ -312,9 +354,15 @@ def deploy_report(r: DeployReport) -> tuple[str, Blocks]:
     commit_line = (f"*Latest commit on `{r.branch}`* {_link(head.html_url, head.sha[:7])} "
                    f"“{render.cut(head.title, 120)}” by {head.author}, {_utc_time(head.date)}\n"
                    f"changes {_listed(head.files) or 'no files'}")
-    if r.matched_files and r.triggers and r.triggers.push and r.triggers.push.paths is not None:
-        commit_line += f"; matching the paths filter: {_listed(r.matched_files)}"
-    details.append(commit_line)
+    if r.changes.basis == "since-run":
+        details.append(commit_line)
+        details.append(_since_run_line(r))
+    else:
+        if r.matched_files and r.triggers and r.triggers.push and r.triggers.push.paths is not None:
+            commit_line += f"; matching the paths filter: {_listed(r.matched_files)}"
+        details.append(commit_line)
+    if r.changes.note:
+        details.append(f":information_source: {r.changes.note}.")
     if r.latest_run is None:
         details.append(f"*Latest deploy run on `{r.branch}`* none")
     else:
@@ -349,7 +397,9 @@ def _deploy_fixes(r: DeployReport, file_name: str) -> list[str]:
                      f"(`gh secret set AZURE_CREDENTIALS -R {r.repo} < sp.json`), then re-run the deploy.")
     verdict = r.verdict
     if verdict == "not-triggered":
-        line = ("• *Push changes to target branch/path*: the commit qualifies, so GitHub did not start the run: "
+        qualifies = ("the changes since the last deploy run qualify" if r.changes.basis == "since-run"
+                     else "the commit qualifies")
+        line = (f"• *Push changes to target branch/path*: {qualifies}, so GitHub did not start the run: "
                 f"check that Actions is enabled for `{r.repo}` and `{r.workflow.path}` is valid on `{r.branch}`, "
                 "then push again")
         fixes.append(line + (f", or start it now: {run_by_hand}." if dispatch else "."))

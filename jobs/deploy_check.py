@@ -5,6 +5,16 @@ from the workflow YAML, the latest commit on NEXY_DEPLOY_BRANCH with the files i
 workflow's runs (for that commit, and the latest), and whether the `AZURE_CREDENTIALS` Actions
 secret exists (by name: the API never returns values). Then it says whether the commit should
 have started a deploy (branch and paths filters, `[skip ci]`) and whether it did.
+
+The paths filter is judged the way GitHub judges a push: on every file the push changed, not on
+its head commit alone (a push of a server change and then a docs-only commit does start the
+workflow). A push is not visible afterwards, so the check judges all the changes since the last
+deploy run: when the head has no run, it compares the commit of the latest run of the workflow on
+the branch (whatever its conclusion: a run that failed was still triggered) with the head
+(GET /repos/{owner}/{repo}/compare/{base}...{head}). A change under the paths since then with no
+run for the head is "not triggered"; none is "correctly not deployed". Without a previous run, or
+when GitHub no longer has that run's commit (a force-push), it falls back to the head commit's
+own files and says so.
 """
 from __future__ import annotations
 
@@ -15,7 +25,7 @@ from enum import Enum
 import yaml
 
 from bot.errors import GitHubNotFound, GitHubPermissionError
-from jobs.github_client import CommitInfo, GitHubClient, RunInfo, WorkflowInfo
+from jobs.github_client import COMPARE_FILE_LIMIT, CommitInfo, GitHubClient, RunInfo, WorkflowInfo
 
 DEPLOY_SECRET = "AZURE_CREDENTIALS"
 """The Actions secret the deploy workflow logs in to Azure with (runbook 2, Fix)."""
@@ -72,6 +82,28 @@ class Triggers:
         return "workflow_dispatch" in self.events
 
 
+class Basis(str, Enum):
+    """Which files the paths filter was judged on."""
+
+    SINCE_RUN = "since-run"  # every file changed on the branch since the last deploy run's commit
+    HEAD_COMMIT = "head-commit"  # the latest commit's own files
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The files the paths filter is judged on, and where they come from."""
+
+    basis: Basis
+    files: tuple[str, ...]
+    capped: bool = False  # GitHub lists no more than these (300 files): there may be more
+    base_sha: str | None = None  # the commit of the last deploy run
+    commits: int = 0  # commits on the branch since base_sha (since the merge base when diverged)
+    dropped: int = 0  # commits of base_sha that are no longer on the branch (diverged: force-pushed)
+    merge_base: str | None = None
+    html_url: str = ""  # the comparison on github.com
+    note: str = ""  # why the head commit's files were judged instead, or what the comparison found
+
+
 @dataclass(frozen=True)
 class DeployReport:
     """Everything the deploy check found, and its verdict."""
@@ -82,6 +114,7 @@ class DeployReport:
     triggers: Triggers | None
     yaml_error: str | None
     head: CommitInfo
+    changes: Changes
     skip: SkipReason | None
     skip_detail: str
     matched_files: tuple[str, ...]
@@ -187,8 +220,12 @@ def matches(value: str, patterns: tuple[str, ...]) -> bool:
     return selected
 
 
-def why_not_triggered(triggers: Triggers, branch: str, head: CommitInfo) -> tuple[SkipReason | None, str, tuple[str, ...]]:
-    """(why a push of `head` to `branch` starts no run, or None; a detail; the files that match the paths filter)."""
+def why_not_triggered(triggers: Triggers, branch: str, head: CommitInfo, files: tuple[str, ...] | None = None,
+                      ) -> tuple[SkipReason | None, str, tuple[str, ...]]:
+    """(why a push of `head` to `branch` that changed `files` (default: the head commit's) starts no run, or None;
+    a detail; the files that match the paths filter).
+
+    As on GitHub, a paths or paths-ignore filter starts no run when no file changed at all."""
     push = triggers.push
     if push is None:
         return SkipReason.NO_PUSH, ", ".join(triggers.events), ()
@@ -202,18 +239,63 @@ def why_not_triggered(triggers: Triggers, branch: str, head: CommitInfo) -> tupl
     marker = next((m for m in SKIP_MARKERS if m in lowered), None)
     if marker:
         return SkipReason.SKIP_MARKER, marker, ()
-    files = head.files
+    files = head.files if files is None else files
     if push.paths is not None:
         matched = tuple(f for f in files if matches(f, push.paths))
-        if files and not matched:
+        if not matched:
             return SkipReason.PATHS, ", ".join(push.paths), ()
         return None, "", matched
     if push.paths_ignore is not None:
         kept = tuple(f for f in files if not matches(f, push.paths_ignore))
-        if files and not kept:
+        if not kept:
             return SkipReason.PATHS_IGNORE, ", ".join(push.paths_ignore), ()
         return None, "", kept
     return None, "", tuple(files)
+
+
+def _judged_on_paths(triggers: Triggers, skip: SkipReason | None) -> bool:
+    """Whether the verdict turns on which files changed: a paths filter, and no earlier reason to skip."""
+    push = triggers.push
+    return (push is not None and (push.paths is not None or push.paths_ignore is not None)
+            and skip in (None, SkipReason.PATHS, SkipReason.PATHS_IGNORE))
+
+
+def changes_since(client: GitHubClient, repo: str, workflow: WorkflowInfo, branch: str, head: CommitInfo,
+                  latest: RunInfo | None) -> Changes:
+    """The files changed on `branch` since the commit of the latest deploy run, or the head commit's own (and why)."""
+    file_name = workflow.path.rsplit("/", 1)[-1]
+    own = "judged on the latest commit's own files"
+    if latest is None:
+        return Changes(Basis.HEAD_COMMIT, head.files,
+                       note=(f"`{file_name}` has no run on `{branch}` yet, so there is no last deploy to compare "
+                             f"with: {own}"))
+    base = latest.head_sha
+    try:
+        diff = client.compare(repo, base, head.sha)
+    except GitHubNotFound:
+        return Changes(Basis.HEAD_COMMIT, head.files, base_sha=base,
+                       note=(f"`{base[:7]}`, the commit of the last deploy run, is not on `{branch}` any more: "
+                             "GitHub cannot compare it with the head (404; a force-push dropped it), so the changes "
+                             f"since that run cannot be listed: {own}"))
+    except GitHubPermissionError as exc:
+        return Changes(Basis.HEAD_COMMIT, head.files, base_sha=base,
+                       note=f"the changes since the last deploy run (`{base[:7]}`) could not be read ({exc}): {own}")
+    if diff.status in ("behind", "identical"):
+        return Changes(Basis.HEAD_COMMIT, head.files, base_sha=base,
+                       note=(f"`{branch}` was moved back (force-pushed): its head is {diff.behind_by} commit(s) behind "
+                             f"`{base[:7]}`, the commit of the last deploy run: {own}"))
+    notes = []
+    if diff.files_capped:
+        notes.append(f"GitHub lists only the first {COMPARE_FILE_LIMIT} files a comparison changes, and judges a "
+                     f"push's paths filter on its first {COMPARE_FILE_LIMIT} files only: a change under the trigger "
+                     "paths beyond them is not shown here and starts no run; open the comparison to see them all")
+    if diff.status == "diverged":
+        notes.insert(0, f"`{base[:7]}`, the commit of the last deploy run, is no longer on `{branch}` (force-pushed: "
+                        f"{diff.behind_by} commit(s) of that run are gone from it): judged on the {diff.ahead_by} "
+                        f"commit(s) on `{branch}` since their common ancestor `{diff.merge_base[:7]}`, which that run "
+                        "did not deploy")
+    return Changes(Basis.SINCE_RUN, diff.files, capped=diff.files_capped, base_sha=base, commits=diff.ahead_by,
+                   dropped=diff.behind_by, merge_base=diff.merge_base, html_url=diff.html_url, note=". ".join(notes))
 
 
 # -- the check -------------------------------------------------------------------------------
@@ -228,19 +310,24 @@ def check(client: GitHubClient, repo: str, workflow_file: str, branch: str) -> D
         yaml_error = str(exc)
     head = client.branch_head(repo, branch)
 
-    if triggers is not None:
-        skip, skip_detail, matched = why_not_triggered(triggers, branch, head)
-    else:
-        skip, skip_detail, matched = None, "", ()
     latest = next(iter(client.runs(repo, workflow, branch=branch)), None)
     if latest is not None and latest.head_sha == head.sha:
         for_head = latest
     else:
         for_head = next(iter(client.runs(repo, workflow, head_sha=head.sha)), None)
+    changes = Changes(Basis.HEAD_COMMIT, head.files)
+    if triggers is not None:
+        skip, skip_detail, matched = why_not_triggered(triggers, branch, head)
+        if for_head is None and _judged_on_paths(triggers, skip):
+            # GitHub judges a push on all the files it changed: judge everything since the last deploy run
+            changes = changes_since(client, repo, workflow, branch, head, latest)
+            skip, skip_detail, matched = why_not_triggered(triggers, branch, head, changes.files)
+    else:
+        skip, skip_detail, matched = None, "", ()
 
     secret_present, secret_note = _secret(client, repo)
     verdict = _verdict(workflow, triggers, skip, for_head)
-    return DeployReport(repo, branch, workflow, triggers, yaml_error, head, skip, skip_detail, matched,
+    return DeployReport(repo, branch, workflow, triggers, yaml_error, head, changes, skip, skip_detail, matched,
                         for_head, latest, secret_present, secret_note, verdict)
 
 

@@ -68,6 +68,29 @@ class CommitInfo:
         return self.message.splitlines()[0] if self.message else ""
 
 
+COMPARE_FILE_LIMIT = 300
+"""GitHub's compare lists at most this many changed files (and does not say how many it left out)."""
+
+
+@dataclass(frozen=True)
+class CompareInfo:
+    """GET /repos/{owner}/{repo}/compare/{base}...{head}: what `head` has that `base` has not."""
+
+    base: str
+    head: str
+    status: str  # ahead | behind | identical | diverged
+    ahead_by: int  # commits on head since the merge base
+    behind_by: int  # commits on base since the merge base
+    merge_base: str
+    files: tuple[str, ...]  # changed between the merge base and head, as GitHub lists them (<= 300)
+    html_url: str
+
+    @property
+    def files_capped(self) -> bool:
+        """GitHub stopped listing files: there may be more than these."""
+        return len(self.files) >= COMPARE_FILE_LIMIT
+
+
 @dataclass(frozen=True)
 class WorkflowInfo:
     id: int
@@ -187,6 +210,22 @@ class GitHubClient:
 
         return self._call(read, what=f"branch `{branch}` in `{repo}`", permission="Contents: read",
                           hint="NEXY_DEPLOY_BRANCH names the branch that deploys")
+
+    def compare(self, repo: str, base: str, head: str) -> CompareInfo:
+        """The commits and files `head` has since its merge base with `base` (one request; files capped at 300).
+
+        Raises GitHubNotFound when GitHub does not know `base` or `head` any more (e.g. a force-push
+        dropped the commit and it was garbage-collected) or they have no common ancestor.
+        """
+        r = self._repo(repo)
+
+        def read() -> CompareInfo:
+            c = r.compare(base, head)
+            return CompareInfo(base, head, c.status, c.ahead_by, c.behind_by, c.merge_base_commit.sha,
+                               tuple(f.filename for f in c.files), c.html_url)
+
+        return self._call(read, what=f"the comparison `{base[:7]}...{head[:7]}` in `{repo}`",
+                          permission="Contents: read")
 
     def runs(self, repo: str, workflow: WorkflowInfo, *, branch: str | None = None,
              head_sha: str | None = None, limit: int = 1) -> list[RunInfo]:

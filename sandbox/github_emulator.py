@@ -21,6 +21,12 @@ What it reproduces from the real API (checked against docs.github.com and PyGith
   (``{"total_count": N, "workflows"|"workflow_runs"|"secrets": [...]}``) like GitHub.
 - the secrets list answers 403 ``Resource not accessible by integration`` when the repository's
   ``secrets_readable`` is False (a token without the Secrets permission).
+- ``GET /repos/{o}/{r}/compare/{base}...{head}`` is computed from the commit model (each commit's
+  parents and changed files): ``status`` ahead/behind/identical/diverged, ``ahead_by``/``behind_by``,
+  ``merge_base_commit``, the commits in chronological order (paginated with ``page``/``per_page``,
+  the files only on page 1), and at most 300 files (the union of the files the head-side commits
+  changed, in path order); an unknown ref or sha, or no common ancestor, answers 404. A commit a
+  force-push dropped stays comparable (GitHub keeps it) until a test deletes it from ``commits``.
 
 The data lives in :attr:`GitHubEmulator.state`, a plain dataclass model that tests may edit.
 """
@@ -297,6 +303,23 @@ class Repo:
 
     def remove_secret(self, name: str) -> None:
         self.secrets = [s for s in self.secrets if s.name != name]
+
+    def force_push(self, branch: str, sha: str) -> list[str]:
+        """Point ``branch`` at the existing commit ``sha`` (and its first-parent history), as a force-push does.
+
+        The commits it drops stay in :attr:`commits` (GitHub keeps them and still compares them); delete
+        them from there to model a garbage-collected commit. Returns the dropped shas, newest first.
+        """
+        if sha not in self.commits:
+            raise KeyError(f"no commit {sha} in {self.full_name}")
+        chain, current = [], sha
+        while current in self.commits:
+            chain.append(current)
+            parents = self.commits[current].parents
+            current = parents[0] if parents else ""
+        old = self.branches.get(branch, [])
+        self.branches[branch] = chain
+        return [s for s in old if s not in set(chain)]
 
     def runs_for(self, sha: str, workflow_id: int | None = None) -> list[WorkflowRun]:
         return [
@@ -978,6 +1001,7 @@ class GitHubEmulator:
             (re.compile(base + rf"/branches/(.+)"), self._get_branch),
             (re.compile(base + r"/commits"), self._list_commits),
             (re.compile(base + rf"/commits/{seg}"), self._get_commit),
+            (re.compile(base + r"/compare/(.+)"), self._compare),
             (re.compile(base + r"/contents"), self._get_contents),
             (re.compile(base + r"/contents/(.*)"), self._get_contents),
             (re.compile(base + r"/actions/workflows"), self._list_workflows),
@@ -1116,28 +1140,27 @@ class GitHubEmulator:
             ],
         }
         if detail:
-            files = []
-            for i, name in enumerate(commit.files):
-                blob = _sha("blob", commit.sha, name)
-                files.append(
-                    {
-                        "sha": blob,
-                        "filename": name,
-                        "status": "modified",
-                        "additions": 3 + i,
-                        "deletions": 1,
-                        "changes": 4 + i,
-                        "blob_url": f"https://github.com/{repo.full_name}/blob/{commit.sha}/{name}",
-                        "raw_url": f"https://github.com/{repo.full_name}/raw/{commit.sha}/{name}",
-                        "contents_url": f"{api}/contents/{urllib.parse.quote(name)}?ref={commit.sha}",
-                        "patch": "@@ -1,1 +1,3 @@\n-old\n+new\n+more\n+lines",
-                    }
-                )
+            files = [self._file_json(repo, commit.sha, name, 3 + i) for i, name in enumerate(commit.files)]
             adds = sum(f["additions"] for f in files)
             dels = sum(f["deletions"] for f in files)
             data["stats"] = {"total": adds + dels, "additions": adds, "deletions": dels}
             data["files"] = files
         return data
+
+    def _file_json(self, repo: Repo, ref: str, name: str, additions: int) -> dict[str, Any]:
+        """A changed file (GitHub's diff-entry) as of commit ``ref``; every change is a modification here."""
+        return {
+            "sha": _sha("blob", ref, name),
+            "filename": name,
+            "status": "modified",
+            "additions": additions,
+            "deletions": 1,
+            "changes": additions + 1,
+            "blob_url": f"https://github.com/{repo.full_name}/blob/{ref}/{name}",
+            "raw_url": f"https://github.com/{repo.full_name}/raw/{ref}/{name}",
+            "contents_url": f"{self._api(repo)}/contents/{urllib.parse.quote(name)}?ref={ref}",
+            "patch": "@@ -1,1 +1,3 @@\n-old\n+new\n+more\n+lines",
+        }
 
     def _workflow_json(self, repo: Repo, wf: Workflow) -> dict[str, Any]:
         return {
@@ -1340,6 +1363,117 @@ class GitHubEmulator:
         if not shas:
             raise _HTTPError(422, f"No commit found for SHA: {ref}", f"{_DOCS}/commits/commits#get-a-commit")
         return _Response(200, self._commit_json(repo, repo.commits[shas[0]], detail=True))
+
+    def _commit_for(self, repo: Repo, ref: str) -> Commit | None:
+        """The commit ``ref`` names: a branch, a release tag, or a sha (or a prefix of 7+ hex digits) the
+        repository has, on a branch or not (GitHub keeps the commits a force-push dropped)."""
+        owner, sep, rest = ref.partition(":")  # "owner:ref", GitHub's cross-fork form: this repo only
+        if sep:
+            if owner.lower() != repo.owner.lower():
+                return None
+            ref = rest
+        if repo.branches.get(ref):
+            return repo.commits[repo.branches[ref][0]]
+        rel = repo.release(ref)
+        if rel is not None and repo.branches.get(rel.target_commitish):
+            return repo.commits[repo.branches[rel.target_commitish][0]]
+        if ref in repo.commits:
+            return repo.commits[ref]
+        if len(ref) >= 7 and re.fullmatch(r"[0-9a-f]+", ref):
+            found = [c for sha, c in repo.commits.items() if sha.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+        return None
+
+    def _history(self, repo: Repo, sha: str) -> list[str]:
+        """``sha`` and every ancestor the repository has, nearest first (breadth-first over parents)."""
+        seen, order, queue = {sha}, [sha], [sha]
+        while queue:
+            current = repo.commits.get(queue.pop(0))
+            for parent in current.parents if current else []:
+                if parent not in seen and parent in repo.commits:
+                    seen.add(parent)
+                    order.append(parent)
+                    queue.append(parent)
+        return order
+
+    def _compare(self, repo: Repo, basehead: str, *, query: dict[str, str], path: str, **_: Any) -> _Response:
+        doc = f"{_DOCS}/commits/commits#compare-two-commits"
+        base_ref, sep, head_ref = basehead.partition("...")
+        if not sep or not base_ref or not head_ref:
+            raise _NotFound(doc)
+        base, head = self._commit_for(repo, base_ref), self._commit_for(repo, head_ref)
+        if base is None or head is None:
+            raise _NotFound(doc)
+        head_history, base_history = self._history(repo, head.sha), self._history(repo, base.sha)
+        in_base = set(base_history)
+        merge_base = next((s for s in head_history if s in in_base), None)
+        if merge_base is None:
+            raise _HTTPError(404, f"No common ancestor between {base_ref} and {head_ref}.", doc)
+        ahead = [s for s in head_history if s not in in_base]
+        in_head = set(head_history)
+        behind = [s for s in base_history if s not in in_head]
+        if base.sha == head.sha:
+            status = "identical"
+        elif not behind:
+            status = "ahead"
+        elif not ahead:
+            status = "behind"
+        else:
+            status = "diverged"
+        commits = [repo.commits[s] for s in reversed(ahead)]  # chronological, as the API returns them: oldest first
+
+        # the diff merge-base...head: every file a head-side commit changed, in path order, at most 300
+        touched: dict[str, int] = {}
+        for c in commits:
+            for name in c.files:
+                touched[name] = touched.get(name, 0) + 3
+        files = [self._file_json(repo, head.sha, name, adds) for name, adds in sorted(touched.items())][:300]
+
+        paged = "page" in query or "per_page" in query
+        if paged:  # PyGithub always sends page=1; pages are oldest first, the files come with page 1 only
+            try:
+                per_page = max(1, min(int(query.get("per_page") or 250), 1000))
+                page = max(1, int(query.get("page") or 1))
+            except ValueError:
+                raise _HTTPError(422, "Validation Failed", doc) from None
+            shown = commits[(page - 1) * per_page : page * per_page]
+            last = max(1, -(-len(commits) // per_page))
+            links = []
+
+            def link(p: int, rel: str) -> str:
+                q = {**query, "page": str(p)}
+                return f'<{self.url}{path}?{urllib.parse.urlencode(q)}>; rel="{rel}"'
+
+            if page > 1:
+                links.append(link(min(page - 1, last), "prev"))
+            if page < last:
+                links += [link(page + 1, "next"), link(last, "last")]
+            if page > 1:
+                links.append(link(1, "first"))
+            headers = {"Link": ", ".join(links)} if links else {}
+        else:  # without paging: the 250 most recent commits
+            page, shown, headers = 1, commits[-250:], {}
+
+        quoted = urllib.parse.quote(basehead, safe="/:.")
+        web = f"https://github.com/{repo.full_name}/compare"
+        body: dict[str, Any] = {
+            "url": self._api(repo, f"/compare/{quoted}"),
+            "html_url": f"{web}/{quoted}",
+            "permalink_url": f"{web}/{repo.owner}:{base.sha}...{repo.owner}:{head.sha}",
+            "diff_url": f"{web}/{quoted}.diff",
+            "patch_url": f"{web}/{quoted}.patch",
+            "base_commit": self._commit_json(repo, base),
+            "merge_base_commit": self._commit_json(repo, repo.commits[merge_base]),
+            "status": status,
+            "ahead_by": len(ahead),
+            "behind_by": len(behind),
+            "total_commits": len(ahead),
+            "commits": [self._commit_json(repo, c) for c in shown],
+        }
+        if page == 1:
+            body["files"] = files
+        return _Response(200, body, headers)
 
     def _repo_files(self, repo: Repo) -> dict[str, str]:
         files = dict(repo.files)

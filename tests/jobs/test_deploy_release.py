@@ -74,7 +74,7 @@ def test_deploy_not_triggered(github_bot, slack, work, github):
     head = github.server.head().sha
     report = _ask(slack, work, github_bot, "deploy")
     assert "not triggered" in report and f"`{head[:7]}`" in report
-    assert "matching the paths filter: `server/main.py`" in report
+    assert "matching the paths filter: `server/config/settings.py`, `server/main.py`" in report
     assert "Push changes to target branch/path" in report
     assert f"gh workflow run deploy.yml -R {SERVER} --ref main" in report
     assert "(not the latest commit)" in report
@@ -89,6 +89,111 @@ def test_deploy_docs_only_commit_is_correctly_not_deployed(github_bot, slack, wo
     assert "correctly not deployed" in report
     assert "none matching the paths filter `server/**`" in report
     assert "The last deploy" in report and "Nothing to fix" in report
+
+
+def _deploy_workflow(github):
+    return github.server.workflow("deploy.yml")
+
+
+def test_deploy_push_of_a_server_change_then_a_docs_only_head_is_not_triggered(github_bot, slack, work, github):
+    """GitHub judges a push on all the files it changed: a server change under a docs-only head needed a run."""
+    server = github.server
+    deployed = server.head().sha  # the last deploy run is for this commit
+    server.add_commit("server: fix the health version", ["server/main.py"])
+    head = server.add_commit("docs: explain the fix", ["Docs/SERVER_DEPLOYMENT_GUIDE.md"]).sha
+    report = _ask(slack, work, github_bot, "deploy")
+    assert (f"not triggered: `{head[:7]}` on `main` matches the workflow's trigger (the 2 commits since the last "
+            f"deploy run (`{deployed[:7]}`) change `server/main.py` under the trigger paths), but `deploy.yml` has "
+            "no run for it.") in report
+    assert "*Since the last deploy run* (<https://github.com/" in report
+    assert (f"|{deployed[:7]}...{head[:7]}>) 2 commits changed 2 files: "
+            "`Docs/SERVER_DEPLOYMENT_GUIDE.md`, `server/main.py`; matching the paths filter: `server/main.py`") in report
+    assert "the changes since the last deploy run qualify, so GitHub did not start the run" in report
+    assert "correctly not deployed" not in report
+    assert f"/repos/{SERVER}/compare/{deployed}...{head}" in _paths(github)
+
+
+def test_deploy_docs_only_changes_since_the_last_run_are_correctly_not_deployed(github_bot, slack, work, github):
+    """Several docs-only commits since the last deploy run: nothing under the paths changed, nothing to deploy."""
+    server = github.server
+    deployed = server.head().sha
+    server.add_commit("docs: rollback notes", ["Docs/SERVER_DEPLOYMENT_GUIDE.md"])
+    head = server.add_commit("docs: readme", ["README.md"]).sha
+    report = _ask(slack, work, github_bot, "deploy")
+    assert (f"`{head[:7]}` on `main`: correctly not deployed: no change under the trigger paths since the last "
+            f"deploy run (`{deployed[:7]}`): the 2 commits since change only `Docs/SERVER_DEPLOYMENT_GUIDE.md`, "
+            "`README.md`, none matching the paths filter `server/**`, `.github/workflows/deploy.yml`.") in report
+    assert "The last deploy, " in report and f"of `{deployed[:7]}`, succeeded" in report
+    assert "Nothing to fix" in report and "not triggered" not in report
+
+
+def test_deploy_without_any_previous_run_falls_back_to_the_head_commit(github_bot, slack, work, github):
+    """No deploy run on the branch yet: the head commit's own files are judged, and the report says so."""
+    server = github.server
+    workflow = _deploy_workflow(github)
+    server.runs = [r for r in server.runs if r.workflow_id != workflow.id]
+    head = server.head().sha
+    report = _ask(slack, work, github_bot, "deploy")
+    assert f"not triggered: `{head[:7]}` on `main` matches the workflow's trigger, but `deploy.yml` has no run" in report
+    assert ("`deploy.yml` has no run on `main` yet, so there is no last deploy to compare with: judged on the "
+            "latest commit's own files.") in report
+    assert "matching the paths filter: `server/main.py`, `server/updates/manifests/manifest.json`" in report
+    assert "*Latest deploy run on `main`* none" in report
+    assert not any("/compare/" in path for path in _paths(github))
+
+
+def test_deploy_without_any_previous_run_and_a_docs_only_head(github_bot, slack, work, github):
+    """With no run to compare with, a docs-only head commit is still correctly not deployed (on its own files)."""
+    server = github.server
+    workflow = _deploy_workflow(github)
+    server.runs = [r for r in server.runs if r.workflow_id != workflow.id]
+    server.add_commit("docs: clarify rollback", ["Docs/SERVER_DEPLOYMENT_GUIDE.md"])
+    report = _ask(slack, work, github_bot, "deploy")
+    assert "it changes only `Docs/SERVER_DEPLOYMENT_GUIDE.md`, none matching the paths filter" in report
+    assert "correctly not deployed" in report and "has no run on `main` yet" in report
+
+
+def test_deploy_after_a_force_push_github_no_longer_has_the_deployed_commit(github_bot, slack, work, github):
+    """The last run's commit was force-pushed away and is gone (compare 404): said, and the head commit judged."""
+    server = github.server
+    deployed = server.head()
+    server.force_push("main", deployed.parents[0])
+    del server.commits[deployed.sha]  # garbage-collected: GitHub answers 404 for it
+    head = server.add_commit("docs: rewrite the release notes", ["Docs/RELEASE_AND_UPDATE_GUIDE.md"]).sha
+    report = _ask(slack, work, github_bot, "deploy")
+    assert (f"`{deployed.sha[:7]}`, the commit of the last deploy run, is not on `main` any more: GitHub cannot "
+            "compare it with the head (404; a force-push dropped it)") in report
+    assert "judged on the latest commit's own files" in report
+    assert f"`{head[:7]}` on `main` is outside the workflow's trigger (it changes only " in report
+    assert "correctly not deployed" in report
+    assert f"/repos/{SERVER}/compare/{deployed.sha}...{head}" in _paths(github)
+
+
+def test_deploy_after_a_force_push_judges_the_commits_since_the_common_ancestor(github_bot, slack, work, github):
+    """A force-pushed branch (compare: diverged) is judged on what the deployed commit does not have."""
+    server = github.server
+    deployed = server.head()
+    server.force_push("main", deployed.parents[0])
+    server.add_commit("server: redo the release", ["server/updates/update_server.py"])
+    head = server.add_commit("docs: notes", ["README.md"]).sha
+    report = _ask(slack, work, github_bot, "deploy")
+    assert (f"`{deployed.sha[:7]}`, the commit of the last deploy run, is no longer on `main` (force-pushed: "
+            f"1 commit(s) of that run are gone from it): judged on the 2 commit(s) on `main` since their common "
+            f"ancestor `{deployed.parents[0][:7]}`, which that run did not deploy") in report
+    assert "not triggered" in report and "`server/updates/update_server.py` under the trigger paths" in report
+    assert f"`{head[:7]}`" in report
+
+
+def test_deploy_more_changed_files_than_github_lists_says_at_least(github_bot, slack, work, github):
+    """The compare lists at most 300 files: the report says 'at least'."""
+    server = github.server
+    server.add_commit("server: generated clients", [f"server/gen/client_{i:03}.py" for i in range(320)])
+    server.add_commit("docs: generated clients", ["Docs/CLIENTS.md"])
+    report = _ask(slack, work, github_bot, "deploy")
+    assert "not triggered" in report
+    assert "2 commits changed at least 300 files" in report
+    assert "matching the paths filter: at least `server/gen/client_000.py`" in report
+    assert "change at least `server/gen/client_000.py`" in report
 
 
 def test_deploy_missing_secret(github_bot, slack, work, github):

@@ -158,6 +158,104 @@ def test_get_commit_lists_changed_files(emu: GitHubEmulator, gh: Github) -> None
     assert commit.commit.message.startswith("server: release 2.4.0")
 
 
+# --- compare two commits --------------------------------------------------------------------
+
+COMPARISON_KEYS = {
+    "url", "html_url", "permalink_url", "diff_url", "patch_url", "base_commit", "merge_base_commit",
+    "status", "ahead_by", "behind_by", "total_commits", "commits", "files",
+}
+"""GitHub's commit-comparison object (docs.github.com, Compare two commits)."""
+
+
+def test_compare_a_push_of_two_commits(emu: GitHubEmulator, gh: Github) -> None:
+    """repo.compare(base, head): status ahead, the commits oldest first, every file either commit changed."""
+    repo = gh.get_repo(SERVER)
+    base = emu.server.head().sha
+    first = emu.server.add_commit("server: fix", ["server/main.py"])
+    head = emu.server.add_commit("docs: explain", ["Docs/SERVER_DEPLOYMENT_GUIDE.md", "server/main.py"])
+    comparison = repo.compare(base, head.sha)
+    assert (comparison.status, comparison.ahead_by, comparison.behind_by, comparison.total_commits) == ("ahead", 2, 0, 2)
+    assert [c.sha for c in comparison.commits] == [first.sha, head.sha]
+    assert comparison.base_commit.sha == comparison.merge_base_commit.sha == base
+    files = {f.filename: f for f in comparison.files}
+    assert list(files) == ["Docs/SERVER_DEPLOYMENT_GUIDE.md", "server/main.py"]  # path order, each file once
+    assert files["server/main.py"].status == "modified" and files["server/main.py"].additions == 6
+    assert files["server/main.py"].blob_url == f"https://github.com/{SERVER}/blob/{head.sha}/server/main.py"
+    assert comparison.html_url == f"https://github.com/{SERVER}/compare/{base}...{head.sha}"
+    assert comparison.permalink_url == f"https://github.com/{SERVER}/compare/Seregawpn:{base}...Seregawpn:{head.sha}"
+    assert comparison.diff_url.endswith(f"/compare/{base}...{head.sha}.diff")
+    entry = emu.request_log[-1]
+    assert entry["path"] == f"/repos/{SERVER}/compare/{base}...{head.sha}" and entry["status"] == 200
+
+
+def test_compare_json_shape_on_the_wire(emu: GitHubEmulator) -> None:
+    """The raw answer has GitHub's keys; without paging parameters it lists the commits and the files."""
+    base = emu.server.head().sha
+    head = emu.server.add_commit("server: fix", ["server/main.py"]).sha
+    status, _, body = raw_get(emu, f"/repos/{SERVER}/compare/{base}...{head}")
+    assert status == 200 and set(body) == COMPARISON_KEYS
+    assert body["url"] == f"{emu.url}/repos/{SERVER}/compare/{base}...{head}"
+    assert body["commits"][0]["sha"] == head and body["commits"][0]["commit"]["message"] == "server: fix"
+    assert set(body["files"][0]) >= {"sha", "filename", "status", "additions", "deletions", "changes", "blob_url",
+                                     "raw_url", "contents_url", "patch"}
+
+
+def test_compare_by_branch_and_short_sha_and_the_other_statuses(emu: GitHubEmulator, gh: Github) -> None:
+    """Refs may be branches or short shas; identical, behind and (after a force-push) diverged are told apart."""
+    repo = gh.get_repo(SERVER)
+    shas = emu.server.branches["main"]
+    assert repo.compare("develop", "main").status == "identical"
+    assert repo.compare(shas[0][:7], shas[3][:7]).status == "behind"
+    behind = repo.compare(shas[0], shas[3])
+    assert (behind.ahead_by, behind.behind_by, behind.files) == (0, 3, [])
+    dropped = emu.server.force_push("main", shas[1])
+    assert dropped == [shas[0]] and emu.server.head().sha == shas[1]
+    rewritten = emu.server.add_commit("server: redo", ["server/requirements.txt"])
+    diverged = repo.compare(shas[0], "main")
+    assert (diverged.status, diverged.ahead_by, diverged.behind_by) == ("diverged", 1, 1)
+    assert diverged.merge_base_commit.sha == shas[1]
+    assert [f.filename for f in diverged.files] == ["server/requirements.txt"]
+    assert [c.sha for c in diverged.commits] == [rewritten.sha]
+
+
+def test_compare_unknown_or_garbage_collected_commit_is_a_404(emu: GitHubEmulator, gh: Github) -> None:
+    """A sha GitHub does not have (never pushed, or dropped by a force-push and collected) answers 404."""
+    repo = gh.get_repo(SERVER)
+    head = emu.server.head()
+    with pytest.raises(UnknownObjectException) as info:
+        repo.compare("0" * 40, head.sha)
+    assert info.value.data["message"] == "Not Found"
+    assert info.value.data["documentation_url"].endswith("#compare-two-commits")
+    emu.server.force_push("main", head.parents[0])
+    assert repo.compare(head.sha, "main").status == "behind"  # still kept by GitHub
+    del emu.server.commits[head.sha]
+    with pytest.raises(UnknownObjectException):
+        repo.compare(head.sha, "main")
+    assert raw_get(emu, f"/repos/{SERVER}/compare/main..develop")[0] == 404  # the basehead needs `...`
+
+
+def test_compare_lists_at_most_300_files(emu: GitHubEmulator, gh: Github) -> None:
+    """GitHub lists the first 300 changed files, and no count of the others."""
+    base = emu.server.head().sha
+    emu.server.add_commit("server: generated", [f"server/gen/m{i:03}.py" for i in range(320)])
+    files = gh.get_repo(SERVER).compare(base, "main").files
+    assert len(files) == 300 and files[-1].filename == "server/gen/m299.py"
+
+
+def test_compare_paginates_the_commits_and_gives_the_files_on_page_one(emu: GitHubEmulator, gh: Github) -> None:
+    """With per_page the commits come in pages (oldest first, Link header); the files only on the first page."""
+    base = emu.server.head().sha
+    added = [emu.server.add_commit(f"server: step {i}", [f"server/step_{i}.py"]).sha for i in range(5)]
+    comparison = gh.get_repo(SERVER).compare(base, "main", comparison_commits_per_page=2)
+    assert [c.sha for c in comparison.commits] == added
+    assert len(comparison.files) == 5
+    pages = [e for e in emu.request_log if e["path"].endswith(f"/compare/{base}...main")]
+    assert [e["query"].get("page") for e in pages] == ["1", "2", "3"]
+    status, headers, body = raw_get(emu, f"/repos/{SERVER}/compare/{base}...main?per_page=2&page=2")
+    assert status == 200 and "files" not in body and [c["sha"] for c in body["commits"]] == added[2:4]
+    assert 'rel="next"' in headers["link"] and 'rel="first"' in headers["link"]
+
+
 # --- workflows and runs ---------------------------------------------------------------------
 
 
