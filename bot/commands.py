@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -79,7 +79,6 @@ class ParseError:
     problem: str
     usage: str = ""
     suggestion: str | None = None
-    help_for: tuple[str, ...] = field(default_factory=tuple)
 
 
 COMMANDS: dict[str, Command] = {}

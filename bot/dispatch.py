@@ -70,6 +70,13 @@ class WorkItem:
         return " ".join((self.command, *self.args))
 
     @classmethod
+    def new(cls, request: Request, *, user: str, channel: str, incident: str, source: str) -> "WorkItem":
+        """A fresh item for a request, with a job id RQ accepts (letters, digits, _ and -)."""
+        return cls(id=f"{incident}-{request.command}-{uuid.uuid4().hex[:10]}", command=request.command,
+                   args=request.args, user=user, channel=channel, incident=incident, source=source,
+                   requested_at=time.time())
+
+    @classmethod
     def from_payload(cls, payload: dict) -> "WorkItem":
         """The item back from the plain dict a job carries."""
         return cls(**{**payload, "args": tuple(payload.get("args", ()))})
@@ -108,16 +115,7 @@ class Dispatcher:
 
     def submit(self, request: Request, *, user: str, channel: str, incident: str, source: str) -> Job:
         """Enqueue a parsed request for its queue; returns the RQ job."""
-        item = WorkItem(
-            id=f"{incident}-{request.command}-{uuid.uuid4().hex[:10]}",
-            command=request.command,
-            args=request.args,
-            user=user,
-            channel=channel,
-            incident=incident,
-            source=source,
-            requested_at=time.time(),
-        )
+        item = WorkItem.new(request, user=user, channel=channel, incident=incident, source=source)
         name = queue_for(request.spec.route, self.settings)
         timeout = vm_job_timeout(self.settings) if name != IO_QUEUE else IO_JOB_TIMEOUT_S
         job = self.queue(name).enqueue_call(
@@ -166,9 +164,7 @@ class Dispatcher:
     def authorize(self, request: Request, *, user: str, channel: str, incident: str, source: str) -> Job:
         """Queue a fix request on io first: a worker resolves the operators' user groups, then queues
         it for the VM or refuses it."""
-        item = WorkItem(id=f"{incident}-{request.command}-{uuid.uuid4().hex[:10]}", command=request.command,
-                        args=request.args, user=user, channel=channel, incident=incident, source=source,
-                        requested_at=time.time())
+        item = WorkItem.new(request, user=user, channel=channel, incident=incident, source=source)
         return self.queue(IO_QUEUE).enqueue_call("jobs.tasks.authorize", args=(asdict(item),),
                                                  timeout=IO_JOB_TIMEOUT_S, result_ttl=RESULT_TTL_S,
                                                  failure_ttl=FAILURE_TTL_S)

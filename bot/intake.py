@@ -17,7 +17,7 @@ from bot import messages
 from bot.commands import ParseError, Request, Route, parse
 from bot.dispatch import Dispatcher
 from bot.incidents import IncidentStore
-from bot.policy import GroupCache, Policy
+from bot.policy import Decision, GroupCache, Policy
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,11 @@ class Intake:
         if parsed.spec.route is Route.INLINE:
             return Reply(messages.help_message(parsed.args[0] if parsed.args else None))
         try:
-            refusal = self._refuse_fix(parsed, user)
-            if refusal:
-                return Reply(refusal)
+            decision = self._fix_decision(parsed, user)
+            if decision is not None and decision.allowed is False:
+                return Reply(messages.fix_refused(parsed.words, decision.reason, decision.who))
             incident, created = self.store.open_or_attach(channel, user, parsed.words)
-            self._submit(parsed, user=user, channel=channel, incident=incident.id, source="slash")
+            self._submit(parsed, decision, user=user, channel=channel, incident=incident.id, source="slash")
         except RedisError:
             log.exception("enqueue failed for /nexy %s", parsed.words)
             return Reply(messages.enqueue_failed())
@@ -98,27 +98,26 @@ class Intake:
                 messages.help_message(parsed.args[0] if parsed.args else None)
             self.dispatcher.notify(channel=channel, user=user, text=answer, thread_ts=thread_ts)
             return
-        refusal = self._refuse_fix(parsed, user)
-        if refusal:
+        decision = self._fix_decision(parsed, user)
+        if decision is not None and decision.allowed is False:
+            refusal = messages.fix_refused(parsed.words, decision.reason, decision.who)
             self.dispatcher.notify(channel=channel, user=user, text=refusal, thread_ts=thread_ts)
             return
         if thread_ts:
             incident, _ = self.store.for_thread(channel, thread_ts, user, parsed.words)
         else:
             incident, _ = self.store.open_or_attach(channel, user, parsed.words)
-        self._submit(parsed, user=user, channel=channel, incident=incident.id, source="mention")
+        self._submit(parsed, decision, user=user, channel=channel, incident=incident.id, source="mention")
 
-    def _refuse_fix(self, request: Request, user: str) -> str | None:
-        """Why this user may not request this fix (None: allowed, or decided by a worker once
-        the operators' user groups are resolved)."""
-        if not request.spec.changes_vm:
-            return None
-        decision = self.policy.can_request_fix(user)
-        return messages.fix_refused(request.words, decision.reason, decision.who) if decision.allowed is False else None
+    def _fix_decision(self, request: Request, user: str) -> Decision | None:
+        """The operator check of a fix (None for a check, which anyone may run). `allowed is None`
+        means a worker decides, once the operators' user groups are resolved."""
+        return self.policy.can_request_fix(user) if request.spec.changes_vm else None
 
-    def _submit(self, request: Request, *, user: str, channel: str, incident: str, source: str) -> None:
+    def _submit(self, request: Request, decision: Decision | None, *, user: str, channel: str, incident: str,
+                source: str) -> None:
         self.store.record(incident, "request", user, command=request.words, source=source)
-        if request.spec.changes_vm and self.policy.can_request_fix(user).allowed is None:
+        if decision is not None and decision.allowed is None:
             self.dispatcher.authorize(request, user=user, channel=channel, incident=incident, source=source)
             return
         self.dispatcher.submit(request, user=user, channel=channel, incident=incident, source=source)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot import render
@@ -68,16 +67,6 @@ class SlackClient:
             title=filename,
             initial_comment=render.cut(redact(comment), render.MAX_SECTION_TEXT),
         )
-
-    def react(self, channel: str, ts: str, name: str) -> None:
-        try:
-            self.client.reactions_add(channel=channel, timestamp=ts, name=name)
-        except SlackApiError as exc:
-            if exc.response.get("error") != "already_reacted":
-                raise
-
-    def open_view(self, trigger_id: str, view: dict) -> None:
-        self.client.views_open(trigger_id=trigger_id, view=view)
 
     def usergroup_members(self, handle: str) -> list[str]:
         """Members of a user group given by its handle (`@oncall` or `oncall`); [] if unknown."""

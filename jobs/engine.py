@@ -103,7 +103,10 @@ def _run_through_conflicts(runtime: Runtime, thread: Thread, script: Script) -> 
                     thread.update(notice, messages.conflict_gave_up(script.name, waited))
                 raise ConflictError(messages.conflict_gave_up(script.name, waited)) from None
             text = messages.conflict_waiting(script.name, delay, waited)
-            notice = thread.post(text, kind="conflict") if notice is None else (thread.update(notice, text) or notice)
+            if notice is None:
+                notice = thread.post(text, kind="conflict")
+            else:
+                thread.update(notice, text)
             time.sleep(delay)
             waited += delay
             delay = min(delay * 2, MAX_CONFLICT_DELAY_S)

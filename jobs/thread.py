@@ -1,16 +1,12 @@
 """Posting into an incident's thread: the parent message once, then every result beneath it.
 
-Long output is attached as a file (files_upload_v2) rather than cut, so Slack never rejects it
-and nothing is lost; everything posted is also appended to the incident's audit log.
+Everything posted is also appended to the incident's audit log (redacted).
 """
 from __future__ import annotations
 
-from bot import messages, render
+from bot import messages
 from bot.incidents import Incident
 from jobs.runtime import Runtime
-
-INLINE_OUTPUT_CHARS = 2500
-"""Output longer than this goes into the thread as a file, with its tail shown inline."""
 
 
 class Thread:
@@ -51,13 +47,3 @@ class Thread:
 
     def update(self, ts: str, text: str, blocks: list | None = None) -> None:
         self.runtime.slack.update(self.channel, ts, text, blocks)
-
-    def post_output(self, title: str, output: str, *, filename: str) -> None:
-        """Show command output: inline when short, else as an attached file with its tail inline."""
-        if len(output) <= INLINE_OUTPUT_CHARS:
-            self.post(f"{title}\n{render.code(output)}", kind="output")
-            return
-        tail = output[-INLINE_OUTPUT_CHARS // 2:]
-        self.runtime.slack.upload(self.channel, self.ensure(), output, filename,
-                                  f"{title} ({len(output)} characters, attached in full; last lines below)")
-        self.post(f"…{render.code(tail)}", kind="output")
