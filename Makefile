@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(BIN)/nexy run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/shellcheck .ci/run $(wildcard jobs/scripts/*.sh tests/fixtures_scripts/*.sh sandbox/vm/bin/* sandbox/vm/image/scripts/*.sh)
+	$(BIN)/shellcheck .ci/run $(wildcard runbook/*.sh jobs/scripts/*.sh tests/fixtures_scripts/*.sh sandbox/vm/bin/* sandbox/vm/image/scripts/*.sh)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

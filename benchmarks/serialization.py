@@ -37,13 +37,11 @@ from sandbox.vm import SimulatedVM  # noqa: E402
 RG, VM = "NetworkWatcherRG", "Nexy"
 
 
-def noop_on_vm() -> dict:
+def noop_on_vm(runtime) -> dict:
     """The benchmark job: the no-op script under the VM lease, through the configured executor."""
     from jobs.engine import VMLease
     from jobs.runcommand import Script
-    from jobs.runtime import current
 
-    runtime = current()
     with VMLease(runtime.redis, RG, VM, {"job": "bench", "words": "noop", "incident": "-", "user": "-"}, 60):
         result = runtime.executor.run(Script("noop"))
     return {"exit_code": result.exit_code}
@@ -141,8 +139,9 @@ def wait_all(jobs: list[Job], redis: Redis, poll: float = 0.01, timeout: float =
 
 def run_workers(env: dict, queue: str, count: int) -> list[subprocess.Popen]:
     code = ("import sys; sys.path.insert(0, 'benchmarks'); import serialization; "
-            "from jobs.worker import serve; from jobs.runtime import current; "
-            f"serve(current(), [{queue!r}])")
+            "from bot.settings import load_settings; from bot.redis_conn import connect; "
+            "from jobs.worker import build_runtime, serve; settings = load_settings(); "
+            f"serve(build_runtime(settings, connect(settings)), [{queue!r}])")
     return [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
             for _ in range(count)]
 

@@ -43,6 +43,9 @@ def create_app(settings: Settings, redis: Redis | None = None) -> App:
             client=web_client(settings),
             name="nexy",
             logger=_bolt_logger,
+            # Answer Slack only once the work is queued: no 10 ms ack polling, and a queue failure
+            # answers 500 so that Slack retries.
+            process_before_response=True,
         )
     except SlackApiError as exc:
         raise SettingsError(f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})") from None

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import time
 
 from bot.errors import NexyError, SettingsError
 from bot.redaction import install_log_redaction
@@ -68,17 +66,14 @@ def _socket(settings: Settings) -> int:
 
 def _worker(settings: Settings, queue: str | None, burst: bool) -> int:
     from bot.redis_conn import connect
-    from jobs.runtime import Runtime
 
     if queue:
-        from jobs.worker import serve
+        from jobs.worker import build_runtime, serve
 
-        serve(Runtime(settings, connect(settings)), [queue], burst=burst)
+        serve(build_runtime(settings, connect(settings)), [queue], burst=burst)
         return 0
-    from bot.dispatch import IO_QUEUE
-    from bot.processes import Children
-
-    from bot.dispatch import vm_job_timeout
+    from bot.contract import IO_QUEUE, vm_job_timeout
+    from bot.processes import Children, supervise
 
     children = Children()
     children.nexy("vm-worker", "worker", "--queue", settings.vm_queue)
@@ -86,29 +81,7 @@ def _worker(settings: Settings, queue: str | None, burst: bool) -> int:
         children.nexy(f"io-worker-{n}", "worker", "--queue", IO_QUEUE)
     # A stopping VM worker first finishes the run-command it is running (RQ's warm shutdown):
     # killing it would abandon a command that goes on running on the VM.
-    return _supervise(children, grace_s=vm_job_timeout(settings))
-
-
-def _supervise(children, grace_s: float | None = None) -> int:
-    """Wait until SIGTERM/SIGINT, restarting a child that died; then stop all children, giving them
-    grace_s to finish what they run."""
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    try:
-        while not stopping:
-            for name in children.exited():
-                log.warning("%s exited; restarting it", name)
-                children.restart(name)
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if grace_s:
-            log.warning("stopping: a running run-command is finished first (Ctrl-C again to abandon it)")
-            children.stop(grace_s)
-        else:
-            children.stop()
-    return 0
+    return supervise(children, grace_s=vm_job_timeout(settings.nexy_conflict_max_wait_s))
 
 
 def _run(settings: Settings, scenario: str) -> int:

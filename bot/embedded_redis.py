@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,6 +18,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from bot.errors import SettingsError
+from bot.processes import die_with_parent
 
 START_TIMEOUT_S = 10.0
 """How long a starting redis-server may take to answer PING."""
@@ -35,16 +35,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the parent dies, so no redis-server is orphaned."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class EmbeddedRedis:
@@ -70,7 +60,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=None if detached else _die_with_parent,
+            preexec_fn=None if detached else die_with_parent,
             start_new_session=detached,
         )
         deadline = time.monotonic() + START_TIMEOUT_S

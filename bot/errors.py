@@ -2,33 +2,54 @@
 
     NexyError
     ├── SettingsError        a setting is missing or invalid (start-up)
-    ├── PolicyError          the user may not do this here
-    ├── ExecutorError        a run-command could not be run or read
+    ├── ExecutorError        a run-command could not be run or read; `.code` says how (ExecutorFailure)
     │   ├── ConflictError    another run-command is in progress on the VM (runbook 6.4)
     │   └── AccessError      Azure refused the identity (401/403)
-    └── ProbeError           a health, GitHub or Azure read failed
-        └── GitHubError      GitHub refused or did not answer a read; says which token, permission or object
-            ├── GitHubNotFound        404: that repository, workflow, branch, file or release is not there
-            ├── GitHubPermissionError 403: the token lacks a permission (named in the text)
-            └── GitHubRateLimited     the rate limit is spent until a reset time (the worker never sleeps on it)
+    └── GitHubError          GitHub refused or did not answer a read; `.code` says how (GitHubFailure)
+        ├── GitHubNotFound        404: that repository, workflow, branch, file or release is not there
+        └── GitHubPermissionError 403: the token lacks a permission (`.permission`)
+
+The clients raise these with codes and facts, never Slack text: `bot.wording.errors` words them.
 """
 from __future__ import annotations
 
+from enum import Enum
+
 
 class NexyError(Exception):
-    """Base of every error this project raises on purpose; its text is safe to show."""
+    """Base of every error this project raises on purpose; its text is safe to log."""
 
 
 class SettingsError(NexyError):
-    """A setting is missing or invalid."""
+    """A setting is missing or invalid; its text names the variable (shown as it is)."""
 
 
-class PolicyError(NexyError):
-    """The user may not run this command here."""
+class ExecutorFailure(str, Enum):
+    """How a run-command failed."""
+
+    CONFLICT = "conflict"  # 409: another run-command is in progress (6.4)
+    CONFLICT_GAVE_UP = "conflict-gave-up"  # still busy after NEXY_CONFLICT_MAX_WAIT_S: not run
+    AUTH = "auth"  # 401: token missing, expired or for another tenant
+    FORBIDDEN = "forbidden"  # 403: the identity lacks the run-command action
+    NOT_FOUND = "not-found"  # 404: subscription, resource group or VM
+    HTTP = "http"  # another HTTP error from ARM
+    UNREACHABLE = "unreachable"  # nothing was sent: the command did not start
+    LOST = "lost"  # sent, but the answer was lost: it may still be running
+    TIMEOUT = "timeout"  # the local executor stopped a script that ran too long
+    LEASE = "lease"  # another worker held the VM's lease for too long: not run
 
 
 class ExecutorError(NexyError):
     """A run-command could not be started or its result could not be read."""
+
+    def __init__(self, code: ExecutorFailure, detail: str = "", *, status: int | None = None,
+                 waited_s: float = 0.0, where: str = ""):
+        super().__init__(f"{code.value}: {detail}" if detail else code.value)
+        self.code = code
+        self.detail = detail  # redacted text from Azure, or what held the lease
+        self.status = status
+        self.waited_s = waited_s
+        self.where = where  # the ARM URL, for UNREACHABLE
 
 
 class ConflictError(ExecutorError):
@@ -39,12 +60,36 @@ class AccessError(ExecutorError):
     """Azure refused the identity (HTTP 401/403)."""
 
 
-class ProbeError(NexyError):
-    """A health or GitHub probe failed."""
+class GitHubFailure(str, Enum):
+    """How a GitHub read failed."""
+
+    NO_TOKEN = "no-token"  # 401 without GITHUB_TOKEN
+    BAD_TOKEN = "bad-token"  # 401: wrong, expired or revoked
+    NOT_FOUND = "not-found"  # 404
+    FORBIDDEN = "forbidden"  # 403: a missing token permission
+    RATE_LIMITED = "rate-limited"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    HTTP = "http"
 
 
-class GitHubError(ProbeError):
-    """A GitHub read failed: bad token, missing permission or object, rate limit, timeout."""
+class GitHubError(NexyError):
+    """A GitHub read failed: what was read, how it failed, and the facts to explain it."""
+
+    def __init__(self, code: GitHubFailure, what: str, *, status: int | None = None, message: str = "",
+                 hint: str = "", permission: str = "", retry_after_s: int | None = None,
+                 reset_at: float | None = None, timeout_s: float = 0.0, api_url: str = ""):
+        super().__init__(f"{code.value}: {what}" + (f" ({message})" if message else ""))
+        self.code = code
+        self.what = what
+        self.status = status
+        self.message = message  # GitHub's own message, redacted
+        self.hint = hint  # the setting that names the object
+        self.permission = permission  # the token permission that is missing, e.g. "Secrets: read"
+        self.retry_after_s = retry_after_s
+        self.reset_at = reset_at
+        self.timeout_s = timeout_s
+        self.api_url = api_url
 
 
 class GitHubNotFound(GitHubError):
@@ -52,12 +97,4 @@ class GitHubNotFound(GitHubError):
 
 
 class GitHubPermissionError(GitHubError):
-    """GitHub answered 403: the token lacks the permission the text names."""
-
-    def __init__(self, text: str, permission: str):
-        super().__init__(text)
-        self.permission = permission
-
-
-class GitHubRateLimited(GitHubError):
-    """GitHub's rate limit is spent; the text says until when."""
+    """GitHub answered 403: the token lacks the permission `.permission` names."""

@@ -9,16 +9,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from bot import messages
-from bot.commands import ParseError, Request, Route, parse
+from bot.commands import COMMANDS, ParseError, Request, help_lines, parse
+from bot.contract import APPROVE_REACTIONS, REJECT_REACTIONS, Action, WorkItem
 from bot.dispatch import Dispatcher
 from bot.incidents import IncidentStore
 from bot.policy import Decision, GroupCache, Policy
 from bot.settings import Settings
+from bot.wording import commands as wording
+from runbook.item import Route
 
 log = logging.getLogger(__name__)
 
@@ -47,60 +50,48 @@ class Intake:
     def slash(self, *, text: str, user: str, channel: str) -> Reply:
         """`/nexy <words>`: answer help and errors at once; queue real work on the channel's incident."""
         if not self.allowed_channel(channel):
-            return Reply(messages.channel_not_allowed(self.settings.nexy_channels))
+            return Reply(wording.channel_not_allowed(self.settings.nexy_channels))
         parsed = parse(text)
-        if isinstance(parsed, ParseError):
-            return Reply(messages.parse_error(parsed))
-        if parsed.spec.route is Route.INLINE:
-            return Reply(messages.help_message(parsed.args[0] if parsed.args else None))
+        answer = _inline_answer(parsed)
+        if answer is not None or isinstance(parsed, ParseError):
+            return Reply(answer)
         try:
             decision = self._fix_decision(parsed, user)
             if decision is not None and decision.allowed is False:
-                return Reply(messages.fix_refused(parsed.words, decision.reason, decision.who))
+                return Reply(wording.fix_refused(parsed.words, decision.reason, decision.who))
             incident, created = self.store.open_or_attach(channel, user, parsed.words)
             self._submit(parsed, decision, user=user, channel=channel, incident=incident.id, source="slash")
         except RedisError:
             log.exception("enqueue failed for /nexy %s", parsed.words)
-            return Reply(messages.enqueue_failed())
-        return Reply(messages.queued(parsed, incident, created))
+            return Reply(wording.enqueue_failed())
+        return Reply(wording.queued(parsed, incident, created))
 
-    def event(self, event_id: str | None, event: dict) -> None:
-        """An Events API event, before Slack gets its answer: a retry of a delivered event is dropped
-        (Bolt does not dedupe); a mention or reaction is queued. If Redis fails, the event id is
-        forgotten and the error raised, so that Slack's retry is handled."""
+    def once(self, event_id: str | None, take: Callable[[], None]) -> None:
+        """Take an Events API event once: a retry of a delivered event is dropped (Bolt does not
+        dedupe). If Redis fails, the event id is forgotten and the error raised, so that Slack gets a
+        500 and its retry is handled."""
         if event_id and not self.store.first_delivery(event_id):
             return
         try:
-            self._event(event)
+            take()
         except RedisError:
             if event_id:
                 with contextlib.suppress(RedisError):
                     self.store.forget_delivery(event_id)
             raise
 
-    def _event(self, event: dict) -> None:
-        kind = event.get("type")
-        if kind == "app_mention" and self.allowed_channel(event.get("channel", "")):
-            self._mention(event.get("text", ""), event.get("user", ""), event.get("channel", ""),
-                          event.get("thread_ts"))
-        elif kind in ("reaction_added", "reaction_removed"):
-            item = event.get("item") or {}
-            if item.get("type") == "message":
-                self.reaction(reaction=event.get("reaction", ""), user=event.get("user", ""),
-                              channel=item.get("channel", ""), ts=item.get("ts", ""),
-                              added=kind == "reaction_added")
-
-    def _mention(self, text: str, user: str, channel: str, thread_ts: str | None) -> None:
-        words = _MENTION.sub(" ", text or "").strip()
-        parsed = parse(words)
-        if isinstance(parsed, ParseError) or parsed.spec.route is Route.INLINE:
-            answer = messages.parse_error(parsed) if isinstance(parsed, ParseError) else \
-                messages.help_message(parsed.args[0] if parsed.args else None)
-            self.dispatcher.notify(channel=channel, user=user, text=answer, thread_ts=thread_ts)
+    def mention(self, *, text: str, user: str, channel: str, thread_ts: str | None) -> None:
+        """`@nexy <command>`: in an incident's thread it attaches to that incident."""
+        if not self.allowed_channel(channel):
+            return
+        parsed = parse(_MENTION.sub(" ", text or "").strip())
+        answer = _inline_answer(parsed)
+        if answer is not None or isinstance(parsed, ParseError):
+            self.dispatcher.notify(channel=channel, user=user, text=answer or "", thread_ts=thread_ts)
             return
         decision = self._fix_decision(parsed, user)
         if decision is not None and decision.allowed is False:
-            refusal = messages.fix_refused(parsed.words, decision.reason, decision.who)
+            refusal = wording.fix_refused(parsed.words, decision.reason, decision.who)
             self.dispatcher.notify(channel=channel, user=user, text=refusal, thread_ts=thread_ts)
             return
         if thread_ts:
@@ -117,10 +108,12 @@ class Intake:
     def _submit(self, request: Request, decision: Decision | None, *, user: str, channel: str, incident: str,
                 source: str) -> None:
         self.store.record(incident, "request", user, command=request.words, source=source)
+        item = WorkItem.new(request.command, request.args, user=user, channel=channel, incident=incident,
+                            source=source)
         if decision is not None and decision.allowed is None:
-            self.dispatcher.authorize(request, user=user, channel=channel, incident=incident, source=source)
+            self.dispatcher.authorize(item)
             return
-        self.dispatcher.submit(request, user=user, channel=channel, incident=incident, source=source)
+        self.dispatcher.submit(item, request.spec.route)
 
     # -- approvals -----------------------------------------------------------------------
 
@@ -129,11 +122,22 @@ class Intake:
         the rest; other reactions, and removing one, change nothing."""
         if not added or not self.allowed_channel(channel):
             return
-        if reaction in messages.APPROVE_REACTIONS or reaction in messages.REJECT_REACTIONS:
-            self.dispatcher.decide(user=user, approve=reaction in messages.APPROVE_REACTIONS, source="reaction",
+        if reaction in APPROVE_REACTIONS or reaction in REJECT_REACTIONS:
+            self.dispatcher.decide(user=user, approve=reaction in APPROVE_REACTIONS, source="reaction",
                                    channel=channel, ts=ts)
 
     def button(self, *, action_id: str, plan_id: str, user: str) -> None:
         """The Approve / Reject buttons of a plan: the same rules as the reactions."""
-        if action_id in ("plan_approve", "plan_reject"):
-            self.dispatcher.decide(user=user, approve=action_id == "plan_approve", source="button", plan_id=plan_id)
+        if action_id in Action.ALL:
+            self.dispatcher.decide(user=user, approve=action_id == Action.APPROVE, source="button", plan_id=plan_id)
+
+
+def _inline_answer(parsed: Request | ParseError) -> str | None:
+    """What the web process answers itself: a parse error, or help; None for work to queue."""
+    if isinstance(parsed, ParseError):
+        return wording.parse_error(parsed, help_lines())
+    if parsed.spec.route is Route.INLINE:
+        name = parsed.args[0] if parsed.args else None
+        command = COMMANDS.get(name or "")
+        return wording.help_message(help_lines(), (command.usage, command.summary) if command else None)
+    return None

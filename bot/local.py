@@ -15,7 +15,7 @@ from redis import Redis
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from bot.dispatch import IO_QUEUE
+from bot.contract import IO_QUEUE
 from bot.embedded_redis import EmbeddedRedis, free_port
 from bot.errors import NexyError
 from bot.processes import Children
@@ -94,8 +94,8 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
 
 def run_connected(settings: Settings) -> int:
     """The worker and the web (or Socket Mode) process for a real workspace, until Ctrl-C."""
-    from bot.cli import _supervise
-    from bot.dispatch import vm_job_timeout
+    from bot.contract import vm_job_timeout
+    from bot.processes import supervise
 
     children = Children()
     redis_url, redis_server = _own_redis(settings)
@@ -103,7 +103,7 @@ def run_connected(settings: Settings) -> int:
         env = {"REDIS_URL": redis_url}
         children.nexy("worker", "worker", env=env)
         children.nexy("slack", "socket" if settings.slack_app_token else "web", env=env)
-        return _supervise(children, grace_s=vm_job_timeout(settings))
+        return supervise(children, grace_s=vm_job_timeout(settings.nexy_conflict_max_wait_s))
     finally:
         children.stop()
         if redis_server:

@@ -31,6 +31,25 @@ class PlanStatus(str, Enum):
     FAILED = "failed"  # apply refused (stale) or verify failed: see the thread
 
 
+class ApplyOutcome(str, Enum):
+    """What an apply-and-verify run-command ended in (the apply script's `outcome` fact)."""
+
+    VERIFIED = "verified"  # changed, restarted under the preflight, every verify check passed
+    STALE = "stale"  # refused: the VM changed since the plan; nothing was changed
+    PREFLIGHT_FAILED = "preflight_failed"  # changed, but not restarted: a 0.1 guardrail fails
+    VERIFY_FAILED = "verify_failed"  # changed and restarted, but a verify check failed
+    FAILED = "failed"  # a step failed; the steps before it ran
+    UNKNOWN = "unknown"  # no result came back
+
+    @classmethod
+    def of(cls, facts: dict[str, str], exit_code: int | None) -> ApplyOutcome:
+        """The outcome a run reported; a run with no outcome fact failed (or is unknown without an exit code)."""
+        try:
+            return cls(facts.get("outcome", ""))
+        except ValueError:
+            return cls.FAILED if exit_code is not None else cls.UNKNOWN
+
+
 _DECIDE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {0, 'missing'} end
@@ -82,14 +101,10 @@ class Plan:
     expires_at: float
     fingerprint: str
     state: dict = field(default_factory=dict)
-    status: str = PlanStatus.PENDING.value
+    status: PlanStatus = PlanStatus.PENDING
     message_ts: str = ""
     decided_by: str = ""
     decided_at: float = 0.0
-
-    @property
-    def expired(self) -> bool:
-        return time.time() > self.expires_at
 
 
 class PlanStore:
@@ -109,6 +124,7 @@ class PlanStore:
     def save(self, plan: Plan) -> Plan:
         data = asdict(plan)
         data["state"] = json.dumps(redact_json(plan.state))
+        data["status"] = plan.status.value
         self.redis.hset(_key(plan.id), mapping={k: str(v) for k, v in data.items()})
         self.redis.expire(_key(plan.id), 30 * 24 * 3600)
         return plan
@@ -121,7 +137,7 @@ class PlanStore:
         return Plan(
             id=data["id"], fix=data["fix"], incident=data["incident"], channel=data["channel"],
             requester=data["requester"], created_at=float(data["created_at"]), expires_at=float(data["expires_at"]),
-            fingerprint=data["fingerprint"], state=json.loads(data.get("state") or "{}"), status=data["status"],
+            fingerprint=data["fingerprint"], state=json.loads(data.get("state") or "{}"), status=PlanStatus(data["status"]),
             message_ts=data.get("message_ts", ""), decided_by=data.get("decided_by", ""),
             decided_at=float(data.get("decided_at") or 0),
         )

@@ -6,6 +6,8 @@ rejected for its size.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 MAX_BLOCKS = 50
@@ -51,21 +53,33 @@ def section(text: str, *, fields: list[str] | None = None, accessory: dict | Non
     return block
 
 
-def header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
-
-
 def context(*texts: str) -> Block:
     return {"type": "context", "elements": [mrkdwn(t) for t in texts if t]}
-
-
-def divider() -> Block:
-    return {"type": "divider"}
 
 
 def code(text: str) -> str:
     """Text as a Slack code block; backticks inside cannot break out of it."""
     return "```" + text.replace("```", "ˋˋˋ") + "```" if text else "_(empty)_"
+
+
+def link(url: str | None, label: str) -> str:
+    """A Slack link, or the bare label when there is no URL."""
+    return f"<{url}|{label}>" if url else label
+
+
+def utc_time(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "unknown time"
+
+
+def size(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
+
+
+def listed(items: Iterable[object], limit: int = 6) -> str:
+    """`a`, `b`, `c` (+2 more): names in backticks, the first `limit` of them."""
+    shown_items = list(items)
+    shown = ", ".join(f"`{i}`" for i in shown_items[:limit])
+    return shown + (f" (+{len(shown_items) - limit} more)" if len(shown_items) > limit else "")
 
 
 def button(text: str, action_id: str, value: str, style: str | None = None) -> dict:

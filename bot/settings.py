@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.contract import vm_queue_name
 from bot.errors import SettingsError
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -190,11 +191,6 @@ class Settings(BaseSettings):
     def vm_queue(self) -> str:
         """The queue of the target VM: exactly one worker serves it."""
         return vm_queue_name(self.azure_resource_group, self.azure_vm_name)
-
-
-def vm_queue_name(resource_group: str, vm_name: str) -> str:
-    """`vm:<resource-group>:<vm>`, the per-VM queue named in DESIGN.md."""
-    return f"vm:{resource_group}:{vm_name}"
 
 
 def is_loopback_url(url: str) -> bool:

@@ -1,31 +1,28 @@
-"""Events: `@nexy <command>` mentions, and reactions (approvals).
-
-Bolt acknowledges event listeners on its own, before they run. So the work is done in a
-middleware, which runs before Slack gets its answer: dedupe on `event_id`, queue, and only then
-let the (ack-only) listener answer 200. If Redis cannot take the work, Slack gets a 500 and
-retries the event later: nothing is lost.
-"""
+"""Events: `@nexy <command>` mentions, and reactions (approvals). Each is taken once per
+`event_id` (Slack retries; Bolt does not dedupe); a Redis failure raises, so Slack gets a 500."""
 from __future__ import annotations
 
-from redis.exceptions import RedisError
-from slack_bolt import App, BoltResponse
+from typing import Any
+
+from slack_bolt import App
 
 from bot.intake import Intake
 
 
 def register(app: App, intake: Intake) -> None:
-    @app.middleware
-    def take_events(body: dict, next) -> BoltResponse | None:  # noqa: A002 - Bolt's name
-        if body.get("type") == "event_callback":
-            try:
-                intake.event(body.get("event_id"), body.get("event") or {})
-            except RedisError:
-                return BoltResponse(status=500, body="")
-        return next()
+    @app.event("app_mention")
+    def mention(body: dict[str, Any], event: dict[str, Any]) -> None:
+        intake.once(body.get("event_id"), lambda: intake.mention(
+            text=event.get("text", ""), user=event.get("user", ""), channel=event.get("channel", ""),
+            thread_ts=event.get("thread_ts")))
 
-    for event in ("app_mention", "reaction_added", "reaction_removed"):
-        app.event(event)(_acknowledged)
+    def reaction(body: dict[str, Any], event: dict[str, Any]) -> None:
+        item = event.get("item") or {}
+        if item.get("type") != "message":
+            return
+        intake.once(body.get("event_id"), lambda: intake.reaction(
+            reaction=event.get("reaction", ""), user=event.get("user", ""), channel=item.get("channel", ""),
+            ts=item.get("ts", ""), added=event.get("type") == "reaction_added"))
 
-
-def _acknowledged() -> None:
-    """The event was taken by `take_events`; Bolt acks it."""
+    app.event("reaction_added")(reaction)
+    app.event("reaction_removed")(reaction)

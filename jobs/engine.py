@@ -16,9 +16,9 @@ from contextlib import suppress
 from redis import Redis
 from redis.exceptions import LockError, RedisError
 
-from bot import messages
-from bot.dispatch import VM_LOCK_WAIT_S, WorkItem, vm_lease_key, vm_running_key
-from bot.errors import ConflictError, ExecutorError
+from bot.contract import VM_LOCK_WAIT_S, WorkItem, vm_lease_key, vm_running_key
+from bot.errors import ConflictError, ExecutorError, ExecutorFailure
+from bot.wording import vm as vm_wording
 from jobs.runcommand import RunResult, Script
 from jobs.runtime import Runtime
 from jobs.thread import Thread
@@ -43,12 +43,11 @@ class VMLease:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
-    def __enter__(self) -> "VMLease":
+    def __enter__(self) -> VMLease:
         if not self.lock.acquire():
             holder = self.redis.get(self.running)
             words = json.loads(holder).get("words", "?") if holder else "unknown"
-            raise ExecutorError(f"the VM stayed locked by another worker (running `{words}`) for "
-                                f"{VM_LOCK_WAIT_S // 60} minutes; is a second VM worker running? Nothing was run.")
+            raise ExecutorError(ExecutorFailure.LEASE, words, waited_s=VM_LOCK_WAIT_S)
         self.redis.set(self.running, json.dumps({**self.holder, "since": time.time()}), px=int(self.lease_s * 1000))
         self._renewer = threading.Thread(target=self._renew, name="vm-lease", daemon=True)
         self._renewer.start()
@@ -100,9 +99,9 @@ def _run_through_conflicts(runtime: Runtime, thread: Thread, script: Script) -> 
         except ConflictError:
             if waited + delay > settings.nexy_conflict_max_wait_s:
                 if notice:
-                    thread.update(notice, messages.conflict_gave_up(script.name, waited))
-                raise ConflictError(messages.conflict_gave_up(script.name, waited)) from None
-            text = messages.conflict_waiting(script.name, delay, waited)
+                    thread.update(notice, vm_wording.conflict_gave_up(script.name, waited))
+                raise ConflictError(ExecutorFailure.CONFLICT_GAVE_UP, script.name, waited_s=waited) from None
+            text = vm_wording.conflict_waiting(script.name, delay, waited)
             if notice is None:
                 notice = thread.post(text, kind="conflict")
             else:
@@ -111,5 +110,5 @@ def _run_through_conflicts(runtime: Runtime, thread: Thread, script: Script) -> 
             waited += delay
             delay = min(delay * 2, MAX_CONFLICT_DELAY_S)
     if notice:
-        thread.update(notice, messages.conflict_cleared(script.name, waited))
+        thread.update(notice, vm_wording.conflict_cleared(script.name, waited))
     return result

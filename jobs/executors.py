@@ -5,7 +5,8 @@
 
 Both run the same rendered script and return a `RunResult` read from the wrapper's summary.
 A 409 from Azure (another run-command in progress, runbook 6.4) raises ConflictError; the
-engine decides how long to wait.
+engine decides how long to wait. Failures are raised with a code (`ExecutorFailure`), never
+Slack text: `bot.wording.errors` words them.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from azure.core.exceptions import (
 )
 from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
 
-from bot.errors import AccessError, ConflictError, ExecutorError
+from bot.errors import AccessError, ConflictError, ExecutorError, ExecutorFailure
 from bot.redaction import redact
 from bot.settings import Settings
 from jobs.azure_client import compute_client
@@ -30,11 +31,6 @@ from jobs.runcommand import AZURE_OUTPUT_LIMIT, RunResult, Script, parse, split_
 
 LOCAL_TIMEOUT_S = 90 * 60
 """The local executor gives a script as long as Azure would (90 minutes)."""
-
-TOKEN_HINT = ("the token is missing, expired or for another tenant: refresh AZURE_ACCESS_TOKEN "
-              "(`az account get-access-token`), or check the identity DefaultAzureCredential uses")
-ROLE_HINT = ("the identity needs Virtual Machine Contributor on the VM, or a custom role with "
-             "Microsoft.Compute/virtualMachines/runCommand/action")
 
 
 class Executor(Protocol):
@@ -68,16 +64,15 @@ class AzureExecutor:
             )
             result = poller.result()
         except ClientAuthenticationError as exc:
-            hint = ROLE_HINT if exc.status_code == 403 else TOKEN_HINT
-            raise AccessError(f"Azure refused the credentials (HTTP {exc.status_code or 401}): {hint}") from None
+            code = ExecutorFailure.FORBIDDEN if exc.status_code == 403 else ExecutorFailure.AUTH
+            raise AccessError(code, status=exc.status_code or 401) from None
         except HttpResponseError as exc:
             raise _classify(exc) from None
         except ServiceRequestError as exc:  # nothing was sent: the command did not start
-            raise ExecutorError(f"Azure Resource Manager did not answer at {self.settings.azure_arm_url} "
-                                f"({redact(str(exc))[:200]}); nothing was run") from None
+            raise ExecutorError(ExecutorFailure.UNREACHABLE, redact(str(exc))[:200],
+                                where=self.settings.azure_arm_url) from None
         except ServiceResponseError as exc:  # sent, but the answer was lost: it may be running
-            raise ExecutorError(f"Azure Resource Manager stopped answering ({redact(str(exc))[:200]}); the command "
-                                "may still be running on the VM: `/nexy queue`, then `/nexy status`") from None
+            raise ExecutorError(ExecutorFailure.LOST, redact(str(exc))[:200]) from None
         message = (result.value or [None])[0]
         stdout, stderr = split_message(message.message if message else "")
         return parse(script.name, stdout, stderr, limit=AZURE_OUTPUT_LIMIT, duration_s=time.monotonic() - started)
@@ -87,14 +82,14 @@ def _classify(exc: HttpResponseError) -> Exception:
     status = exc.status_code
     code = getattr(getattr(exc, "error", None), "code", None) or ""
     text = redact(str(getattr(getattr(exc, "error", None), "message", None) or exc.message or exc))[:300]
+    detail = f"{code}: {text}" if code else text
     if status == 409:
-        return ConflictError(text or "Run command extension execution is in progress.")
+        return ConflictError(ExecutorFailure.CONFLICT, text, status=409)
     if status in (401, 403):
-        return AccessError(f"Azure answered {status} {code}: {ROLE_HINT if status == 403 else TOKEN_HINT}")
+        return AccessError(ExecutorFailure.FORBIDDEN if status == 403 else ExecutorFailure.AUTH, detail, status=status)
     if status == 404:
-        return ExecutorError(f"Azure answered 404 {code}: check AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP "
-                             f"and AZURE_VM_NAME ({text})")
-    return ExecutorError(f"Azure answered {status} {code}: {text}")
+        return ExecutorError(ExecutorFailure.NOT_FOUND, detail, status=404)
+    return ExecutorError(ExecutorFailure.HTTP, detail, status=status)
 
 
 class LocalExecutor:
@@ -112,7 +107,7 @@ class LocalExecutor:
             done = subprocess.run(["bash", "-s"], input=script.render(), capture_output=True, text=True,
                                   timeout=LOCAL_TIMEOUT_S, env=self.env or _script_environment())
         except subprocess.TimeoutExpired:
-            raise ExecutorError(f"the script ran longer than {LOCAL_TIMEOUT_S // 60} minutes and was stopped") from None
+            raise ExecutorError(ExecutorFailure.TIMEOUT, f"{LOCAL_TIMEOUT_S // 60} minutes") from None
         return parse(script.name, done.stdout, done.stderr, duration_s=time.monotonic() - started)
 
 

@@ -1,9 +1,9 @@
 """The GitHub client: the only module that talks to GitHub (PyGithub), read-only.
 
 It hands back plain dataclasses, never PyGithub objects, and turns every failure into a
-`GitHubError` whose text says what to do: a rejected GITHUB_TOKEN, the token permission that is
-missing, the repository / workflow / release that is not there, when the rate limit resets, or
-that GitHub did not answer in time. It never sleeps on a rate limit: the io worker must not
+`GitHubError` with a code and the facts that explain it (a rejected GITHUB_TOKEN, the token
+permission that is missing, the object that is not there, when the rate limit resets, that
+GitHub did not answer in time); `bot.wording.errors` says what to do. It never sleeps on a rate limit: the io worker must not
 stall behind GitHub.
 
 Each request is bounded by NEXY_GITHUB_TIMEOUT_S; a GET that meets a 5xx or a dropped connection
@@ -11,7 +11,6 @@ is retried twice (0.5 s, 1 s backoff), so one read costs at most about 3 x the t
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,7 +26,7 @@ from github.GithubException import (
     UnknownObjectException,
 )
 
-from bot.errors import GitHubError, GitHubNotFound, GitHubPermissionError, GitHubRateLimited
+from bot.errors import GitHubError, GitHubFailure, GitHubNotFound, GitHubPermissionError
 from bot.redaction import redact
 from bot.settings import Settings
 
@@ -275,7 +274,9 @@ class GitHubClient:
         except GithubException as exc:
             raise self._explain(exc, what, permission, hint) from None
         except (requests.Timeout, requests.ConnectionError) as exc:
-            raise GitHubError(self._unreachable(exc, what)) from None
+            timed_out = isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower()
+            raise GitHubError(GitHubFailure.TIMEOUT if timed_out else GitHubFailure.UNREACHABLE, what,
+                              timeout_s=self.timeout_s, api_url=self.settings.github_api_url) from None
 
     def _explain(self, exc: GithubException, what: str, permission: str, hint: str) -> GitHubError:
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
@@ -283,33 +284,20 @@ class GitHubClient:
         message = redact(str(data.get("message") or exc.message or ""))[:200]
         if (isinstance(exc, RateLimitExceededException) or exc.status == 429
                 or headers.get("x-ratelimit-remaining") == "0" or "rate limit" in message.lower()):
-            return GitHubRateLimited(_rate_limit_text(headers))
+            retry_after = headers.get("retry-after", "")
+            reset = headers.get("x-ratelimit-reset", "")
+            return GitHubError(GitHubFailure.RATE_LIMITED, what, status=exc.status,
+                               retry_after_s=int(retry_after) if retry_after.isdigit() else None,
+                               reset_at=float(reset) if reset.isdigit() else None)
         if isinstance(exc, BadCredentialsException) or exc.status == 401:
-            if not self.settings.github_token:
-                return GitHubError(f"GitHub requires authentication to read {what}: set GITHUB_TOKEN.")
-            return GitHubError(
-                f"GitHub rejected GITHUB_TOKEN (401 {message or 'Bad credentials'}): it is wrong, expired or "
-                "revoked. Put a valid token in GITHUB_TOKEN and restart the worker."
-            )
+            code = GitHubFailure.BAD_TOKEN if self.settings.github_token else GitHubFailure.NO_TOKEN
+            return GitHubError(code, what, status=401, message=message)
         if isinstance(exc, UnknownObjectException) or exc.status == 404:
-            return GitHubNotFound(
-                f"Not found on GitHub (404): {what}. Either it does not exist or GITHUB_TOKEN cannot see it "
-                "(a fine-grained token must list the repository)." + (f" {hint}." if hint else "")
-            )
+            return GitHubNotFound(GitHubFailure.NOT_FOUND, what, status=404, hint=hint)
         if exc.status == 403:
-            needed = _accepted_permission(headers) or permission
-            return GitHubPermissionError(
-                f"GitHub refused access to {what} (403 {message or 'Forbidden'}): "
-                f"GITHUB_TOKEN needs the repository permission *{needed}*.",
-                needed,
-            )
-        return GitHubError(f"GitHub answered {exc.status} for {what}: {message or 'no message'}.")
-
-    def _unreachable(self, exc: Exception, what: str) -> str:
-        if isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower():
-            return (f"GitHub did not answer within {self.timeout_s:g} s (reading {what}; "
-                    "NEXY_GITHUB_TIMEOUT_S); try again shortly, or check githubstatus.com.")
-        return f"GitHub could not be reached at {self.settings.github_api_url} (reading {what})."
+            return GitHubPermissionError(GitHubFailure.FORBIDDEN, what, status=403, message=message,
+                                         permission=_accepted_permission(headers) or permission)
+        return GitHubError(GitHubFailure.HTTP, what, status=exc.status, message=message)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -326,17 +314,3 @@ def _accepted_permission(headers: dict[str, str]) -> str | None:
         return None
     key, _, level = first.partition("=")
     return f"{PERMISSION_NAMES.get(key.strip(), key.strip().replace('_', ' ').capitalize())}: {level.strip()}"
-
-
-def _rate_limit_text(headers: dict[str, str]) -> str:
-    retry_after = headers.get("retry-after", "")
-    if retry_after.isdigit():
-        return (f"GitHub rate-limited this token (secondary limit): try again in {int(retry_after)} s. "
-                "Nothing was retried; the worker does not wait for GitHub.")
-    reset = headers.get("x-ratelimit-reset", "")
-    if reset.isdigit():
-        when = datetime.fromtimestamp(int(reset), timezone.utc)
-        minutes = max(0, round((int(reset) - time.time()) / 60))
-        return (f"GitHub rate-limited until {when:%H:%M} UTC (in about {minutes} min). "
-                "Nothing was retried; the worker does not wait for GitHub.")
-    return "GitHub rate-limited this token; try again later. Nothing was retried."

@@ -10,75 +10,71 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
-from bot import messages
-from bot.dispatch import IO_QUEUE, Dispatcher, WorkItem
-from bot.plans import Plan, PlanStatus, PlanStore
-from bot.policy import GroupCache, Policy, describe
-from jobs.catalogue import vm_parameters
-from jobs.engine import run_on_vm
-from jobs.fixes import FIXES, fix_for
-from jobs.runcommand import Script
-from jobs.runtime import Runtime, current
+from bot.contract import WorkItem, apply_job_id
+from bot.plans import ApplyOutcome, Plan, PlanStatus
+from bot.policy import describe
+from bot.wording import apply as apply_wording
+from bot.wording import approval as approval_wording
+from bot.wording import plan as plan_wording
+from jobs.context import Context, verify_parameters
+from jobs.runtime import Runtime
 from jobs.thread import Thread
+from runbook.item import Fix
 
 
-def policy(runtime: Runtime) -> Policy:
-    """The access policy, resolving user groups through Slack (workers only)."""
-    return Policy(runtime.settings, GroupCache(runtime.redis), resolve=runtime.slack.usergroup_members)
-
-
-def run_plan(runtime: Runtime, thread: Thread, item: WorkItem) -> str:
+def run_plan(ctx: Context) -> str:
     """fix / restart: capture the state in one run-command and post the plan for approval."""
-    settings = runtime.settings
-    fix = fix_for(item.command, item.args)
-    result = run_on_vm(runtime, thread, item, Script(fix.plan_script, vm_parameters(settings)))
+    runtime, item, settings = ctx.runtime, ctx.item, ctx.settings
+    fix = runtime.registry.fix_for(item.command, item.args)
+    result = ctx.run(fix.plan_script)
     if result.exit_code != 0:
-        thread.post(*messages.script_incomplete(result), kind="plan", user=item.user)
-        return "failed" if result.exit_code is not None else "incomplete"
+        return ctx.incomplete(result, kind="plan")
     assessment = fix.assess(result.facts, settings)
     if assessment.blocked or not assessment.needed:
-        text = messages.plan_blocked(fix, assessment.blocked) if assessment.blocked else messages.nothing_to_fix(fix)
-        thread.post(text, kind="plan", user=item.user)
+        text = plan_wording.blocked(fix, assessment.blocked) if assessment.blocked else plan_wording.nothing_to_fix(fix)
+        ctx.thread.post(text, kind="plan", user=item.user)
         runtime.store.record(item.incident, "plan", item.user, fix=fix.name, needed=False, reason=assessment.blocked)
         return "nothing to do"
     now = time.time()
-    plan = Plan(id=PlanStore.new_id(), fix=fix.name, incident=item.incident, channel=item.channel,
+    plan = Plan(id=runtime.plans.new_id(), fix=fix.name, incident=item.incident, channel=item.channel,
                 requester=item.user, created_at=now, expires_at=now + settings.nexy_approval_ttl_s,
                 fingerprint=assessment.fingerprint, state=result.facts)
-    plans = PlanStore(runtime.redis)
-    plans.save(plan)
-    text, blocks = messages.plan_message(plan, fix, assessment, fix.commands(settings),
-                                         describe(settings.nexy_approvers), settings.nexy_allow_self_approval)
-    plans.attach_message(plan, thread.post(text, blocks, kind="plan", user=item.user))
-    previous = plans.supersede(plan, settings.vm_queue)
+    runtime.plans.save(plan)
+    message = plan_wording.message(plan, fix, assessment, fix.commands(settings), describe(settings.nexy_approvers),
+                                   settings.nexy_allow_self_approval)
+    runtime.plans.attach_message(plan, ctx.thread.post(*message, kind="plan", user=item.user))
+    previous = runtime.plans.supersede(plan, settings.vm_queue)
     if previous:
-        _announce_superseded(runtime, plans.get(previous), plan)
+        _announce_superseded(runtime, runtime.plans.get(previous), plan)
     # When the approval window closes, say so in the thread (the io worker runs RQ's scheduler).
-    Dispatcher(settings, runtime.redis).queue(IO_QUEUE).enqueue_in(
-        timedelta(seconds=settings.nexy_approval_ttl_s + 1), "jobs.tasks.expire_plan", plan_id=plan.id)
+    runtime.dispatcher.schedule_expiry(plan.id, settings.nexy_approval_ttl_s + 1)
     runtime.store.record(item.incident, "plan", item.user, plan=plan.id, fix=fix.name, diff=list(assessment.diff),
                          expires_at=plan.expires_at)
     return plan.id
 
 
+def _decided(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix) -> None:
+    """Replace the plan message by its decided form (no buttons left)."""
+    diff = fix.assess(plan.state, runtime.settings).diff
+    thread.update(plan.message_ts, *plan_wording.decided(plan, fix, diff))
+
+
 def _announce_superseded(runtime: Runtime, old: Plan | None, new: Plan) -> None:
     if old is None:
         return
-    fix = FIXES[old.fix]
+    fix = runtime.registry.fixes[old.fix]
     old_thread = Thread(runtime, old.incident)
-    old_thread.update(old.message_ts, *messages.plan_decided(old, fix, fix.assess(old.state, runtime.settings).diff))
-    old_thread.post(messages.plan_superseded(old, new, fix), kind="supersede")
+    _decided(runtime, old_thread, old, fix)
+    old_thread.post(plan_wording.superseded(old, new, fix), kind="supersede")
     runtime.store.record(old.incident, "supersede", new.requester, plan=old.id, by=new.id)
 
 
-def decide(*, user: str, approve: bool, source: str, plan_id: str | None = None,
+def decide(runtime: Runtime, *, user: str, approve: bool, source: str, plan_id: str | None = None,
            channel: str | None = None, ts: str | None = None, at: float | None = None) -> str:
     """An approval or rejection from a reaction or a button: checked, then decided exactly once.
     `at` is when Slack delivered it: a decision that waited in the queue is judged by that time."""
-    runtime = current()
-    plans = PlanStore(runtime.redis)
+    plans = runtime.plans
     plan = plans.get(plan_id) if plan_id else plans.by_message(channel or "", ts or "")
     if plan is None:
         return "not a plan"
@@ -90,17 +86,17 @@ def decide(*, user: str, approve: bool, source: str, plan_id: str | None = None,
         return "ignored"
     won, status = plans.decide(plan.id, user, PlanStatus.APPROVED if approve else PlanStatus.REJECTED, at)
     plan = plans.get(plan.id) or plan
-    fix = FIXES[plan.fix]
+    fix = runtime.registry.fixes[plan.fix]
     if won == 0:
-        runtime.slack.ephemeral(plan.channel, user, messages.plan_already(plan, status), thread_ts=thread.ensure())
+        runtime.slack.ephemeral(plan.channel, user, approval_wording.already(plan, status), thread_ts=thread.ensure())
         return f"already {status}"
     kind = "approval" if won == 1 and approve else "rejection" if won == 1 else "expiry"
     runtime.store.record(plan.incident, kind, user, plan=plan.id, source=source)
     if kind == "approval":  # first the apply, so that no Slack error below can lose it
-        Dispatcher(runtime.settings, runtime.redis).submit_apply(plan.id, f"apply {fix.words} ({plan.incident}, {plan.id})")
-    thread.update(plan.message_ts, *messages.plan_decided(plan, fix, fix.assess(plan.state, runtime.settings).diff))
-    text = {"approval": messages.plan_approved, "rejection": messages.plan_rejected,
-            "expiry": messages.plan_expired}[kind](plan, fix)
+        runtime.dispatcher.submit_apply(plan.id, f"apply {fix.words} ({plan.incident}, {plan.id})")
+    _decided(runtime, thread, plan, fix)
+    text = {"approval": approval_wording.approved, "rejection": approval_wording.rejected,
+            "expiry": approval_wording.expired}[kind](plan, fix)
     thread.post(text, kind=kind, user=user)
     return {"approval": "approved", "rejection": "rejected", "expiry": "expired"}[kind]
 
@@ -109,51 +105,57 @@ def _refusal(runtime: Runtime, plan: Plan, user: str, approve: bool) -> str:
     """Why this user's decision does not count ('' if it does). The requester may withdraw a plan."""
     if not approve and user == plan.requester:
         return ""
-    decision = policy(runtime).can_approve(user, plan.requester)
-    return "" if decision.allowed else messages.approval_refused(plan, decision.reason, decision.who)
+    decision = runtime.policy.can_approve(user, plan.requester)
+    return "" if decision.allowed else approval_wording.refused(plan, decision.reason, decision.who)
 
 
-def expire(plan_id: str) -> str:
+def expire(runtime: Runtime, plan_id: str) -> str:
     """At the end of its approval window: a plan nobody decided is marked expired, and the thread says so."""
-    runtime = current()
-    plans = PlanStore(runtime.redis)
+    plans = runtime.plans
     if not plans.expire_if_due(plan_id):
-        plan = plans.get(plan_id)
-        if plan and plan.status == PlanStatus.PENDING.value:  # early (clocks differ): look again when due
-            Dispatcher(runtime.settings, runtime.redis).queue(IO_QUEUE).enqueue_in(
-                timedelta(seconds=max(1.0, plan.expires_at - time.time()) + 1), "jobs.tasks.expire_plan",
-                plan_id=plan_id)
+        pending = plans.get(plan_id)
+        if pending and pending.status is PlanStatus.PENDING:  # early (clocks differ): look again when due
+            runtime.dispatcher.schedule_expiry(plan_id, max(1.0, pending.expires_at - time.time()) + 1)
         return "decided or not due"
     plan = plans.get(plan_id)
-    fix = FIXES[plan.fix]
+    if plan is None:
+        return "gone"
+    fix = runtime.registry.fixes[plan.fix]
     thread = Thread(runtime, plan.incident)
-    thread.update(plan.message_ts, *messages.plan_decided(plan, fix, fix.assess(plan.state, runtime.settings).diff))
-    thread.post(messages.plan_expired(plan, fix), kind="expiry")
+    _decided(runtime, thread, plan, fix)
+    thread.post(approval_wording.expired(plan, fix), kind="expiry")
     runtime.store.record(plan.incident, "expiry", None, plan=plan.id, source="timer")
     return "expired"
 
 
-def run_apply(plan_id: str) -> str:
+def run_apply(runtime: Runtime, plan_id: str) -> str:
     """Apply and verify an approved plan in one run-command; the thread shows what ran and the result."""
-    runtime = current()
-    plans = PlanStore(runtime.redis)
+    plans = runtime.plans
     plan = plans.get(plan_id)
     if plan is None or not plans.start_apply(plan_id):
         return "not approved, or already applying"
     settings = runtime.settings
-    fix = FIXES[plan.fix]
-    thread = Thread(runtime, plan.incident)
-    item = WorkItem(id=f"apply-{plan.id}", command="apply", args=(fix.name,), user=plan.decided_by,
+    fix = runtime.registry.fixes[plan.fix]
+    item = WorkItem(id=apply_job_id(plan.id), command="apply", args=(fix.name,), user=plan.decided_by,
                     channel=plan.channel, incident=plan.incident, source="approval", requested_at=time.time())
-    parameters = (*vm_parameters(settings), ("NEXY_EXPECT", plan.fingerprint),
-                  ("NEXY_VERIFY_URLS", ",".join(settings.nexy_vm_health_urls)),
-                  ("NEXY_VERIFY_WAIT_S", str(settings.nexy_verify_wait_s)))
+    ctx = Context(runtime, item)
     runtime.store.record(plan.incident, "apply", plan.decided_by, plan=plan.id, fix=fix.name)
-    result = run_on_vm(runtime, thread, item, Script(fix.apply_script, parameters))
-    outcome = result.facts.get("outcome") or ("failed" if result.exit_code is not None else "unknown")
-    plans.finish(plan.id, PlanStatus.APPLIED if outcome == "verified" else PlanStatus.FAILED)
-    text, blocks = messages.apply_report(plan, fix, result, outcome, fix.commands(settings), settings)
-    thread.post(text, blocks, kind="verify", user=plan.decided_by)
-    runtime.store.record(plan.incident, "verify", plan.decided_by, plan=plan.id, outcome=outcome,
+    result = ctx.run(fix.apply_script, ("NEXY_EXPECT", plan.fingerprint),
+                     *verify_parameters(settings, fix.verify_patterns(runtime.registry)))
+    outcome = ApplyOutcome.of(result.facts, result.exit_code)
+    plans.finish(plan.id, PlanStatus.APPLIED if outcome is ApplyOutcome.VERIFIED else PlanStatus.FAILED)
+    report = apply_wording.report(plan, fix, result, outcome, fix.commands(settings), settings.nexy_service)
+    ctx.thread.post(*report, kind="verify", user=plan.decided_by)
+    runtime.store.record(plan.incident, "verify", plan.decided_by, plan=plan.id, outcome=outcome.value,
                          exit_code=result.exit_code, facts=result.facts)
-    return outcome
+    return outcome.value
+
+
+def interrupted(runtime: Runtime, plan_id: str, reason: str) -> None:
+    """An apply that did not finish (its job failed or died): the plan is failed, the VM state unknown."""
+    plan = runtime.plans.get(plan_id)
+    if plan is None:
+        return
+    runtime.plans.finish(plan_id, PlanStatus.FAILED)
+    runtime.store.record(plan.incident, "apply-failed", plan.decided_by, plan=plan_id, reason=reason)
+    Thread(runtime, plan.incident).post(apply_wording.interrupted(plan, reason), kind="error")

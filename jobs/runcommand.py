@@ -1,6 +1,7 @@
 """Scripts for the VM and what comes back from them.
 
-A script is a file under `jobs/scripts/`. `Script.render()` wraps it (`_wrapper.sh`) with its
+A script is a file beside the runbook item that runs it (`runbook/*.sh`; the wrapper, the shared
+library and the engine's own `noop` are under `jobs/scripts/`). `Script.render()` wraps it (`_wrapper.sh`) with its
 validated parameters as shell-quoted assignments; the wrapper prints the facts the script
 recorded and its exit code as the LAST lines, because Azure returns only the last 4,096 bytes
 and says "succeeded" whatever the exit code. `parse()` reads those lines back.
@@ -12,6 +13,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runbook.item import ScriptFile
+
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 RESULT_PREFIX = "@@nexy-result "
 FACT_PREFIX = "@@nexy-fact "
@@ -19,7 +22,7 @@ AZURE_OUTPUT_LIMIT = 4096
 """Azure Run Command keeps only the last 4,096 bytes of each of stdout and stderr."""
 
 _PARAM_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
-_PARAM_VALUE = re.compile(r"^[A-Za-z0-9_./:@+=,-]{0,512}$")
+_PARAM_VALUE = re.compile(r"^[A-Za-z0-9_./:@+=,-]{0,2048}$")
 _MESSAGE = re.compile(r"\[stdout\]\n?(?P<stdout>.*?)\n?\[stderr\]\n?(?P<stderr>.*)\Z", re.S)
 
 
@@ -37,6 +40,11 @@ class Script:
         for key, value in self.parameters:
             if not _PARAM_NAME.match(key) or not _PARAM_VALUE.match(value):
                 raise ValueError(f"parameter {key} has a value outside the allowed characters")
+
+    @classmethod
+    def of(cls, file: ScriptFile, parameters: tuple[tuple[str, str], ...] = ()) -> Script:
+        """A runbook item's script file with its parameters."""
+        return cls(file.name, parameters, file.path.parent)
 
     def body(self) -> str:
         return (self.directory / f"{self.name}.sh").read_text()
@@ -65,10 +73,6 @@ class RunResult:
     stderr: str = ""
     cut: bool = False
     duration_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
 
     @property
     def output(self) -> str:

@@ -1,55 +1,70 @@
-"""What a job runs with: settings, Redis, the incident store and Slack, built once per worker.
-
-A worker installs its runtime at start; a job started without one (an RQ worker started by
-hand) builds it from the environment.
-"""
+"""What every task runs with: one `Runtime` per worker process, passed to each task as its first
+argument by `TaskJob` (so no task looks anything up globally or rebuilds a store per job)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from redis import Redis
+from rq.job import Job
 
+from bot.dispatch import Dispatcher
 from bot.incidents import IncidentStore
-from bot.redis_conn import connect
-from bot.settings import Settings, load_settings
+from bot.plans import PlanStore
+from bot.policy import GroupCache, Policy
+from bot.settings import Settings
 from bot.slack_client import SlackClient, web_client
+
+if TYPE_CHECKING:
+    from jobs.executors import Executor
+    from runbook.registry import Registry
 
 
 @dataclass
 class Runtime:
+    """Settings, Redis, the stores, the policy, Slack and the registry: built once per worker."""
+
     settings: Settings
     redis: Redis
+    registry: Registry
+    store: IncidentStore = field(init=False)
+    plans: PlanStore = field(init=False)
+    dispatcher: Dispatcher = field(init=False)
 
-    @cached_property
-    def store(self) -> IncidentStore:
-        return IncidentStore(self.redis)
+    def __post_init__(self) -> None:
+        self.store = IncidentStore(self.redis)
+        self.plans = PlanStore(self.redis)
+        self.dispatcher = Dispatcher(self.settings, self.redis)
 
     @cached_property
     def slack(self) -> SlackClient:
         return SlackClient(web_client(self.settings))
 
     @cached_property
-    def executor(self):
+    def policy(self) -> Policy:
+        """The access policy, resolving user groups through Slack (workers only)."""
+        return Policy(self.settings, GroupCache(self.redis), resolve=self.slack.usergroup_members)
+
+    @cached_property
+    def executor(self) -> Executor:
         """Where scripts run: Azure Run Command, or bash on this host (NEXY_EXECUTOR=local)."""
         from jobs.executors import executor_for
 
         return executor_for(self.settings)
 
 
-_current: Runtime | None = None
+class TaskJob(Job):
+    """An RQ job that calls its task with the worker's runtime first: `task(runtime, *args, **kwargs)`.
+    A worker binds its runtime with `TaskJob.bound(runtime)`."""
 
+    runtime: ClassVar[Runtime | None] = None
 
-def install(runtime: Runtime) -> Runtime:
-    global _current
-    _current = runtime
-    return runtime
+    @classmethod
+    def bound(cls, runtime: Runtime) -> type[TaskJob]:
+        return type("BoundTaskJob", (cls,), {"runtime": runtime})
 
-
-def current() -> Runtime:
-    """The worker's runtime, built from the environment on first use."""
-    global _current
-    if _current is None:
-        settings = load_settings()
-        _current = Runtime(settings, connect(settings))
-    return _current
+    def _execute(self) -> Any:
+        if self.runtime is None or not self.func:
+            raise RuntimeError("a TaskJob runs only in a nexy worker (TaskJob.bound(runtime))")
+        return self.func(self.runtime, *self.args, **self.kwargs)

@@ -1,11 +1,12 @@
 """Posting into an incident's thread: the parent message once, then every result beneath it.
 
-Everything posted is also appended to the incident's audit log (redacted).
+Everything posted is also appended to the incident's audit log (redacted). Output longer than a
+message can show goes up as a file in the thread (`files_upload_v2`), with an excerpt inline.
 """
 from __future__ import annotations
 
-from bot import messages
 from bot.incidents import Incident
+from bot.wording import incident as incident_wording
 from jobs.runtime import Runtime
 
 
@@ -33,7 +34,7 @@ class Thread:
             if fresh and fresh.thread_ts:
                 self.incident = fresh
                 return fresh.thread_ts
-            text, blocks = messages.incident_parent(self.incident)
+            text, blocks = incident_wording.parent(self.incident)
             ts = self.runtime.slack.post(self.channel, text, blocks)
             self.incident = store.set_thread(self.incident, ts)
             store.record(self.incident.id, "thread", None, ts=ts)
@@ -47,3 +48,8 @@ class Thread:
 
     def update(self, ts: str, text: str, blocks: list | None = None) -> None:
         self.runtime.slack.update(self.channel, ts, text, blocks)
+
+    def attach(self, content: str, filename: str, comment: str) -> None:
+        """Upload a whole output as a file in the thread (redacted), and record that it was."""
+        self.runtime.slack.upload(self.channel, self.ensure(), content, filename, comment)
+        self.runtime.store.record(self.incident.id, "file", None, filename=filename, chars=len(content))

@@ -1,4 +1,4 @@
-"""One RQ worker process, serving one queue with its runtime installed.
+"""One RQ worker process, serving one queue with its runtime bound to every job.
 
 `nexy worker` starts one of these for the VM queue (exactly one: run-commands never overlap)
 and one or more for `io`, each in its own process, so a health probe never waits behind a
@@ -6,16 +6,24 @@ run-command. SimpleWorker runs jobs in-process: no fork per job (~1 ms instead o
 """
 from __future__ import annotations
 
+from redis import Redis
 from rq import SimpleWorker
 
-from bot.dispatch import IO_QUEUE
+from bot.contract import IO_QUEUE
 from bot.redaction import install_log_redaction
-from jobs.runtime import Runtime, install
+from bot.settings import Settings
+from jobs.runtime import Runtime, TaskJob
+
+
+def build_runtime(settings: Settings, redis: Redis) -> Runtime:
+    """The runtime of a worker: the registry is built once here, with every runbook item."""
+    from runbook.registry import REGISTRY
+
+    return Runtime(settings, redis, REGISTRY)
 
 
 def make_worker(runtime: Runtime, queue_names: list[str], name: str | None = None) -> SimpleWorker:
-    install(runtime)
-    return SimpleWorker(queue_names, connection=runtime.redis, name=name)
+    return SimpleWorker(queue_names, connection=runtime.redis, name=name, job_class=TaskJob.bound(runtime))
 
 
 def serve(runtime: Runtime, queue_names: list[str], *, burst: bool = False, name: str | None = None) -> bool:

@@ -10,11 +10,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 from redis import Redis
 
-from bot.dispatch import IO_QUEUE
+from bot.contract import IO_QUEUE
 from bot.embedded_redis import EmbeddedRedis
 from bot.settings import Settings, load_settings
-from jobs.runtime import Runtime
-from jobs.worker import serve
+from jobs.worker import build_runtime, serve
 from sandbox.azure_emulator import AzureEmulator
 from sandbox.github_emulator import GitHubEmulator
 from sandbox.health_server import HealthServer
@@ -172,7 +171,7 @@ def work(settings: Settings, redis: Redis) -> Callable[..., bool]:
 
     def run(use: Settings | None = None, queues: list[str] | None = None) -> bool:
         current = use or settings
-        return serve(Runtime(current, redis), queues or [IO_QUEUE, current.vm_queue], burst=True)
+        return serve(build_runtime(current, redis), queues or [IO_QUEUE, current.vm_queue], burst=True)
 
     return run
 

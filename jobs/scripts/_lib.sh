@@ -1,7 +1,15 @@
 # shellcheck shell=bash disable=SC2329
 # Functions shared by the VM scripts (included by the wrapper before the body).
 # They read only validated parameters: NEXY_APP_DIR, NEXY_SERVICE, NEXY_SERVICE_USER,
-# NEXY_VERIFY_URLS, NEXY_VERIFY_WAIT_S.
+# NEXY_VERIFY_URLS, NEXY_VERIFY_WAIT_S, NEXY_SYMPTOMS.
+
+# nexy_patterns_file BASE64: a temporary file of the patterns a parameter carries (base64 of one
+# extended regular expression a line), for `grep -E -f`; the caller removes it.
+nexy_patterns_file() {
+    file=$(mktemp)
+    printf '%s' "$1" | base64 -d > "$file"
+    printf '%s' "$file"
+}
 
 # nexy_preflight: runbook 0.1, the four guardrails; records pf_* facts; fails if any guardrail fails.
 nexy_preflight() {
@@ -43,10 +51,9 @@ nexy_journal_since_start() {
         | awk '/systemd\[[0-9]+\]: (Started|Starting) /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}'
 }
 
-# nexy_verify SYMPTOM_REGEX: service active, every health URL answers, and the journal since the
-# restart is free of the symptom. Records verify_* facts; fails if any check fails.
+# nexy_verify: service active, every health URL answers, and the journal since the restart is
+# free of the fix's symptoms (NEXY_SYMPTOMS). Records verify_* facts; fails if any check fails.
 nexy_verify() {
-    symptom="$1"
     ok=0
     first_url=$(printf '%s' "$NEXY_VERIFY_URLS" | cut -d, -f1)
     waited=0
@@ -71,17 +78,19 @@ nexy_verify() {
             ok=1
         fi
     done
-    if nexy_journal_since_start | grep -Eq "$symptom"; then
+    symptoms=$(nexy_patterns_file "$NEXY_SYMPTOMS")
+    if [ -s "$symptoms" ] && nexy_journal_since_start | grep -Eq -f "$symptoms"; then
         fact verify_journal "symptom still in the journal since the restart"
         ok=1
     else
         fact verify_journal clean
     fi
+    rm -f "$symptoms"
     return "$ok"
 }
 
-# nexy_restart_and_verify SYMPTOM_REGEX: the end of every fix: restart only if the 0.1 preflight
-# passes (else return 4, not restarted), then verify (return 5 if any check fails).
+# nexy_restart_and_verify: the end of every fix: restart only if the 0.1 preflight passes (else
+# return 4, not restarted), then verify (return 5 if any check fails).
 nexy_restart_and_verify() {
     if ! nexy_preflight; then
         fact outcome preflight_failed
@@ -90,7 +99,7 @@ nexy_restart_and_verify() {
     echo "+ sudo systemctl restart $NEXY_SERVICE"
     sudo systemctl restart "$NEXY_SERVICE"
     fact restarted yes
-    if nexy_verify "$1"; then
+    if nexy_verify; then
         fact outcome verified
         return 0
     fi

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot import render
-from jobs.azure_check import RUN_COMMAND_ACTION, allows
+from runbook.azure import RUN_COMMAND_ACTION, allows
 from sandbox.azure_emulator import AzureEmulator
 from sandbox.vm import SimulatedVM
 from tests.conftest import RG, VM_NAME

@@ -13,10 +13,11 @@ import pytest
 from rq import Queue
 
 from bot import render
-from bot.commands import Route
-from bot.dispatch import IO_QUEUE, queue_for
-from jobs.deploy_check import matches, parse_triggers
-from jobs.release_check import vm_manifest
+from bot.contract import IO_QUEUE
+from bot.dispatch import queue_for
+from runbook.deploy import matches, parse_triggers
+from runbook.item import Route
+from runbook.release import vm_manifest
 from jobs.runcommand import RunResult
 from sandbox.github_emulator import DEFAULT_TOKEN, DEPLOY_WORKFLOW_YAML
 

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import AccessError, ConflictError
-from jobs.catalogue import vm_parameters
+from bot.errors import AccessError, ConflictError, ExecutorFailure
+from bot.wording import errors as error_wording
+from jobs.context import vm_parameters
 from jobs.executors import AzureExecutor, LocalExecutor
 from jobs.runcommand import AZURE_OUTPUT_LIMIT, Script, parse, split_message
+from runbook.preflight import SCRIPT as PREFLIGHT
 from tests.conftest import RG, VM_NAME
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures_scripts"
@@ -24,7 +26,7 @@ def test_noop_succeeds_with_result_line(vm_settings, azure):
 def test_preflight_on_healthy_vm(vm_settings):
     """The preflight script reports all four guardrails passing on a healthy VM."""
     settings = vm_settings()
-    result = AzureExecutor(settings).run(Script("preflight", vm_parameters(settings)))
+    result = AzureExecutor(settings).run(Script.of(PREFLIGHT, vm_parameters(settings)))
     assert result.facts["pf_config_exists"] == "yes"
     assert result.facts["pf_api_key"] == "present"
     assert result.facts["pf_config_readable"] == "yes"
@@ -56,14 +58,15 @@ def test_conflict_raises_conflict_error(vm_settings, azure):
 
 def test_wrong_token_is_access_error_naming_the_token(vm_settings):
     """A 401 says the token is missing, expired or wrong (a role would not help)."""
-    with pytest.raises(AccessError, match="expired"):
+    with pytest.raises(AccessError) as refused:
         AzureExecutor(vm_settings(azure_access_token="wrong-token")).run(Script("noop"))
+    assert refused.value.code is ExecutorFailure.AUTH and "expired" in error_wording.executor(refused.value)
 
 
 def test_local_executor_runs_the_same_script(vm, vm_settings):
     """The local executor runs the wrapped script with bash and reads the same summary."""
     settings = vm_settings()
-    result = LocalExecutor(settings, env=vm.env()).run(Script("preflight", vm_parameters(settings)))
+    result = LocalExecutor(settings, env=vm.env()).run(Script.of(PREFLIGHT, vm_parameters(settings)))
     assert result.exit_code == 0 and result.facts["pf_execstart_ok"] == "yes"
 
 

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from bot.dispatch import IO_QUEUE
-from jobs.fixes import FIXES, FIX_NAMES
+from bot.contract import IO_QUEUE
+from runbook.registry import REGISTRY
 from tests.conftest import RG, VM_NAME
 
 KEY = (RG.lower(), VM_NAME.lower())
@@ -278,11 +278,11 @@ def test_removing_a_reaction_after_apply_changes_nothing(fix_settings, slack, wo
     assert "Fixed and verified" in _thread_text(slack) and vm.service_active()
 
 
-def test_fix_targets_match_the_catalogue():
-    """Every `/nexy fix` target has a catalogue entry, and every catalogue fix is reachable."""
-    from bot.commands import FIX_TARGETS
-
-    assert set(FIX_TARGETS) == set(FIX_NAMES) == set(FIXES) - {"restart"}
+def test_every_fix_is_reachable_by_its_command():
+    """Every declared fix is asked for by a command the parser accepts, and `fix` offers exactly the fix targets."""
+    for fix in REGISTRY.fixes.values():
+        assert REGISTRY.accepts(fix.command), fix.command
+    assert set(REGISTRY.commands["fix"].args[0].choices) == {"config-perms", "execstart"}
 
 
 def _plan_id(message) -> str:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.dispatch import IO_QUEUE
+from bot.contract import IO_QUEUE
 from tests.conftest import RG, VM_NAME, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]

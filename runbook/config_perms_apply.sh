@@ -13,4 +13,4 @@ sudo chown "root:$NEXY_SERVICE_USER" "$cfg"
 echo "+ sudo chmod 640 $cfg"
 sudo chmod 640 "$cfg"
 fact after "$(stat -c '%U:%G:%a' "$cfg")"
-nexy_restart_and_verify 'PermissionError: \[Errno 13\]'
+nexy_restart_and_verify

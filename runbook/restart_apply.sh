@@ -7,4 +7,4 @@ if [ "$active" != "$NEXY_EXPECT" ]; then
     fact outcome stale
     exit 3
 fi
-nexy_restart_and_verify 'PermissionError|can.t open file|API_KEY_INVALID|API key expired|ModuleNotFoundError|ImportError|TextProcessor.*(fail|error|Error)'
+nexy_restart_and_verify

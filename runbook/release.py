@@ -1,4 +1,4 @@
-"""The release check (runbook 7-9): release `Update` assets against `manifest.json`.
+"""Runbook 7-9, release and manifest: release `Update` assets against `manifest.json`.
 
 Reads the release NEXY_RELEASE_TAG on NEXY_RELEASES_REPO (its assets: Nexy.dmg / Nexy.pkg, sizes,
 update times, upload state) and compares it field by field with a manifest: `version`, `build`,
@@ -18,15 +18,25 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from bot.errors import GitHubNotFound
+from rq import get_current_job
+
+from bot import render
+from bot.errors import ExecutorError, GitHubError, GitHubNotFound, SettingsError
+from bot.settings import Settings, run_command_unavailable
+from bot.wording import errors as error_wording
+from bot.wording.refs import command
+from jobs.context import Context
 from jobs.github_client import AssetInfo, GitHubClient, ReleaseInfo
 from jobs.runcommand import RunResult
+from runbook.item import Route, check, script
+
+DEPLOY = command("deploy")
 
 MANIFEST_PATH = "server/updates/manifests/manifest.json"
 """Where manifest.json lives, relative to the server repository and to NEXY_APP_DIR on the VM."""
 
-VM_SCRIPT = "release-manifest"
-"""The script that prints manifest.json as deployed on the VM (jobs/scripts/release-manifest.sh)."""
+VM_SCRIPT = script(__file__, "release_manifest")
+"""The script that prints manifest.json as deployed on the VM."""
 
 VM_MANIFEST_MARKER = "@@manifest.json"
 """The line the script prints before the manifest (itself on one line)."""
@@ -165,7 +175,7 @@ def read_release(client: GitHubClient, repo: str, tag: str) -> tuple[ReleaseInfo
     try:
         return client.release(repo, tag), ""
     except GitHubNotFound as exc:
-        return None, str(exc)
+        return None, error_wording.github(exc)
 
 
 def read_repo_manifest(client: GitHubClient, repo: str, ref: str, *, fallback: str = "") -> ManifestCopy:
@@ -184,7 +194,7 @@ def vm_manifest(result: RunResult, app_dir: str) -> ManifestCopy | str:
     if result.exit_code is None:
         return "the run-command's result did not come back complete"
     if result.exit_code != 0:
-        return f"the `{VM_SCRIPT}` script failed on the VM (exit {result.exit_code})"
+        return f"the `{VM_SCRIPT.name}` script failed on the VM (exit {result.exit_code})"
     facts = result.facts
     state = facts.get("manifest", "")
     details = [f"`{path}`"]
@@ -206,7 +216,7 @@ def vm_manifest(result: RunResult, app_dir: str) -> ManifestCopy | str:
     if state == "too-large":
         return (f"the VM's manifest.json is {facts.get('manifest_bytes', '?')} bytes, more than a run-command "
                 "can bring back")
-    return f"the `{VM_SCRIPT}` script did not say whether the manifest is there"
+    return f"the `{VM_SCRIPT.name}` script did not say whether the manifest is there"
 
 
 def _parse(text: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -218,3 +228,139 @@ def _parse(text: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, "manifest.json is not a JSON object"
     return manifest, None
 
+
+# -- the report -----------------------------------------------------------------------------
+
+def render_report(r: ReleaseReport) -> tuple[str, list[dict]]:
+    problems = []
+    if r.release is None:
+        problems.append(f"release `{r.tag}` is not on `{r.repo}`")
+    if r.release is not None and r.missing_assets:
+        problems.append(f"`{r.tag}` lacks {render.listed(r.missing_assets)}")
+    if r.unfinished_assets:
+        problems.append(f"the upload of {render.listed(r.unfinished_assets)} did not finish")
+    if r.mismatched:
+        problems.append(f"manifest.json {r.manifest_where} does not match the release: "
+                        + render.listed((f.field for f in r.mismatched), 10)
+                        + (" differ" if len(r.mismatched) > 1 else " differs"))
+    if r.manifest_error:
+        problems.append(f"manifest.json {r.manifest_where} could not be read ({r.manifest_error})")
+    release_name = (f" ({r.release_version} build {r.release_build})"
+                    if r.release_version and r.release_build else "")
+    if problems:
+        icon = ":red_circle:" if r.release is None or r.missing_assets or r.mismatched else ":large_orange_circle:"
+        headline = f"{icon} *Release (runbook 7-9)*: " + "; ".join(problems) + "."
+    else:
+        compared = ", ".join(f"`{f.field}`" for f in r.fields if f.ok)
+        headline = (f":large_green_circle: *Release (runbook 7-9)*: `{r.tag}`{release_name} has "
+                    f"{render.listed(a.name for a in r.release.assets)}, and manifest.json {r.manifest_where} matches it ({compared}).")
+
+    details = []
+    if r.release is not None:
+        rel = r.release
+        states = (f"states {r.release_version or 'no version'} build {r.release_build or '?'}"
+                  if r.release_version or r.release_build else "states no version or build")
+        details.append(f"*Release* {render.link(rel.html_url, rel.tag)} “{rel.name}” on `{r.repo}`, "
+                       f"published {render.utc_time(rel.published_at)}; {states}")
+        lines = []
+        for asset in rel.assets:
+            mark = ":white_check_mark:" if asset.state == "uploaded" else ":warning:"
+            state = "" if asset.state == "uploaded" else f", upload *{asset.state}* (unfinished)"
+            lines.append(f"{mark} `{asset.name}` {render.size(asset.size)}, updated {render.utc_time(asset.updated_at)}{state}")
+        for name in r.missing_assets:
+            lines.append(f":x: `{name}` missing")
+        details.append("*Assets*\n" + ("\n".join(lines) or "none"))
+    else:
+        details.append(f"*Release* {r.release_missing}")
+    if r.manifest_error:
+        details.append(f"*manifest.json* {r.manifest_source}: {r.manifest_error}")
+    elif r.fields:
+        rows = []
+        for f in r.fields:
+            if f.ok:
+                rows.append(f":white_check_mark: `{f.field}` {render.cut(f.manifest or '', 200)}")
+            elif f.ok is None:
+                rows.append(f":grey_question: `{f.field}` manifest {f.manifest}; the release states none")
+            elif f.release is None:
+                rows.append(f":x: `{f.field}` manifest `{f.manifest}`; the release has no such asset")
+            else:
+                rows.append(f":x: `{f.field}` manifest `{f.manifest}`, release `{f.release}`")
+        details.append(f"*manifest.json* {r.manifest_source}, field by field\n" + "\n".join(rows))
+    if r.manifest_fallback:
+        details.append(f":warning: This is the server repository's copy, not the one deployed on the VM: "
+                       f"{r.manifest_fallback}.")
+    blocks = [render.section(headline), render.section("\n\n".join(details))]
+
+    if r.release is None or r.missing_assets or r.unfinished_assets:
+        blocks.append(render.section(
+            "*Fix (runbook 7, 8)*, on the release machine (the publish script does not run in the bot): put "
+            "`Nexy.dmg` and/or `Nexy.pkg` in `release_inbox`, try it, publish, and check:\n"
+            + render.code(_publish_commands(r, inbox=True))
+            + "\nIf the upload fails with 401/403: `gh auth status`, then `gh auth login` (runbook 8)."))
+    elif r.mismatched or r.manifest_error:
+        blocks.append(render.section(
+            "*Fix (runbook 9)*, on the release machine (the publish script does not run in the bot): "
+            "publish again so that manifest.json is rewritten from the release assets:\n"
+            + render.code(_publish_commands(r, inbox=False))
+            + (_vm_behind_hint(r) if r.manifest_on_vm and r.mismatched else "")))
+    if problems:
+        blocks.append(render.context("Verify (runbook 9): `artifact.url`/`version`/`build` in manifest.json match "
+                                     "the release assets; `/nexy release` shows it."))
+    return headline.replace("*", ""), blocks
+
+
+def _vm_behind_hint(r: ReleaseReport) -> str:
+    """When only the VM's copy is behind: the deploy (runbook 2) or the runtime version (runbook 4) is the fix."""
+    target = f"{r.release_version}.{r.release_build}" if r.release_version and r.release_build else "X.Y.Z.Build"
+    return ("\nIf the server repository's manifest.json already matches the release, the VM is behind it: "
+            "check the deploy with {DEPLOY} (runbook 2), or set the runtime version on the VM (runbook 4): "
+            f"`bash scripts/update_server_version.sh {target}`.")
+
+
+def _publish_commands(r: ReleaseReport, *, inbox: bool) -> str:
+    lines = ["test -d release_inbox && ls -la release_inbox"] if inbox else []
+    lines += ["python3 scripts/publish_assets_and_sync.py --dry-run",
+              "python3 scripts/publish_assets_and_sync.py",
+              f"gh release view {r.tag} -R {r.repo}"]
+    return "\n".join(lines)
+
+
+@check("release", section="7-9", route=Route.VM_IF_REACHABLE, scripts=(VM_SCRIPT,))
+def release(ctx: Context) -> str:
+    """release: release `Update` assets (Nexy.dmg, Nexy.pkg) against manifest.json as deployed on the VM: url, version, build"""
+    settings = ctx.settings
+    try:
+        with GitHubClient(settings) as client:
+            found, missing = read_release(client, settings.nexy_releases_repo, settings.nexy_release_tag)
+            why_not = _why_not_vm(settings)
+            copy, duration_s = (why_not, None) if why_not else _vm_manifest(ctx)
+            if isinstance(copy, str):  # no copy from the VM, and why: compare the repository's
+                copy = read_repo_manifest(client, settings.nexy_server_repo, settings.nexy_deploy_branch,
+                                          fallback=copy)
+    except GitHubError as exc:
+        ctx.post(error_wording.check_failed("Release", "7-9", error_wording.github(exc)), kind="release")
+        return "failed"
+    report = compare(found, copy, repo=settings.nexy_releases_repo, tag=settings.nexy_release_tag,
+                     release_missing=missing)
+    ctx.post(render_report(report), kind="release", duration_s=duration_s)
+    return "ok" if report.healthy else "attention"
+
+
+def _why_not_vm(settings: Settings) -> str | None:
+    """Why the VM's manifest cannot be read by this job, or None. A job on io never runs a run-command."""
+    unavailable = run_command_unavailable(settings)
+    if unavailable:
+        return f"the VM cannot be reached by run-command ({unavailable})"
+    job = get_current_job()
+    if job is not None and job.origin != settings.vm_queue:
+        return f"this request ran on the `{job.origin}` queue, where no run-command may run"
+    return None
+
+
+def _vm_manifest(ctx: Context) -> tuple[ManifestCopy | str, float | None]:
+    """The VM's manifest.json through the engine (the VM's lease, 409s waited out); a str says why there is none."""
+    try:
+        result = ctx.run(VM_SCRIPT)
+    except (ExecutorError, SettingsError) as exc:
+        return f"the run-command failed: {error_wording.reason(exc)}", None
+    return vm_manifest(result, ctx.settings.nexy_app_dir), result.duration_s

@@ -1,4 +1,4 @@
-"""The Azure access check (runbook 1, "Azure Auth / Access"): what `az vm show` would tell.
+"""Runbook 1, Azure Auth / Access: what `az vm show` would tell, and the fix when it fails.
 
 Through the same client the run-command executor uses (jobs.azure_client): which credential is
 used, the subscription, whether the VM can be read, its power and provisioning state from the
@@ -21,10 +21,16 @@ from azure.core.exceptions import (
 )
 from azure.core.rest import HttpRequest
 
+from bot import render
 from bot.errors import SettingsError
 from bot.redaction import redact
 from bot.settings import Settings
+from bot.wording.refs import command
 from jobs.azure_client import compute_client, credential_kind
+from jobs.context import Context
+from runbook.item import Route, check
+
+STATUS = command("status")
 
 RUN_COMMAND_ACTION = "Microsoft.Compute/virtualMachines/runCommand/action"
 """The permission Run Command needs on the VM (in Virtual Machine Contributor, Contributor, Owner)."""
@@ -74,7 +80,7 @@ class AzureReport:
                 and self.run_command is not False)
 
 
-def check(settings: Settings) -> AzureReport:
+def read(settings: Settings) -> AzureReport:
     """Read the VM and its instance view; never raises for an Azure refusal, the report says it."""
     base = dict(credential=credential_kind(settings), subscription=settings.azure_subscription_id,
                 resource_group=settings.azure_resource_group, vm_name=settings.azure_vm_name,
@@ -160,3 +166,96 @@ def allows(permissions: list[dict], action: str) -> bool:
 def _action_matches(pattern: str, action: str) -> bool:
     regex = ".*".join(re.escape(part) for part in pattern.split("*"))
     return re.fullmatch(regex, action, re.IGNORECASE) is not None
+
+
+# -- the report -----------------------------------------------------------------------------
+
+_RUN_COMMAND_ROLE = ("*Virtual Machine Contributor* on the VM, or a custom role with "
+                     "`Microsoft.Compute/virtualMachines/runCommand/action`")
+
+
+
+
+def render_report(r: AzureReport) -> tuple[str, list[dict]]:
+    target = f"`{r.resource_group}/{r.vm_name}`"
+    failure = r.failure
+    if failure is None:
+        state = f"the VM is *{r.power_state or 'in an unknown power state'}*, provisioning *{r.provisioning_state or 'unknown'}*"
+        if r.healthy:
+            headline = f":large_green_circle: *Azure access (runbook 1)*: {target} is readable; {state}."
+        else:
+            icon = ":red_circle:" if r.run_command is False else ":large_orange_circle:"
+            headline = f"{icon} *Azure access (runbook 1)*: {target} is readable; {state}."
+            if r.run_command is False:
+                headline += " The identity may *not* run commands on it."
+    else:
+        reason = {
+            "settings": "the bot cannot reach Azure as configured",
+            "auth": "Azure refused the credential (401)",
+            "forbidden": f"the identity may not read {target} (403)",
+            "subscription": f"subscription `{r.subscription}` is not visible to this identity (404)",
+            "resource-group": f"resource group `{r.resource_group}` is not in the subscription (404)",
+            "vm": f"there is no VM {target} (404)",
+            "unreachable": f"Azure Resource Manager did not answer at `{r.arm_url}`",
+        }.get(failure.value, "Azure answered with an error")
+        headline = f":red_circle: *Azure access (runbook 1)*: {reason}."
+
+    accepted = {None: "accepted", "auth": "refused", "settings": "not tried"}.get(failure.value if failure else None,
+                                                                                 "accepted")
+    details = [f"*Credential type* {r.credential} · {accepted}",
+               f"*Subscription* `{r.subscription or 'not set (AZURE_SUBSCRIPTION_ID)'}`",
+               f"*VM* {target}" + (f" in {r.location}, {r.vm_size}" if r.location else "")]
+    if failure is None:
+        details.append(f"*Power state* {r.power_state or 'unknown'} · *Provisioning* {r.provisioning_state or 'unknown'}"
+                       f" · *VM agent* {r.agent_status or 'not reported (Run Command needs it Ready)'}")
+        if r.run_command is True:
+            details.append(":white_check_mark: The identity holds `Microsoft.Compute/virtualMachines/runCommand/action` "
+                           "on the VM: it may run commands.")
+        elif r.run_command is False:
+            details.append(f":x: The identity lacks `Microsoft.Compute/virtualMachines/runCommand/action`: it needs "
+                           f"{_RUN_COMMAND_ROLE}.")
+        else:
+            details.append(f":grey_question: Run-command permission not verified ({r.permission_detail}). "
+                           f"Run Command needs {_RUN_COMMAND_ROLE}; the first {STATUS} proves it.")
+    else:
+        details.append(("*Configuration* " if failure.value == "settings" else "*Azure said* ") + r.detail)
+    blocks = [render.section(headline), render.section("\n".join(details))]
+    fix = _azure_fix(r)
+    if fix:
+        blocks.append(render.section("*Fix (runbook 1)*\n" + fix))
+        blocks.append(render.context(f"Verify (runbook 1): `az vm show --resource-group {r.resource_group} "
+                                     f"--name {r.vm_name} -o table` works; `/nexy azure` shows it."))
+    return headline.replace("*", ""), blocks
+
+
+def _azure_fix(r: AzureReport) -> str:
+    failure = r.failure.value if r.failure else None
+    assign = (f"`az role assignment create --assignee <principal-id> --role \"Virtual Machine Contributor\" "
+              f"--scope <the VM's resource id>`")
+    if failure == "auth":
+        return ("• `az login`, then `az account set --subscription <SUBSCRIPTION_ID>`.\n"
+                "• With AZURE_ACCESS_TOKEN set, get a fresh one (it lasts about an hour): "
+                "`az account get-access-token --query accessToken -o tsv`.\n"
+                "• Else DefaultAzureCredential: check AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, "
+                "or the host's managed identity.\n"
+                f"• Once signed in, the identity needs {_RUN_COMMAND_ROLE}.")
+    if failure == "forbidden" or (failure is None and r.run_command is False):
+        return f"• Give the identity {_RUN_COMMAND_ROLE}: {assign}."
+    if failure == "subscription":
+        return ("• `az account list -o table`, then `az account set --subscription <SUBSCRIPTION_ID>`, "
+                "and set AZURE_SUBSCRIPTION_ID to it.")
+    if failure in ("resource-group", "vm"):
+        return "• `az vm list -o table`: set AZURE_RESOURCE_GROUP and AZURE_VM_NAME to the Nexy VM."
+    if failure == "settings":
+        return "• Set what is named above (`.env.example` explains each variable), then restart the worker."
+    if failure == "unreachable":
+        return "• Check AZURE_ARM_URL and the worker's network access to it, then try again."
+    return ""
+
+
+@check("azure", section="1", route=Route.IO)
+def azure(ctx: Context) -> str:
+    """azure: Azure access: credential, subscription, the VM's power and provisioning state, run-command permission"""
+    report = read(ctx.settings)
+    ctx.post(render_report(report), kind="azure")
+    return "ok" if report.healthy else (report.failure.value if report.failure else "attention")

@@ -22,4 +22,4 @@ rm -f "$saved"
 fact after "$(grep '^ExecStart=' "$unit" | tail -n 1)"
 echo "+ sudo systemctl daemon-reload"
 sudo systemctl daemon-reload
-nexy_restart_and_verify "can't open file"
+nexy_restart_and_verify

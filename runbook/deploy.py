@@ -1,4 +1,4 @@
-"""The deploy check (runbook 2, "GitHub Actions Deploy Not Triggered").
+"""Runbook 2, GitHub Actions Deploy Not Triggered.
 
 Reads, on NEXY_SERVER_REPO: the deploy workflow (NEXY_DEPLOY_WORKFLOW) and its trigger config
 from the workflow YAML, the latest commit on NEXY_DEPLOY_BRANCH with the files it changed, the
@@ -24,8 +24,12 @@ from enum import Enum
 
 import yaml
 
-from bot.errors import GitHubNotFound, GitHubPermissionError
+from bot import render
+from bot.errors import GitHubError, GitHubNotFound, GitHubPermissionError
+from bot.wording import errors as error_wording
+from jobs.context import Context
 from jobs.github_client import COMPARE_FILE_LIMIT, CommitInfo, GitHubClient, RunInfo, WorkflowInfo
+from runbook.item import Route, check
 
 DEPLOY_SECRET = "AZURE_CREDENTIALS"
 """The Actions secret the deploy workflow logs in to Azure with (runbook 2, Fix)."""
@@ -279,7 +283,8 @@ def changes_since(client: GitHubClient, repo: str, workflow: WorkflowInfo, branc
                              f"since that run cannot be listed: {own}"))
     except GitHubPermissionError as exc:
         return Changes(Basis.HEAD_COMMIT, head.files, base_sha=base,
-                       note=f"the changes since the last deploy run (`{base[:7]}`) could not be read ({exc}): {own}")
+                       note=(f"the changes since the last deploy run (`{base[:7]}`) could not be read "
+                             f"({error_wording.github(exc)}): {own}"))
     if diff.status in ("behind", "identical"):
         return Changes(Basis.HEAD_COMMIT, head.files, base_sha=base,
                        note=(f"`{branch}` was moved back (force-pushed): its head is {diff.behind_by} commit(s) behind "
@@ -300,7 +305,7 @@ def changes_since(client: GitHubClient, repo: str, workflow: WorkflowInfo, branc
 
 # -- the check -------------------------------------------------------------------------------
 
-def check(client: GitHubClient, repo: str, workflow_file: str, branch: str) -> DeployReport:
+def read(client: GitHubClient, repo: str, workflow_file: str, branch: str) -> DeployReport:
     """Run the deploy check; raises GitHubError only when nothing useful can be said."""
     workflow = client.workflow(repo, workflow_file)
     triggers, yaml_error = None, None
@@ -336,7 +341,7 @@ def _secret(client: GitHubClient, repo: str) -> tuple[bool | None, str]:
         return DEPLOY_SECRET in client.secret_names(repo), ""
     except (GitHubPermissionError, GitHubNotFound) as exc:
         # the rest of the check still stands; a rejected token or a rate limit ends it (raised)
-        return None, str(exc)
+        return None, error_wording.github(exc)
 
 
 def _verdict(workflow: WorkflowInfo, triggers: Triggers | None, skip: SkipReason | None,
@@ -354,3 +359,208 @@ def _verdict(workflow: WorkflowInfo, triggers: Triggers | None, skip: SkipReason
     if skip is not None:
         return Verdict.NOT_EXPECTED
     return Verdict.NOT_TRIGGERED
+
+
+# -- the report -----------------------------------------------------------------------------
+
+def _run_label(run) -> str:
+    return render.link(run.html_url, f"run #{run.run_number}")
+
+
+def _skip_reason(r: DeployReport) -> str:
+    reason, detail = r.skip, r.skip_detail
+    push = r.triggers.push if r.triggers else None
+    if reason in ("paths", "paths-ignore") and push is not None and r.changes.basis == "since-run":
+        since = f"no change under the trigger paths since the last deploy run (`{r.changes.base_sha[:7]}`): "
+        if reason == "paths":
+            return since + f"{_changed_since(r.changes)}, none matching the paths filter {render.listed(push.paths or ())}"
+        return since + f"{_changed_since(r.changes)}, all under paths-ignore {render.listed(push.paths_ignore or ())}"
+    if reason == "paths" and push is not None:
+        if not r.head.files:
+            return f"it changes no file, so nothing matches the paths filter {render.listed(push.paths or ())}"
+        return f"it changes only {render.listed(r.head.files)}, none matching the paths filter {render.listed(push.paths or ())}"
+    if reason == "paths-ignore" and push is not None:
+        return f"every file it changes is under paths-ignore {render.listed(push.paths_ignore or ())}"
+    if reason == "branch" and push is not None:
+        if push.branches is not None:
+            return f"branch `{r.branch}` is not in the push filter {render.listed(push.branches)}"
+        return f"branch `{r.branch}` is in branches-ignore {render.listed(push.branches_ignore or ())}"
+    if reason == "skip-marker":
+        return f"its message holds `{detail}`, which skips push workflows"
+    if reason == "tags-only":
+        return "the workflow runs on tag pushes only"
+    return f"the workflow has no push trigger (it runs on {detail or 'nothing'})"
+
+
+def _commits(n: int) -> str:
+    """`1 commit changes` / `2 commits change`: the subject and its verb."""
+    return f"{n} commit changes" if n == 1 else f"{n} commits change"
+
+
+def _changed_since(c) -> str:
+    """What the commits since the last deploy run changed: `the 2 commits since change only `a`, `b``."""
+    n, verb = _commits(c.commits).rsplit(" ", 1)
+    if not c.files:
+        return f"the {n} since {verb} no file"
+    if c.capped:
+        return f"the {n} since {verb} at least {len(c.files)} files (GitHub lists no more): {render.listed(c.files)}"
+    return f"the {n} since {verb} only {render.listed(c.files)}"
+
+
+def _since_run_line(r: DeployReport) -> str:
+    """The detail line for the changes since the last deploy run, with those the paths filter selects."""
+    c, least = r.changes, ("at least " if r.changes.capped else "")
+    line = (f"*Since the last deploy run* ({render.link(c.html_url, f'{c.base_sha[:7]}...{r.head.sha[:7]}')}) "
+            f"{c.commits} commit{'' if c.commits == 1 else 's'} changed {least}{len(c.files)} "
+            f"file{'' if len(c.files) == 1 else 's'}: "
+            f"{render.listed(c.files) or 'none'}")
+    if r.matched_files and r.triggers and r.triggers.push and r.triggers.push.paths is not None:
+        line += f"; matching the paths filter: {least}{render.listed(r.matched_files)}"
+    return line
+
+
+def render_report(r: DeployReport) -> tuple[str, list[dict]]:
+    file_name = r.workflow.path.rsplit("/", 1)[-1]
+    sha = f"`{r.head.sha[:7]}`"
+    run = r.run_for_head
+    verdict = r.verdict
+    if verdict == "deployed":
+        icon, line = ":large_green_circle:", f"{sha} on `{r.branch}` is deployed: {_run_label(run)} succeeded."
+    elif verdict == "running":
+        icon, line = ":large_blue_circle:", f"the deploy of {sha} is *{run.status}*: {_run_label(run)}."
+    elif verdict == "failed":
+        icon, line = ":red_circle:", f"the deploy of {sha} ended in *{run.conclusion}*: {_run_label(run)}."
+    elif verdict == "not-triggered":
+        since = ""
+        if r.changes.basis == "since-run" and r.matched_files:
+            n, verb = _commits(r.changes.commits).rsplit(" ", 1)
+            since = (f" (the {n} since the last deploy run (`{r.changes.base_sha[:7]}`) {verb} "
+                     f"{'at least ' if r.changes.capped else ''}{render.listed(r.matched_files)} under the trigger paths)")
+        icon, line = ":red_circle:", (f"*not triggered*: {sha} on `{r.branch}` matches the workflow's trigger{since}, "
+                                      f"but `{file_name}` has no run for it.")
+    elif verdict == "not-expected":
+        if r.changes.basis == "since-run" and r.skip in ("paths", "paths-ignore"):
+            icon, line = ":white_circle:", f"{sha} on `{r.branch}`: correctly not deployed: {_skip_reason(r)}."
+        else:
+            icon, line = ":white_circle:", (f"{sha} on `{r.branch}` is outside the workflow's trigger "
+                                            f"({_skip_reason(r)}): correctly not deployed.")
+        if r.latest_run:
+            last = r.latest_run
+            icon = ":large_green_circle:" if last.conclusion == "success" else ":large_orange_circle:"
+            line += (f" The last deploy, {_run_label(last)} of `{last.head_sha[:7]}`, "
+                     f"{'succeeded' if last.conclusion == 'success' else 'is ' + (last.conclusion or last.status)}.")
+    elif verdict == "disabled":
+        icon, line = ":red_circle:", f"`{file_name}` is *disabled* ({r.workflow.state}): no push deploys."
+    else:
+        problem = r.yaml_error or _skip_reason(r)
+        icon, line = ":red_circle:", f"`{file_name}` cannot start a deploy on push: {problem}."
+    if r.secret_present is False:
+        icon = ":red_circle:"
+        line += " The `AZURE_CREDENTIALS` secret is *missing*."
+    headline = f"{icon} *Deploy (runbook 2)*: {line}"
+
+    details = [f"*Workflow* {render.link(r.workflow.html_url, r.workflow.name)} (`{r.workflow.path}` in `{r.repo}`), "
+               f"{r.workflow.state}"]
+    if r.triggers is not None and r.triggers.push is not None:
+        push = r.triggers.push
+        parts = [f"push to {render.listed(push.branches) if push.branches is not None else 'any branch'}"]
+        if push.branches_ignore:
+            parts.append(f"except branches {render.listed(push.branches_ignore)}")
+        if push.paths is not None:
+            parts.append(f"paths {render.listed(push.paths)}")
+        if push.paths_ignore:
+            parts.append(f"ignoring paths {render.listed(push.paths_ignore)}")
+        others = [e for e in r.triggers.events if e != "push"]
+        if others:
+            parts.append("also " + render.listed(others))
+        details.append("*Triggers* " + " · ".join(parts))
+    elif r.triggers is not None:
+        details.append("*Triggers* " + render.listed(r.triggers.events) + " (no push)")
+    else:
+        details.append(f"*Triggers* unreadable: {r.yaml_error}")
+    head = r.head
+    commit_line = (f"*Latest commit on `{r.branch}`* {render.link(head.html_url, head.sha[:7])} "
+                   f"“{render.cut(head.title, 120)}” by {head.author}, {render.utc_time(head.date)}\n"
+                   f"changes {render.listed(head.files) or 'no files'}")
+    if r.changes.basis == "since-run":
+        details.append(commit_line)
+        details.append(_since_run_line(r))
+    else:
+        if r.matched_files and r.triggers and r.triggers.push and r.triggers.push.paths is not None:
+            commit_line += f"; matching the paths filter: {render.listed(r.matched_files)}"
+        details.append(commit_line)
+    if r.changes.note:
+        details.append(f":information_source: {r.changes.note}.")
+    if r.latest_run is None:
+        details.append(f"*Latest deploy run on `{r.branch}`* none")
+    else:
+        last = r.latest_run
+        state = last.status if last.status != "completed" else f"completed, {last.conclusion}"
+        suffix = "" if last.head_sha == head.sha else " (not the latest commit)"
+        details.append(f"*Latest deploy run on `{r.branch}`* {_run_label(last)} for `{last.head_sha[:7]}`{suffix}: "
+                       f"{state} ({last.event}, {render.utc_time(last.created_at)})")
+    if r.secret_present is True:
+        details.append(":white_check_mark: The `AZURE_CREDENTIALS` secret exists (checked by name; values are never readable).")
+    elif r.secret_present is False:
+        details.append(f":x: The `AZURE_CREDENTIALS` secret is not among the Actions secrets of `{r.repo}`.")
+    else:
+        details.append(f":grey_question: Could not check the `AZURE_CREDENTIALS` secret. {r.secret_note}")
+
+    fixes = _deploy_fixes(r, file_name)
+    blocks = [render.section(headline), render.section("\n".join(details))]
+    if fixes:
+        blocks.append(render.section("*Fix (runbook 2)*\n" + "\n".join(fixes)))
+    if verdict != "deployed" or r.secret_present is False:
+        blocks.append(render.context("Verify (runbook 2): the workflow goes to `in_progress`/`success`; "
+                                     "`/nexy deploy` shows it."))
+    return headline.replace("*", ""), blocks
+
+
+def _deploy_fixes(r: DeployReport, file_name: str) -> list[str]:
+    fixes = []
+    dispatch = r.triggers is not None and r.triggers.dispatch
+    run_by_hand = f"`gh workflow run {file_name} -R {r.repo} --ref {r.branch}`"
+    if r.secret_present is False:
+        fixes.append(f"• *Verify AZURE_CREDENTIALS secret*: add the service principal JSON as an Actions secret "
+                     f"(`gh secret set AZURE_CREDENTIALS -R {r.repo} < sp.json`), then re-run the deploy.")
+    verdict = r.verdict
+    if verdict == "not-triggered":
+        qualifies = ("the changes since the last deploy run qualify" if r.changes.basis == "since-run"
+                     else "the commit qualifies")
+        line = (f"• *Push changes to target branch/path*: {qualifies}, so GitHub did not start the run: "
+                f"check that Actions is enabled for `{r.repo}` and `{r.workflow.path}` is valid on `{r.branch}`, "
+                "then push again")
+        fixes.append(line + (f", or start it now: {run_by_hand}." if dispatch else "."))
+    elif verdict == "not-expected":
+        line = f"• Nothing to fix if `{r.head.sha[:7]}` should not deploy. To deploy: *Push changes to target branch/path*"
+        push = r.triggers.push if r.triggers else None
+        if r.skip == "paths" and push is not None and push.paths:
+            line += f" (a change matching {render.listed(push.paths)} on `{r.branch}`)"
+        elif r.skip == "skip-marker":
+            line += f" (a commit without `{r.skip_detail}`)"
+        fixes.append(line + (f", or {run_by_hand}." if dispatch else "."))
+    elif verdict == "failed":
+        fixes.append(f"• Open {_run_label(r.run_for_head)} and read the first failing step.")
+        if r.secret_present is not False:
+            fixes.append("• If it failed at `Azure login`: *Verify AZURE_CREDENTIALS secret* "
+                         "(the service principal's client secret may have expired).")
+    elif verdict == "disabled":
+        fixes.append(f"• Enable it: `gh workflow enable {file_name} -R {r.repo}`, then push or {run_by_hand}.")
+    elif verdict == "invalid":
+        fixes.append(f"• Verify trigger config in workflow: `{r.workflow.path}` needs `on: push` with "
+                     f"`branches: [{r.branch}]` (and the paths that should deploy).")
+    return fixes
+
+
+@check("deploy", section="2", route=Route.IO)
+def deploy(ctx: Context) -> str:
+    """deploy: the deploy workflow: triggers, the latest commit against its runs, the AZURE_CREDENTIALS secret"""
+    settings = ctx.settings
+    try:
+        with GitHubClient(settings) as client:
+            report = read(client, settings.nexy_server_repo, settings.nexy_deploy_workflow, settings.nexy_deploy_branch)
+    except GitHubError as exc:
+        ctx.post(error_wording.check_failed("Deploy", "2", error_wording.github(exc)), kind="deploy")
+        return "failed"
+    ctx.post(render_report(report), kind="deploy")
+    return report.verdict.value

@@ -1,0 +1,136 @@
+"""The contract between the web side and the worker side: queue names, job ids, Redis keys,
+timeouts and task paths. Both sides import this module and nothing private of each other.
+"""
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+IO_QUEUE = "io"
+"""The queue of HTTP and GitHub probes and of posting: it never waits behind a run-command."""
+
+IO_JOB_TIMEOUT_S = 180
+"""An io job (probes, posting) is cut off after this long: each probe has its own, shorter timeout."""
+
+AZURE_RUN_COMMAND_TIMEOUT_S = 90 * 60
+"""Azure's own limit for one run-command."""
+
+VM_LOCK_WAIT_S = 10 * 60
+"""How long a VM job waits for the VM's lease held by another worker (only a second worker started by
+mistake holds it) before it gives up naming the holder."""
+
+RESULT_TTL_S = 24 * 3600
+"""How long a finished job and its result are kept, for `/nexy queue` and debugging."""
+
+NOTICE_RESULT_TTL_S = 600
+"""How long a finished notice job (an ephemeral answer, a queue position) is kept."""
+
+FAILURE_TTL_S = 7 * 24 * 3600
+"""How long a failed job (and its redacted error) is kept."""
+
+KEY_PREFIX = "nexy"
+"""Every Redis key of the bot starts with this (RQ's own keys start with `rq:`)."""
+
+
+class Task:
+    """The dotted paths of the worker's entry points (jobs/tasks.py); RQ imports them by name."""
+
+    RUN_REQUEST = "jobs.tasks.run_request"
+    """Run one parsed command (a check, or the plan of a fix)."""
+    AUTHORIZE = "jobs.tasks.authorize"
+    """Resolve the operators' user groups for a fix request, then queue it or refuse it."""
+    DECIDE = "jobs.tasks.decide"
+    """An approval or rejection of a plan."""
+    APPLY_PLAN = "jobs.tasks.apply_plan"
+    """Apply and verify an approved plan (VM queue)."""
+    EXPIRE_PLAN = "jobs.tasks.expire_plan"
+    """The end of a plan's approval window (scheduled)."""
+    NOTIFY = "jobs.tasks.notify"
+    """An ephemeral notice to one person."""
+    ANNOUNCE = "jobs.tasks.announce"
+    """A notice in an incident's thread."""
+    REPORT_FAILURE = "jobs.tasks.report_failure"
+    """RQ's failure callback: a job that died with its worker or ran out of time."""
+
+
+def vm_queue_name(resource_group: str, vm_name: str) -> str:
+    """`vm:<resource-group>:<vm>`, the per-VM queue named in DESIGN.md: exactly one worker serves it."""
+    return f"vm:{resource_group}:{vm_name}"
+
+
+def vm_job_timeout(conflict_max_wait_s: float) -> int:
+    """A VM job outlives every wait it may do plus Azure's own limit: we never abandon a command still
+    running on the VM (the lease would be released while Azure still runs it)."""
+    return int(AZURE_RUN_COMMAND_TIMEOUT_S + conflict_max_wait_s + VM_LOCK_WAIT_S + 10 * 60)
+
+
+def vm_lease_key(resource_group: str, vm: str) -> str:
+    """The Redis lock a run-command holds on its VM."""
+    return f"{KEY_PREFIX}:vm:{resource_group}:{vm}:lease"
+
+
+def vm_running_key(resource_group: str, vm: str) -> str:
+    """What runs on the VM now (JSON: job, words, incident, user, since), while it runs."""
+    return f"{KEY_PREFIX}:vm:{resource_group}:{vm}:running"
+
+
+def request_job_id(incident: str, command: str, suffix: str) -> str:
+    """The RQ job id of one request: only letters, digits, `_` and `-` (RQ's rule)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{incident}-{command}-{suffix}")
+
+
+def apply_job_id(plan_id: str) -> str:
+    """The one RQ job that applies a plan: queued with `unique=True`, so an approval counts once."""
+    return f"apply-{plan_id}"
+
+
+APPROVE_REACTION = "white_check_mark"
+"""The reaction that approves a plan (`:white_check_mark:`)."""
+REJECT_REACTION = "x"
+"""The reaction that rejects a plan (`:x:`)."""
+APPROVE_REACTIONS = (APPROVE_REACTION, "heavy_check_mark")
+REJECT_REACTIONS = (REJECT_REACTION,)
+
+
+class Action:
+    """The `action_id`s of the buttons the bot posts; handlers/ listens for exactly these."""
+
+    APPROVE = "plan_approve"
+    REJECT = "plan_reject"
+    ALL = (APPROVE, REJECT)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """The payload of a request job: what a worker needs to run it, all plain values, nothing secret."""
+
+    id: str
+    command: str
+    args: tuple[str, ...]
+    user: str
+    channel: str
+    incident: str
+    source: str  # "slash" | "mention" | "button" | "reaction" | "approval"
+    requested_at: float
+
+    @property
+    def words(self) -> str:
+        return " ".join((self.command, *self.args))
+
+    @classmethod
+    def new(cls, command: str, args: tuple[str, ...], *, user: str, channel: str, incident: str,
+            source: str) -> WorkItem:
+        """A fresh item for a request, with a job id RQ accepts."""
+        return cls(id=request_job_id(incident, command, uuid.uuid4().hex[:10]), command=command, args=args,
+                   user=user, channel=channel, incident=incident, source=source, requested_at=time.time())
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> WorkItem:
+        """The item back from the plain dict a job carries."""
+        return cls(**{**payload, "args": tuple(payload.get("args", ()))})
+
+    def payload(self) -> dict[str, Any]:
+        return asdict(self)

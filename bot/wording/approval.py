@@ -1,0 +1,34 @@
+"""A plan's decision in words: approved, rejected, expired, refused, already decided."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.wording.plan import when
+
+if TYPE_CHECKING:
+    from bot.plans import Plan
+    from runbook.item import Fix
+
+
+def refused(plan: Plan, reason: str, who: str) -> str:
+    return (f":no_entry: Your reaction on plan {plan.id} does not count: {reason}. "
+            f"Approvers: {who} (NEXY_APPROVERS).")
+
+
+def already(plan: Plan, status: str) -> str:
+    by = f" by <@{plan.decided_by}>" if plan.decided_by else ""
+    return f"Plan {plan.id} is already {status}{by}: nothing more to decide."
+
+
+def approved(plan: Plan, fix: Fix) -> str:
+    return (f":white_check_mark: Plan {plan.id} (`{fix.words}`) approved by <@{plan.decided_by}>: "
+            "apply and verify are queued for the VM (one run-command).")
+
+
+def rejected(plan: Plan, fix: Fix) -> str:
+    return f":x: Plan {plan.id} (`{fix.words}`) rejected by <@{plan.decided_by}>. Nothing ran on the VM."
+
+
+def expired(plan: Plan, fix: Fix) -> str:
+    return (f":hourglass: Plan {plan.id} (`{fix.words}`) expired {when(plan.expires_at)} before anyone approved it. "
+            f"Nothing ran on the VM. For a fresh plan: `/nexy {fix.words}`.")

@@ -1,0 +1,52 @@
+"""Answers to a typed command, given at once by the web process: help, a bad command, queued,
+refused. The command table itself comes from the registry (passed in, never imported here)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.wording.refs import command
+
+if TYPE_CHECKING:
+    from bot.commands import ParseError, Request
+    from bot.incidents import Incident
+
+HELP = command("help")
+
+
+def help_message(lines: list[str], usage: tuple[str, str] | None = None) -> str:
+    """The command list (one line each), or one command's usage and summary."""
+    if usage:
+        return f"`{usage[0]}`: {usage[1]}"
+    text = ["*nexy* runs the deploy incident runbook. Commands:", *(f"• {line}" for line in lines)]
+    text.append("In an incident thread, mention me instead: `@nexy status`.")
+    return "\n".join(text)
+
+
+def parse_error(error: ParseError, lines: list[str]) -> str:
+    text = [f":warning: {error.problem}"]
+    if error.suggestion:
+        text.append(f"Did you mean `{error.suggestion}`?")
+    if error.usage == "/nexy help":
+        text.append("")
+        text.append(help_message(lines))
+    elif error.usage:
+        text.append(f"Usage: `{error.usage}`")
+    return "\n".join(text)
+
+
+def queued(request: Request, incident: Incident, created: bool) -> str:
+    where = "a new incident thread" if created else "the open incident's thread"
+    return f":hourglass_flowing_sand: `{request.words}` is queued; the result goes to {where} ({incident.id})."
+
+
+def channel_not_allowed(allowed: tuple[str, ...]) -> str:
+    channels = ", ".join(f"<#{c}>" for c in allowed)
+    return f":no_entry: I answer only in {channels}."
+
+
+def enqueue_failed() -> str:
+    return ":x: I could not queue that: the job queue (Redis) is not reachable. Nothing was run; try again shortly."
+
+
+def fix_refused(words: str, reason: str, who: str) -> str:
+    return f":no_entry: `{words}` was not queued: {reason}. Who can: {who} (NEXY_OPERATORS)."

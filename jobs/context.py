@@ -1,0 +1,80 @@
+"""What a runbook item's job sees: who asked for what, in which thread, and how to run a script
+on the VM and post the report. Items receive one `Context` and return a short status."""
+from __future__ import annotations
+
+from bot import render
+from bot.contract import WorkItem
+from bot.settings import Settings
+from bot.wording import incident as incident_wording
+from bot.wording import vm as vm_wording
+from jobs.engine import run_on_vm
+from jobs.runcommand import RunResult, Script
+from jobs.runtime import Runtime
+from jobs.thread import Thread
+from runbook.item import ScriptFile, patterns_parameter
+
+OUTPUT_INLINE_CHARS = 2800
+"""How much of a script's output a message shows inline; the whole of a longer one goes up as a file."""
+
+
+def vm_parameters(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """The validated settings every VM script receives (never user text)."""
+    return (
+        ("NEXY_APP_DIR", settings.nexy_app_dir),
+        ("NEXY_SERVICE", settings.nexy_service),
+        ("NEXY_SERVICE_USER", settings.nexy_service_user),
+        ("NEXY_JOURNAL_LINES", str(settings.nexy_journal_lines)),
+    )
+
+
+def verify_parameters(settings: Settings, patterns: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """What an apply script's verify needs: the health URLs, how long to wait, the symptoms that must be gone."""
+    return (("NEXY_VERIFY_URLS", ",".join(settings.nexy_vm_health_urls)),
+            ("NEXY_VERIFY_WAIT_S", str(settings.nexy_verify_wait_s)),
+            ("NEXY_SYMPTOMS", patterns_parameter(patterns)))
+
+
+class Context:
+    """One request being run by a worker."""
+
+    def __init__(self, runtime: Runtime, item: WorkItem, thread: Thread | None = None):
+        self.runtime = runtime
+        self.item = item
+        self.thread = thread or Thread(runtime, item.incident)
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    def run(self, file: ScriptFile, *extra: tuple[str, str]) -> RunResult:
+        """Run one of the item's scripts on the VM (under the VM's lease), with the common parameters."""
+        return run_on_vm(self.runtime, self.thread, self.item, Script.of(file, (*vm_parameters(self.settings), *extra)))
+
+    def journal_parameter(self) -> tuple[str, str]:
+        """Every declared symptom's signature, for a script that filters the journal."""
+        return ("NEXY_SIGNATURES", patterns_parameter(self.runtime.registry.journal_patterns))
+
+    def post(self, message: tuple[str, list[dict]], *, kind: str, duration_s: float | None = None,
+             output: str = "") -> str:
+        """Post a report in the thread with who asked (and the run-command's time); an `output` longer
+        than a message shows inline is attached whole as a file."""
+        text, blocks = message
+        footer = (vm_wording.ran_on_vm(self.item.user, self.item.words, duration_s) if duration_s is not None
+                  else incident_wording.requested_by(self.item.user, self.item.words))
+        ts = self.thread.post(text, [*blocks, render.context(footer)], kind=kind, user=self.item.user)
+        if len(output) > OUTPUT_INLINE_CHARS:
+            self.thread.attach(output, f"{self.item.command}-output.txt",
+                               f"The whole output of `{self.item.words}` ({len(output):,} characters).")
+        return ts
+
+    def incomplete(self, result: RunResult, kind: str) -> str:
+        """A script that failed or never reported: say so with its output; returns the job's status."""
+        self.post(vm_wording.script_incomplete(result), kind=kind, output=result.output)
+        return "failed" if result.exit_code is not None else "incomplete"
+
+
+def output_excerpt(output: str) -> str:
+    """The end of an output as a code block, saying when the whole is attached as a file."""
+    if len(output) <= OUTPUT_INLINE_CHARS:
+        return render.code(output)
+    return render.code(render.tail(output, OUTPUT_INLINE_CHARS)) + "\n_The whole output is attached below._"

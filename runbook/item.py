@@ -1,0 +1,227 @@
+"""How a runbook item declares itself: the metadata the registry builds every table from.
+
+A runbook item is one module in this package. It declares, with `@check` on a function or
+`@fix` on a `Fix` subclass, its command words, runbook section, one-line help (the first line
+of the docstring, so help cannot drift from the code), argument grammar, route, scripts (files
+next to the module) and the symptoms it owns. The decorators only record; `runbook.registry`
+builds the plain tables at start-up and fails on a duplicate command or a reference to a
+command that does not exist.
+"""
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from jobs.context import Context
+    from runbook.registry import Registry
+
+
+class Route(str, Enum):
+    """Where a command's work runs."""
+
+    IO = "io"  # HTTP and GitHub probes: never wait behind a run-command
+    VM = "vm"  # run-commands on the VM: one at a time
+    VM_IF_REACHABLE = "vm-if-reachable"  # one run-command when scripts can reach the VM (its queue), else io
+    INLINE = "inline"  # answered by the web process itself (help)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One positional argument: its name, a validating pattern and what it means."""
+
+    name: str
+    pattern: str
+    description: str
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+    def accepts(self, value: str) -> bool:
+        if self.choices:
+            return value in self.choices
+        return re.fullmatch(self.pattern, value) is not None
+
+
+@dataclass(frozen=True)
+class Symptom:
+    """A journal signature, the runbook section it means, and what fixes it.
+
+    `pattern` is an extended regular expression that Python's `re` and `grep -E` read alike (no
+    `(?:`, no `\\d`): the scripts receive the declared patterns as a generated parameter.
+    `fix` names the command that fixes it; a section without one says in `manual` what to do by hand.
+    `rank` orders Fast Branching: lower first, so a symptom that explains another comes before it.
+    """
+
+    section: str
+    title: str
+    pattern: str
+    fix: str | None = None
+    manual: str = ""
+    rank: int = 0
+
+    def __post_init__(self) -> None:
+        if "(?" in self.pattern or re.search(r"\\[dDwWsS]", self.pattern):
+            raise ValueError(f"symptom {self.section}: {self.pattern!r} is not portable to grep -E")
+        re.compile(self.pattern)
+        if not self.fix and not self.manual:
+            raise ValueError(f"symptom {self.section}: name a fix command or say what to do by hand")
+
+    def find(self, text: str) -> str | None:
+        """The first line of text that shows this symptom."""
+        compiled = re.compile(self.pattern)
+        for line in text.splitlines():
+            if compiled.search(line):
+                return line.strip()
+        return None
+
+
+def patterns_parameter(patterns: list[str] | tuple[str, ...]) -> str:
+    """Regular expressions as one script parameter: base64 of one pattern a line (`grep -E -f`).
+    Base64 keeps the value inside the characters a parameter may carry."""
+    return base64.b64encode("\n".join(patterns).encode()).decode()
+
+
+@dataclass(frozen=True)
+class ScriptFile:
+    """A shell script next to its item's module."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def script(module_file: str, name: str) -> ScriptFile:
+    """The script `<name>.sh` in the folder of `module_file`; a missing one fails at import."""
+    path = Path(module_file).resolve().parent / f"{name}.sh"
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name) or not path.is_file():
+        raise ValueError(f"no script {name}.sh beside {module_file}")
+    return ScriptFile(path)
+
+
+def _help_line(thing: object) -> str:
+    doc = (getattr(thing, "__doc__", None) or "").strip()
+    if not doc:
+        raise ValueError(f"{thing!r} needs a docstring: its first line is the command's help")
+    first = doc.splitlines()[0].strip()
+    return first.split(": ", 1)[1] if ": " in first else first
+
+
+@dataclass(frozen=True)
+class Check:
+    """A command that reads and reports: it changes nothing."""
+
+    command: str
+    section: str
+    help: str
+    route: Route
+    run: Callable[[Context], str]
+    args: tuple[Arg, ...] = ()
+    scripts: tuple[ScriptFile, ...] = ()
+    module: str = ""
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What a plan run found: whether to fix, what would change, and what must not change meanwhile."""
+
+    needed: bool
+    fingerprint: str = ""
+    diff: tuple[str, ...] = ()
+    blocked: str = ""  # a reason no plan can be made (nothing to approve)
+    notes: tuple[str, ...] = ()
+
+
+class Fix:
+    """A runbook fix: a plan script that captures the state, an apply script that re-checks it,
+    changes it, restarts under the 0.1 preflight and verifies. Subclasses set the class attributes
+    and `commands`/`assess`; the docstring's first line is the help."""
+
+    command: ClassVar[str]  # the words that ask for it: "fix config-perms", or "restart"
+    section: ClassVar[str]
+    title: ClassVar[str]
+    plan_script: ClassVar[ScriptFile]
+    apply_script: ClassVar[ScriptFile]
+    symptoms: ClassVar[tuple[Symptom, ...]] = ()
+
+    @property
+    def name(self) -> str:
+        """The fix's name in plans and job ids: `config-perms`, `restart`."""
+        return self.command.removeprefix("fix ")
+
+    @property
+    def words(self) -> str:
+        return self.command
+
+    @property
+    def help(self) -> str:
+        return _help_line(type(self))
+
+    def commands(self, settings: Settings) -> list[str]:
+        """The exact commands the apply runs, as shown in the plan."""
+        raise NotImplementedError
+
+    def assess(self, facts: dict[str, str], settings: Settings) -> Assessment:
+        """Read the plan script's facts: is there anything to do, the diff, the fingerprint."""
+        raise NotImplementedError
+
+    def before(self, state: dict[str, str]) -> str:
+        """The state the plan captured that the apply changes (the `-` line of the apply's diff)."""
+        return ""
+
+    def state_line(self, value: str) -> str:
+        """A captured or read-back state as the apply report's diff shows it."""
+        return value
+
+    def verify_patterns(self, registry: Registry) -> tuple[str, ...]:
+        """The journal signatures that must be gone after the restart: this fix's own symptoms."""
+        return tuple(s.pattern for s in self.symptoms)
+
+
+@dataclass
+class Declarations:
+    """What the item modules declared, in import order; the registry reads it once."""
+
+    checks: list[Check] = field(default_factory=list)
+    fixes: list[Fix] = field(default_factory=list)
+    symptoms: list[tuple[Symptom, str]] = field(default_factory=list)  # (symptom, declaring module)
+
+
+DECLARED = Declarations()
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T", bound=type)
+
+
+def check(command: str, *, section: str = "", route: Route, args: tuple[Arg, ...] = (),
+          scripts: tuple[ScriptFile, ...] = ()) -> Callable[[F], F]:
+    """Declare a read-only command; the decorated function runs it (`run(ctx) -> status`). The
+    commands its report recommends are named with `bot.wording.refs.command` (checked at start-up)."""
+
+    def attach(run: F) -> F:
+        DECLARED.checks.append(Check(command, section, _help_line(run), route, run, args, scripts, run.__module__))
+        return run
+
+    return attach
+
+
+def fix(cls: T) -> T:
+    """Declare a `Fix` subclass; its symptoms are declared with it."""
+    instance = cls()
+    DECLARED.fixes.append(instance)
+    for symptom in cls.symptoms:
+        DECLARED.symptoms.append((symptom, cls.__module__))
+    return cls
+
+
+def symptoms(module: str, *declared: Symptom) -> None:
+    """Declare symptoms of a section that has no fix command yet (each says what to do by hand)."""
+    for symptom in declared:
+        DECLARED.symptoms.append((symptom, module))
