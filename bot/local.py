@@ -1,8 +1,9 @@
 """`nexy run`: every process on one machine.
 
-Without Slack credentials it starts the sandbox (embedded Redis, the Slack emulator, a stand-in
-Nexy server, one worker, the web process on loopback) and the console in the foreground. With
-credentials it runs the worker and the web (or Socket Mode) process against the real workspace.
+Without Slack credentials it starts the sandbox (its own embedded Redis, never REDIS_URL; the Slack
+emulator, a stand-in Nexy server, one worker, the web process on loopback) and the console in the
+foreground. With credentials it runs the worker and the web (or Socket Mode) process against the
+real workspace.
 """
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
     from sandbox.stack import SandboxStack
 
     Path(settings.nexy_data_dir).mkdir(parents=True, exist_ok=True)
+    if settings.redis_url:
+        print("nexy: the sandbox ignores REDIS_URL and uses its own embedded Redis; that database is not touched",
+              file=sys.stderr)
     children = Children()
     redis_server = None
     try:
@@ -69,10 +73,11 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
         raise NexyError(str(exc)) from None
     try:
         stack.start()
-        redis_url, redis_server = _own_redis(settings)
+        # Its own server, not persisted: it starts empty like the emulated Slack, so no incident
+        # points at an old thread, and no database the sandbox does not own is ever written.
+        redis_server = EmbeddedRedis(Path(settings.nexy_data_dir) / "sandbox", persist=False).start()
+        redis_url = redis_server.url
         redis = Redis.from_url(redis_url)
-        # The emulated Slack starts empty each run, so incidents pointing at its old threads go.
-        redis.flushdb()
         port = free_port()
         env = {**stack.env(), "REDIS_URL": redis_url, "PORT": str(port), "NEXY_BIND_HOST": "127.0.0.1",
                "NEXY_WEB_WORKERS": "1"}

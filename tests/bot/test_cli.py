@@ -44,6 +44,26 @@ def test_piped_console_answers_and_exits_cleanly(tmp_path):
     assert _descendants_alive(str(tmp_path / "data")) == []
 
 
+def test_sandbox_ignores_redis_url_and_leaves_that_database_alone(tmp_path, redis, redis_url):
+    """`nexy run` in sandbox mode with REDIS_URL set says so, runs its own Redis and writes nothing to that one."""
+    redis.set("someone:else", "keep me")
+    keyspace, writes = redis.info("keyspace"), redis.info("persistence")["rdb_changes_since_last_save"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run"],
+        input="/nexy help\n",
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=_env(tmp_path, REDIS_URL=redis_url),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "/nexy health" in result.stdout
+    assert "the sandbox ignores REDIS_URL and uses its own embedded Redis" in result.stderr
+    assert redis.get("someone:else") == b"keep me"
+    assert redis.info("keyspace") == keyspace
+    assert redis.info("persistence")["rdb_changes_since_last_save"] == writes
+    assert (tmp_path / "data" / "sandbox" / "redis" / "redis.log").exists()
+    assert not (tmp_path / "data" / "redis").exists()
+    assert _descendants_alive(str(tmp_path / "data")) == []
+
+
 def test_nexy_web_serves_healthz_and_signed_commands(tmp_path, slack, redis_url):
     """`nexy web` (gunicorn) answers /healthz and a signed slash command; an unsigned one gets 401."""
     port = free_port()
