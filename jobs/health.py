@@ -6,6 +6,7 @@ whether the endpoints agree with each other and with the expected version, if on
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import httpx
 from bot.redaction import redact
 
 MAX_BODY_BYTES = 64 * 1024
-"""A health body larger than this is not read whole: it is not a health answer."""
+"""Reading a health body stops past this many bytes: a larger one is not a health answer."""
 
 
 @dataclass(frozen=True)
@@ -87,22 +88,36 @@ async def _probe_all(urls: list[str], timeout_s: float, expected: str | None) ->
 async def _probe_one(client: httpx.AsyncClient, url: str, timeout_s: float) -> EndpointHealth:
     started = time.perf_counter()
     try:
-        response = await asyncio.wait_for(client.get(url, headers={"Accept": "application/json"}), timeout_s + 1)
+        status, content = await asyncio.wait_for(_get(client, url), timeout_s + 1)
     except (httpx.HTTPError, asyncio.TimeoutError, OSError) as exc:
         return EndpointHealth(url, False, None, _ms(started), error=_describe(exc, timeout_s))
     latency = _ms(started)
     version = build = None
-    if len(response.content) <= MAX_BODY_BYTES:
+    if content is not None:
         try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
             body = None
         if isinstance(body, dict):
             version = _first(body, "latest_version", "version")
             build = _first(body, "latest_build", "build")
-    up = response.status_code == 200
-    error = None if up else f"HTTP {response.status_code}"
-    return EndpointHealth(url, up, response.status_code, latency, version, build, error)
+    up = status == 200
+    error = None if up else f"HTTP {status}"
+    if content is None:
+        note = f"body over the {MAX_BODY_BYTES // 1024} KiB cap, not read"
+        error = f"{error}; {note}" if error else note
+    return EndpointHealth(url, up, status, latency, version, build, error)
+
+
+async def _get(client: httpx.AsyncClient, url: str) -> tuple[int, bytes | None]:
+    """The status and the body; None for a body over MAX_BODY_BYTES, read no further than that."""
+    async with client.stream("GET", url, headers={"Accept": "application/json"}) as response:
+        content = bytearray()
+        async for chunk in response.aiter_bytes():
+            content += chunk
+            if len(content) > MAX_BODY_BYTES:
+                return response.status_code, None
+        return response.status_code, bytes(content)
 
 
 def _first(body: dict, *keys: str) -> str | None:
