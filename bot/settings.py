@@ -1,7 +1,8 @@
 """Configuration: every setting of the external contract, read from the environment.
 
-The names are fixed by DESIGN.md ("External contract"); outside tests drive the bot through
-them. `load_settings()` turns a bad value into one readable `SettingsError` line per setting.
+The names are a fixed external contract (the README's "Configuration" table); outside tests drive
+the bot through them. `load_settings()` turns a bad value into one readable `SettingsError` line
+per setting.
 """
 from __future__ import annotations
 
