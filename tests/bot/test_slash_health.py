@@ -52,7 +52,7 @@ def test_unknown_command_gets_help_with_suggestion(bot, slack, redis):
     """A typo answers ephemerally with the command list and a 'did you mean', and queues nothing."""
     response = slack.slash_command("helth")
     text = response.json()["text"]
-    assert response.json().get("response_type", "ephemeral") == "ephemeral"
+    assert response.json()["response_type"] == "ephemeral"
     assert "Did you mean `health`?" in text and "/nexy help" in text
     assert redis.llen("rq:queue:io") == 0
 
