@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,26 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/nexy run $(ARGS)
 
-test: $(STAMP)
-	$(BIN)/shellcheck .ci/run $(wildcard runbook/*.sh jobs/scripts/*.sh tests/fixtures_scripts/*.sh sandbox/vm/bin/* sandbox/vm/image/scripts/*.sh)
+# The product packages that ruff and mypy check (mypy reads them from pyproject.toml).
+PACKAGES := bot handlers jobs runbook
+SCRIPTS = .ci/run $(wildcard runbook/*.sh jobs/scripts/*.sh tests/fixtures_scripts/*.sh sandbox/vm/bin/* sandbox/vm/image/scripts/*.sh)
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(PACKAGES)
+	$(BIN)/ruff format --check $(PACKAGES)
+	$(BIN)/mypy
+	$(BIN)/shellcheck $(SCRIPTS)
+
+test: lint
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ack_latency.py
 	$(BIN)/python benchmarks/serialization.py
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix $(PACKAGES)
+	$(BIN)/ruff format $(PACKAGES)
 
 clean:
 	rm -rf $(VENV) .nexy

@@ -1,4 +1,5 @@
 """The Bolt app factory: one App wired to Redis, the incident store, the queues and the handlers."""
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """`nexy`: the entry points. `web` (HTTP), `socket` (Socket Mode), `worker` (the VM worker and
 the io workers), `run` (all on one machine; the sandbox and a console without Slack credentials)."""
+
 from __future__ import annotations
 
 import argparse

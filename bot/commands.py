@@ -3,6 +3,7 @@
 The table of commands is the registry's (`runbook.registry`): every command the bot knows, its
 arguments, help line and route come from the runbook item that declares it.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -72,7 +73,7 @@ def _bind(command: Command, values: list[str]) -> Request | ParseError:
         expected = _count(required, len(command.args))
         return ParseError(f"`{command.name}` takes {expected}; got {len(values)}.", usage=command.usage)
     if problem is not None:
-        arg, value = next((a, v) for a, v in zip(command.args, values) if a.name == problem)
+        arg, value = next((a, v) for a, v in zip(command.args, values, strict=False) if a.name == problem)
         allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
         return ParseError(
             f"`{_shown(value)}` is not a valid {arg.name} for `{command.name}`: expected {allowed}.",

@@ -1,6 +1,7 @@
 """The contract between the web side and the worker side: queue names, job ids, Redis keys,
 timeouts and task paths. Both sides import this module and nothing private of each other.
 """
+
 from __future__ import annotations
 
 import re
@@ -121,11 +122,20 @@ class WorkItem:
         return " ".join((self.command, *self.args))
 
     @classmethod
-    def new(cls, command: str, args: tuple[str, ...], *, user: str, channel: str, incident: str,
-            source: str) -> WorkItem:
+    def new(
+        cls, command: str, args: tuple[str, ...], *, user: str, channel: str, incident: str, source: str
+    ) -> WorkItem:
         """A fresh item for a request, with a job id RQ accepts."""
-        return cls(id=request_job_id(incident, command, uuid.uuid4().hex[:10]), command=command, args=args,
-                   user=user, channel=channel, incident=incident, source=source, requested_at=time.time())
+        return cls(
+            id=request_job_id(incident, command, uuid.uuid4().hex[:10]),
+            command=command,
+            args=args,
+            user=user,
+            channel=channel,
+            incident=incident,
+            source=source,
+            requested_at=time.time(),
+        )
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> WorkItem:

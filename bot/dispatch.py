@@ -4,6 +4,7 @@ The web process does no Slack or VM I/O itself: it enqueues, and the worker post
 go to the VM's own queue (`vm:<resource-group>:<vm>`, one worker); probes go to `io`. Workers
 enqueue through this module too (an approved plan's apply, an expiry, a notice).
 """
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,13 @@ class Dispatcher:
         """Enqueue a request for its route's queue; returns the RQ job."""
         name = queue_for(route, self.settings)
         job = self.queue(name).enqueue_call(
-            Task.RUN_REQUEST, args=(item.payload(),), job_id=item.id, timeout=self._timeout(name),
-            result_ttl=RESULT_TTL_S, failure_ttl=FAILURE_TTL_S, on_failure=REPORT_FAILURE,
+            Task.RUN_REQUEST,
+            args=(item.payload(),),
+            job_id=item.id,
+            timeout=self._timeout(name),
+            result_ttl=RESULT_TTL_S,
+            failure_ttl=FAILURE_TTL_S,
+            on_failure=REPORT_FAILURE,
             description=f"{item.words} ({item.incident}, <@{item.user}>)",
         )
         if name != IO_QUEUE:
@@ -79,9 +85,16 @@ class Dispatcher:
         queue = self.settings.vm_queue
         try:
             return self.queue(queue).enqueue_call(
-                Task.APPLY_PLAN, kwargs={"plan_id": plan_id}, job_id=apply_job_id(plan_id), unique=True,
-                timeout=self._timeout(queue), result_ttl=RESULT_TTL_S, failure_ttl=FAILURE_TTL_S,
-                on_failure=REPORT_FAILURE, description=description)
+                Task.APPLY_PLAN,
+                kwargs={"plan_id": plan_id},
+                job_id=apply_job_id(plan_id),
+                unique=True,
+                timeout=self._timeout(queue),
+                result_ttl=RESULT_TTL_S,
+                failure_ttl=FAILURE_TTL_S,
+                on_failure=REPORT_FAILURE,
+                description=description,
+            )
         except DuplicateJobError:
             return None
 
@@ -109,23 +122,40 @@ class Dispatcher:
     def authorize(self, item: WorkItem) -> Job:
         """Queue a fix request on io first: a worker resolves the operators' user groups, then queues
         it for the VM or refuses it."""
-        return self.queue(IO_QUEUE).enqueue_call(Task.AUTHORIZE, args=(item.payload(),), timeout=IO_JOB_TIMEOUT_S,
-                                                 result_ttl=RESULT_TTL_S, failure_ttl=FAILURE_TTL_S)
+        return self.queue(IO_QUEUE).enqueue_call(
+            Task.AUTHORIZE,
+            args=(item.payload(),),
+            timeout=IO_JOB_TIMEOUT_S,
+            result_ttl=RESULT_TTL_S,
+            failure_ttl=FAILURE_TTL_S,
+        )
 
     def decide(self, **decision: object) -> Job:
         """Queue an approval or rejection for a worker to check and decide."""
-        return self.queue(IO_QUEUE).enqueue_call(Task.DECIDE, kwargs={**decision, "at": time.time()},
-                                                 timeout=IO_JOB_TIMEOUT_S, result_ttl=RESULT_TTL_S,
-                                                 failure_ttl=FAILURE_TTL_S)
+        return self.queue(IO_QUEUE).enqueue_call(
+            Task.DECIDE,
+            kwargs={**decision, "at": time.time()},
+            timeout=IO_JOB_TIMEOUT_S,
+            result_ttl=RESULT_TTL_S,
+            failure_ttl=FAILURE_TTL_S,
+        )
 
     def notify(self, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> Job:
         """Enqueue an ephemeral notice to one user (for answers the web cannot give in an ack)."""
         return self.queue(IO_QUEUE).enqueue_call(
-            Task.NOTIFY, kwargs={"channel": channel, "user": user, "text": text, "thread_ts": thread_ts},
-            timeout=IO_JOB_TIMEOUT_S, result_ttl=NOTICE_RESULT_TTL_S, failure_ttl=FAILURE_TTL_S)
+            Task.NOTIFY,
+            kwargs={"channel": channel, "user": user, "text": text, "thread_ts": thread_ts},
+            timeout=IO_JOB_TIMEOUT_S,
+            result_ttl=NOTICE_RESULT_TTL_S,
+            failure_ttl=FAILURE_TTL_S,
+        )
 
     def announce(self, incident: str, text: str) -> Job:
         """Enqueue a notice in an incident's thread."""
         return self.queue(IO_QUEUE).enqueue_call(
-            Task.ANNOUNCE, kwargs={"incident": incident, "text": text}, timeout=IO_JOB_TIMEOUT_S,
-            result_ttl=NOTICE_RESULT_TTL_S, failure_ttl=FAILURE_TTL_S)
+            Task.ANNOUNCE,
+            kwargs={"incident": incident, "text": text},
+            timeout=IO_JOB_TIMEOUT_S,
+            result_ttl=NOTICE_RESULT_TTL_S,
+            failure_ttl=FAILURE_TTL_S,
+        )

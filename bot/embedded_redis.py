@@ -4,10 +4,10 @@ Data lives under `<NEXY_DATA_DIR>/redis` with append-only persistence. `Embedded
 child process owned by its caller (`nexy run`, the tests); `ensure_running` finds a running
 one or starts a detached one, for `nexy web` / `nexy worker` started by hand without REDIS_URL.
 """
+
 from __future__ import annotations
 
 import fcntl
-import os
 import socket
 import subprocess
 import time
@@ -50,11 +50,25 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, *, detached: bool = False) -> "EmbeddedRedis":
+    def start(self, *, detached: bool = False) -> EmbeddedRedis:
         self.dir.mkdir(parents=True, exist_ok=True)
-        args = [server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
-                "--appendonly", "yes" if self.persist else "no", "--save", "" if not self.persist else "900 1",
-                "--protected-mode", "yes", "--logfile", str(self.dir / "redis.log")]
+        args = [
+            server_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes" if self.persist else "no",
+            "--save",
+            "" if not self.persist else "900 1",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(self.dir / "redis.log"),
+        ]
         self.process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -85,7 +99,7 @@ class EmbeddedRedis:
                 self.process.wait(5)
         self.process = None
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -11,6 +11,7 @@
 
 The clients raise these with codes and facts, never Slack text: `bot.wording.errors` words them.
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -42,8 +43,15 @@ class ExecutorFailure(str, Enum):
 class ExecutorError(NexyError):
     """A run-command could not be started or its result could not be read."""
 
-    def __init__(self, code: ExecutorFailure, detail: str = "", *, status: int | None = None,
-                 waited_s: float = 0.0, where: str = ""):
+    def __init__(
+        self,
+        code: ExecutorFailure,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        waited_s: float = 0.0,
+        where: str = "",
+    ):
         super().__init__(f"{code.value}: {detail}" if detail else code.value)
         self.code = code
         self.detail = detail  # redacted text from Azure, or what held the lease
@@ -76,9 +84,20 @@ class GitHubFailure(str, Enum):
 class GitHubError(NexyError):
     """A GitHub read failed: what was read, how it failed, and the facts to explain it."""
 
-    def __init__(self, code: GitHubFailure, what: str, *, status: int | None = None, message: str = "",
-                 hint: str = "", permission: str = "", retry_after_s: int | None = None,
-                 reset_at: float | None = None, timeout_s: float = 0.0, api_url: str = ""):
+    def __init__(
+        self,
+        code: GitHubFailure,
+        what: str,
+        *,
+        status: int | None = None,
+        message: str = "",
+        hint: str = "",
+        permission: str = "",
+        retry_after_s: int | None = None,
+        reset_at: float | None = None,
+        timeout_s: float = 0.0,
+        api_url: str = "",
+    ):
         super().__init__(f"{code.value}: {what}" + (f" ({message})" if message else ""))
         self.code = code
         self.what = what

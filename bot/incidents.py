@@ -4,6 +4,7 @@ An incident is the unit of record: the first command in a channel opens one, lat
 attach to it, and every request, output and decision is appended to its log. All writes that
 race (two commands opening an incident at once, retried events) are single atomic Redis calls.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ from typing import Any
 from redis import Redis
 
 from bot.redaction import redact_json
+from bot.redis_conn import text
 
 _PREFIX = "nexy"
 EVENT_DEDUPE_TTL_S = 24 * 3600
@@ -78,9 +80,16 @@ class IncidentStore:
         return self._run_open(_thread_key(channel, thread_ts), channel, user, title, thread_ts=thread_ts)
 
     def _run_open(self, key: str, channel: str, user: str, title: str, thread_ts: str) -> tuple[Incident, bool]:
-        keys = [key, f"{_PREFIX}:incident:seq", f"{_PREFIX}:incident:", f"{_PREFIX}:incidents",
-                _thread_key(channel, thread_ts)]
-        incident_id, created = self._open_or_attach(keys=keys, args=[channel, user, f"{time.time():.6f}", title, thread_ts])
+        keys = [
+            key,
+            f"{_PREFIX}:incident:seq",
+            f"{_PREFIX}:incident:",
+            f"{_PREFIX}:incidents",
+            _thread_key(channel, thread_ts),
+        ]
+        incident_id, created = self._open_or_attach(
+            keys=keys, args=[channel, user, f"{time.time():.6f}", title, thread_ts]
+        )
         incident_id = incident_id.decode() if isinstance(incident_id, bytes) else incident_id
         incident = self.get(incident_id)
         assert incident is not None
@@ -90,7 +99,7 @@ class IncidentStore:
         raw = self.redis.hgetall(f"{_PREFIX}:incident:{incident_id}")
         if not raw:
             return None
-        data = {k.decode(): v.decode() for k, v in raw.items()}
+        data = {text(k): text(v) for k, v in raw.items()}
         return Incident(
             id=data["id"],
             channel=data["channel"],
@@ -124,7 +133,7 @@ class IncidentStore:
     def history(self, limit: int = 10) -> list[Incident]:
         """The most recent incidents, newest first."""
         ids = self.redis.zrevrange(f"{_PREFIX}:incidents", 0, limit - 1)
-        return [incident for raw in ids if (incident := self.get(raw.decode())) is not None]
+        return [incident for raw in ids if (incident := self.get(text(raw))) is not None]
 
     # -- audit ---------------------------------------------------------------------------
 

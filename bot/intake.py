@@ -4,6 +4,7 @@ The handlers pass typed values in and ack with what comes back. Intake parses, c
 the bot may answer, opens or finds the incident, and enqueues: Redis only, no Slack I/O, so
 the ack leaves within milliseconds.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -105,11 +106,11 @@ class Intake:
         means a worker decides, once the operators' user groups are resolved."""
         return self.policy.can_request_fix(user) if request.spec.changes_vm else None
 
-    def _submit(self, request: Request, decision: Decision | None, *, user: str, channel: str, incident: str,
-                source: str) -> None:
+    def _submit(
+        self, request: Request, decision: Decision | None, *, user: str, channel: str, incident: str, source: str
+    ) -> None:
         self.store.record(incident, "request", user, command=request.words, source=source)
-        item = WorkItem.new(request.command, request.args, user=user, channel=channel, incident=incident,
-                            source=source)
+        item = WorkItem.new(request.command, request.args, user=user, channel=channel, incident=incident, source=source)
         if decision is not None and decision.allowed is None:
             self.dispatcher.authorize(item)
             return
@@ -123,8 +124,9 @@ class Intake:
         if not added or not self.allowed_channel(channel):
             return
         if reaction in APPROVE_REACTIONS or reaction in REJECT_REACTIONS:
-            self.dispatcher.decide(user=user, approve=reaction in APPROVE_REACTIONS, source="reaction",
-                                   channel=channel, ts=ts)
+            self.dispatcher.decide(
+                user=user, approve=reaction in APPROVE_REACTIONS, source="reaction", channel=channel, ts=ts
+            )
 
     def button(self, *, action_id: str, plan_id: str, user: str) -> None:
         """The Approve / Reject buttons of a plan: the same rules as the reactions."""

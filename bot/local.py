@@ -5,6 +5,7 @@ emulator, a stand-in Nexy server, one worker, the web process on loopback) and t
 foreground. With credentials it runs the worker and the web (or Socket Mode) process against the
 real workspace.
 """
+
 from __future__ import annotations
 
 import sys
@@ -62,13 +63,19 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
 
     Path(settings.nexy_data_dir).mkdir(parents=True, exist_ok=True)
     if settings.redis_url:
-        print("nexy: the sandbox ignores REDIS_URL and uses its own embedded Redis; that database is not touched",
-              file=sys.stderr)
+        print(
+            "nexy: the sandbox ignores REDIS_URL and uses its own embedded Redis; that database is not touched",
+            file=sys.stderr,
+        )
     children = Children()
     redis_server = None
     try:
-        stack = SandboxStack(Path(settings.nexy_data_dir) / "sandbox", scenario,
-                             resource_group=settings.azure_resource_group, vm_name=settings.azure_vm_name)
+        stack = SandboxStack(
+            Path(settings.nexy_data_dir) / "sandbox",
+            scenario,
+            resource_group=settings.azure_resource_group,
+            vm_name=settings.azure_vm_name,
+        )
     except ValueError as exc:
         raise NexyError(str(exc)) from None
     try:
@@ -79,8 +86,13 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
         redis_url = redis_server.url
         redis = Redis.from_url(redis_url)
         port = free_port()
-        env = {**stack.env(), "REDIS_URL": redis_url, "PORT": str(port), "NEXY_BIND_HOST": "127.0.0.1",
-               "NEXY_WEB_WORKERS": "1"}
+        env = {
+            **stack.env(),
+            "REDIS_URL": redis_url,
+            "PORT": str(port),
+            "NEXY_BIND_HOST": "127.0.0.1",
+            "NEXY_WEB_WORKERS": "1",
+        }
         children.nexy("worker", "worker", env=env)
         children.nexy("web", "web", env=env)
         wait_until_up(f"http://127.0.0.1:{port}/healthz", children)

@@ -5,6 +5,7 @@ it), who asked, and until when it may be approved. `decide` is one atomic Redis 
 number of approvals, rejections and retries arriving at once, from any number of processes,
 exactly one moves the plan out of `pending`; an approval after the expiry marks it expired.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from enum import Enum
 from redis import Redis
 
 from bot.redaction import redact_json
+from bot.redis_conn import text
 
 
 class PlanStatus(str, Enum):
@@ -133,12 +135,20 @@ class PlanStore:
         raw = self.redis.hgetall(_key(plan_id))
         if not raw:
             return None
-        data = {k.decode(): v.decode() for k, v in raw.items()}
+        data = {text(k): text(v) for k, v in raw.items()}
         return Plan(
-            id=data["id"], fix=data["fix"], incident=data["incident"], channel=data["channel"],
-            requester=data["requester"], created_at=float(data["created_at"]), expires_at=float(data["expires_at"]),
-            fingerprint=data["fingerprint"], state=json.loads(data.get("state") or "{}"), status=PlanStatus(data["status"]),
-            message_ts=data.get("message_ts", ""), decided_by=data.get("decided_by", ""),
+            id=data["id"],
+            fix=data["fix"],
+            incident=data["incident"],
+            channel=data["channel"],
+            requester=data["requester"],
+            created_at=float(data["created_at"]),
+            expires_at=float(data["expires_at"]),
+            fingerprint=data["fingerprint"],
+            state=json.loads(data.get("state") or "{}"),
+            status=PlanStatus(data["status"]),
+            message_ts=data.get("message_ts", ""),
+            decided_by=data.get("decided_by", ""),
             decided_at=float(data.get("decided_at") or 0),
         )
 
@@ -150,7 +160,7 @@ class PlanStore:
 
     def by_message(self, channel: str, ts: str) -> Plan | None:
         plan_id = self.redis.get(_message_key(channel, ts))
-        return self.get(plan_id.decode()) if plan_id else None
+        return self.get(text(plan_id)) if plan_id else None
 
     def decide(self, plan_id: str, user: str, status: PlanStatus, at: float | None = None) -> tuple[int, str]:
         """Atomically move a pending plan to approved/rejected: (1, status) for the one decision that
@@ -167,8 +177,9 @@ class PlanStore:
     def supersede(self, plan: Plan, scope: str) -> str | None:
         """Make `plan` the one pending plan of its fix in `scope` (the VM); returns the id of the pending
         plan it superseded, if any."""
-        previous = self._supersede(keys=[f"nexy:plan-current:{scope}:{plan.fix}"],
-                                   args=[plan.id, "nexy:plan:", f"{time.time():.6f}"])
+        previous = self._supersede(
+            keys=[f"nexy:plan-current:{scope}:{plan.fix}"], args=[plan.id, "nexy:plan:", f"{time.time():.6f}"]
+        )
         return previous.decode() if isinstance(previous, bytes) else previous
 
     def start_apply(self, plan_id: str) -> bool:

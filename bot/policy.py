@@ -6,6 +6,7 @@ NEXY_ALLOW_SELF_APPROVAL. Entries are user ids or user-group handles; group memb
 a short Redis cache that workers fill from Slack (`usergroups.users.list`), so the web process
 decides from Redis alone, and says "unknown" when a group is not cached yet.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,8 +92,11 @@ class Policy:
     def can_approve(self, user: str, requester: str) -> Decision:
         who = describe(self.settings.nexy_approvers)
         if user == requester and not self.settings.nexy_allow_self_approval:
-            return Decision(False, "you asked for this fix, and a plan needs a second person's approval "
-                                   "(NEXY_ALLOW_SELF_APPROVAL is off)", who)
+            return Decision(
+                False,
+                "you asked for this fix, and a plan needs a second person's approval (NEXY_ALLOW_SELF_APPROVAL is off)",
+                who,
+            )
         member = self._member(user, self.settings.nexy_approvers)
         if member is None:
             return Decision(None, who=who)

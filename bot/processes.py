@@ -3,6 +3,7 @@
 Every child gets SIGTERM if its parent dies (PR_SET_PDEATHSIG), and `stop()` terminates, then
 kills, whatever is left, so Ctrl-C never leaves an orphaned worker or redis-server behind.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-
 
 log = logging.getLogger("nexy")
 

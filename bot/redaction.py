@@ -4,6 +4,7 @@ Known token shapes (Slack, GitHub, Google API keys, Azure/JWT bearer tokens, pri
 and the value of any `NAME=value` whose name says it is secret are replaced by a marker that
 keeps only the name or kind, never a part of the value.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,10 @@ from typing import Any
 MARK = "[REDACTED]"
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S), f"{MARK}:private-key"),
+    (
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S),
+        f"{MARK}:private-key",
+    ),
     (re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{8,}"), f"{MARK}:slack-token"),
     (re.compile(r"\bxapp-[A-Za-z0-9-]{8,}"), f"{MARK}:slack-app-token"),
     (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"), f"{MARK}:github-token"),

@@ -1,9 +1,15 @@
 """The Redis connection: REDIS_URL, or the embedded Redis for local use."""
+
 from __future__ import annotations
 
 from redis import Redis
 
 from bot.settings import Settings
+
+
+def text(value: object) -> str:
+    """A value read from Redis (bytes: the client does not decode) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def connect(settings: Settings) -> Redis:

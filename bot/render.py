@@ -4,6 +4,7 @@ Slack rejects a message with more than 50 blocks, a section text over 3,000 char
 text over 40,000 characters; `fit()` cuts what is too long and says so, so a post is never
 rejected for its size.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -37,7 +38,7 @@ def tail(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     note = f"(cut: the first {len(text) - limit} characters)"
-    return note + "\n…" + text[-(limit - len(note) - 2):]
+    return note + "\n…" + text[-(limit - len(note) - 2) :]
 
 
 def mrkdwn(text: str) -> dict:
@@ -109,7 +110,7 @@ def fit(text: str, blocks: list[Block] | None) -> tuple[str, list[Block] | None]
     fitted = [_fit_block(block) for block in blocks]
     if len(fitted) > MAX_BLOCKS:
         left_out = len(fitted) - (MAX_BLOCKS - 1)
-        fitted = fitted[: MAX_BLOCKS - 1] + [context(f"… {left_out} more blocks were cut")]
+        fitted = [*fitted[: MAX_BLOCKS - 1], context(f"… {left_out} more blocks were cut")]
     return text, fitted
 
 

@@ -4,12 +4,13 @@ The names are a fixed external contract (the README's "Configuration" table); ou
 the bot through them. `load_settings()` turns a bad value into one readable `SettingsError` line
 per setting.
 """
+
 from __future__ import annotations
 
 import ipaddress
 import re
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -84,8 +85,7 @@ class Settings(BaseSettings):
     nexy_bind_host: str = "0.0.0.0"
 
     _split = field_validator(
-        "nexy_health_urls", "nexy_vm_health_urls", "nexy_operators", "nexy_approvers", "nexy_channels",
-        mode="before"
+        "nexy_health_urls", "nexy_vm_health_urls", "nexy_operators", "nexy_approvers", "nexy_channels", mode="before"
     )(_split_commas)
 
     @field_validator("nexy_health_urls", "nexy_vm_health_urls")
@@ -223,7 +223,7 @@ def run_command_unavailable(settings: Settings) -> str | None:
     return None if settings.nexy_executor == "local" else azure_settings_problem(settings)
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the settings; a bad value raises SettingsError naming the variable and what it expects."""
     try:
         return Settings(**overrides)

@@ -4,6 +4,7 @@ Every text and block goes through redaction and `render.fit` before it leaves, s
 posted can carry a secret or be rejected for its size. 429s are retried as Slack asks
 (`Retry-After`), through slack_sdk's own retry handler.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,9 @@ class SlackClient:
         text, blocks = render.fit(redact(text), redact_json(blocks))
         self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])
 
-    def ephemeral(self, channel: str, user: str, text: str, blocks: list | None = None,
-                  thread_ts: str | None = None) -> None:
+    def ephemeral(
+        self, channel: str, user: str, text: str, blocks: list | None = None, thread_ts: str | None = None
+    ) -> None:
         text, blocks = render.fit(redact(text), redact_json(blocks))
         self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks, thread_ts=thread_ts)
 

@@ -1,13 +1,13 @@
 """`nexy web`: the Bolt app behind a production WSGI server (gunicorn), plus `GET /healthz`."""
+
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from gunicorn.app.base import BaseApplication
 from redis.exceptions import RedisError
 from slack_bolt.adapter.wsgi import SlackRequestHandler
-
 from slack_sdk.errors import SlackApiError
 
 from bot.app import create_app

@@ -3,6 +3,7 @@
 The app runs with `process_before_response=True`: a listener's work (queueing) is done before
 Slack gets its answer, so a queue failure answers 500 and Slack retries; nothing is lost.
 """
+
 from __future__ import annotations
 
 from slack_bolt import App

@@ -1,4 +1,5 @@
 """Interactive buttons: Approve / Reject on a plan."""
+
 from __future__ import annotations
 
 import re
@@ -13,6 +14,9 @@ from bot.intake import Intake
 def register(app: App, intake: Intake) -> None:
     @app.action(re.compile("^(" + "|".join(map(re.escape, Action.ALL)) + ")$"))
     def plan_button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        intake.button(action_id=action.get("action_id", ""), plan_id=action.get("value", ""),
-                      user=(body.get("user") or {}).get("id", ""))
+        intake.button(
+            action_id=action.get("action_id", ""),
+            plan_id=action.get("value", ""),
+            user=(body.get("user") or {}).get("id", ""),
+        )
         ack()

@@ -1,4 +1,5 @@
 """The `/nexy` slash command."""
+
 from __future__ import annotations
 
 from typing import Any

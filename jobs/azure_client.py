@@ -5,13 +5,14 @@ A plain-http AZURE_ARM_URL is accepted for loopback hosts only (the local emulat
 refuses bearer tokens over http unless a request says `enforce_https=False`, so the
 authentication policy says it for loopback URLs, and only for them.
 """
+
 from __future__ import annotations
 
 import time
 
 from azure.core.credentials import AccessToken, TokenCredential
-from azure.mgmt.compute import ComputeManagementClient
 from azure.core.pipeline.policies import RetryPolicy
+from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from bot.errors import SettingsError
@@ -35,7 +36,7 @@ class StaticTokenCredential:
 class _LoopbackHttpAuthPolicy(ARMChallengeAuthenticationPolicy):
     """ARM's authentication policy, allowing plain http to loopback hosts only."""
 
-    def on_request(self, request) -> None:  # type: ignore[override]
+    def on_request(self, request) -> None:
         if is_loopback_url(request.http_request.url):
             request.context.options["enforce_https"] = False
         super().on_request(request)
@@ -45,7 +46,7 @@ class _NoPostRetryPolicy(RetryPolicy):
     """azure-core retries a POST that answered 500/503/504. For Run Command that POST may already have
     started the script: a retry could run an apply twice. GETs (polling) are still retried."""
 
-    def _is_method_retryable(self, settings, request, response=None):  # type: ignore[override]
+    def _is_method_retryable(self, settings, request, response=None):
         if request.method.upper() == "POST":
             return False
         return super()._is_method_retryable(settings, request, response)
@@ -72,7 +73,7 @@ def compute_client(settings: Settings) -> ComputeManagementClient:
     cred = credential(settings)
     return ComputeManagementClient(
         cred,
-        settings.azure_subscription_id,
+        settings.azure_subscription_id or "",  # set: azure_settings_problem() said nothing
         base_url=url,
         credential_scopes=[ARM_SCOPE],
         authentication_policy=_LoopbackHttpAuthPolicy(cred, ARM_SCOPE),

@@ -1,5 +1,6 @@
 """What a runbook item's job sees: who asked for what, in which thread, and how to run a script
 on the VM and post the report. Items receive one `Context` and return a short status."""
+
 from __future__ import annotations
 
 from bot import render
@@ -29,9 +30,11 @@ def vm_parameters(settings: Settings) -> tuple[tuple[str, str], ...]:
 
 def verify_parameters(settings: Settings, patterns: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """What an apply script's verify needs: the health URLs, how long to wait, the symptoms that must be gone."""
-    return (("NEXY_VERIFY_URLS", ",".join(settings.nexy_vm_health_urls)),
-            ("NEXY_VERIFY_WAIT_S", str(settings.nexy_verify_wait_s)),
-            ("NEXY_SYMPTOMS", patterns_parameter(patterns)))
+    return (
+        ("NEXY_VERIFY_URLS", ",".join(settings.nexy_vm_health_urls)),
+        ("NEXY_VERIFY_WAIT_S", str(settings.nexy_verify_wait_s)),
+        ("NEXY_SYMPTOMS", patterns_parameter(patterns)),
+    )
 
 
 class Context:
@@ -54,17 +57,24 @@ class Context:
         """Every declared symptom's signature, for a script that filters the journal."""
         return ("NEXY_SIGNATURES", patterns_parameter(self.runtime.registry.journal_patterns))
 
-    def post(self, message: tuple[str, list[dict]], *, kind: str, duration_s: float | None = None,
-             output: str = "") -> str:
+    def post(
+        self, message: tuple[str, list[dict]], *, kind: str, duration_s: float | None = None, output: str = ""
+    ) -> str:
         """Post a report in the thread with who asked (and the run-command's time); an `output` longer
         than a message shows inline is attached whole as a file."""
         text, blocks = message
-        footer = (vm_wording.ran_on_vm(self.item.user, self.item.words, duration_s) if duration_s is not None
-                  else incident_wording.requested_by(self.item.user, self.item.words))
+        footer = (
+            vm_wording.ran_on_vm(self.item.user, self.item.words, duration_s)
+            if duration_s is not None
+            else incident_wording.requested_by(self.item.user, self.item.words)
+        )
         ts = self.thread.post(text, [*blocks, render.context(footer)], kind=kind, user=self.item.user)
         if len(output) > OUTPUT_INLINE_CHARS:
-            self.thread.attach(output, f"{self.item.command}-output.txt",
-                               f"The whole output of `{self.item.words}` ({len(output):,} characters).")
+            self.thread.attach(
+                output,
+                f"{self.item.command}-output.txt",
+                f"The whole output of `{self.item.words}` ({len(output):,} characters).",
+            )
         return ts
 
     def incomplete(self, result: RunResult, kind: str) -> str:

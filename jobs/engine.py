@@ -5,6 +5,7 @@ and every run also holds a Redis lease per VM, renewed while the command runs, s
 worker started by mistake waits instead of overlapping. A 409 from Azure (another run-command in
 progress, runbook 6.4) is waited out with backoff, and the thread says so.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,13 @@ class VMLease:
         self.holder = holder
         self.running = vm_running_key(resource_group, vm)
         # thread_local=False: the renewing thread must see the token the job thread acquired.
-        self.lock = redis.lock(vm_lease_key(resource_group, vm), timeout=lease_s, sleep=0.05,
-                               blocking_timeout=VM_LOCK_WAIT_S, thread_local=False)
+        self.lock = redis.lock(
+            vm_lease_key(resource_group, vm),
+            timeout=lease_s,
+            sleep=0.05,
+            blocking_timeout=VM_LOCK_WAIT_S,
+            thread_local=False,
+        )
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -82,10 +88,20 @@ def run_on_vm(runtime: Runtime, thread: Thread, item: WorkItem, script: Script) 
     """Run one script on the VM under its lease, waiting out run-command conflicts; audit the run."""
     settings = runtime.settings
     holder = {"job": item.id, "words": item.words, "incident": item.incident, "user": item.user}
-    with VMLease(runtime.redis, settings.azure_resource_group, settings.azure_vm_name, holder, settings.nexy_vm_lease_s):
+    with VMLease(
+        runtime.redis, settings.azure_resource_group, settings.azure_vm_name, holder, settings.nexy_vm_lease_s
+    ):
         result = _run_through_conflicts(runtime, thread, script)
-    runtime.store.record(item.incident, "run-command", item.user, script=script.name, executor=runtime.executor.name,
-                         exit_code=result.exit_code, duration_s=result.duration_s, facts=result.facts)
+    runtime.store.record(
+        item.incident,
+        "run-command",
+        item.user,
+        script=script.name,
+        executor=runtime.executor.name,
+        exit_code=result.exit_code,
+        duration_s=result.duration_s,
+        facts=result.facts,
+    )
     return result
 
 

@@ -8,6 +8,7 @@ A 409 from Azure (another run-command in progress, runbook 6.4) raises ConflictE
 engine decides how long to wait. Failures are raised with a code (`ExecutorFailure`), never
 Slack text: `bot.wording.errors` words them.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,12 +70,13 @@ class AzureExecutor:
         except HttpResponseError as exc:
             raise _classify(exc) from None
         except ServiceRequestError as exc:  # nothing was sent: the command did not start
-            raise ExecutorError(ExecutorFailure.UNREACHABLE, redact(str(exc))[:200],
-                                where=self.settings.azure_arm_url) from None
+            raise ExecutorError(
+                ExecutorFailure.UNREACHABLE, redact(str(exc))[:200], where=self.settings.azure_arm_url
+            ) from None
         except ServiceResponseError as exc:  # sent, but the answer was lost: it may be running
             raise ExecutorError(ExecutorFailure.LOST, redact(str(exc))[:200]) from None
-        message = (result.value or [None])[0]
-        stdout, stderr = split_message(message.message if message else "")
+        first = result.value[0] if result.value else None
+        stdout, stderr = split_message((first.message if first else None) or "")
         return parse(script.name, stdout, stderr, limit=AZURE_OUTPUT_LIMIT, duration_s=time.monotonic() - started)
 
 
@@ -104,8 +106,14 @@ class LocalExecutor:
     def run(self, script: Script) -> RunResult:
         started = time.monotonic()
         try:
-            done = subprocess.run(["bash", "-s"], input=script.render(), capture_output=True, text=True,
-                                  timeout=LOCAL_TIMEOUT_S, env=self.env or _script_environment())
+            done = subprocess.run(
+                ["bash", "-s"],
+                input=script.render(),
+                capture_output=True,
+                text=True,
+                timeout=LOCAL_TIMEOUT_S,
+                env=self.env or _script_environment(),
+            )
         except subprocess.TimeoutExpired:
             raise ExecutorError(ExecutorFailure.TIMEOUT, f"{LOCAL_TIMEOUT_S // 60} minutes") from None
         return parse(script.name, done.stdout, done.stderr, duration_s=time.monotonic() - started)

@@ -3,17 +3,18 @@
 It hands back plain dataclasses, never PyGithub objects, and turns every failure into a
 `GitHubError` with a code and the facts that explain it (a rejected GITHUB_TOKEN, the token
 permission that is missing, the object that is not there, when the rate limit resets, that
-GitHub did not answer in time); `bot.wording.errors` says what to do. It never sleeps on a rate limit: the io worker must not
-stall behind GitHub.
+GitHub did not answer in time); `bot.wording.errors` says what to do. It never sleeps on a
+rate limit: the io worker must not stall behind GitHub.
 
 Each request is bounded by NEXY_GITHUB_TIMEOUT_S; a GET that meets a 5xx or a dropped connection
 is retried twice (0.5 s, 1 s backoff), so one read costs at most about 3 x the timeout + 1.5 s.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import requests
@@ -184,8 +185,12 @@ class GitHubClient:
             w = r.get_workflow(file_name)
             return WorkflowInfo(w.id, w.name, w.path, w.state, w.html_url)
 
-        return self._call(read, what=f"workflow `{file_name}` in `{repo}`", permission="Actions: read",
-                          hint="NEXY_DEPLOY_WORKFLOW names the workflow file under .github/workflows")
+        return self._call(
+            read,
+            what=f"workflow `{file_name}` in `{repo}`",
+            permission="Actions: read",
+            hint="NEXY_DEPLOY_WORKFLOW names the workflow file under .github/workflows",
+        )
 
     def file_text(self, repo: str, path: str, ref: str) -> str:
         """A file's text at `ref`."""
@@ -204,11 +209,21 @@ class GitHubClient:
             sha = r.get_branch(branch).commit.sha
             c = r.get_commit(sha)
             author = (c.author.login if c.author else None) or c.commit.author.name
-            return CommitInfo(c.sha, c.commit.message, author, _utc(c.commit.author.date), c.html_url,
-                              tuple(f.filename for f in c.files))
+            return CommitInfo(
+                c.sha,
+                c.commit.message,
+                author,
+                _utc(c.commit.author.date),
+                c.html_url,
+                tuple(f.filename for f in c.files),
+            )
 
-        return self._call(read, what=f"branch `{branch}` in `{repo}`", permission="Contents: read",
-                          hint="NEXY_DEPLOY_BRANCH names the branch that deploys")
+        return self._call(
+            read,
+            what=f"branch `{branch}` in `{repo}`",
+            permission="Contents: read",
+            hint="NEXY_DEPLOY_BRANCH names the branch that deploys",
+        )
 
     def compare(self, repo: str, base: str, head: str) -> CompareInfo:
         """The commits and files `head` has since its merge base with `base` (one request; files capped at 300).
@@ -220,14 +235,30 @@ class GitHubClient:
 
         def read() -> CompareInfo:
             c = r.compare(base, head)
-            return CompareInfo(base, head, c.status, c.ahead_by, c.behind_by, c.merge_base_commit.sha,
-                               tuple(f.filename for f in c.files), c.html_url)
+            return CompareInfo(
+                base,
+                head,
+                c.status,
+                c.ahead_by,
+                c.behind_by,
+                c.merge_base_commit.sha,
+                tuple(f.filename for f in c.files),
+                c.html_url,
+            )
 
-        return self._call(read, what=f"the comparison `{base[:7]}...{head[:7]}` in `{repo}`",
-                          permission="Contents: read")
+        return self._call(
+            read, what=f"the comparison `{base[:7]}...{head[:7]}` in `{repo}`", permission="Contents: read"
+        )
 
-    def runs(self, repo: str, workflow: WorkflowInfo, *, branch: str | None = None,
-             head_sha: str | None = None, limit: int = 1) -> list[RunInfo]:
+    def runs(
+        self,
+        repo: str,
+        workflow: WorkflowInfo,
+        *,
+        branch: str | None = None,
+        head_sha: str | None = None,
+        limit: int = 1,
+    ) -> list[RunInfo]:
         """The newest runs of a workflow (first page only), optionally for one branch or commit."""
         r = self._repo(repo)
 
@@ -236,8 +267,19 @@ class GitHubClient:
             found = r.get_workflow(workflow.id).get_runs(**filters)
             runs = []
             for run in found:
-                runs.append(RunInfo(run.id, run.run_number, run.head_sha, run.head_branch, run.event, run.status,
-                                    run.conclusion, run.html_url, _utc(run.created_at)))
+                runs.append(
+                    RunInfo(
+                        run.id,
+                        run.run_number,
+                        run.head_sha,
+                        run.head_branch,
+                        run.event,
+                        run.status,
+                        run.conclusion,
+                        run.html_url,
+                        _utc(run.created_at),
+                    )
+                )
                 if len(runs) >= limit:
                     break
             return runs
@@ -247,8 +289,9 @@ class GitHubClient:
     def secret_names(self, repo: str) -> list[str]:
         """The names (never values: the API has none) of the repository's Actions secrets."""
         r = self._repo(repo)
-        return self._call(lambda: [s.name for s in r.get_secrets()],
-                          what=f"Actions secrets of `{repo}`", permission="Secrets: read")
+        return self._call(
+            lambda: [s.name for s in r.get_secrets()], what=f"Actions secrets of `{repo}`", permission="Secrets: read"
+        )
 
     def release(self, repo: str, tag: str) -> ReleaseInfo:
         """The release with tag `tag`, with its assets."""
@@ -257,12 +300,20 @@ class GitHubClient:
         def read() -> ReleaseInfo:
             rel = r.get_release(tag)
             assets = tuple(
-                AssetInfo(a.name, a.size, a.state, _utc(a.updated_at), a.browser_download_url, a.label or "",
-                          a.digest)
+                AssetInfo(a.name, a.size, a.state, _utc(a.updated_at), a.browser_download_url, a.label or "", a.digest)
                 for a in rel.get_assets()
             )
-            return ReleaseInfo(repo, rel.tag_name, rel.name or "", rel.body or "", rel.html_url,
-                               _utc(rel.published_at), rel.draft, rel.prerelease, assets)
+            return ReleaseInfo(
+                repo,
+                rel.tag_name,
+                rel.name or "",
+                rel.body or "",
+                rel.html_url,
+                _utc(rel.published_at),
+                rel.draft,
+                rel.prerelease,
+                assets,
+            )
 
         return self._call(read, what=f"release `{tag}` in `{repo}`", permission="Contents: read")
 
@@ -275,35 +326,52 @@ class GitHubClient:
             raise self._explain(exc, what, permission, hint) from None
         except (requests.Timeout, requests.ConnectionError) as exc:
             timed_out = isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower()
-            raise GitHubError(GitHubFailure.TIMEOUT if timed_out else GitHubFailure.UNREACHABLE, what,
-                              timeout_s=self.timeout_s, api_url=self.settings.github_api_url) from None
+            raise GitHubError(
+                GitHubFailure.TIMEOUT if timed_out else GitHubFailure.UNREACHABLE,
+                what,
+                timeout_s=self.timeout_s,
+                api_url=self.settings.github_api_url,
+            ) from None
 
     def _explain(self, exc: GithubException, what: str, permission: str, hint: str) -> GitHubError:
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
         data = exc.data if isinstance(exc.data, dict) else {}
         message = redact(str(data.get("message") or exc.message or ""))[:200]
-        if (isinstance(exc, RateLimitExceededException) or exc.status == 429
-                or headers.get("x-ratelimit-remaining") == "0" or "rate limit" in message.lower()):
+        if (
+            isinstance(exc, RateLimitExceededException)
+            or exc.status == 429
+            or headers.get("x-ratelimit-remaining") == "0"
+            or "rate limit" in message.lower()
+        ):
             retry_after = headers.get("retry-after", "")
             reset = headers.get("x-ratelimit-reset", "")
-            return GitHubError(GitHubFailure.RATE_LIMITED, what, status=exc.status,
-                               retry_after_s=int(retry_after) if retry_after.isdigit() else None,
-                               reset_at=float(reset) if reset.isdigit() else None)
+            return GitHubError(
+                GitHubFailure.RATE_LIMITED,
+                what,
+                status=exc.status,
+                retry_after_s=int(retry_after) if retry_after.isdigit() else None,
+                reset_at=float(reset) if reset.isdigit() else None,
+            )
         if isinstance(exc, BadCredentialsException) or exc.status == 401:
             code = GitHubFailure.BAD_TOKEN if self.settings.github_token else GitHubFailure.NO_TOKEN
             return GitHubError(code, what, status=401, message=message)
         if isinstance(exc, UnknownObjectException) or exc.status == 404:
             return GitHubNotFound(GitHubFailure.NOT_FOUND, what, status=404, hint=hint)
         if exc.status == 403:
-            return GitHubPermissionError(GitHubFailure.FORBIDDEN, what, status=403, message=message,
-                                         permission=_accepted_permission(headers) or permission)
+            return GitHubPermissionError(
+                GitHubFailure.FORBIDDEN,
+                what,
+                status=403,
+                message=message,
+                permission=_accepted_permission(headers) or permission,
+            )
         return GitHubError(GitHubFailure.HTTP, what, status=exc.status, message=message)
 
 
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _accepted_permission(headers: dict[str, str]) -> str | None:

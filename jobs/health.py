@@ -3,6 +3,7 @@
 Reads status, latency and `latest_version` / `latest_build` from each JSON body and says
 whether the endpoints agree with each other and with the expected version, if one is set.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -89,7 +90,7 @@ async def _probe_one(client: httpx.AsyncClient, url: str, timeout_s: float) -> E
     started = time.perf_counter()
     try:
         status, content = await asyncio.wait_for(_get(client, url), timeout_s + 1)
-    except (httpx.HTTPError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, httpx.HTTPError, OSError) as exc:
         return EndpointHealth(url, False, None, _ms(started), error=_describe(exc, timeout_s))
     latency = _ms(started)
     version = build = None

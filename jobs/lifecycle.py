@@ -7,6 +7,7 @@
 - `run_apply` (VM queue): one run-command re-checks the captured state, applies, restarts only if
   the 0.1 preflight passes, and verifies; the thread shows the real diff and each check.
 """
+
 from __future__ import annotations
 
 import time
@@ -37,20 +38,41 @@ def run_plan(ctx: Context) -> str:
         runtime.store.record(item.incident, "plan", item.user, fix=fix.name, needed=False, reason=assessment.blocked)
         return "nothing to do"
     now = time.time()
-    plan = Plan(id=runtime.plans.new_id(), fix=fix.name, incident=item.incident, channel=item.channel,
-                requester=item.user, created_at=now, expires_at=now + settings.nexy_approval_ttl_s,
-                fingerprint=assessment.fingerprint, state=result.facts)
+    plan = Plan(
+        id=runtime.plans.new_id(),
+        fix=fix.name,
+        incident=item.incident,
+        channel=item.channel,
+        requester=item.user,
+        created_at=now,
+        expires_at=now + settings.nexy_approval_ttl_s,
+        fingerprint=assessment.fingerprint,
+        state=result.facts,
+    )
     runtime.plans.save(plan)
-    message = plan_wording.message(plan, fix, assessment, fix.commands(settings), describe(settings.nexy_approvers),
-                                   settings.nexy_allow_self_approval)
+    message = plan_wording.message(
+        plan,
+        fix,
+        assessment,
+        fix.commands(settings),
+        describe(settings.nexy_approvers),
+        settings.nexy_allow_self_approval,
+    )
     runtime.plans.attach_message(plan, ctx.thread.post(*message, kind="plan", user=item.user))
     previous = runtime.plans.supersede(plan, settings.vm_queue)
     if previous:
         _announce_superseded(runtime, runtime.plans.get(previous), plan)
     # When the approval window closes, say so in the thread (the io worker runs RQ's scheduler).
     runtime.dispatcher.schedule_expiry(plan.id, settings.nexy_approval_ttl_s + 1)
-    runtime.store.record(item.incident, "plan", item.user, plan=plan.id, fix=fix.name, diff=list(assessment.diff),
-                         expires_at=plan.expires_at)
+    runtime.store.record(
+        item.incident,
+        "plan",
+        item.user,
+        plan=plan.id,
+        fix=fix.name,
+        diff=list(assessment.diff),
+        expires_at=plan.expires_at,
+    )
     return plan.id
 
 
@@ -70,8 +92,17 @@ def _announce_superseded(runtime: Runtime, old: Plan | None, new: Plan) -> None:
     runtime.store.record(old.incident, "supersede", new.requester, plan=old.id, by=new.id)
 
 
-def decide(runtime: Runtime, *, user: str, approve: bool, source: str, plan_id: str | None = None,
-           channel: str | None = None, ts: str | None = None, at: float | None = None) -> str:
+def decide(
+    runtime: Runtime,
+    *,
+    user: str,
+    approve: bool,
+    source: str,
+    plan_id: str | None = None,
+    channel: str | None = None,
+    ts: str | None = None,
+    at: float | None = None,
+) -> str:
     """An approval or rejection from a reaction or a button: checked, then decided exactly once.
     `at` is when Slack delivered it: a decision that waited in the queue is judged by that time."""
     plans = runtime.plans
@@ -95,8 +126,11 @@ def decide(runtime: Runtime, *, user: str, approve: bool, source: str, plan_id: 
     if kind == "approval":  # first the apply, so that no Slack error below can lose it
         runtime.dispatcher.submit_apply(plan.id, f"apply {fix.words} ({plan.incident}, {plan.id})")
     _decided(runtime, thread, plan, fix)
-    text = {"approval": approval_wording.approved, "rejection": approval_wording.rejected,
-            "expiry": approval_wording.expired}[kind](plan, fix)
+    text = {
+        "approval": approval_wording.approved,
+        "rejection": approval_wording.rejected,
+        "expiry": approval_wording.expired,
+    }[kind](plan, fix)
     thread.post(text, kind=kind, user=user)
     return {"approval": "approved", "rejection": "rejected", "expiry": "expired"}[kind]
 
@@ -136,18 +170,36 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
         return "not approved, or already applying"
     settings = runtime.settings
     fix = runtime.registry.fixes[plan.fix]
-    item = WorkItem(id=apply_job_id(plan.id), command="apply", args=(fix.name,), user=plan.decided_by,
-                    channel=plan.channel, incident=plan.incident, source="approval", requested_at=time.time())
+    item = WorkItem(
+        id=apply_job_id(plan.id),
+        command="apply",
+        args=(fix.name,),
+        user=plan.decided_by,
+        channel=plan.channel,
+        incident=plan.incident,
+        source="approval",
+        requested_at=time.time(),
+    )
     ctx = Context(runtime, item)
     runtime.store.record(plan.incident, "apply", plan.decided_by, plan=plan.id, fix=fix.name)
-    result = ctx.run(fix.apply_script, ("NEXY_EXPECT", plan.fingerprint),
-                     *verify_parameters(settings, fix.verify_patterns(runtime.registry)))
+    result = ctx.run(
+        fix.apply_script,
+        ("NEXY_EXPECT", plan.fingerprint),
+        *verify_parameters(settings, fix.verify_patterns(runtime.registry)),
+    )
     outcome = ApplyOutcome.of(result.facts, result.exit_code)
     plans.finish(plan.id, PlanStatus.APPLIED if outcome is ApplyOutcome.VERIFIED else PlanStatus.FAILED)
     report = apply_wording.report(plan, fix, result, outcome, fix.commands(settings), settings.nexy_service)
     ctx.thread.post(*report, kind="verify", user=plan.decided_by)
-    runtime.store.record(plan.incident, "verify", plan.decided_by, plan=plan.id, outcome=outcome.value,
-                         exit_code=result.exit_code, facts=result.facts)
+    runtime.store.record(
+        plan.incident,
+        "verify",
+        plan.decided_by,
+        plan=plan.id,
+        outcome=outcome.value,
+        exit_code=result.exit_code,
+        facts=result.facts,
+    )
     return outcome.value
 
 

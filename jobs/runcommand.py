@@ -6,6 +6,7 @@ validated parameters as shell-quoted assignments; the wrapper prints the facts t
 recorded and its exit code as the LAST lines, because Azure returns only the last 4,096 bytes
 and says "succeeded" whatever the exit code. `parse()` reads those lines back.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,9 +55,11 @@ class Script:
         wrapper = (SCRIPTS_DIR / "_wrapper.sh").read_text()
         assignments = "\n".join(f"{key}={shlex.quote(value)}; export {key}" for key, value in self.parameters)
         library = (SCRIPTS_DIR / "_lib.sh").read_text()
-        return (wrapper.replace("# @@PARAMETERS@@", assignments)
-                .replace("# @@LIBRARY@@", library)
-                .replace("# @@BODY@@", self.body()))
+        return (
+            wrapper.replace("# @@PARAMETERS@@", assignments)
+            .replace("# @@LIBRARY@@", library)
+            .replace("# @@BODY@@", self.body())
+        )
 
     def lines(self) -> list[str]:
         return self.render().splitlines()
@@ -102,14 +105,12 @@ def parse(script: str, stdout: str, stderr: str, *, limit: int | None = None, du
     kept: list[str] = []
     for line in stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            match = re.match(r"rc=(\d+)", line[len(RESULT_PREFIX):])
+            match = re.match(r"rc=(\d+)", line[len(RESULT_PREFIX) :])
             exit_code = int(match.group(1)) if match else None
         elif line.startswith(FACT_PREFIX):
-            key, _, value = line[len(FACT_PREFIX):].partition("=")
+            key, _, value = line[len(FACT_PREFIX) :].partition("=")
             facts[key.strip()] = value.strip()
         else:
             kept.append(line)
-    cut = limit is not None and (
-        len(stdout.encode()) >= limit - 1 or len(stderr.encode()) >= limit - 1
-    )
+    cut = limit is not None and (len(stdout.encode()) >= limit - 1 or len(stderr.encode()) >= limit - 1)
     return RunResult(script, exit_code, facts, "\n".join(kept).strip("\n"), stderr, cut, round(duration_s, 3))

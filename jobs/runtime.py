@@ -1,5 +1,6 @@
 """What every task runs with: one `Runtime` per worker process, passed to each task as its first
 argument by `TaskJob` (so no task looks anything up globally or rebuilds a store per job)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -5,6 +5,7 @@ Whatever happens, the thread (or the person) hears of it: every task catches wha
 posts what failed, never a stack trace; a job that dies with its worker or runs out of time is
 reported by `report_failure`, RQ's failure callback (AbandonedJobError, timeouts).
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,9 @@ def run_request(runtime: Runtime, payload: dict[str, Any]) -> str:
     elif item.command in registry.commands and registry.fix_command(item.command):
         run = lifecycle.run_plan
     else:
-        ctx.thread.post(error_wording.job_failed(item.words, "this worker does not know that command; is it up to date?"))
+        ctx.thread.post(
+            error_wording.job_failed(item.words, "this worker does not know that command; is it up to date?")
+        )
         return "unknown"
     try:
         return run(ctx) or "done"
@@ -73,11 +76,14 @@ def authorize(runtime: Runtime, payload: dict[str, Any]) -> str:
         decision = runtime.policy.can_request_fix(item.user)
     except Exception as exc:
         log.exception("authorizing %s failed", item.id)
-        runtime.slack.ephemeral(item.channel, item.user, error_wording.job_failed(item.words, error_wording.reason(exc)))
+        runtime.slack.ephemeral(
+            item.channel, item.user, error_wording.job_failed(item.words, error_wording.reason(exc))
+        )
         return "failed"
     if not decision.allowed:
-        runtime.slack.ephemeral(item.channel, item.user,
-                                command_wording.fix_refused(item.words, decision.reason, decision.who))
+        runtime.slack.ephemeral(
+            item.channel, item.user, command_wording.fix_refused(item.words, decision.reason, decision.who)
+        )
         runtime.store.record(item.incident, "refusal", item.user, command=item.words, reason=decision.reason)
         return "refused"
     runtime.dispatcher.submit(item, runtime.registry.commands[item.command].route)
@@ -107,8 +113,13 @@ def report_failure(job: Any, connection: Any, exc_type: Any, exc_value: Any, tra
     if runtime is None:
         log.error("job %s failed outside a nexy worker; nothing was posted", job.id)
         return
-    reason = "the worker stopped while it ran" if exc_type is not None and exc_type.__name__ == "AbandonedJobError" \
-        else error_wording.reason(exc_value) if exc_value is not None else "it did not finish"
+    reason = (
+        "the worker stopped while it ran"
+        if exc_type is not None and exc_type.__name__ == "AbandonedJobError"
+        else error_wording.reason(exc_value)
+        if exc_value is not None
+        else "it did not finish"
+    )
     try:
         if job.func_name == Task.APPLY_PLAN:
             lifecycle.interrupted(runtime, job.kwargs["plan_id"], reason)

@@ -3,6 +3,7 @@
 Everything posted is also appended to the incident's audit log (redacted). Output longer than a
 message can show goes up as a file in the thread (`files_upload_v2`), with an excerpt inline.
 """
+
 from __future__ import annotations
 
 from bot.incidents import Incident

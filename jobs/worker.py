@@ -4,6 +4,7 @@
 and one or more for `io`, each in its own process, so a health probe never waits behind a
 run-command. SimpleWorker runs jobs in-process: no fork per job (~1 ms instead of ~6 ms).
 """
+
 from __future__ import annotations
 
 from redis import Redis
@@ -31,5 +32,6 @@ def serve(runtime: Runtime, queue_names: list[str], *, burst: bool = False, name
     queue also runs RQ's scheduler (one at a time, by RQ's own lock): plan expiry notices."""
     install_log_redaction()
     with_scheduler = IO_QUEUE in queue_names
-    return make_worker(runtime, queue_names, name).work(burst=burst, logging_level="WARNING",
-                                                         with_scheduler=with_scheduler)
+    return make_worker(runtime, queue_names, name).work(
+        burst=burst, logging_level="WARNING", with_scheduler=with_scheduler
+    )

@@ -6,11 +6,13 @@ instance view, the VM agent (Run Command needs it Ready), and whether the identi
 `Microsoft.Compute/virtualMachines/runCommand/action` on the VM, read from ARM's permissions list
 for the VM (a read: nothing is run). Any refusal is reported with the role it takes.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -76,15 +78,23 @@ class AzureReport:
 
     @property
     def healthy(self) -> bool:
-        return (self.failure is None and self.power_state == "running" and self.provisioning_state == "succeeded"
-                and self.run_command is not False)
+        return (
+            self.failure is None
+            and self.power_state == "running"
+            and self.provisioning_state == "succeeded"
+            and self.run_command is not False
+        )
 
 
 def read(settings: Settings) -> AzureReport:
     """Read the VM and its instance view; never raises for an Azure refusal, the report says it."""
-    base = dict(credential=credential_kind(settings), subscription=settings.azure_subscription_id,
-                resource_group=settings.azure_resource_group, vm_name=settings.azure_vm_name,
-                arm_url=settings.azure_arm_url)
+    base: dict[str, Any] = dict(
+        credential=credential_kind(settings),
+        subscription=settings.azure_subscription_id,
+        resource_group=settings.azure_resource_group,
+        vm_name=settings.azure_vm_name,
+        arm_url=settings.azure_arm_url,
+    )
     try:
         client = compute_client(settings)
     except SettingsError as exc:
@@ -107,12 +117,19 @@ def read(settings: Settings) -> AzureReport:
         agent = None
         if view.vm_agent and view.vm_agent.statuses:
             agent = view.vm_agent.statuses[0].display_status
-        allowed, permission_detail = _may_run_commands(client, vm.id)
+        allowed, permission_detail = _may_run_commands(client, vm.id or "")
     size = vm.hardware_profile.vm_size if vm.hardware_profile else None
     size = getattr(size, "value", size)  # an SDK enum member, or a plain string for sizes it does not list
-    return AzureReport(**base, location=vm.location, vm_size=size, power_state=power,
-                       provisioning_state=provisioning or (vm.provisioning_state or "").lower() or None,
-                       agent_status=agent, run_command=allowed, permission_detail=permission_detail)
+    return AzureReport(
+        **base,
+        location=vm.location,
+        vm_size=size,
+        power_state=power,
+        provisioning_state=provisioning or (vm.provisioning_state or "").lower() or None,
+        agent_status=agent,
+        run_command=allowed,
+        permission_detail=permission_detail,
+    )
 
 
 def classify(exc: Exception) -> tuple[Failure, str]:
@@ -141,7 +158,8 @@ def classify(exc: Exception) -> tuple[Failure, str]:
 def _may_run_commands(client, vm_id: str) -> tuple[bool | None, str]:
     """Whether the caller's permissions on the VM include the run-command action (None: not readable)."""
     request = HttpRequest(
-        "GET", f"{vm_id}/providers/Microsoft.Authorization/permissions?api-version={PERMISSIONS_API_VERSION}")
+        "GET", f"{vm_id}/providers/Microsoft.Authorization/permissions?api-version={PERMISSIONS_API_VERSION}"
+    )
     try:
         response = client.send_request(request, read_timeout=READ_TIMEOUT_S)
         status = response.status_code
@@ -170,17 +188,18 @@ def _action_matches(pattern: str, action: str) -> bool:
 
 # -- the report -----------------------------------------------------------------------------
 
-_RUN_COMMAND_ROLE = ("*Virtual Machine Contributor* on the VM, or a custom role with "
-                     "`Microsoft.Compute/virtualMachines/runCommand/action`")
-
-
+_RUN_COMMAND_ROLE = (
+    "*Virtual Machine Contributor* on the VM, or a custom role with "
+    "`Microsoft.Compute/virtualMachines/runCommand/action`"
+)
 
 
 def render_report(r: AzureReport) -> tuple[str, list[dict]]:
     target = f"`{r.resource_group}/{r.vm_name}`"
     failure = r.failure
     if failure is None:
-        state = f"the VM is *{r.power_state or 'in an unknown power state'}*, provisioning *{r.provisioning_state or 'unknown'}*"
+        power = r.power_state or "in an unknown power state"
+        state = f"the VM is *{power}*, provisioning *{r.provisioning_state or 'unknown'}*"
         if r.healthy:
             headline = f":large_green_circle: *Azure access (runbook 1)*: {target} is readable; {state}."
         else:
@@ -200,50 +219,71 @@ def render_report(r: AzureReport) -> tuple[str, list[dict]]:
         }.get(failure.value, "Azure answered with an error")
         headline = f":red_circle: *Azure access (runbook 1)*: {reason}."
 
-    accepted = {None: "accepted", "auth": "refused", "settings": "not tried"}.get(failure.value if failure else None,
-                                                                                 "accepted")
-    details = [f"*Credential type* {r.credential} · {accepted}",
-               f"*Subscription* `{r.subscription or 'not set (AZURE_SUBSCRIPTION_ID)'}`",
-               f"*VM* {target}" + (f" in {r.location}, {r.vm_size}" if r.location else "")]
+    accepted = {None: "accepted", "auth": "refused", "settings": "not tried"}.get(
+        failure.value if failure else None, "accepted"
+    )
+    details = [
+        f"*Credential type* {r.credential} · {accepted}",
+        f"*Subscription* `{r.subscription or 'not set (AZURE_SUBSCRIPTION_ID)'}`",
+        f"*VM* {target}" + (f" in {r.location}, {r.vm_size}" if r.location else ""),
+    ]
     if failure is None:
-        details.append(f"*Power state* {r.power_state or 'unknown'} · *Provisioning* {r.provisioning_state or 'unknown'}"
-                       f" · *VM agent* {r.agent_status or 'not reported (Run Command needs it Ready)'}")
+        details.append(
+            f"*Power state* {r.power_state or 'unknown'} · *Provisioning* {r.provisioning_state or 'unknown'}"
+            f" · *VM agent* {r.agent_status or 'not reported (Run Command needs it Ready)'}"
+        )
         if r.run_command is True:
-            details.append(":white_check_mark: The identity holds `Microsoft.Compute/virtualMachines/runCommand/action` "
-                           "on the VM: it may run commands.")
+            details.append(
+                ":white_check_mark: The identity holds `Microsoft.Compute/virtualMachines/runCommand/action` "
+                "on the VM: it may run commands."
+            )
         elif r.run_command is False:
-            details.append(f":x: The identity lacks `Microsoft.Compute/virtualMachines/runCommand/action`: it needs "
-                           f"{_RUN_COMMAND_ROLE}.")
+            details.append(
+                f":x: The identity lacks `Microsoft.Compute/virtualMachines/runCommand/action`: it needs "
+                f"{_RUN_COMMAND_ROLE}."
+            )
         else:
-            details.append(f":grey_question: Run-command permission not verified ({r.permission_detail}). "
-                           f"Run Command needs {_RUN_COMMAND_ROLE}; the first {STATUS} proves it.")
+            details.append(
+                f":grey_question: Run-command permission not verified ({r.permission_detail}). "
+                f"Run Command needs {_RUN_COMMAND_ROLE}; the first {STATUS} proves it."
+            )
     else:
         details.append(("*Configuration* " if failure.value == "settings" else "*Azure said* ") + r.detail)
     blocks = [render.section(headline), render.section("\n".join(details))]
     fix = _azure_fix(r)
     if fix:
         blocks.append(render.section("*Fix (runbook 1)*\n" + fix))
-        blocks.append(render.context(f"Verify (runbook 1): `az vm show --resource-group {r.resource_group} "
-                                     f"--name {r.vm_name} -o table` works; `/nexy azure` shows it."))
+        blocks.append(
+            render.context(
+                f"Verify (runbook 1): `az vm show --resource-group {r.resource_group} "
+                f"--name {r.vm_name} -o table` works; `/nexy azure` shows it."
+            )
+        )
     return headline.replace("*", ""), blocks
 
 
 def _azure_fix(r: AzureReport) -> str:
     failure = r.failure.value if r.failure else None
-    assign = (f"`az role assignment create --assignee <principal-id> --role \"Virtual Machine Contributor\" "
-              f"--scope <the VM's resource id>`")
+    assign = (
+        '`az role assignment create --assignee <principal-id> --role "Virtual Machine Contributor" '
+        "--scope <the VM's resource id>`"
+    )
     if failure == "auth":
-        return ("• `az login`, then `az account set --subscription <SUBSCRIPTION_ID>`.\n"
-                "• With AZURE_ACCESS_TOKEN set, get a fresh one (it lasts about an hour): "
-                "`az account get-access-token --query accessToken -o tsv`.\n"
-                "• Else DefaultAzureCredential: check AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, "
-                "or the host's managed identity.\n"
-                f"• Once signed in, the identity needs {_RUN_COMMAND_ROLE}.")
+        return (
+            "• `az login`, then `az account set --subscription <SUBSCRIPTION_ID>`.\n"
+            "• With AZURE_ACCESS_TOKEN set, get a fresh one (it lasts about an hour): "
+            "`az account get-access-token --query accessToken -o tsv`.\n"
+            "• Else DefaultAzureCredential: check AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, "
+            "or the host's managed identity.\n"
+            f"• Once signed in, the identity needs {_RUN_COMMAND_ROLE}."
+        )
     if failure == "forbidden" or (failure is None and r.run_command is False):
         return f"• Give the identity {_RUN_COMMAND_ROLE}: {assign}."
     if failure == "subscription":
-        return ("• `az account list -o table`, then `az account set --subscription <SUBSCRIPTION_ID>`, "
-                "and set AZURE_SUBSCRIPTION_ID to it.")
+        return (
+            "• `az account list -o table`, then `az account set --subscription <SUBSCRIPTION_ID>`, "
+            "and set AZURE_SUBSCRIPTION_ID to it."
+        )
     if failure in ("resource-group", "vm"):
         return "• `az vm list -o table`: set AZURE_RESOURCE_GROUP and AZURE_VM_NAME to the Nexy VM."
     if failure == "settings":

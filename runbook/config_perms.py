@@ -4,6 +4,7 @@ Plan: `config_perms_plan.sh` captures owner, group and mode. Apply: `config_perm
 refuses if they changed since, chowns `root:<service user>`, chmods 640, restarts under the 0.1
 preflight and verifies.
 """
+
 from __future__ import annotations
 
 from bot.settings import Settings
@@ -23,31 +24,48 @@ class ConfigPerms(Fix):
     title = "Config Permission Denied"
     plan_script = script(__file__, "config_perms_plan")
     apply_script = script(__file__, "config_perms_apply")
-    symptoms = (Symptom("6.1", "Config Permission Denied",
-                        r"PermissionError: \[Errno 13\] Permission denied: .*config\.env", fix="fix config-perms"),)
+    symptoms = (
+        Symptom(
+            "6.1",
+            "Config Permission Denied",
+            r"PermissionError: \[Errno 13\] Permission denied: .*config\.env",
+            fix="fix config-perms",
+        ),
+    )
 
     def commands(self, settings: Settings) -> list[str]:
         cfg = f"{settings.nexy_app_dir}/config.env"
-        return [f"sudo chown root:{settings.nexy_service_user} {cfg}", f"sudo chmod 640 {cfg}",
-                "preflight (runbook 0.1); restart only if it passes", f"sudo systemctl restart {settings.nexy_service}",
-                *verify_commands(settings)]
+        return [
+            f"sudo chown root:{settings.nexy_service_user} {cfg}",
+            f"sudo chmod 640 {cfg}",
+            "preflight (runbook 0.1); restart only if it passes",
+            f"sudo systemctl restart {settings.nexy_service}",
+            *verify_commands(settings),
+        ]
 
     def assess(self, facts: dict[str, str], settings: Settings) -> Assessment:
         cfg = f"{settings.nexy_app_dir}/config.env"
         if facts.get("exists") != "yes":
-            return Assessment(False, blocked=f"`{cfg}` does not exist: there is nothing to chown. "
-                                             f"Restore it first (runbook 0.1), then run {PREFLIGHT}.")
+            return Assessment(
+                False,
+                blocked=f"`{cfg}` does not exist: there is nothing to chown. "
+                f"Restore it first (runbook 0.1), then run {PREFLIGHT}.",
+            )
         current = facts.get("stat", "")
-        owner, group, mode = (current.split(":") + ["", "", ""])[:3]
+        owner, group, mode = [*current.split(":"), "", "", ""][:3]
         if (owner, group, mode) == ("root", settings.nexy_service_user, "640") and facts.get("readable") == "yes":
             return Assessment(False)
         return Assessment(
             True,
             fingerprint=current,
-            diff=(f"- {cfg}  owner {owner}:{group}  mode {mode}",
-                  f"+ {cfg}  owner root:{settings.nexy_service_user}  mode 640"),
-            notes=(f"`{settings.nexy_service_user}` can read it now: {facts.get('readable', 'unknown')}; "
-                   f"service is {facts.get('active', 'unknown')}",),
+            diff=(
+                f"- {cfg}  owner {owner}:{group}  mode {mode}",
+                f"+ {cfg}  owner root:{settings.nexy_service_user}  mode 640",
+            ),
+            notes=(
+                f"`{settings.nexy_service_user}` can read it now: {facts.get('readable', 'unknown')}; "
+                f"service is {facts.get('active', 'unknown')}",
+            ),
         )
 
     def before(self, state: dict[str, str]) -> str:

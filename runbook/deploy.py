@@ -16,6 +16,7 @@ run for the head is "not triggered"; none is "correctly not deployed". Without a
 when GitHub no longer has that run's commit (a force-push), it falls back to the head commit's
 own files and says so.
 """
+
 from __future__ import annotations
 
 import re
@@ -130,10 +131,14 @@ class DeployReport:
 
     @property
     def healthy(self) -> bool:
-        return self.verdict in (Verdict.DEPLOYED, Verdict.RUNNING, Verdict.NOT_EXPECTED) and self.secret_present is not False
+        return (
+            self.verdict in (Verdict.DEPLOYED, Verdict.RUNNING, Verdict.NOT_EXPECTED)
+            and self.secret_present is not False
+        )
 
 
 # -- the workflow's trigger config ---------------------------------------------------------------
+
 
 def parse_triggers(text: str) -> Triggers:
     """The `on:` section of a workflow YAML; raises ValueError when it cannot be read."""
@@ -164,14 +169,17 @@ def parse_triggers(text: str) -> Triggers:
         raise ValueError("the workflow's `on: push` is not a mapping")
     has_branches = "branches" in push or "branches-ignore" in push
     has_tags = "tags" in push or "tags-ignore" in push
-    return Triggers(events, PushTrigger(
-        branches=_patterns(push, "branches"),
-        branches_ignore=_patterns(push, "branches-ignore"),
-        paths=_patterns(push, "paths"),
-        paths_ignore=_patterns(push, "paths-ignore"),
-        # GitHub: with only tag filters, a push to a branch does not start the workflow.
-        tags_only=has_tags and not has_branches,
-    ))
+    return Triggers(
+        events,
+        PushTrigger(
+            branches=_patterns(push, "branches"),
+            branches_ignore=_patterns(push, "branches-ignore"),
+            paths=_patterns(push, "paths"),
+            paths_ignore=_patterns(push, "paths-ignore"),
+            # GitHub: with only tag filters, a push to a branch does not start the workflow.
+            tags_only=has_tags and not has_branches,
+        ),
+    )
 
 
 def _patterns(push: dict, key: str) -> tuple[str, ...] | None:
@@ -206,7 +214,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
                 out.append(re.escape(c))
                 i += 1
             else:
-                out.append(pattern[i:end + 1])
+                out.append(pattern[i : end + 1])
                 i = end + 1
         else:
             out.append(re.escape(c))
@@ -224,8 +232,12 @@ def matches(value: str, patterns: tuple[str, ...]) -> bool:
     return selected
 
 
-def why_not_triggered(triggers: Triggers, branch: str, head: CommitInfo, files: tuple[str, ...] | None = None,
-                      ) -> tuple[SkipReason | None, str, tuple[str, ...]]:
+def why_not_triggered(
+    triggers: Triggers,
+    branch: str,
+    head: CommitInfo,
+    files: tuple[str, ...] | None = None,
+) -> tuple[SkipReason | None, str, tuple[str, ...]]:
     """(why a push of `head` to `branch` that changed `files` (default: the head commit's) starts no run, or None;
     a detail; the files that match the paths filter).
 
@@ -260,50 +272,89 @@ def why_not_triggered(triggers: Triggers, branch: str, head: CommitInfo, files: 
 def _judged_on_paths(triggers: Triggers, skip: SkipReason | None) -> bool:
     """Whether the verdict turns on which files changed: a paths filter, and no earlier reason to skip."""
     push = triggers.push
-    return (push is not None and (push.paths is not None or push.paths_ignore is not None)
-            and skip in (None, SkipReason.PATHS, SkipReason.PATHS_IGNORE))
+    return (
+        push is not None
+        and (push.paths is not None or push.paths_ignore is not None)
+        and skip in (None, SkipReason.PATHS, SkipReason.PATHS_IGNORE)
+    )
 
 
-def changes_since(client: GitHubClient, repo: str, workflow: WorkflowInfo, branch: str, head: CommitInfo,
-                  latest: RunInfo | None) -> Changes:
+def changes_since(
+    client: GitHubClient, repo: str, workflow: WorkflowInfo, branch: str, head: CommitInfo, latest: RunInfo | None
+) -> Changes:
     """The files changed on `branch` since the commit of the latest deploy run, or the head commit's own (and why)."""
     file_name = workflow.path.rsplit("/", 1)[-1]
     own = "judged on the latest commit's own files"
     if latest is None:
-        return Changes(Basis.HEAD_COMMIT, head.files,
-                       note=(f"`{file_name}` has no run on `{branch}` yet, so there is no last deploy to compare "
-                             f"with: {own}"))
+        return Changes(
+            Basis.HEAD_COMMIT,
+            head.files,
+            note=(f"`{file_name}` has no run on `{branch}` yet, so there is no last deploy to compare with: {own}"),
+        )
     base = latest.head_sha
     try:
         diff = client.compare(repo, base, head.sha)
     except GitHubNotFound:
-        return Changes(Basis.HEAD_COMMIT, head.files, base_sha=base,
-                       note=(f"`{base[:7]}`, the commit of the last deploy run, is not on `{branch}` any more: "
-                             "GitHub cannot compare it with the head (404; a force-push dropped it), so the changes "
-                             f"since that run cannot be listed: {own}"))
+        return Changes(
+            Basis.HEAD_COMMIT,
+            head.files,
+            base_sha=base,
+            note=(
+                f"`{base[:7]}`, the commit of the last deploy run, is not on `{branch}` any more: "
+                "GitHub cannot compare it with the head (404; a force-push dropped it), so the changes "
+                f"since that run cannot be listed: {own}"
+            ),
+        )
     except GitHubPermissionError as exc:
-        return Changes(Basis.HEAD_COMMIT, head.files, base_sha=base,
-                       note=(f"the changes since the last deploy run (`{base[:7]}`) could not be read "
-                             f"({error_wording.github(exc)}): {own}"))
+        return Changes(
+            Basis.HEAD_COMMIT,
+            head.files,
+            base_sha=base,
+            note=(
+                f"the changes since the last deploy run (`{base[:7]}`) could not be read "
+                f"({error_wording.github(exc)}): {own}"
+            ),
+        )
     if diff.status in ("behind", "identical"):
-        return Changes(Basis.HEAD_COMMIT, head.files, base_sha=base,
-                       note=(f"`{branch}` was moved back (force-pushed): its head is {diff.behind_by} commit(s) behind "
-                             f"`{base[:7]}`, the commit of the last deploy run: {own}"))
+        return Changes(
+            Basis.HEAD_COMMIT,
+            head.files,
+            base_sha=base,
+            note=(
+                f"`{branch}` was moved back (force-pushed): its head is {diff.behind_by} commit(s) behind "
+                f"`{base[:7]}`, the commit of the last deploy run: {own}"
+            ),
+        )
     notes = []
     if diff.files_capped:
-        notes.append(f"GitHub lists only the first {COMPARE_FILE_LIMIT} files a comparison changes, and judges a "
-                     f"push's paths filter on its first {COMPARE_FILE_LIMIT} files only: a change under the trigger "
-                     "paths beyond them is not shown here and starts no run; open the comparison to see them all")
+        notes.append(
+            f"GitHub lists only the first {COMPARE_FILE_LIMIT} files a comparison changes, and judges a "
+            f"push's paths filter on its first {COMPARE_FILE_LIMIT} files only: a change under the trigger "
+            "paths beyond them is not shown here and starts no run; open the comparison to see them all"
+        )
     if diff.status == "diverged":
-        notes.insert(0, f"`{base[:7]}`, the commit of the last deploy run, is no longer on `{branch}` (force-pushed: "
-                        f"{diff.behind_by} commit(s) of that run are gone from it): judged on the {diff.ahead_by} "
-                        f"commit(s) on `{branch}` since their common ancestor `{diff.merge_base[:7]}`, which that run "
-                        "did not deploy")
-    return Changes(Basis.SINCE_RUN, diff.files, capped=diff.files_capped, base_sha=base, commits=diff.ahead_by,
-                   dropped=diff.behind_by, merge_base=diff.merge_base, html_url=diff.html_url, note=". ".join(notes))
+        notes.insert(
+            0,
+            f"`{base[:7]}`, the commit of the last deploy run, is no longer on `{branch}` (force-pushed: "
+            f"{diff.behind_by} commit(s) of that run are gone from it): judged on the {diff.ahead_by} "
+            f"commit(s) on `{branch}` since their common ancestor `{diff.merge_base[:7]}`, which that run "
+            "did not deploy",
+        )
+    return Changes(
+        Basis.SINCE_RUN,
+        diff.files,
+        capped=diff.files_capped,
+        base_sha=base,
+        commits=diff.ahead_by,
+        dropped=diff.behind_by,
+        merge_base=diff.merge_base,
+        html_url=diff.html_url,
+        note=". ".join(notes),
+    )
 
 
 # -- the check -------------------------------------------------------------------------------
+
 
 def read(client: GitHubClient, repo: str, workflow_file: str, branch: str) -> DeployReport:
     """Run the deploy check; raises GitHubError only when nothing useful can be said."""
@@ -316,6 +367,7 @@ def read(client: GitHubClient, repo: str, workflow_file: str, branch: str) -> De
     head = client.branch_head(repo, branch)
 
     latest = next(iter(client.runs(repo, workflow, branch=branch)), None)
+    for_head: RunInfo | None
     if latest is not None and latest.head_sha == head.sha:
         for_head = latest
     else:
@@ -332,8 +384,23 @@ def read(client: GitHubClient, repo: str, workflow_file: str, branch: str) -> De
 
     secret_present, secret_note = _secret(client, repo)
     verdict = _verdict(workflow, triggers, skip, for_head)
-    return DeployReport(repo, branch, workflow, triggers, yaml_error, head, changes, skip, skip_detail, matched,
-                        for_head, latest, secret_present, secret_note, verdict)
+    return DeployReport(
+        repo,
+        branch,
+        workflow,
+        triggers,
+        yaml_error,
+        head,
+        changes,
+        skip,
+        skip_detail,
+        matched,
+        for_head,
+        latest,
+        secret_present,
+        secret_note,
+        verdict,
+    )
 
 
 def _secret(client: GitHubClient, repo: str) -> tuple[bool | None, str]:
@@ -344,8 +411,9 @@ def _secret(client: GitHubClient, repo: str) -> tuple[bool | None, str]:
         return None, error_wording.github(exc)
 
 
-def _verdict(workflow: WorkflowInfo, triggers: Triggers | None, skip: SkipReason | None,
-             for_head: RunInfo | None) -> Verdict:
+def _verdict(
+    workflow: WorkflowInfo, triggers: Triggers | None, skip: SkipReason | None, for_head: RunInfo | None
+) -> Verdict:
     if workflow.state != "active":
         return Verdict.DISABLED
     if for_head is not None:
@@ -363,6 +431,7 @@ def _verdict(workflow: WorkflowInfo, triggers: Triggers | None, skip: SkipReason
 
 # -- the report -----------------------------------------------------------------------------
 
+
 def _run_label(run) -> str:
     return render.link(run.html_url, f"run #{run.run_number}")
 
@@ -371,14 +440,17 @@ def _skip_reason(r: DeployReport) -> str:
     reason, detail = r.skip, r.skip_detail
     push = r.triggers.push if r.triggers else None
     if reason in ("paths", "paths-ignore") and push is not None and r.changes.basis == "since-run":
-        since = f"no change under the trigger paths since the last deploy run (`{r.changes.base_sha[:7]}`): "
+        since = f"no change under the trigger paths since the last deploy run (`{(r.changes.base_sha or '')[:7]}`): "
         if reason == "paths":
-            return since + f"{_changed_since(r.changes)}, none matching the paths filter {render.listed(push.paths or ())}"
+            return (
+                since + f"{_changed_since(r.changes)}, none matching the paths filter {render.listed(push.paths or ())}"
+            )
         return since + f"{_changed_since(r.changes)}, all under paths-ignore {render.listed(push.paths_ignore or ())}"
     if reason == "paths" and push is not None:
         if not r.head.files:
             return f"it changes no file, so nothing matches the paths filter {render.listed(push.paths or ())}"
-        return f"it changes only {render.listed(r.head.files)}, none matching the paths filter {render.listed(push.paths or ())}"
+        paths = render.listed(push.paths or ())
+        return f"it changes only {render.listed(r.head.files)}, none matching the paths filter {paths}"
     if reason == "paths-ignore" and push is not None:
         return f"every file it changes is under paths-ignore {render.listed(push.paths_ignore or ())}"
     if reason == "branch" and push is not None:
@@ -410,10 +482,13 @@ def _changed_since(c) -> str:
 def _since_run_line(r: DeployReport) -> str:
     """The detail line for the changes since the last deploy run, with those the paths filter selects."""
     c, least = r.changes, ("at least " if r.changes.capped else "")
-    line = (f"*Since the last deploy run* ({render.link(c.html_url, f'{c.base_sha[:7]}...{r.head.sha[:7]}')}) "
-            f"{c.commits} commit{'' if c.commits == 1 else 's'} changed {least}{len(c.files)} "
-            f"file{'' if len(c.files) == 1 else 's'}: "
-            f"{render.listed(c.files) or 'none'}")
+    base = (c.base_sha or "")[:7]
+    line = (
+        f"*Since the last deploy run* ({render.link(c.html_url, f'{base}...{r.head.sha[:7]}')}) "
+        f"{c.commits} commit{'' if c.commits == 1 else 's'} changed {least}{len(c.files)} "
+        f"file{'' if len(c.files) == 1 else 's'}: "
+        f"{render.listed(c.files) or 'none'}"
+    )
     if r.matched_files and r.triggers and r.triggers.push and r.triggers.push.paths is not None:
         line += f"; matching the paths filter: {least}{render.listed(r.matched_files)}"
     return line
@@ -424,31 +499,46 @@ def render_report(r: DeployReport) -> tuple[str, list[dict]]:
     sha = f"`{r.head.sha[:7]}`"
     run = r.run_for_head
     verdict = r.verdict
-    if verdict == "deployed":
+    # deployed, running and failed are verdicts on the head's own run: it is there
+    if verdict == "deployed" and run is not None:
         icon, line = ":large_green_circle:", f"{sha} on `{r.branch}` is deployed: {_run_label(run)} succeeded."
-    elif verdict == "running":
+    elif verdict == "running" and run is not None:
         icon, line = ":large_blue_circle:", f"the deploy of {sha} is *{run.status}*: {_run_label(run)}."
-    elif verdict == "failed":
+    elif verdict == "failed" and run is not None:
         icon, line = ":red_circle:", f"the deploy of {sha} ended in *{run.conclusion}*: {_run_label(run)}."
     elif verdict == "not-triggered":
         since = ""
         if r.changes.basis == "since-run" and r.matched_files:
             n, verb = _commits(r.changes.commits).rsplit(" ", 1)
-            since = (f" (the {n} since the last deploy run (`{r.changes.base_sha[:7]}`) {verb} "
-                     f"{'at least ' if r.changes.capped else ''}{render.listed(r.matched_files)} under the trigger paths)")
-        icon, line = ":red_circle:", (f"*not triggered*: {sha} on `{r.branch}` matches the workflow's trigger{since}, "
-                                      f"but `{file_name}` has no run for it.")
+            since = (
+                f" (the {n} since the last deploy run (`{(r.changes.base_sha or '')[:7]}`) {verb} "
+                f"{'at least ' if r.changes.capped else ''}{render.listed(r.matched_files)} under the trigger paths)"
+            )
+        icon, line = (
+            ":red_circle:",
+            (
+                f"*not triggered*: {sha} on `{r.branch}` matches the workflow's trigger{since}, "
+                f"but `{file_name}` has no run for it."
+            ),
+        )
     elif verdict == "not-expected":
         if r.changes.basis == "since-run" and r.skip in ("paths", "paths-ignore"):
             icon, line = ":white_circle:", f"{sha} on `{r.branch}`: correctly not deployed: {_skip_reason(r)}."
         else:
-            icon, line = ":white_circle:", (f"{sha} on `{r.branch}` is outside the workflow's trigger "
-                                            f"({_skip_reason(r)}): correctly not deployed.")
+            icon, line = (
+                ":white_circle:",
+                (
+                    f"{sha} on `{r.branch}` is outside the workflow's trigger "
+                    f"({_skip_reason(r)}): correctly not deployed."
+                ),
+            )
         if r.latest_run:
             last = r.latest_run
             icon = ":large_green_circle:" if last.conclusion == "success" else ":large_orange_circle:"
-            line += (f" The last deploy, {_run_label(last)} of `{last.head_sha[:7]}`, "
-                     f"{'succeeded' if last.conclusion == 'success' else 'is ' + (last.conclusion or last.status)}.")
+            line += (
+                f" The last deploy, {_run_label(last)} of `{last.head_sha[:7]}`, "
+                f"{'succeeded' if last.conclusion == 'success' else 'is ' + (last.conclusion or last.status)}."
+            )
     elif verdict == "disabled":
         icon, line = ":red_circle:", f"`{file_name}` is *disabled* ({r.workflow.state}): no push deploys."
     else:
@@ -459,8 +549,10 @@ def render_report(r: DeployReport) -> tuple[str, list[dict]]:
         line += " The `AZURE_CREDENTIALS` secret is *missing*."
     headline = f"{icon} *Deploy (runbook 2)*: {line}"
 
-    details = [f"*Workflow* {render.link(r.workflow.html_url, r.workflow.name)} (`{r.workflow.path}` in `{r.repo}`), "
-               f"{r.workflow.state}"]
+    details = [
+        f"*Workflow* {render.link(r.workflow.html_url, r.workflow.name)} (`{r.workflow.path}` in `{r.repo}`), "
+        f"{r.workflow.state}"
+    ]
     if r.triggers is not None and r.triggers.push is not None:
         push = r.triggers.push
         parts = [f"push to {render.listed(push.branches) if push.branches is not None else 'any branch'}"]
@@ -479,9 +571,11 @@ def render_report(r: DeployReport) -> tuple[str, list[dict]]:
     else:
         details.append(f"*Triggers* unreadable: {r.yaml_error}")
     head = r.head
-    commit_line = (f"*Latest commit on `{r.branch}`* {render.link(head.html_url, head.sha[:7])} "
-                   f"“{render.cut(head.title, 120)}” by {head.author}, {render.utc_time(head.date)}\n"
-                   f"changes {render.listed(head.files) or 'no files'}")
+    commit_line = (
+        f"*Latest commit on `{r.branch}`* {render.link(head.html_url, head.sha[:7])} "
+        f"“{render.cut(head.title, 120)}” by {head.author}, {render.utc_time(head.date)}\n"
+        f"changes {render.listed(head.files) or 'no files'}"
+    )
     if r.changes.basis == "since-run":
         details.append(commit_line)
         details.append(_since_run_line(r))
@@ -497,10 +591,14 @@ def render_report(r: DeployReport) -> tuple[str, list[dict]]:
         last = r.latest_run
         state = last.status if last.status != "completed" else f"completed, {last.conclusion}"
         suffix = "" if last.head_sha == head.sha else " (not the latest commit)"
-        details.append(f"*Latest deploy run on `{r.branch}`* {_run_label(last)} for `{last.head_sha[:7]}`{suffix}: "
-                       f"{state} ({last.event}, {render.utc_time(last.created_at)})")
+        details.append(
+            f"*Latest deploy run on `{r.branch}`* {_run_label(last)} for `{last.head_sha[:7]}`{suffix}: "
+            f"{state} ({last.event}, {render.utc_time(last.created_at)})"
+        )
     if r.secret_present is True:
-        details.append(":white_check_mark: The `AZURE_CREDENTIALS` secret exists (checked by name; values are never readable).")
+        details.append(
+            ":white_check_mark: The `AZURE_CREDENTIALS` secret exists (checked by name; values are never readable)."
+        )
     elif r.secret_present is False:
         details.append(f":x: The `AZURE_CREDENTIALS` secret is not among the Actions secrets of `{r.repo}`.")
     else:
@@ -511,8 +609,9 @@ def render_report(r: DeployReport) -> tuple[str, list[dict]]:
     if fixes:
         blocks.append(render.section("*Fix (runbook 2)*\n" + "\n".join(fixes)))
     if verdict != "deployed" or r.secret_present is False:
-        blocks.append(render.context("Verify (runbook 2): the workflow goes to `in_progress`/`success`; "
-                                     "`/nexy deploy` shows it."))
+        blocks.append(
+            render.context("Verify (runbook 2): the workflow goes to `in_progress`/`success`; `/nexy deploy` shows it.")
+        )
     return headline.replace("*", ""), blocks
 
 
@@ -521,18 +620,27 @@ def _deploy_fixes(r: DeployReport, file_name: str) -> list[str]:
     dispatch = r.triggers is not None and r.triggers.dispatch
     run_by_hand = f"`gh workflow run {file_name} -R {r.repo} --ref {r.branch}`"
     if r.secret_present is False:
-        fixes.append(f"• *Verify AZURE_CREDENTIALS secret*: add the service principal JSON as an Actions secret "
-                     f"(`gh secret set AZURE_CREDENTIALS -R {r.repo} < sp.json`), then re-run the deploy.")
+        fixes.append(
+            f"• *Verify AZURE_CREDENTIALS secret*: add the service principal JSON as an Actions secret "
+            f"(`gh secret set AZURE_CREDENTIALS -R {r.repo} < sp.json`), then re-run the deploy."
+        )
     verdict = r.verdict
     if verdict == "not-triggered":
-        qualifies = ("the changes since the last deploy run qualify" if r.changes.basis == "since-run"
-                     else "the commit qualifies")
-        line = (f"• *Push changes to target branch/path*: {qualifies}, so GitHub did not start the run: "
-                f"check that Actions is enabled for `{r.repo}` and `{r.workflow.path}` is valid on `{r.branch}`, "
-                "then push again")
+        qualifies = (
+            "the changes since the last deploy run qualify"
+            if r.changes.basis == "since-run"
+            else "the commit qualifies"
+        )
+        line = (
+            f"• *Push changes to target branch/path*: {qualifies}, so GitHub did not start the run: "
+            f"check that Actions is enabled for `{r.repo}` and `{r.workflow.path}` is valid on `{r.branch}`, "
+            "then push again"
+        )
         fixes.append(line + (f", or start it now: {run_by_hand}." if dispatch else "."))
     elif verdict == "not-expected":
-        line = f"• Nothing to fix if `{r.head.sha[:7]}` should not deploy. To deploy: *Push changes to target branch/path*"
+        line = (
+            f"• Nothing to fix if `{r.head.sha[:7]}` should not deploy. To deploy: *Push changes to target branch/path*"
+        )
         push = r.triggers.push if r.triggers else None
         if r.skip == "paths" and push is not None and push.paths:
             line += f" (a change matching {render.listed(push.paths)} on `{r.branch}`)"
@@ -542,13 +650,17 @@ def _deploy_fixes(r: DeployReport, file_name: str) -> list[str]:
     elif verdict == "failed":
         fixes.append(f"• Open {_run_label(r.run_for_head)} and read the first failing step.")
         if r.secret_present is not False:
-            fixes.append("• If it failed at `Azure login`: *Verify AZURE_CREDENTIALS secret* "
-                         "(the service principal's client secret may have expired).")
+            fixes.append(
+                "• If it failed at `Azure login`: *Verify AZURE_CREDENTIALS secret* "
+                "(the service principal's client secret may have expired)."
+            )
     elif verdict == "disabled":
         fixes.append(f"• Enable it: `gh workflow enable {file_name} -R {r.repo}`, then push or {run_by_hand}.")
     elif verdict == "invalid":
-        fixes.append(f"• Verify trigger config in workflow: `{r.workflow.path}` needs `on: push` with "
-                     f"`branches: [{r.branch}]` (and the paths that should deploy).")
+        fixes.append(
+            f"• Verify trigger config in workflow: `{r.workflow.path}` needs `on: push` with "
+            f"`branches: [{r.branch}]` (and the paths that should deploy)."
+        )
     return fixes
 
 

@@ -4,6 +4,7 @@ Plan: `execstart_plan.sh` captures the unit file's `ExecStart` and a fingerprint
 Apply: `execstart_apply.sh` refuses if the file changed since, rewrites `ExecStart`, shows the
 unit's `diff -u`, daemon-reloads, restarts under the 0.1 preflight and verifies.
 """
+
 from __future__ import annotations
 
 from bot.settings import Settings
@@ -24,19 +25,28 @@ class ExecStart(Fix):
 
     def commands(self, settings: Settings) -> list[str]:
         line = f"ExecStart={settings.nexy_app_dir}/venv/bin/python3 server/main.py"
-        return [f"sudo sed -i 's|^ExecStart=.*|{line}|' /etc/systemd/system/{settings.nexy_service}.service",
-                "sudo systemctl daemon-reload", "preflight (runbook 0.1); restart only if it passes",
-                f"sudo systemctl restart {settings.nexy_service}", *verify_commands(settings)]
+        return [
+            f"sudo sed -i 's|^ExecStart=.*|{line}|' /etc/systemd/system/{settings.nexy_service}.service",
+            "sudo systemctl daemon-reload",
+            "preflight (runbook 0.1); restart only if it passes",
+            f"sudo systemctl restart {settings.nexy_service}",
+            *verify_commands(settings),
+        ]
 
     def assess(self, facts: dict[str, str], settings: Settings) -> Assessment:
         if facts.get("unit", "missing") == "missing":
-            return Assessment(False, blocked=f"the unit file of `{settings.nexy_service}` was not found: "
-                                             "check NEXY_SERVICE.")
+            return Assessment(
+                False, blocked=f"the unit file of `{settings.nexy_service}` was not found: check NEXY_SERVICE."
+            )
         current, wanted = facts.get("execstart", ""), facts.get("wanted", "")
         if current == wanted:
             return Assessment(False)
-        return Assessment(True, fingerprint=facts.get("unit_sha", ""), diff=(f"- {current}", f"+ {wanted}"),
-                          notes=(f"unit file `{facts.get('unit')}`; service is {facts.get('active', 'unknown')}",))
+        return Assessment(
+            True,
+            fingerprint=facts.get("unit_sha", ""),
+            diff=(f"- {current}", f"+ {wanted}"),
+            notes=(f"unit file `{facts.get('unit')}`; service is {facts.get('active', 'unknown')}",),
+        )
 
     def before(self, state: dict[str, str]) -> str:
         return state.get("execstart", "")

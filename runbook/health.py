@@ -1,5 +1,6 @@
 """Runbook 4 verify, from outside: 8080 `/health` and 8081 `/updates/health`, status, version and
 build, and whether they agree with each other and with the expected version."""
+
 from __future__ import annotations
 
 from bot import render

@@ -7,6 +7,7 @@ next to the module) and the symptoms it owns. The decorators only record; `runbo
 builds the plain tables at start-up and fails on a duplicate command or a reference to a
 command that does not exist.
 """
+
 from __future__ import annotations
 
 import base64
@@ -197,11 +198,12 @@ class Declarations:
 DECLARED = Declarations()
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T", bound=type)
+FixT = TypeVar("FixT", bound=Fix)
 
 
-def check(command: str, *, section: str = "", route: Route, args: tuple[Arg, ...] = (),
-          scripts: tuple[ScriptFile, ...] = ()) -> Callable[[F], F]:
+def check(
+    command: str, *, section: str = "", route: Route, args: tuple[Arg, ...] = (), scripts: tuple[ScriptFile, ...] = ()
+) -> Callable[[F], F]:
     """Declare a read-only command; the decorated function runs it (`run(ctx) -> status`). The
     commands its report recommends are named with `bot.wording.refs.command` (checked at start-up)."""
 
@@ -212,7 +214,7 @@ def check(command: str, *, section: str = "", route: Route, args: tuple[Arg, ...
     return attach
 
 
-def fix(cls: T) -> T:
+def fix(cls: type[FixT]) -> type[FixT]:
     """Declare a `Fix` subclass; its symptoms are declared with it."""
     instance = cls()
     DECLARED.fixes.append(instance)

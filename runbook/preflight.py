@@ -3,6 +3,7 @@
 The same checks run inside every apply (`nexy_preflight` in the scripts' library), so a fix
 never restarts the service while a guardrail fails.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,8 +56,11 @@ def evaluate(facts: dict[str, str], settings: Settings) -> PreflightReport:
     """Each guardrail pass or fail, with the reason, from the preflight's facts."""
     reasons = {
         "pf_config_exists": "not found",
-        "pf_api_key": {"missing": "no `GEMINI_API_KEY=` line", "placeholder": "the value is a placeholder",
-                       "unreadable": "config.env cannot be read"}.get(facts.get("pf_api_key", ""), "not checked"),
+        "pf_api_key": {
+            "missing": "no `GEMINI_API_KEY=` line",
+            "placeholder": "the value is a placeholder",
+            "unreadable": "config.env cannot be read",
+        }.get(facts.get("pf_api_key", ""), "not checked"),
         "pf_config_readable": f"owner and mode are {facts.get('pf_config_stat', 'unknown')}",
         "pf_execstart_ok": f"unit has `{facts.get('pf_execstart') or 'no ExecStart'}`",
     }
@@ -74,13 +78,18 @@ def render_report(report: PreflightReport) -> tuple[str, list[dict]]:
     checks = report.guardrails
     failed = [c for c in checks if not c.passed]
     if failed:
-        headline = (f":red_circle: *Preflight (runbook 0.1)*: {len(failed)} of {len(checks)} guardrails fail: "
-                    "no restart is allowed until they pass.")
+        headline = (
+            f":red_circle: *Preflight (runbook 0.1)*: {len(failed)} of {len(checks)} guardrails fail: "
+            "no restart is allowed until they pass."
+        )
     else:
-        headline = (f":large_green_circle: *Preflight (runbook 0.1)*: all {len(checks)} guardrails pass; "
-                    "a restart is allowed.")
-    lines = [f"{':white_check_mark:' if c.passed else ':x:'} {c.description}" + (f" ({c.detail})" if c.detail else "")
-             for c in checks]
+        headline = (
+            f":large_green_circle: *Preflight (runbook 0.1)*: all {len(checks)} guardrails pass; a restart is allowed."
+        )
+    lines = [
+        f"{':white_check_mark:' if c.passed else ':x:'} {c.description}" + (f" ({c.detail})" if c.detail else "")
+        for c in checks
+    ]
     return headline.replace("*", ""), [render.section(headline), render.section("\n".join(lines))]
 
 

@@ -1,5 +1,6 @@
 """The run-command queue of the VM: what runs now (since when) and what waits, in order.
 Run-commands run one at a time (runbook 6.4); this shows why a request waits."""
+
 from __future__ import annotations
 
 import time
@@ -25,12 +26,16 @@ def render_report(r: QueueReport) -> tuple[str, list[dict]]:
     lines = [f"*Run-command queue for `{r.vm}`*"]
     if r.running:
         age = max(0, int(r.now - r.running.get("since", r.now)))
-        lines.append(f":arrow_forward: running: `{r.running['words']}` ({r.running['incident']}, "
-                     f"<@{r.running['user']}>) for {age} s")
+        lines.append(
+            f":arrow_forward: running: `{r.running['words']}` ({r.running['incident']}, "
+            f"<@{r.running['user']}>) for {age} s"
+        )
     else:
         lines.append(":white_circle: nothing running")
     for n, item in enumerate(r.waiting, 1):
-        lines.append(f"{n}. `{item.words}` ({item.incident}, <@{item.user}>), waiting {max(0, int(r.now - item.requested_at))} s")
+        lines.append(
+            f"{n}. `{item.words}` ({item.incident}, <@{item.user}>), waiting {max(0, int(r.now - item.requested_at))} s"
+        )
     if not r.waiting:
         lines.append("nothing waiting")
     text = "\n".join(lines)
@@ -45,8 +50,16 @@ def _waiting(job: Any, plans: PlanStore) -> WorkItem | None:
     if plan is None:
         return None
     queued_at = job.enqueued_at.timestamp() if job.enqueued_at else time.time()
-    return WorkItem(id=job.id, command="apply", args=(plan.fix, plan.id), user=plan.decided_by, channel=plan.channel,
-                    incident=plan.incident, source="approval", requested_at=queued_at)
+    return WorkItem(
+        id=job.id,
+        command="apply",
+        args=(plan.fix, plan.id),
+        user=plan.decided_by,
+        channel=plan.channel,
+        incident=plan.incident,
+        source="approval",
+        requested_at=queued_at,
+    )
 
 
 @check("queue", route=Route.IO)

@@ -6,6 +6,7 @@ check, the fixes, and the Fast Branching table of symptoms. A duplicate command,
 named anywhere (a symptom's fix, a report's recommendation, a shared message) that the parser
 would refuse, fails here, at import.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -47,14 +48,18 @@ class Command:
         required = [arg for arg in self.args if not arg.optional]
         if not len(required) <= len(values) <= len(self.args):
             return "count"
-        for arg, value in zip(self.args, values):
+        for arg, value in zip(self.args, values, strict=False):
             if not arg.accepts(value):
                 return arg.name
         return None
 
 
-HELP = Command("help", "the command list, or one command's usage", Route.INLINE,
-               args=(Arg("command", r"[a-z-]{1,32}", "a command name", optional=True),))
+HELP = Command(
+    "help",
+    "the command list, or one command's usage",
+    Route.INLINE,
+    args=(Arg("command", r"[a-z-]{1,32}", "a command name", optional=True),),
+)
 
 
 class Registry:
@@ -77,14 +82,22 @@ class Registry:
             else:
                 self._add(Command(fix.command, fix.help, Route.VM, fix.section, changes_vm=True))
         if targets:
-            self._add(Command("fix", "plan a runbook fix; it runs only after an approver reacts "
-                                     ":white_check_mark: on the plan", Route.VM, "",
-                              (Arg("target", r"[a-z-]+", "a fix", choices=tuple(targets)),), changes_vm=True))
+            self._add(
+                Command(
+                    "fix",
+                    "plan a runbook fix; it runs only after an approver reacts :white_check_mark: on the plan",
+                    Route.VM,
+                    "",
+                    (Arg("target", r"[a-z-]+", "a fix", choices=tuple(targets)),),
+                    changes_vm=True,
+                )
+            )
         self._add(HELP)
         # Help lists the commands in runbook order; those of no section (queue, help) last.
         self.commands = dict(sorted(self.commands.items(), key=lambda pair: _section_key(pair[1].section)))
         self.symptoms: tuple[Symptom, ...] = tuple(
-            s for s, _ in sorted(symptoms, key=lambda pair: (pair[0].rank, pair[0].section)))
+            s for s, _ in sorted(symptoms, key=lambda pair: (pair[0].rank, pair[0].section))
+        )
         self._check_references()
 
     def _add(self, command: Command) -> None:
@@ -109,8 +122,7 @@ class Registry:
 
     def fix_for(self, command: str, args: tuple[str, ...]) -> Fix:
         """The fix a `fix <target>` or `restart` request asks for."""
-        return self.fixes[args[0]] if command == "fix" else next(
-            f for f in self.fixes.values() if f.command == command)
+        return self.fixes[args[0]] if command == "fix" else next(f for f in self.fixes.values() if f.command == command)
 
     def fix_command(self, command: str) -> bool:
         return self.commands[command].changes_vm

@@ -10,6 +10,7 @@ by `vm_manifest`); the server repository's copy (`read_repo_manifest`) is read o
 cannot be reached by run-command, and the report says which copy it compared and why.
 The fix (the publish script) runs on a release machine, not in the bot: the report shows it.
 """
+
 from __future__ import annotations
 
 import json
@@ -96,8 +97,13 @@ class ReleaseReport:
 
     @property
     def healthy(self) -> bool:
-        return (self.release is not None and not self.missing_assets and not self.unfinished_assets
-                and self.manifest_error is None and not self.mismatched)
+        return (
+            self.release is not None
+            and not self.missing_assets
+            and not self.unfinished_assets
+            and self.manifest_error is None
+            and not self.mismatched
+        )
 
 
 def release_version(release: ReleaseInfo) -> tuple[str | None, str | None]:
@@ -118,8 +124,9 @@ def _line_value(body: str, key: str) -> str | None:
     return found.group(1) if found else None
 
 
-def compare(release: ReleaseInfo | None, copy: ManifestCopy, *, repo: str, tag: str,
-            release_missing: str = "") -> ReleaseReport:
+def compare(
+    release: ReleaseInfo | None, copy: ManifestCopy, *, repo: str, tag: str, release_missing: str = ""
+) -> ReleaseReport:
     """Compare a manifest (the VM's or the server repository's copy) with the release."""
     manifest, manifest_error = copy.manifest, copy.error
     if manifest is not None and not isinstance(manifest, dict):
@@ -130,12 +137,27 @@ def compare(release: ReleaseInfo | None, copy: ManifestCopy, *, repo: str, tag: 
     fields: tuple[FieldCheck, ...] = ()
     if manifest is not None and release is not None:
         fields = _fields(release, manifest, version, build)
-    return ReleaseReport(repo, tag, release, release_missing, missing, unfinished, version, build, copy.source,
-                         manifest_error, fields, manifest_on_vm=copy.on_vm, manifest_fallback=copy.fallback)
+    return ReleaseReport(
+        repo,
+        tag,
+        release,
+        release_missing,
+        missing,
+        unfinished,
+        version,
+        build,
+        copy.source,
+        manifest_error,
+        fields,
+        manifest_on_vm=copy.on_vm,
+        manifest_fallback=copy.fallback,
+    )
 
 
-def _fields(release: ReleaseInfo, manifest: dict[str, Any], version: str | None, build: str | None) -> tuple[FieldCheck, ...]:
-    artifact = manifest.get("artifact") if isinstance(manifest.get("artifact"), dict) else {}
+def _fields(
+    release: ReleaseInfo, manifest: dict[str, Any], version: str | None, build: str | None
+) -> tuple[FieldCheck, ...]:
+    artifact: dict[str, Any] = manifest["artifact"] if isinstance(manifest.get("artifact"), dict) else {}
     url = _text(artifact.get("url"))
     asset = _asset_for(release, url)
     rows = [
@@ -214,15 +236,17 @@ def vm_manifest(result: RunResult, app_dir: str) -> ManifestCopy | str:
     if state == "unreadable":
         return ManifestCopy(None, f"`{path}` cannot be read on the VM", source, True)
     if state == "too-large":
-        return (f"the VM's manifest.json is {facts.get('manifest_bytes', '?')} bytes, more than a run-command "
-                "can bring back")
+        return (
+            f"the VM's manifest.json is {facts.get('manifest_bytes', '?')} bytes, more than a run-command "
+            "can bring back"
+        )
     return f"the `{VM_SCRIPT.name}` script did not say whether the manifest is there"
 
 
 def _parse(text: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
         manifest = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return None, f"`{MANIFEST_PATH}` is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
     if not isinstance(manifest, dict):
         return None, "manifest.json is not a JSON object"
@@ -230,6 +254,7 @@ def _parse(text: str) -> tuple[dict[str, Any] | None, str | None]:
 
 
 # -- the report -----------------------------------------------------------------------------
+
 
 def render_report(r: ReleaseReport) -> tuple[str, list[dict]]:
     problems = []
@@ -240,33 +265,45 @@ def render_report(r: ReleaseReport) -> tuple[str, list[dict]]:
     if r.unfinished_assets:
         problems.append(f"the upload of {render.listed(r.unfinished_assets)} did not finish")
     if r.mismatched:
-        problems.append(f"manifest.json {r.manifest_where} does not match the release: "
-                        + render.listed((f.field for f in r.mismatched), 10)
-                        + (" differ" if len(r.mismatched) > 1 else " differs"))
+        problems.append(
+            f"manifest.json {r.manifest_where} does not match the release: "
+            + render.listed((f.field for f in r.mismatched), 10)
+            + (" differ" if len(r.mismatched) > 1 else " differs")
+        )
     if r.manifest_error:
         problems.append(f"manifest.json {r.manifest_where} could not be read ({r.manifest_error})")
-    release_name = (f" ({r.release_version} build {r.release_build})"
-                    if r.release_version and r.release_build else "")
+    release_name = f" ({r.release_version} build {r.release_build})" if r.release_version and r.release_build else ""
     if problems:
         icon = ":red_circle:" if r.release is None or r.missing_assets or r.mismatched else ":large_orange_circle:"
         headline = f"{icon} *Release (runbook 7-9)*: " + "; ".join(problems) + "."
     else:
         compared = ", ".join(f"`{f.field}`" for f in r.fields if f.ok)
-        headline = (f":large_green_circle: *Release (runbook 7-9)*: `{r.tag}`{release_name} has "
-                    f"{render.listed(a.name for a in r.release.assets)}, and manifest.json {r.manifest_where} matches it ({compared}).")
+        assets = render.listed(a.name for a in (r.release.assets if r.release else ()))
+        headline = (
+            f":large_green_circle: *Release (runbook 7-9)*: `{r.tag}`{release_name} has "
+            f"{assets}, and manifest.json {r.manifest_where} "
+            f"matches it ({compared})."
+        )
 
     details = []
     if r.release is not None:
         rel = r.release
-        states = (f"states {r.release_version or 'no version'} build {r.release_build or '?'}"
-                  if r.release_version or r.release_build else "states no version or build")
-        details.append(f"*Release* {render.link(rel.html_url, rel.tag)} “{rel.name}” on `{r.repo}`, "
-                       f"published {render.utc_time(rel.published_at)}; {states}")
+        states = (
+            f"states {r.release_version or 'no version'} build {r.release_build or '?'}"
+            if r.release_version or r.release_build
+            else "states no version or build"
+        )
+        details.append(
+            f"*Release* {render.link(rel.html_url, rel.tag)} “{rel.name}” on `{r.repo}`, "
+            f"published {render.utc_time(rel.published_at)}; {states}"
+        )
         lines = []
         for asset in rel.assets:
             mark = ":white_check_mark:" if asset.state == "uploaded" else ":warning:"
             state = "" if asset.state == "uploaded" else f", upload *{asset.state}* (unfinished)"
-            lines.append(f"{mark} `{asset.name}` {render.size(asset.size)}, updated {render.utc_time(asset.updated_at)}{state}")
+            lines.append(
+                f"{mark} `{asset.name}` {render.size(asset.size)}, updated {render.utc_time(asset.updated_at)}{state}"
+            )
         for name in r.missing_assets:
             lines.append(f":x: `{name}` missing")
         details.append("*Assets*\n" + ("\n".join(lines) or "none"))
@@ -287,47 +324,62 @@ def render_report(r: ReleaseReport) -> tuple[str, list[dict]]:
                 rows.append(f":x: `{f.field}` manifest `{f.manifest}`, release `{f.release}`")
         details.append(f"*manifest.json* {r.manifest_source}, field by field\n" + "\n".join(rows))
     if r.manifest_fallback:
-        details.append(f":warning: This is the server repository's copy, not the one deployed on the VM: "
-                       f"{r.manifest_fallback}.")
+        details.append(
+            f":warning: This is the server repository's copy, not the one deployed on the VM: {r.manifest_fallback}."
+        )
     blocks = [render.section(headline), render.section("\n\n".join(details))]
 
     if r.release is None or r.missing_assets or r.unfinished_assets:
-        blocks.append(render.section(
-            "*Fix (runbook 7, 8)*, on the release machine (the publish script does not run in the bot): put "
-            "`Nexy.dmg` and/or `Nexy.pkg` in `release_inbox`, try it, publish, and check:\n"
-            + render.code(_publish_commands(r, inbox=True))
-            + "\nIf the upload fails with 401/403: `gh auth status`, then `gh auth login` (runbook 8)."))
+        blocks.append(
+            render.section(
+                "*Fix (runbook 7, 8)*, on the release machine (the publish script does not run in the bot): put "
+                "`Nexy.dmg` and/or `Nexy.pkg` in `release_inbox`, try it, publish, and check:\n"
+                + render.code(_publish_commands(r, inbox=True))
+                + "\nIf the upload fails with 401/403: `gh auth status`, then `gh auth login` (runbook 8)."
+            )
+        )
     elif r.mismatched or r.manifest_error:
-        blocks.append(render.section(
-            "*Fix (runbook 9)*, on the release machine (the publish script does not run in the bot): "
-            "publish again so that manifest.json is rewritten from the release assets:\n"
-            + render.code(_publish_commands(r, inbox=False))
-            + (_vm_behind_hint(r) if r.manifest_on_vm and r.mismatched else "")))
+        blocks.append(
+            render.section(
+                "*Fix (runbook 9)*, on the release machine (the publish script does not run in the bot): "
+                "publish again so that manifest.json is rewritten from the release assets:\n"
+                + render.code(_publish_commands(r, inbox=False))
+                + (_vm_behind_hint(r) if r.manifest_on_vm and r.mismatched else "")
+            )
+        )
     if problems:
-        blocks.append(render.context("Verify (runbook 9): `artifact.url`/`version`/`build` in manifest.json match "
-                                     "the release assets; `/nexy release` shows it."))
+        blocks.append(
+            render.context(
+                "Verify (runbook 9): `artifact.url`/`version`/`build` in manifest.json match "
+                "the release assets; `/nexy release` shows it."
+            )
+        )
     return headline.replace("*", ""), blocks
 
 
 def _vm_behind_hint(r: ReleaseReport) -> str:
     """When only the VM's copy is behind: the deploy (runbook 2) or the runtime version (runbook 4) is the fix."""
     target = f"{r.release_version}.{r.release_build}" if r.release_version and r.release_build else "X.Y.Z.Build"
-    return ("\nIf the server repository's manifest.json already matches the release, the VM is behind it: "
-            "check the deploy with {DEPLOY} (runbook 2), or set the runtime version on the VM (runbook 4): "
-            f"`bash scripts/update_server_version.sh {target}`.")
+    return (
+        "\nIf the server repository's manifest.json already matches the release, the VM is behind it: "
+        "check the deploy with {DEPLOY} (runbook 2), or set the runtime version on the VM (runbook 4): "
+        f"`bash scripts/update_server_version.sh {target}`."
+    )
 
 
 def _publish_commands(r: ReleaseReport, *, inbox: bool) -> str:
     lines = ["test -d release_inbox && ls -la release_inbox"] if inbox else []
-    lines += ["python3 scripts/publish_assets_and_sync.py --dry-run",
-              "python3 scripts/publish_assets_and_sync.py",
-              f"gh release view {r.tag} -R {r.repo}"]
+    lines += [
+        "python3 scripts/publish_assets_and_sync.py --dry-run",
+        "python3 scripts/publish_assets_and_sync.py",
+        f"gh release view {r.tag} -R {r.repo}",
+    ]
     return "\n".join(lines)
 
 
 @check("release", section="7-9", route=Route.VM_IF_REACHABLE, scripts=(VM_SCRIPT,))
 def release(ctx: Context) -> str:
-    """release: release `Update` assets (Nexy.dmg, Nexy.pkg) against manifest.json as deployed on the VM: url, version, build"""
+    """release: release `Update` assets (Nexy.dmg, Nexy.pkg) against the VM's manifest.json: url, version, build"""
     settings = ctx.settings
     try:
         with GitHubClient(settings) as client:
@@ -335,13 +387,13 @@ def release(ctx: Context) -> str:
             why_not = _why_not_vm(settings)
             copy, duration_s = (why_not, None) if why_not else _vm_manifest(ctx)
             if isinstance(copy, str):  # no copy from the VM, and why: compare the repository's
-                copy = read_repo_manifest(client, settings.nexy_server_repo, settings.nexy_deploy_branch,
-                                          fallback=copy)
+                copy = read_repo_manifest(client, settings.nexy_server_repo, settings.nexy_deploy_branch, fallback=copy)
     except GitHubError as exc:
         ctx.post(error_wording.check_failed("Release", "7-9", error_wording.github(exc)), kind="release")
         return "failed"
-    report = compare(found, copy, repo=settings.nexy_releases_repo, tag=settings.nexy_release_tag,
-                     release_missing=missing)
+    report = compare(
+        found, copy, repo=settings.nexy_releases_repo, tag=settings.nexy_release_tag, release_missing=missing
+    )
     ctx.post(render_report(report), kind="release", duration_s=duration_s)
     return "ok" if report.healthy else "attention"
 

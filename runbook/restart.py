@@ -4,6 +4,7 @@ Plan: `restart_plan.sh` captures the service state and runs the preflight. Apply
 `restart_apply.sh` refuses if the state changed since, restarts under the preflight and verifies
 that the journal since the restart is free of every declared symptom.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -35,17 +36,27 @@ class Restart(Fix):
     apply_script = script(__file__, "restart_apply")
 
     def commands(self, settings: Settings) -> list[str]:
-        return ["preflight (runbook 0.1); restart only if it passes", f"sudo systemctl restart {settings.nexy_service}",
-                *verify_commands(settings)]
+        return [
+            "preflight (runbook 0.1); restart only if it passes",
+            f"sudo systemctl restart {settings.nexy_service}",
+            *verify_commands(settings),
+        ]
 
     def assess(self, facts: dict[str, str], settings: Settings) -> Assessment:
         active = facts.get("active", "unknown")
         failed = facts.get("pf_failed", "")
         if failed:
-            return Assessment(False, blocked=f"the 0.1 preflight fails (`{failed}`), so no restart is allowed. "
-                                             f"Run {PREFLIGHT} for the details and fix that first.")
-        return Assessment(True, fingerprint=active, diff=(f"  {settings.nexy_service}: {active} → restarted",),
-                          notes=("preflight (0.1): all four guardrails pass",))
+            return Assessment(
+                False,
+                blocked=f"the 0.1 preflight fails (`{failed}`), so no restart is allowed. "
+                f"Run {PREFLIGHT} for the details and fix that first.",
+            )
+        return Assessment(
+            True,
+            fingerprint=active,
+            diff=(f"  {settings.nexy_service}: {active} → restarted",),
+            notes=("preflight (0.1): all four guardrails pass",),
+        )
 
     def before(self, state: dict[str, str]) -> str:
         return state.get("active", "")

@@ -1,5 +1,6 @@
 """Runbook 5, service failure: the service's state, the journal lines that matter since its last
 start, and Fast Branching to the section whose symptom shows (6.1, 6.2, 6.3, ...)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,13 +33,18 @@ def render_report(r: StatusReport) -> tuple[str, list[dict]]:
     blocks = [render.section(headline)]
     if r.symptoms:
         symptom, line = r.symptoms[0]
-        blocks.append(render.section(f":mag: *Fast Branching → {symptom.section} {symptom.title}*\n"
-                                     f"> {render.cut(line, 500)}\n{next_step(symptom)}"))
+        blocks.append(
+            render.section(
+                f":mag: *Fast Branching → {symptom.section} {symptom.title}*\n"
+                f"> {render.cut(line, 500)}\n{next_step(symptom)}"
+            )
+        )
         for other, _ in r.symptoms[1:]:
             blocks.append(render.context(f"Also seen: {other.section} {other.title}"))
     elif r.active != "active":
-        blocks.append(render.section(f"No runbook signature in the journal: resolve the primary error below, "
-                                     f"then {RESTART}."))
+        blocks.append(
+            render.section(f"No runbook signature in the journal: resolve the primary error below, then {RESTART}.")
+        )
     blocks.append(render.section(output_excerpt(r.output)))
     return headline.replace("*", ""), blocks
 
@@ -59,7 +65,12 @@ def status(ctx: Context) -> str:
     if result.exit_code is None:
         return ctx.incomplete(result, kind="status")
     active = result.facts.get("active", "unknown")
-    report = StatusReport(ctx.settings.nexy_service, active, result.facts.get("since", ""),
-                          tuple(registry.fast_branching(result.stdout)), result.output)
+    report = StatusReport(
+        ctx.settings.nexy_service,
+        active,
+        result.facts.get("since", ""),
+        tuple(registry.fast_branching(result.stdout)),
+        result.output,
+    )
     ctx.post(render_report(report), kind="status", duration_s=result.duration_s, output=result.output)
     return active

@@ -1,5 +1,6 @@
 """Apply and verify in words: what ran, the diff read back from the VM, each verify check, and
 the state the VM is in, whatever the outcome."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -28,25 +29,36 @@ _OUTCOMES = {
 }
 
 
-def report(plan: Plan, fix: Fix, result: RunResult, outcome: ApplyOutcome, commands: list[str],
-           service: str) -> tuple[str, list[dict]]:
+def report(
+    plan: Plan, fix: Fix, result: RunResult, outcome: ApplyOutcome, commands: list[str], service: str
+) -> tuple[str, list[dict]]:
     facts = result.facts
-    headline = (f"{_OUTCOMES[outcome]}: plan {plan.id} `{fix.words}` "
-                f"(runbook {fix.section}), approved by <@{plan.decided_by}>")
+    headline = (
+        f"{_OUTCOMES[outcome]}: plan {plan.id} `{fix.words}` (runbook {fix.section}), approved by <@{plan.decided_by}>"
+    )
     blocks = [render.section(headline)]
     if outcome is ApplyOutcome.STALE:
         now = facts.get("before") or facts.get("before_sha") or "something else"
-        blocks.append(render.section(
-            f"The plan captured `{plan.fingerprint}`; the VM now has `{now}`. "
-            f"Nothing was changed. For a fresh plan: `/nexy {fix.words}`."))
+        blocks.append(
+            render.section(
+                f"The plan captured `{plan.fingerprint}`; the VM now has `{now}`. "
+                f"Nothing was changed. For a fresh plan: `/nexy {fix.words}`."
+            )
+        )
     elif outcome is ApplyOutcome.UNKNOWN:
-        blocks.append(render.section(
-            "The apply script did not report a result (stopped, or its output was lost). "
-            f"Treat the VM state as unknown: run {STATUS} and {PREFLIGHT} before anything else."))
+        blocks.append(
+            render.section(
+                "The apply script did not report a result (stopped, or its output was lost). "
+                f"Treat the VM state as unknown: run {STATUS} and {PREFLIGHT} before anything else."
+            )
+        )
     elif outcome is ApplyOutcome.FAILED:
-        blocks.append(render.section(
-            f"`{facts.get('failed_command', 'a step')}` failed (exit {result.exit_code}); nothing after it ran.\n"
-            + render.code(render.tail(result.output, 2500))))
+        blocks.append(
+            render.section(
+                f"`{facts.get('failed_command', 'a step')}` failed (exit {result.exit_code}); nothing after it ran.\n"
+                + render.code(render.tail(result.output, 2500))
+            )
+        )
     else:
         blocks.append(render.section("*What ran*\n" + render.code(result.stdout.strip() or "\n".join(commands))))
         after = facts.get("after")
@@ -81,24 +93,34 @@ def verify_lines(facts: dict[str, str], outcome: ApplyOutcome) -> list[str]:
 
 def _final_state(facts: dict[str, str], outcome: ApplyOutcome, service: str) -> str:
     if outcome is ApplyOutcome.VERIFIED:
-        return (f"*State*: `{service}` is active, every health endpoint answers, and the journal since the restart "
-                f"is free of the symptom. {HEALTH} checks it from outside.")
+        return (
+            f"*State*: `{service}` is active, every health endpoint answers, and the journal since the restart "
+            f"is free of the symptom. {HEALTH} checks it from outside."
+        )
     if outcome is ApplyOutcome.STALE:
         return "*State*: unchanged by this plan."
     if outcome is ApplyOutcome.PREFLIGHT_FAILED:
-        return (f"*State*: the change is applied (`{facts.get('after', '?')}`), `{service}` was *not* restarted "
-                f"and is as it was. Next: {PREFLIGHT} to see the failing guardrail, fix it, then {RESTART}.")
+        return (
+            f"*State*: the change is applied (`{facts.get('after', '?')}`), `{service}` was *not* restarted "
+            f"and is as it was. Next: {PREFLIGHT} to see the failing guardrail, fix it, then {RESTART}."
+        )
     if outcome is ApplyOutcome.FAILED:
-        return ("*State*: partly changed: the steps before the failing one ran (see above). "
-                f"Next: {STATUS} and {PREFLIGHT}, then a fresh plan.")
+        return (
+            "*State*: partly changed: the steps before the failing one ran (see above). "
+            f"Next: {STATUS} and {PREFLIGHT}, then a fresh plan."
+        )
     if outcome is ApplyOutcome.VERIFY_FAILED:
-        return (f"*State*: the change is applied (`{facts.get('after', 'see above')}`) and `{service}` was restarted, "
-                f"but it is `{facts.get('verify_active', 'unknown')}`. Next: {STATUS} for the journal, "
-                "then the section it names.")
+        return (
+            f"*State*: the change is applied (`{facts.get('after', 'see above')}`) and `{service}` was restarted, "
+            f"but it is `{facts.get('verify_active', 'unknown')}`. Next: {STATUS} for the journal, "
+            "then the section it names."
+        )
     return f"*State*: unknown. Next: {STATUS}, then {PREFLIGHT}."
 
 
 def interrupted(plan: Plan, reason: str) -> str:
-    return (f":warning: The apply of plan {plan.id} (`{plan.fix}`) did not finish: {reason}. It may have run on "
-            f"the VM in part, so the VM state is unknown. Next: {STATUS} and {PREFLIGHT}, then a fresh "
-            "plan if still needed.")
+    return (
+        f":warning: The apply of plan {plan.id} (`{plan.fix}`) did not finish: {reason}. It may have run on "
+        f"the VM in part, so the VM state is unknown. Next: {STATUS} and {PREFLIGHT}, then a fresh "
+        "plan if still needed."
+    )

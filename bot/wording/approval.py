@@ -1,4 +1,5 @@
 """A plan's decision in words: approved, rejected, expired, refused, already decided."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -11,8 +12,7 @@ if TYPE_CHECKING:
 
 
 def refused(plan: Plan, reason: str, who: str) -> str:
-    return (f":no_entry: Your reaction on plan {plan.id} does not count: {reason}. "
-            f"Approvers: {who} (NEXY_APPROVERS).")
+    return f":no_entry: Your reaction on plan {plan.id} does not count: {reason}. Approvers: {who} (NEXY_APPROVERS)."
 
 
 def already(plan: Plan, status: str) -> str:
@@ -21,8 +21,10 @@ def already(plan: Plan, status: str) -> str:
 
 
 def approved(plan: Plan, fix: Fix) -> str:
-    return (f":white_check_mark: Plan {plan.id} (`{fix.words}`) approved by <@{plan.decided_by}>: "
-            "apply and verify are queued for the VM (one run-command).")
+    return (
+        f":white_check_mark: Plan {plan.id} (`{fix.words}`) approved by <@{plan.decided_by}>: "
+        "apply and verify are queued for the VM (one run-command)."
+    )
 
 
 def rejected(plan: Plan, fix: Fix) -> str:
@@ -30,5 +32,7 @@ def rejected(plan: Plan, fix: Fix) -> str:
 
 
 def expired(plan: Plan, fix: Fix) -> str:
-    return (f":hourglass: Plan {plan.id} (`{fix.words}`) expired {when(plan.expires_at)} before anyone approved it. "
-            f"Nothing ran on the VM. For a fresh plan: `/nexy {fix.words}`.")
+    return (
+        f":hourglass: Plan {plan.id} (`{fix.words}`) expired {when(plan.expires_at)} before anyone approved it. "
+        f"Nothing ran on the VM. For a fresh plan: `/nexy {fix.words}`."
+    )

@@ -1,5 +1,6 @@
 """Answers to a typed command, given at once by the web process: help, a bad command, queued,
 refused. The command table itself comes from the registry (passed in, never imported here)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

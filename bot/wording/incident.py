@@ -1,4 +1,5 @@
 """The incident in words: the thread's parent message, and who asked for what."""
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,10 @@ def parent(incident: Incident) -> tuple[str, list[dict]]:
     text = f":rotating_light: Incident {incident.id}: {incident.title}"
     blocks = [
         render.section(f":rotating_light: *Incident {incident.id}*: `{incident.title}`"),
-        render.context(f"Opened by <@{incident.opened_by}> at {opened}. "
-                       "Every check, plan, approval and result for this incident is recorded in this thread."),
+        render.context(
+            f"Opened by <@{incident.opened_by}> at {opened}. "
+            "Every check, plan, approval and result for this incident is recorded in this thread."
+        ),
     ]
     return text, blocks
 

@@ -1,5 +1,6 @@
 """A fix's plan in words: what will change, the commands, who may approve and until when; and the
 plan message once it is decided. `fix` is a runbook `Fix` (words, section, title)."""
+
 from __future__ import annotations
 
 import time
@@ -27,20 +28,26 @@ def _title(fix: Fix) -> str:
 
 
 def nothing_to_fix(fix: Fix) -> str:
-    return (f":white_check_mark: *{fix.words}* {_title(fix)}: nothing to fix, the VM "
-            "already has the wanted state. No approval needed.")
+    return (
+        f":white_check_mark: *{fix.words}* {_title(fix)}: nothing to fix, the VM "
+        "already has the wanted state. No approval needed."
+    )
 
 
 def blocked(fix: Fix, reason: str) -> str:
     return f":no_entry: *{fix.words}* {_title(fix)}: no plan: {reason}"
 
 
-def message(plan: Plan, fix: Fix, assessment: Assessment, commands: list[str], approvers: str,
-            self_ok: bool) -> tuple[str, list[dict]]:
+def message(
+    plan: Plan, fix: Fix, assessment: Assessment, commands: list[str], approvers: str, self_ok: bool
+) -> tuple[str, list[dict]]:
     """The plan waiting for approval: the diff, the commands, who asked, who may approve, until when."""
     text = f":clipboard: Plan {plan.id}: {fix.words} {_title(fix)} waits for approval"
-    lines = [f":clipboard: *Plan {plan.id}: `{fix.words}`* {_title(fix)}",
-             "*What will change*", render.code("\n".join(assessment.diff))]
+    lines = [
+        f":clipboard: *Plan {plan.id}: `{fix.words}`* {_title(fix)}",
+        "*What will change*",
+        render.code("\n".join(assessment.diff)),
+    ]
     lines.extend(f"_{note}_" for note in assessment.notes)
     blocks = [
         render.section("\n".join(lines)),
@@ -48,10 +55,16 @@ def message(plan: Plan, fix: Fix, assessment: Assessment, commands: list[str], a
         render.context(
             f"Asked by <@{plan.requester}>. Approvers: {approvers}"
             + ("" if self_ok else " (not the requester)")
-            + f". Expires {when(plan.expires_at)}."),
-        render.section(f"React with :{APPROVE_REACTION}: to approve or :{REJECT_REACTION}: to reject, or use the buttons."),
-        render.actions(render.button("Approve", Action.APPROVE, plan.id, "primary"),
-                       render.button("Reject", Action.REJECT, plan.id, "danger"), block_id=f"plan-{plan.id}"),
+            + f". Expires {when(plan.expires_at)}."
+        ),
+        render.section(
+            f"React with :{APPROVE_REACTION}: to approve or :{REJECT_REACTION}: to reject, or use the buttons."
+        ),
+        render.actions(
+            render.button("Approve", Action.APPROVE, plan.id, "primary"),
+            render.button("Reject", Action.REJECT, plan.id, "danger"),
+            block_id=f"plan-{plan.id}",
+        ),
     ]
     return text, blocks
 
@@ -59,15 +72,25 @@ def message(plan: Plan, fix: Fix, assessment: Assessment, commands: list[str], a
 def decided(plan: Plan, fix: Fix, diff_lines: tuple[str, ...]) -> tuple[str, list[dict]]:
     """The plan message after its decision: what it was, and who decided; no buttons left."""
     status = plan.status.value
-    word = {"approved": ":white_check_mark: approved", "rejected": ":x: rejected",
-            "expired": ":hourglass: expired", "superseded": ":leftwards_arrow_with_hook: superseded"}.get(status, status)
+    word = {
+        "approved": ":white_check_mark: approved",
+        "rejected": ":x: rejected",
+        "expired": ":hourglass: expired",
+        "superseded": ":leftwards_arrow_with_hook: superseded",
+    }.get(status, status)
     by = f" by <@{plan.decided_by}>" if plan.decided_by and status in ("approved", "rejected") else ""
     text = f"Plan {plan.id}: {fix.words}: {status}{by}"
     diff = "\n".join(diff_lines)
-    return text, [render.section(f":clipboard: *Plan {plan.id}: `{fix.words}`* {_title(fix)}"
-                                 f" {word}{by} {when(plan.decided_at or time.time())}\n{render.code(diff)}")]
+    return text, [
+        render.section(
+            f":clipboard: *Plan {plan.id}: `{fix.words}`* {_title(fix)}"
+            f" {word}{by} {when(plan.decided_at or time.time())}\n{render.code(diff)}"
+        )
+    ]
 
 
 def superseded(old: Plan, new: Plan, fix: Fix) -> str:
-    return (f":leftwards_arrow_with_hook: Plan {old.id} (`{fix.words}`) is superseded by plan {new.id}, asked by "
-            f"<@{new.requester}>: only the newest plan of a fix can be approved. Nothing ran for {old.id}.")
+    return (
+        f":leftwards_arrow_with_hook: Plan {old.id} (`{fix.words}`) is superseded by plan {new.id}, asked by "
+        f"<@{new.requester}>: only the newest plan of a fix can be approved. Nothing ran for {old.id}."
+    )

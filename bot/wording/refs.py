@@ -1,5 +1,6 @@
 """Commands named in messages: `command("status")` gives `` `/nexy status` `` and records the
 words, so the registry refuses to start if a message recommends a command the parser refuses."""
+
 from __future__ import annotations
 
 import sys

@@ -1,21 +1,16 @@
 """The run-command channel in words: queue notices, conflicts (6.4), scripts that did not finish."""
+
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from bot import render
 from bot.wording.refs import command
 
+if TYPE_CHECKING:
+    from jobs.runcommand import RunResult
+
 STATUS = command("status")
-
-
-class _Result(Protocol):
-    script: str
-    exit_code: int | None
-    facts: dict[str, str]
-
-    @property
-    def output(self) -> str: ...
 
 
 def ran_on_vm(user: str, words: str, duration_s: float) -> str:
@@ -24,34 +19,46 @@ def ran_on_vm(user: str, words: str, duration_s: float) -> str:
 
 def queue_position(words: str, position: int, running: str | None) -> str:
     ahead = f"`{running}` is running" if running else "a command is running"
-    return (f":hourglass_flowing_sand: `{words}` waits for the VM: position {position} in its queue "
-            f"({ahead}; run-commands run one at a time).")
+    return (
+        f":hourglass_flowing_sand: `{words}` waits for the VM: position {position} in its queue "
+        f"({ahead}; run-commands run one at a time)."
+    )
 
 
 def conflict_waiting(script: str, delay_s: float, waited_s: float) -> str:
-    return (f":hourglass: The VM is busy with another run-command (runbook 6.4: "
-            f"_Run command extension execution is in progress_). `{script}` tries again in {delay_s:g} s"
-            f" (waited {waited_s:g} s so far).")
+    return (
+        f":hourglass: The VM is busy with another run-command (runbook 6.4: "
+        f"_Run command extension execution is in progress_). `{script}` tries again in {delay_s:g} s"
+        f" (waited {waited_s:g} s so far)."
+    )
 
 
 def conflict_cleared(script: str, waited_s: float) -> str:
-    return (f":white_check_mark: The run-command channel is free again; `{script}` ran after waiting {waited_s:g} s "
-            "(runbook 6.4).")
+    return (
+        f":white_check_mark: The run-command channel is free again; `{script}` ran after waiting {waited_s:g} s "
+        "(runbook 6.4)."
+    )
 
 
 def conflict_gave_up(script: str, waited_s: float) -> str:
-    return (f":x: The VM stayed busy with another run-command for {waited_s:g} s; `{script}` was not run. "
-            "Nothing changed on the VM. Check who is running commands on it (Azure portal → VM → Run command), "
-            "then try again.")
+    return (
+        f":x: The VM stayed busy with another run-command for {waited_s:g} s; `{script}` was not run. "
+        "Nothing changed on the VM. Check who is running commands on it (Azure portal → VM → Run command), "
+        "then try again."
+    )
 
 
-def script_incomplete(result: _Result) -> tuple[str, list[dict]]:
+def script_incomplete(result: RunResult) -> tuple[str, list[dict]]:
     """A script that failed (a named step, exit code) or never reported (no result line)."""
     if result.exit_code is None:
-        text = (f":warning: `{result.script}` did not report a result: the script was stopped or its output was lost. "
-                f"What it printed is below; treat the VM state as unknown and run {STATUS}.")
+        text = (
+            f":warning: `{result.script}` did not report a result: the script was stopped or its output was lost. "
+            f"What it printed is below; treat the VM state as unknown and run {STATUS}."
+        )
     else:
         step = result.facts.get("failed_command", "a step")
-        text = (f":x: `{result.script}` failed (exit {result.exit_code}) at `{step}`. "
-                "Its output is below; nothing after that step ran.")
+        text = (
+            f":x: `{result.script}` failed (exit {result.exit_code}) at `{step}`. "
+            "Its output is below; nothing after that step ran."
+        )
     return text, [render.section(text), render.section(render.code(render.tail(result.output, 2800)))]

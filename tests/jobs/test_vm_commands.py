@@ -2,8 +2,12 @@
 SDK, the Run Command emulator and the simulated VM in each runbook fault."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from bot.commands import Request, parse
+from sandbox.vm import _vmlib as vmlib
 from tests.conftest import RG, VM_NAME
 
 
@@ -26,22 +30,43 @@ def test_status_healthy(vm_bot_settings, slack, work, azure):
     assert azure.run_count[(RG.lower(), VM_NAME.lower())] == 1
 
 
-@pytest.mark.parametrize("scenario, section, quote", [
+@pytest.mark.parametrize("scenario, section, quote, next_step", [
     ("config-perms", "6.1 Config Permission Denied",
-     "PermissionError: [Errno 13] Permission denied: '/home/azureuser/voice-assistant/config.env'"),
-    ("execstart-drift", "6.2 ExecStart Path Drift", "can't open file '/home/azureuser/voice-assistant/server/server/main.py'"),
-    ("api-key-expired", "6.3 TextProcessor Init Failure", "TextProcessor"),
+     "PermissionError: [Errno 13] Permission denied: '/home/azureuser/voice-assistant/config.env'",
+     "Next: `/nexy fix config-perms`"),
+    ("execstart-drift", "6.2 ExecStart Path Drift", "can't open file '/home/azureuser/voice-assistant/server/server/main.py'",
+     "Next: `/nexy fix execstart`"),
+    ("api-key-expired", "6.3 TextProcessor Init Failure", "TextProcessor", "Next (by hand, runbook 6.3)"),
     ("deps-mismatch", "3 Dependency Mismatch After Deploy",
-     "ImportError: cannot import name 'runtime_version' from 'google.protobuf'"),
+     "ImportError: cannot import name 'runtime_version' from 'google.protobuf'", "Next (by hand, runbook 3)"),
 ])
-def test_status_names_the_runbook_branch(vm_bot_settings, slack, work, vm, scenario, section, quote):
-    """In each fault, status reports the service failed, quotes the journal line and names the section."""
+def test_status_names_the_runbook_branch(vm_bot_settings, slack, work, vm, scenario, section, quote, next_step):
+    """In each fault, status reports the service failed, quotes the journal line, names the section and a next
+    step that exists: a fix command the parser accepts, or the runbook's steps by hand."""
     vm.break_(scenario)
     reply = _run(slack, work, vm_bot_settings, "status")
     branch = next(block["text"]["text"] for block in reply.blocks if "Fast Branching" in str(block))
     assert "is failed" in reply.text or "is activating" in reply.text
     assert f"Fast Branching → {section}*" in branch
-    assert quote in branch
+    assert quote in branch and next_step in branch
+    recommended = re.findall(r"`/nexy ([^`]+)`", str(reply.blocks))
+    assert recommended and all(isinstance(parse(words), Request) for words in recommended), recommended
+
+
+def test_long_status_output_is_attached_as_a_file(serve_bot, vm_settings, slack, work, vm):
+    """Output longer than a message shows inline goes up whole as a file in the thread, with an excerpt inline."""
+    settings = vm_settings(nexy_journal_lines=100)
+    serve_bot(settings)
+    vm.break_("deps-mismatch")
+    for n in range(60):
+        vmlib.journal_append(vm.root, "voice-assistant", "python3", 4242, f"ImportError: line {n:02d} " + "x" * 80)
+    _run(slack, work, settings, "status")
+    reply = next(m for m in _bot_replies(slack) if "Status (runbook 5)" in m.text)
+    assert "The whole output is attached below" in str(reply.blocks)
+    files = [m for m in slack.messages("C0OPS") if m.files and m.thread_ts == reply.thread_ts]
+    assert len(files) == 1 and files[0].files[0]["name"] == "status-output.txt"
+    content = files[0].files[0]["content"]
+    assert "ImportError: line 59" in content and len(content) > 2800
 
 
 def test_status_service_down(vm_bot_settings, slack, work, vm):
