@@ -17,8 +17,6 @@ from bot.redis_conn import connect
 from bot.settings import Settings
 from bot.slack_client import web_client
 
-log = logging.getLogger(__name__)
-
 
 class _DropTokenSkippedWarning(logging.Filter):
     """Bolt reads SLACK_BOT_TOKEN itself and warns that it is unused when a client is given:

@@ -11,8 +11,6 @@ from bot.errors import NexyError, SettingsError
 from bot.redaction import install_log_redaction
 from bot.settings import Settings, load_settings
 
-log = logging.getLogger("nexy")
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nexy", description=__doc__)

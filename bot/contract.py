@@ -58,7 +58,7 @@ class Task:
 
 
 def vm_queue_name(resource_group: str, vm_name: str) -> str:
-    """`vm:<resource-group>:<vm>`, the per-VM queue (README, "How it works"): exactly one worker serves it."""
+    """`vm:<resource-group>:<vm>`, the per-VM queue (README, "Architecture"): exactly one worker serves it."""
     return f"vm:{resource_group}:{vm_name}"
 
 

@@ -7,16 +7,12 @@ posted can carry a secret or be rejected for its size. 429s are retried as Slack
 
 from __future__ import annotations
 
-import logging
-
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot import render
 from bot.redaction import redact, redact_json
 from bot.settings import Settings
-
-log = logging.getLogger(__name__)
 
 RATE_LIMIT_RETRIES = 5
 """How many 429 answers one call waits out before it gives up."""

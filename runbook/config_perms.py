@@ -17,7 +17,7 @@ PREFLIGHT = command("preflight")
 
 @fix
 class ConfigPerms(Fix):
-    """fix config-perms: give config.env back to root:<service user>, mode 640; restart under the preflight"""
+    """fix config-perms: config.env back to root and the service user's group, mode 640; restart under the preflight"""
 
     command = "fix config-perms"
     section = "6.1"

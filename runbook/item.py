@@ -126,7 +126,6 @@ class Check:
     run: Callable[[Context], str]
     args: tuple[Arg, ...] = ()
     scripts: tuple[ScriptFile, ...] = ()
-    module: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ def check(
     commands its report recommends are named with `bot.wording.refs.command` (checked at start-up)."""
 
     def attach(run: F) -> F:
-        DECLARED.checks.append(Check(command, section, _help_line(run), route, run, args, scripts, run.__module__))
+        DECLARED.checks.append(Check(command, section, _help_line(run), route, run, args, scripts))
         return run
 
     return attach

@@ -10,7 +10,6 @@ would refuse, fails here, at import.
 from __future__ import annotations
 
 import importlib
-import logging
 import pkgutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,8 +17,6 @@ from functools import cached_property
 
 from bot.wording.refs import REFERENCED
 from runbook.item import DECLARED, Arg, Check, Fix, Route, Symptom
-
-log = logging.getLogger(__name__)
 
 _NOT_ITEMS = {"item", "registry"}
 

@@ -543,6 +543,10 @@ class SimulatedVM:
     def service_active(self) -> bool:
         return self.service_state() == "active"
 
+    def log(self, message: str, ident: str = "python3", pid: int = 4242) -> None:
+        """Append one line to the service's journal, as the service would write it."""
+        vmlib.journal_append(self.root, vmlib.unit_name(self.service), ident, pid, message)
+
     def journal(self, lines: int = 200) -> str:
         entries = vmlib.journal_entries(self.root, [vmlib.unit_name(self.service)])[-lines:]
         return "\n".join(vmlib.format_entry(e, self.hostname) for e in entries)

@@ -7,7 +7,6 @@ import re
 import pytest
 
 from bot.commands import Request, parse
-from sandbox.vm import _vmlib as vmlib
 from tests.conftest import RG, VM_NAME
 
 
@@ -59,7 +58,7 @@ def test_long_status_output_is_attached_as_a_file(serve_bot, vm_settings, slack,
     serve_bot(settings)
     vm.break_("deps-mismatch")
     for n in range(60):
-        vmlib.journal_append(vm.root, "voice-assistant", "python3", 4242, f"ImportError: line {n:02d} " + "x" * 80)
+        vm.log(f"ImportError: line {n:02d} " + "x" * 80)
     _run(slack, work, settings, "status")
     reply = next(m for m in _bot_replies(slack) if "Status (runbook 5)" in m.text)
     assert "The whole output is attached below" in str(reply.blocks)

@@ -80,9 +80,30 @@ def test_symptom_patterns_read_the_same_in_grep():
         assert grep.returncode == 0, symptom.pattern
 
 
+def test_every_script_beside_the_items_is_declared_by_one():
+    """Each runbook/*.sh is run by an item that declares it (no stray script), and each declared script exists."""
+    declared = {file.path for item in REGISTRY.checks.values() for file in item.scripts}
+    declared |= {file.path for fix in REGISTRY.fixes.values() for file in (fix.plan_script, fix.apply_script)}
+    assert declared == set((ROOT / "runbook").glob("*.sh"))
+
+
 def test_unportable_pattern_is_refused_at_declaration():
     """A pattern grep -E reads differently (`\\d`, `(?:`) is refused where it is declared."""
     with pytest.raises(ValueError, match="grep -E"):
         Symptom("9", "x", r"error \d+", manual="by hand")
     with pytest.raises(ValueError, match="by hand"):
         Symptom("9", "x", r"error", fix=None)
+
+
+def test_every_button_leads_to_a_listener():
+    """Every button the product code posts uses an action id the handlers listen for (bot.contract.Action)."""
+    from bot.contract import Action
+
+    calls = []
+    for folder in ("bot", "jobs", "runbook"):
+        for path in (ROOT / folder).rglob("*.py"):
+            calls += re.findall(r"render\.button\(([^)]*)\)", path.read_text(encoding="utf-8"))
+    assert calls, "the scan found no button at all"
+    for call in calls:
+        action = call.split(",")[1].strip()
+        assert action.startswith("Action.") and getattr(Action, action.split(".")[1]) in Action.ALL, call
