@@ -67,20 +67,19 @@ def _parse(text: str) -> Request | ParseError:
 
 
 def _bind(command: Command, values: list[str]) -> Request | ParseError:
-    problem = command.problem(values)
-    if problem == "count":
-        required = sum(1 for arg in command.args if not arg.optional)
-        expected = _count(required, len(command.args))
-        return ParseError(f"`{command.name}` takes {expected}; got {len(values)}.", usage=command.usage)
-    if problem is not None:
-        arg, value = next((a, v) for a, v in zip(command.args, values, strict=False) if a.name == problem)
-        allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
-        return ParseError(
-            f"`{_shown(value)}` is not a valid {arg.name} for `{command.name}`: expected {allowed}.",
-            usage=command.usage,
-            suggestion=_closest(value, arg.choices),
-        )
-    return Request(command.name, tuple(values))
+    problem = command.bind(values)
+    if problem is None:
+        return Request(command.name, tuple(values))
+    if problem.arg is None:
+        expected = _count(problem.required, problem.most)
+        return ParseError(f"`{problem.words}` takes {expected}; got {problem.got}.", usage=problem.usage)
+    arg = problem.arg
+    allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
+    return ParseError(
+        f"`{_shown(problem.value)}` is not a valid {arg.name} for `{problem.words}`: expected {allowed}.",
+        usage=problem.usage,
+        suggestion=_closest(problem.value, arg.choices),
+    )
 
 
 def _count(low: int, high: int) -> str:

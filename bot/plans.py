@@ -103,6 +103,8 @@ class Plan:
     expires_at: float
     fingerprint: str
     state: dict = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # the fix's own arguments (`2.4.0.240` for `fix version`)
+    words: str = ""  # the command as asked: `fix version 2.4.0.240`
     status: PlanStatus = PlanStatus.PENDING
     message_ts: str = ""
     decided_by: str = ""
@@ -127,6 +129,7 @@ class PlanStore:
         data = asdict(plan)
         data["state"] = json.dumps(redact_json(plan.state))
         data["status"] = plan.status.value
+        data["args"] = json.dumps(list(plan.args))
         self.redis.hset(_key(plan.id), mapping={k: str(v) for k, v in data.items()})
         self.redis.expire(_key(plan.id), 30 * 24 * 3600)
         return plan
@@ -147,6 +150,8 @@ class PlanStore:
             fingerprint=data["fingerprint"],
             state=json.loads(data.get("state") or "{}"),
             status=PlanStatus(data["status"]),
+            args=tuple(json.loads(data.get("args") or "[]")),
+            words=data.get("words", ""),
             message_ts=data.get("message_ts", ""),
             decided_by=data.get("decided_by", ""),
             decided_at=float(data.get("decided_at") or 0),

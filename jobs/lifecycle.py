@@ -28,12 +28,17 @@ def run_plan(ctx: Context) -> str:
     """fix / restart: capture the state in one run-command and post the plan for approval."""
     runtime, item, settings = ctx.runtime, ctx.item, ctx.settings
     fix = runtime.registry.fix_for(item.command, item.args)
-    result = ctx.run(fix.plan_script)
+    args = fix_arguments(item)
+    result = ctx.run(fix.plan_script, *fix.plan_parameters())
     if result.exit_code != 0:
         return ctx.incomplete(result, kind="plan")
-    assessment = fix.assess(result.facts, settings)
+    assessment = fix.assess(result.facts, settings, args)
     if assessment.blocked or not assessment.needed:
-        text = plan_wording.blocked(fix, assessment.blocked) if assessment.blocked else plan_wording.nothing_to_fix(fix)
+        text = (
+            plan_wording.blocked(fix, item.words, assessment.blocked)
+            if assessment.blocked
+            else plan_wording.nothing_to_fix(fix, item.words)
+        )
         ctx.thread.post(text, kind="plan", user=item.user)
         runtime.store.record(item.incident, "plan", item.user, fix=fix.name, needed=False, reason=assessment.blocked)
         return "nothing to do"
@@ -48,13 +53,15 @@ def run_plan(ctx: Context) -> str:
         expires_at=now + settings.nexy_approval_ttl_s,
         fingerprint=assessment.fingerprint,
         state=result.facts,
+        args=args,
+        words=item.words,
     )
     runtime.plans.save(plan)
     message = plan_wording.message(
         plan,
         fix,
         assessment,
-        fix.commands(settings),
+        fix.commands(settings, args),
         describe(settings.nexy_approvers),
         settings.nexy_allow_self_approval,
     )
@@ -76,9 +83,14 @@ def run_plan(ctx: Context) -> str:
     return plan.id
 
 
+def fix_arguments(item: WorkItem) -> tuple[str, ...]:
+    """The fix's own arguments of a request: after the target for `fix <target> ...`, all for `restart`."""
+    return item.args[1:] if item.command == "fix" else item.args
+
+
 def _decided(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix) -> None:
     """Replace the plan message by its decided form (no buttons left)."""
-    diff = fix.assess(plan.state, runtime.settings).diff
+    diff = fix.assess(plan.state, runtime.settings, plan.args).diff
     thread.update(plan.message_ts, *plan_wording.decided(plan, fix, diff))
 
 
@@ -124,7 +136,7 @@ def decide(
     kind = "approval" if won == 1 and approve else "rejection" if won == 1 else "expiry"
     runtime.store.record(plan.incident, kind, user, plan=plan.id, source=source)
     if kind == "approval":  # first the apply, so that no Slack error below can lose it
-        runtime.dispatcher.submit_apply(plan.id, f"apply {fix.words} ({plan.incident}, {plan.id})")
+        runtime.dispatcher.submit_apply(plan.id, f"apply {plan.words} ({plan.incident}, {plan.id})")
     _decided(runtime, thread, plan, fix)
     text = {
         "approval": approval_wording.approved,
@@ -185,11 +197,12 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
     result = ctx.run(
         fix.apply_script,
         ("NEXY_EXPECT", plan.fingerprint),
+        *fix.apply_parameters(plan.args),
         *verify_parameters(settings, fix.verify_patterns(runtime.registry)),
     )
     outcome = ApplyOutcome.of(result.facts, result.exit_code)
     plans.finish(plan.id, PlanStatus.APPLIED if outcome is ApplyOutcome.VERIFIED else PlanStatus.FAILED)
-    report = apply_wording.report(plan, fix, result, outcome, fix.commands(settings), settings.nexy_service)
+    report = apply_wording.report(plan, fix, result, outcome, fix.commands(settings, plan.args), settings.nexy_service)
     ctx.thread.post(*report, kind="verify", user=plan.decided_by)
     runtime.store.record(
         plan.incident,

@@ -150,6 +150,7 @@ class Fix:
     plan_script: ClassVar[ScriptFile]
     apply_script: ClassVar[ScriptFile]
     symptoms: ClassVar[tuple[Symptom, ...]] = ()
+    args: ClassVar[tuple[Arg, ...]] = ()  # its own arguments after the command words (`fix version <X.Y.Z.Build>`)
 
     @property
     def name(self) -> str:
@@ -164,13 +165,21 @@ class Fix:
     def help(self) -> str:
         return _help_line(type(self))
 
-    def commands(self, settings: Settings) -> list[str]:
+    def commands(self, settings: Settings, args: tuple[str, ...] = ()) -> list[str]:
         """The exact commands the apply runs, as shown in the plan."""
         raise NotImplementedError
 
-    def assess(self, facts: dict[str, str], settings: Settings) -> Assessment:
+    def assess(self, facts: dict[str, str], settings: Settings, args: tuple[str, ...] = ()) -> Assessment:
         """Read the plan script's facts: is there anything to do, the diff, the fingerprint."""
         raise NotImplementedError
+
+    def plan_parameters(self) -> tuple[tuple[str, str], ...]:
+        """What the plan script receives besides the common parameters."""
+        return ()
+
+    def apply_parameters(self, args: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        """What the apply script receives besides the common parameters (validated argument values)."""
+        return ()
 
     def before(self, state: dict[str, str]) -> str:
         """The state the plan captured that the apply changes (the `-` line of the apply's diff)."""

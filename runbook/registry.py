@@ -22,8 +22,41 @@ _NOT_ITEMS = {"item", "registry"}
 
 
 @dataclass(frozen=True)
+class Problem:
+    """Why argument values do not bind: a wrong count (`arg` None), or a value an argument refuses."""
+
+    words: str  # the command it concerns: `fix`, or `fix version`
+    usage: str
+    arg: Arg | None = None
+    value: str = ""
+    required: int = 0
+    most: int = 0
+    got: int = 0
+
+
+def usage_of(words: str, args: tuple[Arg, ...]) -> str:
+    """`/nexy fix version <X.Y.Z.Build>`: the words, then each argument (optional ones in brackets)."""
+    parts = [f"/nexy {words}"]
+    for arg in args:
+        shown = "|".join(arg.choices) if arg.choices else arg.name
+        parts.append(f"[{shown}]" if arg.optional else f"<{shown}>")
+    return " ".join(parts)
+
+
+def _bind(words: str, args: tuple[Arg, ...], values: list[str] | tuple[str, ...]) -> Problem | None:
+    required = sum(1 for arg in args if not arg.optional)
+    if not required <= len(values) <= len(args):
+        return Problem(words, usage_of(words, args), required=required, most=len(args), got=len(values))
+    for arg, value in zip(args, values, strict=False):
+        if not arg.accepts(value):
+            return Problem(words, usage_of(words, args), arg=arg, value=value)
+    return None
+
+
+@dataclass(frozen=True)
 class Command:
-    """One word after `/nexy`: its help, route, runbook section and arguments."""
+    """One word after `/nexy`: its help, route, runbook section and arguments. A command with
+    `subcommands` (`fix`) takes a target first, then that target's own arguments."""
 
     name: str
     summary: str
@@ -31,24 +64,22 @@ class Command:
     section: str = ""
     args: tuple[Arg, ...] = ()
     changes_vm: bool = False  # a fix: only operators may request it, and it runs only once approved
+    subcommands: tuple[tuple[str, tuple[Arg, ...]], ...] = ()
 
     @property
     def usage(self) -> str:
-        parts = [f"/nexy {self.name}"]
-        for arg in self.args:
-            shown = "|".join(arg.choices) if arg.choices else arg.name
-            parts.append(f"[{shown}]" if arg.optional else f"<{shown}>")
-        return " ".join(parts)
+        return usage_of(self.name, self.args)
 
-    def problem(self, values: list[str] | tuple[str, ...]) -> str | None:
+    def bind(self, values: list[str] | tuple[str, ...]) -> Problem | None:
         """What is wrong with these argument values (None if they bind)."""
-        required = [arg for arg in self.args if not arg.optional]
-        if not len(required) <= len(values) <= len(self.args):
-            return "count"
-        for arg, value in zip(self.args, values, strict=False):
-            if not arg.accepts(value):
-                return arg.name
-        return None
+        if not self.subcommands:
+            return _bind(self.name, self.args, values)
+        if not values:
+            return Problem(self.name, self.usage, required=1, most=1, got=0)
+        target, own = self.args[0], dict(self.subcommands)
+        if not target.accepts(values[0]):
+            return Problem(self.name, self.usage, arg=target, value=values[0])
+        return _bind(f"{self.name} {values[0]}", own[values[0]], values[1:])
 
 
 HELP = Command(
@@ -75,9 +106,9 @@ class Registry:
                 raise ValueError(f"two fixes are named {fix.name!r}")
             self.fixes[fix.name] = fix
             if fix.command.startswith("fix "):
-                targets.append(fix.name)
+                targets.append(fix)
             else:
-                self._add(Command(fix.command, fix.help, Route.VM, fix.section, changes_vm=True))
+                self._add(Command(fix.command, fix.help, Route.VM, fix.section, fix.args, changes_vm=True))
         if targets:
             self._add(
                 Command(
@@ -85,8 +116,9 @@ class Registry:
                     "plan a runbook fix; it runs only after an approver reacts :white_check_mark: on the plan",
                     Route.VM,
                     "",
-                    (Arg("target", r"[a-z-]+", "a fix", choices=tuple(targets)),),
+                    (Arg("target", r"[a-z-]+", "a fix", choices=tuple(f.name for f in targets)),),
                     changes_vm=True,
+                    subcommands=tuple((f.name, f.args) for f in targets),
                 )
             )
         self._add(HELP)
@@ -106,7 +138,7 @@ class Registry:
         """Whether `/nexy <words>` is a command the parser takes."""
         name, *values = words.split()
         command = self.commands.get(name)
-        return command is not None and command.problem(values) is None
+        return command is not None and command.bind(values) is None
 
     def _check_references(self) -> None:
         named: list[tuple[str, str]] = [(words, f"in {where}") for words, where in sorted(REFERENCED.items())]
@@ -131,7 +163,7 @@ class Registry:
             if command.name == "fix":
                 for name in command.args[0].choices:
                     fix = self.fixes[name]
-                    lines.append(f"`/nexy {fix.command}`: {fix.help} (runbook {fix.section})")
+                    lines.append(f"`{usage_of(fix.command, fix.args)}`: {fix.help} (runbook {fix.section})")
                 continue
             section = f" (runbook {command.section})" if command.section else ""
             lines.append(f"`{command.usage}`: {command.summary}{section}")

@@ -34,7 +34,7 @@ def report(
 ) -> tuple[str, list[dict]]:
     facts = result.facts
     headline = (
-        f"{_OUTCOMES[outcome]}: plan {plan.id} `{fix.words}` (runbook {fix.section}), approved by <@{plan.decided_by}>"
+        f"{_OUTCOMES[outcome]}: plan {plan.id} `{plan.words}` (runbook {fix.section}), approved by <@{plan.decided_by}>"
     )
     blocks = [render.section(headline)]
     if outcome is ApplyOutcome.STALE:
@@ -42,7 +42,7 @@ def report(
         blocks.append(
             render.section(
                 f"The plan captured `{plan.fingerprint}`; the VM now has `{now}`. "
-                f"Nothing was changed. For a fresh plan: `/nexy {fix.words}`."
+                f"Nothing was changed. For a fresh plan: `/nexy {plan.words}`."
             )
         )
     elif outcome is ApplyOutcome.UNKNOWN:
@@ -93,10 +93,7 @@ def verify_lines(facts: dict[str, str], outcome: ApplyOutcome) -> list[str]:
 
 def _final_state(facts: dict[str, str], outcome: ApplyOutcome, service: str) -> str:
     if outcome is ApplyOutcome.VERIFIED:
-        return (
-            f"*State*: `{service}` is active, every health endpoint answers, and the journal since the restart "
-            f"is free of the symptom. {HEALTH} checks it from outside."
-        )
+        return f"*State*: fixed; every verify check above passed. {HEALTH} checks it from outside."
     if outcome is ApplyOutcome.STALE:
         return "*State*: unchanged by this plan."
     if outcome is ApplyOutcome.PREFLIGHT_FAILED:

@@ -276,6 +276,7 @@ class SimulatedVM:
             "NEXY_SERVICE": self.service,
             "NEXY_SERVICE_USER": self.service_user,
             "NEXY_HEALTH_URLS": ",".join(self.health_urls),
+            "NEXY_EXPECTED_VERSION": self.expected_version,
         }
 
     # ----------------------------------------------------------------- lifecycle

@@ -37,7 +37,7 @@ def test_status_healthy(vm_bot_settings, slack, work, azure):
      "Next: `/nexy fix execstart`"),
     ("api-key-expired", "6.3 TextProcessor Init Failure", "TextProcessor", "Next (by hand, runbook 6.3)"),
     ("deps-mismatch", "3 Dependency Mismatch After Deploy",
-     "ImportError: cannot import name 'runtime_version' from 'google.protobuf'", "Next (by hand, runbook 3)"),
+     "ImportError: cannot import name 'runtime_version' from 'google.protobuf'", "Next: `/nexy fix deps`"),
 ])
 def test_status_names_the_runbook_branch(vm_bot_settings, slack, work, vm, scenario, section, quote, next_step):
     """In each fault, status reports the service failed, quotes the journal line, names the section and a next
