@@ -10,6 +10,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from runbook.item import SecretInput
 from runbook.registry import REGISTRY, Command
 
 COMMANDS: dict[str, Command] = REGISTRY.commands
@@ -104,6 +105,13 @@ def _closest(word: str, candidates: tuple[str, ...] | list[str]) -> str | None:
 def suggest(word: str) -> str | None:
     """The known command closest to a mistyped one, if any is close."""
     return _closest(word, sorted(COMMANDS))
+
+
+def secret_input(request: Request) -> SecretInput | None:
+    """The private form a fix request needs before it can be planned (a new API key), if any."""
+    if not request.spec.changes_vm:
+        return None
+    return REGISTRY.fix_for(request.command, request.args).secret
 
 
 def help_lines() -> list[str]:

@@ -97,11 +97,17 @@ REJECT_REACTIONS = (REJECT_REACTION,)
 
 
 class Action:
-    """The `action_id`s of the buttons the bot posts; handlers/ listens for exactly these."""
+    """The `action_id`s of the buttons the bot posts (handlers/ listens for exactly these), and the
+    `callback_id` of its form."""
 
     APPROVE = "plan_approve"
     REJECT = "plan_reject"
-    ALL = (APPROVE, REJECT)
+    PLAN_FIX = "fix_plan"  # a diagnosis's finding: ask for its fix, as if typed in that thread
+    OPEN_FORM = "form_open"  # opens the private form of a fix that needs a value (a new API key)
+    DECISIONS = (APPROVE, REJECT)
+    ALL = (APPROVE, REJECT, PLAN_FIX, OPEN_FORM)
+    SECRET_FORM = "secret_form"
+    """The callback_id of the modal in which a value is typed (view_submission)."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,9 @@ class WorkItem:
     user: str
     channel: str
     incident: str
-    source: str  # "slash" | "mention" | "button" | "reaction" | "approval"
+    source: str  # "slash" | "mention" | "button" | "reaction" | "approval" | "form"
     requested_at: float
+    secret: str = ""  # a reference to a sealed value (bot/sealed.py) typed in a form; never the value
 
     @property
     def words(self) -> str:
@@ -123,7 +130,15 @@ class WorkItem:
 
     @classmethod
     def new(
-        cls, command: str, args: tuple[str, ...], *, user: str, channel: str, incident: str, source: str
+        cls,
+        command: str,
+        args: tuple[str, ...],
+        *,
+        user: str,
+        channel: str,
+        incident: str,
+        source: str,
+        secret: str = "",
     ) -> WorkItem:
         """A fresh item for a request, with a job id RQ accepts."""
         return cls(
@@ -135,6 +150,7 @@ class WorkItem:
             incident=incident,
             source=source,
             requested_at=time.time(),
+            secret=secret,
         )
 
     @classmethod

@@ -26,14 +26,36 @@ from runbook.item import Fix
 
 def run_plan(ctx: Context) -> str:
     """fix / restart: capture the state in one run-command and post the plan for approval."""
-    runtime, item, settings = ctx.runtime, ctx.item, ctx.settings
+    runtime, item = ctx.runtime, ctx.item
     fix = runtime.registry.fix_for(item.command, item.args)
-    args = fix_arguments(item)
-    result = ctx.run(fix.plan_script, *fix.plan_parameters())
+    secrets: tuple[tuple[str, str], ...] = ()
+    if fix.secret is not None:
+        value = runtime.sealed.unseal(item.secret)
+        if value is None:
+            ctx.thread.post(plan_wording.secret_missing(fix, item.words), kind="plan", user=item.user)
+            return "no secret"
+        refusal = fix.check_secret(ctx.settings, value)
+        if refusal:
+            runtime.sealed.discard(item.secret)
+            ctx.thread.post(plan_wording.blocked(fix, item.words, refusal), kind="plan", user=item.user)
+            runtime.store.record(item.incident, "plan", item.user, fix=fix.name, needed=False, reason=refusal)
+            return "refused"
+        secrets = ((fix.secret.parameter, value),)
+    result = ctx.run(fix.plan_script, *fix.plan_parameters(), secrets=secrets)
     if result.exit_code != 0:
+        runtime.sealed.discard(item.secret)
         return ctx.incomplete(result, kind="plan")
-    assessment = fix.assess(result.facts, settings, args)
+    return propose(ctx, fix, result.facts)
+
+
+def propose(ctx: Context, fix: Fix, facts: dict[str, str]) -> str:
+    """Post the plan for facts already gathered (by the plan script, or within a diagnosis); returns
+    the plan id, or what there was instead of a plan."""
+    runtime, item, settings = ctx.runtime, ctx.item, ctx.settings
+    args = fix_arguments(item)
+    assessment = fix.assess(facts, settings, args)
     if assessment.blocked or not assessment.needed:
+        runtime.sealed.discard(item.secret)
         text = (
             plan_wording.blocked(fix, item.words, assessment.blocked)
             if assessment.blocked
@@ -52,9 +74,10 @@ def run_plan(ctx: Context) -> str:
         created_at=now,
         expires_at=now + settings.nexy_approval_ttl_s,
         fingerprint=assessment.fingerprint,
-        state=result.facts,
+        state=facts,
         args=args,
         words=item.words,
+        secret=item.secret,
     )
     runtime.plans.save(plan)
     message = plan_wording.message(
@@ -98,6 +121,7 @@ def _announce_superseded(runtime: Runtime, old: Plan | None, new: Plan) -> None:
     if old is None:
         return
     fix = runtime.registry.fixes[old.fix]
+    runtime.sealed.discard(old.secret)
     old_thread = Thread(runtime, old.incident)
     _decided(runtime, old_thread, old, fix)
     old_thread.post(plan_wording.superseded(old, new, fix), kind="supersede")
@@ -137,6 +161,8 @@ def decide(
     runtime.store.record(plan.incident, kind, user, plan=plan.id, source=source)
     if kind == "approval":  # first the apply, so that no Slack error below can lose it
         runtime.dispatcher.submit_apply(plan.id, f"apply {plan.words} ({plan.incident}, {plan.id})")
+    else:
+        runtime.sealed.discard(plan.secret)
     _decided(runtime, thread, plan, fix)
     text = {
         "approval": approval_wording.approved,
@@ -167,6 +193,7 @@ def expire(runtime: Runtime, plan_id: str) -> str:
     if plan is None:
         return "gone"
     fix = runtime.registry.fixes[plan.fix]
+    runtime.sealed.discard(plan.secret)
     thread = Thread(runtime, plan.incident)
     _decided(runtime, thread, plan, fix)
     thread.post(approval_wording.expired(plan, fix), kind="expiry")
@@ -194,12 +221,24 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
     )
     ctx = Context(runtime, item)
     runtime.store.record(plan.incident, "apply", plan.decided_by, plan=plan.id, fix=fix.name)
-    result = ctx.run(
-        fix.apply_script,
-        ("NEXY_EXPECT", plan.fingerprint),
-        *fix.apply_parameters(plan.args),
-        *verify_parameters(settings, fix.verify_patterns(runtime.registry)),
-    )
+    secrets: tuple[tuple[str, str], ...] = ()
+    if fix.secret is not None:
+        value = runtime.sealed.unseal(plan.secret)
+        if value is None:  # held for the approval window only: nothing ran
+            plans.finish(plan.id, PlanStatus.FAILED)
+            ctx.thread.post(apply_wording.secret_missing(plan), kind="verify", user=plan.decided_by)
+            return ApplyOutcome.STALE.value
+        secrets = ((fix.secret.parameter, value),)
+    try:
+        result = ctx.run(
+            fix.apply_script,
+            ("NEXY_EXPECT", plan.fingerprint),
+            *fix.apply_parameters(settings, plan.args),
+            *verify_parameters(settings, fix.verify_patterns(runtime.registry)),
+            secrets=secrets,
+        )
+    finally:
+        runtime.sealed.discard(plan.secret)
     outcome = ApplyOutcome.of(result.facts, result.exit_code)
     plans.finish(plan.id, PlanStatus.APPLIED if outcome is ApplyOutcome.VERIFIED else PlanStatus.FAILED)
     report = apply_wording.report(plan, fix, result, outcome, fix.commands(settings, plan.args), settings.nexy_service)

@@ -95,9 +95,17 @@ def expire_plan(runtime: Runtime, *, plan_id: str) -> str:
     return lifecycle.expire(runtime, plan_id)
 
 
-def notify(runtime: Runtime, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
+def notify(
+    runtime: Runtime,
+    *,
+    channel: str,
+    user: str,
+    text: str,
+    thread_ts: str | None = None,
+    blocks: list[dict] | None = None,
+) -> None:
     """Post an ephemeral notice to one user (in a thread when given)."""
-    runtime.slack.ephemeral(channel, user, text, thread_ts=thread_ts)
+    runtime.slack.ephemeral(channel, user, text, blocks, thread_ts=thread_ts)
 
 
 def announce(runtime: Runtime, *, incident: str, text: str) -> None:

@@ -150,7 +150,7 @@ class Deps(Fix):
             notes=(f"{report.python}; pip resolves each `+` line to the newest version it allows",),
         )
 
-    def apply_parameters(self, args: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    def apply_parameters(self, settings: Settings, args: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         return (pins_parameter(),)
 
     def before(self, state: dict[str, str]) -> str:

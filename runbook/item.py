@@ -55,23 +55,20 @@ class Symptom:
 
     `pattern` is an extended regular expression that Python's `re` and `grep -E` read alike (no
     `(?:`, no `\\d`): the scripts receive the declared patterns as a generated parameter.
-    `fix` names the command that fixes it; a section without one says in `manual` what to do by hand.
+    `fix` names the command that fixes it (checked at start-up to be one the parser takes).
     `rank` orders Fast Branching: lower first, so a symptom that explains another comes before it.
     """
 
     section: str
     title: str
     pattern: str
-    fix: str | None = None
-    manual: str = ""
+    fix: str
     rank: int = 0
 
     def __post_init__(self) -> None:
         if "(?" in self.pattern or re.search(r"\\[dDwWsS]", self.pattern):
             raise ValueError(f"symptom {self.section}: {self.pattern!r} is not portable to grep -E")
         re.compile(self.pattern)
-        if not self.fix and not self.manual:
-            raise ValueError(f"symptom {self.section}: name a fix command or say what to do by hand")
 
     def find(self, text: str) -> str | None:
         """The first line of text that shows this symptom."""
@@ -139,6 +136,23 @@ class Assessment:
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class SecretInput:
+    """A value a fix needs that must never be typed in the channel (a new API key): asked in a modal,
+    sealed until the apply, and passed to the scripts as the parameter `parameter`, never in their text."""
+
+    parameter: str
+    title: str  # the modal's title (at most 24 characters, Slack's limit)
+    label: str
+    hint: str
+    pattern: str  # what a value must match, checked when the form is submitted
+    expected: str  # the pattern in words, for the form's error
+
+    def __post_init__(self) -> None:
+        if len(self.title) > 24:
+            raise ValueError(f"a modal title is at most 24 characters: {self.title!r}")
+
+
 class Fix:
     """A runbook fix: a plan script that captures the state, an apply script that re-checks it,
     changes it, restarts under the 0.1 preflight and verifies. Subclasses set the class attributes
@@ -151,6 +165,7 @@ class Fix:
     apply_script: ClassVar[ScriptFile]
     symptoms: ClassVar[tuple[Symptom, ...]] = ()
     args: ClassVar[tuple[Arg, ...]] = ()  # its own arguments after the command words (`fix version <X.Y.Z.Build>`)
+    secret: ClassVar[SecretInput | None] = None  # a value typed in a private form (a modal), never in the channel
 
     @property
     def name(self) -> str:
@@ -177,9 +192,13 @@ class Fix:
         """What the plan script receives besides the common parameters."""
         return ()
 
-    def apply_parameters(self, args: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    def apply_parameters(self, settings: Settings, args: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         """What the apply script receives besides the common parameters (validated argument values)."""
         return ()
+
+    def check_secret(self, settings: Settings, value: str) -> str:
+        """For a fix with a `secret`: why this value gets no plan ('' when it may be planned)."""
+        return ""
 
     def before(self, state: dict[str, str]) -> str:
         """The state the plan captured that the apply changes (the `-` line of the apply's diff)."""
@@ -229,9 +248,3 @@ def fix(cls: type[FixT]) -> type[FixT]:
     for symptom in cls.symptoms:
         DECLARED.symptoms.append((symptom, cls.__module__))
     return cls
-
-
-def symptoms(module: str, *declared: Symptom) -> None:
-    """Declare symptoms of a section that has no fix command yet (each says what to do by hand)."""
-    for symptom in declared:
-        DECLARED.symptoms.append((symptom, module))

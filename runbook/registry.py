@@ -142,7 +142,7 @@ class Registry:
 
     def _check_references(self) -> None:
         named: list[tuple[str, str]] = [(words, f"in {where}") for words, where in sorted(REFERENCED.items())]
-        named.extend((s.fix, f"symptom {s.section}") for s in self.symptoms if s.fix)
+        named.extend((s.fix, f"symptom {s.section}") for s in self.symptoms)
         missing = [f"`/nexy {words}` ({where})" for words, where in named if not self.accepts(words)]
         if missing:
             raise ValueError("commands named but not accepted by the parser: " + ", ".join(missing))

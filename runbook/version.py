@@ -184,7 +184,7 @@ class Version(Fix):
             notes=("the health endpoints read both files on every request: no restart",),
         )
 
-    def apply_parameters(self, args: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    def apply_parameters(self, settings: Settings, args: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         return (("NEXY_TARGET_VERSION", normalize(args[0])),)
 
     def before(self, state: dict[str, str]) -> str:

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from sandbox.azure_emulator import AzureEmulator
+from sandbox.gemini_emulator import GeminiEmulator
 from sandbox.github_emulator import SCENARIOS as GITHUB_SCENARIOS
 from sandbox.github_emulator import GitHubEmulator
 from sandbox.slack_emulator import SlackEmulator
@@ -40,12 +41,14 @@ class SandboxStack:
         self.github = GitHubEmulator()
         self.azure = AzureEmulator(delay_s=run_command_delay_s)
         self.vm = SimulatedVM(self.data_dir / "vm")
+        self.gemini = GeminiEmulator(self.vm.gemini_state)
 
     def start(self) -> "SandboxStack":
         shutil.rmtree(self.data_dir / "vm", ignore_errors=True)  # each run starts from a healthy VM
         self.slack.start()
         self.github.start()
         self.vm.create()
+        self.gemini.start()
         self.azure.start()
         self.azure.add_vm(self.resource_group, self.vm_name, self.vm)
         self.apply(self.initial_scenario)
@@ -85,13 +88,14 @@ class SandboxStack:
             **self.vm.settings_env(),
             "NEXY_VM_HEALTH_URLS": ",".join(self.vm.health_urls),
             "NEXY_VERIFY_WAIT_S": "15",
+            "NEXY_GEMINI_URL": self.gemini.url,
             # The console's users: alice and bob may ask for fixes, bob and carol may approve them.
             "NEXY_OPERATORS": "U0ALICE,U0BOB",
             "NEXY_APPROVERS": "U0BOB,U0CAROL",
         }
 
     def stop(self) -> None:
-        for part in (self.azure, self.vm, self.github, self.slack):
+        for part in (self.azure, self.gemini, self.vm, self.github, self.slack):
             part.stop()
 
     def __enter__(self) -> "SandboxStack":

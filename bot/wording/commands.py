@@ -49,5 +49,13 @@ def enqueue_failed() -> str:
     return ":x: I could not queue that: the job queue (Redis) is not reachable. Nothing was run; try again shortly."
 
 
+def button_out_of_date() -> str:
+    return ":warning: That button is out of date: type the command instead (`/nexy help` lists them)."
+
+
+def form_out_of_date() -> str:
+    return "This form is out of date: close it and type the command again."
+
+
 def fix_refused(words: str, reason: str, who: str) -> str:
     return f":no_entry: `{words}` was not queued: {reason}. Who can: {who} (NEXY_OPERATORS)."

@@ -34,6 +34,13 @@ def nothing_to_fix(fix: Fix, words: str) -> str:
     )
 
 
+def secret_missing(fix: Fix, words: str) -> str:
+    return (
+        f":no_entry: *{words}* {_title(fix)}: no plan: the value it needs is typed in a private form, "
+        f"and none is held (it is kept for the approval window only). Type `/nexy {words}` to open the form."
+    )
+
+
 def blocked(fix: Fix, words: str, reason: str) -> str:
     return f":no_entry: *{words}* {_title(fix)}: no plan: {reason}"
 

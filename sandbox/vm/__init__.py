@@ -250,6 +250,11 @@ class SimulatedVM:
         return [f"http://127.0.0.1:{health}/health", f"http://127.0.0.1:{updates}/updates/health"]
 
     @property
+    def gemini_state(self) -> Path:
+        """The sandbox Gemini's state (model, expired and revoked keys), shared with `GeminiEmulator`."""
+        return self.root / vmlib.SANDBOX_DIR / "gemini.json"
+
+    @property
     def gemini_key(self) -> str | None:
         for line in (self.app_dir / "config.env").read_text(encoding="utf-8").splitlines():
             if line.startswith("GEMINI_API_KEY="):

@@ -35,7 +35,7 @@ def test_status_healthy(vm_bot_settings, slack, work, azure):
      "Next: `/nexy fix config-perms`"),
     ("execstart-drift", "6.2 ExecStart Path Drift", "can't open file '/home/azureuser/voice-assistant/server/server/main.py'",
      "Next: `/nexy fix execstart`"),
-    ("api-key-expired", "6.3 TextProcessor Init Failure", "TextProcessor", "Next (by hand, runbook 6.3)"),
+    ("api-key-expired", "6.3 TextProcessor Init Failure", "TextProcessor", "Next: `/nexy fix api-key`"),
     ("deps-mismatch", "3 Dependency Mismatch After Deploy",
      "ImportError: cannot import name 'runtime_version' from 'google.protobuf'", "Next: `/nexy fix deps`"),
 ])

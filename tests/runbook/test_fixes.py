@@ -99,3 +99,99 @@ def test_fix_version_refuses_a_bad_version_with_the_form(fix_settings, slack, ba
     """A version not in the X.Y.Z.Build form is refused at once, saying the form; nothing is queued."""
     text = slack.slash_command(f"fix version {bad}", user=OPERATOR).json()["text"]
     assert "X.Y.Z.Build" in text and "queued" not in text
+
+
+def _redis_dump(redis) -> str:
+    """Every value in Redis as text, RQ's compressed job data included."""
+    import zlib
+
+    parts = []
+    for key in redis.scan_iter():
+        kind = redis.type(key).decode()
+        if kind == "string":
+            values = [redis.get(key)]
+        elif kind == "hash":
+            values = list(redis.hgetall(key).values())
+        elif kind == "list":
+            values = redis.lrange(key, 0, -1)
+        elif kind == "zset":
+            values = [m for m, _ in redis.zrange(key, 0, -1, withscores=True)]
+        elif kind == "set":
+            values = list(redis.smembers(key))
+        else:
+            values = [str(redis.xrange(key)).encode()] if kind == "stream" else []
+        for value in values:
+            parts.append(value.decode("utf-8", "replace"))
+            try:
+                parts.append(zlib.decompress(value).decode("utf-8", "replace"))
+            except zlib.error:
+                pass
+    return "\n".join(parts)
+
+
+def _type_key(slack, key: str, user=OPERATOR):
+    """Type a key in the private form opened by the last command or button."""
+    assert slack.last_view and slack.last_view["callback_id"] == "secret_form"
+    return slack.view_submission(user=user, callback_id="secret_form",
+                                 values={"secret": {"value": {"type": "plain_text_input", "value": key}}})
+
+
+def test_fix_api_key_through_the_form_heals_and_the_key_is_nowhere(fix_settings, slack, work, vm, azure, redis,
+                                                                  caplog):
+    """fix api-key: a modal takes the key; smoke-tested, planned, approved, applied; the VM serves again,
+    and the key is in no Slack message, no log line, no Redis value and no script text."""
+    from sandbox.vm import new_gemini_key
+
+    caplog.set_level("DEBUG")
+    vm.break_("api-key-expired")
+    old_key, new_key = vm.gemini_key, new_gemini_key()
+    ack = slack.slash_command("fix api-key", user=OPERATOR)
+    assert ack.status_code == 200 and not ack.content.strip()
+    submitted = _type_key(slack, new_key)
+    assert submitted.status_code == 200 and not submitted.content.strip()
+    work(fix_settings)
+    plan = bot_messages(slack)[-1]
+    body = str(plan.blocks)
+    assert plan.text.startswith(":clipboard: Plan") and "passed a Gemini smoke test" in body
+    assert "+ GEMINI_API_KEY in" in body and "the key typed in the form" in body
+    text = approve(slack, work, fix_settings, plan)
+    assert "Fixed and verified" in text, text[-3000:]
+    assert "journal since the restart: clean" in text
+    assert vm.gemini_key == new_key and vm.service_active() and httpx.get(vm.health_urls[0]).status_code == 200
+    assert azure.run_count[KEY] == 2
+    # a second request with the same key finds nothing to do
+    slack.slash_command("fix api-key", user=OPERATOR)
+    _type_key(slack, new_key)
+    work(fix_settings)
+    assert "nothing to fix" in bot_messages(slack)[-1].text
+    seen = [str(slack.calls), str([(m.text, m.blocks) for m in slack.messages()]), caplog.text, _redis_dump(redis),
+            str([entry["script"] for entry in azure.history])]
+    for where in seen:
+        assert new_key not in where and old_key not in where
+
+
+def test_a_key_gemini_refuses_gets_no_plan_and_no_run_command(fix_settings, slack, work, vm, azure):
+    """A key that fails the smoke test is refused before any run-command: nothing changes on the VM."""
+    vm.break_("api-key-expired")
+    expired = vm.gemini_key
+    slack.slash_command("fix api-key", user=OPERATOR)
+    _type_key(slack, expired)
+    work(fix_settings)
+    reply = bot_messages(slack)[-1]
+    assert "no plan" in reply.text and "Gemini refused the new key" in reply.text
+    assert azure.run_count.get(KEY, 0) == 0 and vm.gemini_key == expired
+
+
+def test_a_malformed_key_is_refused_in_the_form(fix_settings, slack, work, vm):
+    """A value that is not a Google API key is refused in the form itself; nothing is queued."""
+    slack.slash_command("fix api-key", user=OPERATOR)
+    response = _type_key(slack, "not-a-key")
+    assert response.json()["response_action"] == "errors" and "AIza" in response.json()["errors"]["secret"]
+    assert "not-a-key" not in response.text
+
+
+def test_only_operators_get_the_form(fix_settings, slack):
+    """Someone who may not ask for fixes is refused at once; no form opens."""
+    slack.last_view = None
+    reply = slack.slash_command("fix api-key", user="U0CAROL").json()["text"]
+    assert "was not queued" in reply and slack.last_view is None
