@@ -51,6 +51,8 @@ class Task:
     """The end of a plan's approval window (scheduled)."""
     NOTIFY = "jobs.tasks.notify"
     """An ephemeral notice to one person."""
+    PROBE = "jobs.tasks.probe"
+    """A declared read from outside the VM (health probes), for a job that must not do it itself."""
     ANNOUNCE = "jobs.tasks.announce"
     """A notice in an incident's thread."""
     REPORT_FAILURE = "jobs.tasks.report_failure"

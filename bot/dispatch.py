@@ -152,6 +152,16 @@ class Dispatcher:
             failure_ttl=FAILURE_TTL_S,
         )
 
+    def probe(self, name: str) -> Job:
+        """Run a declared probe on the io queue; its result is read back from the job."""
+        return self.queue(IO_QUEUE).enqueue_call(
+            Task.PROBE,
+            kwargs={"name": name},
+            timeout=IO_JOB_TIMEOUT_S,
+            result_ttl=NOTICE_RESULT_TTL_S,
+            failure_ttl=FAILURE_TTL_S,
+        )
+
     def announce(self, incident: str, text: str) -> Job:
         """Enqueue a notice in an incident's thread."""
         return self.queue(IO_QUEUE).enqueue_call(

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from bot.contract import WorkItem, apply_job_id
 from bot.plans import ApplyOutcome, Plan, PlanStatus
@@ -41,6 +42,10 @@ def run_plan(ctx: Context) -> str:
             runtime.store.record(item.incident, "plan", item.user, fix=fix.name, needed=False, reason=refusal)
             return "refused"
         secrets = ((fix.secret.parameter, value),)
+    recent = runtime.diagnoses.recent(item.incident, ctx.settings.nexy_diagnosis_reuse_s)
+    if recent is not None:  # the diagnosis batched this plan script: no second run-command
+        facts, age = recent
+        return propose(ctx, fix, facts, source=plan_wording.from_diagnosis(age))
     result = ctx.run(fix.plan_script, *fix.plan_parameters(), secrets=secrets)
     if result.exit_code != 0:
         runtime.sealed.discard(item.secret)
@@ -48,12 +53,14 @@ def run_plan(ctx: Context) -> str:
     return propose(ctx, fix, result.facts)
 
 
-def propose(ctx: Context, fix: Fix, facts: dict[str, str]) -> str:
-    """Post the plan for facts already gathered (by the plan script, or within a diagnosis); returns
-    the plan id, or what there was instead of a plan."""
+def propose(ctx: Context, fix: Fix, facts: dict[str, str], *, source: str = "") -> str:
+    """Post the plan for facts already gathered (by the plan script, or by a diagnosis: `source`
+    says so in the plan); returns the plan id, or what there was instead of a plan."""
     runtime, item, settings = ctx.runtime, ctx.item, ctx.settings
     args = fix_arguments(item)
     assessment = fix.assess(facts, settings, args)
+    if source:
+        assessment = replace(assessment, notes=(*assessment.notes, source))
     if assessment.blocked or not assessment.needed:
         runtime.sealed.discard(item.secret)
         text = (
@@ -220,6 +227,7 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
         requested_at=time.time(),
     )
     ctx = Context(runtime, item)
+    runtime.diagnoses.forget(plan.incident)  # the VM is about to change: no later plan may reuse it
     runtime.store.record(plan.incident, "apply", plan.decided_by, plan=plan.id, fix=fix.name)
     secrets: tuple[tuple[str, str], ...] = ()
     if fix.secret is not None:

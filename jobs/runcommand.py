@@ -34,6 +34,9 @@ class Script:
     name: str
     parameters: tuple[tuple[str, str], ...] = ()
     directory: Path = SCRIPTS_DIR
+    includes: tuple[Path, ...] = ()
+    """Other scripts run after the body, each in its own subshell that may fail alone (a batched
+    read such as `diagnose`: every fix's plan script in the same run-command)."""
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     """Parameters that are never in the script text (a new API key): sent only as run-command
     parameters (the environment, for the local executor); never logged, never in a repr."""
@@ -47,10 +50,14 @@ class Script:
 
     @classmethod
     def of(
-        cls, file: ScriptFile, parameters: tuple[tuple[str, str], ...] = (), secrets: tuple[tuple[str, str], ...] = ()
+        cls,
+        file: ScriptFile,
+        parameters: tuple[tuple[str, str], ...] = (),
+        secrets: tuple[tuple[str, str], ...] = (),
+        includes: tuple[ScriptFile, ...] = (),
     ) -> Script:
-        """A runbook item's script file with its parameters."""
-        return cls(file.name, parameters, file.path.parent, secrets)
+        """A runbook item's script file with its parameters (and the scripts it batches)."""
+        return cls(file.name, parameters, file.path.parent, tuple(f.path for f in includes), secrets)
 
     @property
     def all_parameters(self) -> tuple[tuple[str, str], ...]:
@@ -58,7 +65,10 @@ class Script:
         return (*self.parameters, *self.secrets)
 
     def body(self) -> str:
-        return (self.directory / f"{self.name}.sh").read_text()
+        parts = [(self.directory / f"{self.name}.sh").read_text()]
+        for path in self.includes:
+            parts.append(f"# --- {path.stem}\n(\n{path.read_text().rstrip()}\n) || true\n")
+        return "\n".join(parts)
 
     def render(self) -> str:
         """The full script text sent to the VM: the wrapper, the parameters, the body."""

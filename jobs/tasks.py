@@ -108,6 +108,11 @@ def notify(
     runtime.slack.ephemeral(channel, user, text, blocks, thread_ts=thread_ts)
 
 
+def probe(runtime: Runtime, *, name: str) -> Any:
+    """A declared probe (runbook.item.probe), for a VM job that must not wait for it itself."""
+    return runtime.registry.probes[name](runtime.settings)
+
+
 def announce(runtime: Runtime, *, incident: str, text: str) -> None:
     """Post a notice in an incident's thread (queue position, for example)."""
     Thread(runtime, incident).post(text, kind="notice")

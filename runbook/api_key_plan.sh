@@ -6,7 +6,9 @@ cfg="$NEXY_APP_DIR/config.env"
 nexy_preflight || true
 if [ -f "$cfg" ]; then
     fact config_sha "$(sha256sum < "$cfg" | cut -c1-16)"
-    if grep -qxF "GEMINI_API_KEY=$NEXY_GEMINI_KEY" "$cfg"; then fact key_matches yes; else fact key_matches no; fi
+    if [ -n "${NEXY_GEMINI_KEY:-}" ]; then  # absent when a diagnosis batches this script
+        if grep -qxF "GEMINI_API_KEY=$NEXY_GEMINI_KEY" "$cfg"; then fact key_matches yes; else fact key_matches no; fi
+    fi
 else
     fact config_sha missing
 fi

@@ -217,6 +217,7 @@ class Fix:
 class Declarations:
     """What the item modules declared, in import order; the registry reads it once."""
 
+    probes: dict[str, Callable[[Settings], Any]] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     fixes: list[Fix] = field(default_factory=list)
     symptoms: list[tuple[Symptom, str]] = field(default_factory=list)  # (symptom, declaring module)
@@ -237,6 +238,19 @@ def check(
     def attach(run: F) -> F:
         DECLARED.checks.append(Check(command, section, _help_line(run), route, run, args, scripts))
         return run
+
+    return attach
+
+
+def probe(name: str) -> Callable[[F], F]:
+    """Declare a read from outside the VM (HTTP, GitHub) that other jobs run on the io queue, never
+    behind a run-command: `probe(settings) -> a picklable report` (a diagnosis's health probes)."""
+
+    def attach(read: F) -> F:
+        if name in DECLARED.probes:
+            raise ValueError(f"two probes are named {name!r}")
+        DECLARED.probes[name] = read
+        return read
 
     return attach
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
+from bot.settings import Settings
 from bot.wording.refs import REFERENCED
 from runbook.item import DECLARED, Arg, Check, Fix, Route, Symptom
 
@@ -93,7 +95,14 @@ HELP = Command(
 class Registry:
     """The tables, built from the declarations."""
 
-    def __init__(self, checks: Iterable[Check], fixes: Iterable[Fix], symptoms: Iterable[tuple[Symptom, str]]):
+    def __init__(
+        self,
+        checks: Iterable[Check],
+        fixes: Iterable[Fix],
+        symptoms: Iterable[tuple[Symptom, str]],
+        probes: dict[str, Callable[[Settings], Any]] | None = None,
+    ):
+        self.probes = dict(probes or {})
         self.checks: dict[str, Check] = {}
         self.fixes: dict[str, Fix] = {}
         self.commands: dict[str, Command] = {}
@@ -203,7 +212,7 @@ def discover() -> None:
 
 def build() -> Registry:
     discover()
-    return Registry(DECLARED.checks, DECLARED.fixes, DECLARED.symptoms)
+    return Registry(DECLARED.checks, DECLARED.fixes, DECLARED.symptoms, DECLARED.probes)
 
 
 REGISTRY = build()

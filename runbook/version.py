@@ -17,11 +17,11 @@ from bot import render
 from bot.errors import GitHubError
 from bot.settings import Settings
 from bot.wording import errors as error_wording
-from jobs import health as probe
+from jobs import health as health_probe
 from jobs.context import Context
 from jobs.github_client import GitHubClient
 from jobs.health import HealthReport
-from runbook.item import Arg, Assessment, Fix, Route, check, fix, script
+from runbook.item import Arg, Assessment, Fix, Route, check, fix, probe, script
 from runbook.release import read_release, release_version
 
 SCRIPT = script(__file__, "version")
@@ -32,7 +32,7 @@ VERSION_ARG = Arg("version", r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,9}", 
 
 def normalize(release: str) -> str:
     """`2.4.0 build 240`, `2.4.0.240` and `2.4.0+240` name the same release: `2.4.0.240`."""
-    return probe.normalize(release)
+    return health_probe.normalize(release)
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,12 @@ def expected_version(settings: Settings, given: str | None = None) -> Expected:
     return Expected(f"{version}.{build}", where)
 
 
+@probe("health")
 def probe_with_expected(settings: Settings, given: str | None = None) -> HealthReport:
     """The health probes, with the expected version looked up at the same time."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         expected = pool.submit(expected_version, settings, given)
-        report = probe.probe(settings.nexy_health_urls, settings.nexy_health_timeout_s)
+        report = health_probe.probe(settings.nexy_health_urls, settings.nexy_health_timeout_s)
         wanted = expected.result()
     return HealthReport(report.endpoints, wanted.version, wanted.source)
 

@@ -34,6 +34,14 @@ def nothing_to_fix(fix: Fix, words: str) -> str:
     )
 
 
+def from_diagnosis(age_s: float) -> str:
+    """The note on a plan made from a diagnosis's facts instead of its own run-command."""
+    return (
+        f"state as the diagnosis read it {age_s:.0f} s ago (no second run-command); the apply re-checks it "
+        "and refuses if it changed"
+    )
+
+
 def secret_missing(fix: Fix, words: str) -> str:
     return (
         f":no_entry: *{words}* {_title(fix)}: no plan: the value it needs is typed in a private form, "
