@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from bot.commands import COMMANDS, ParseError, Request, help_lines, parse, secret_input
+from bot.commands import COMMANDS, REGISTRY, ParseError, Request, help_lines, parse, secret_input
 from bot.contract import APPROVE_REACTIONS, REJECT_REACTIONS, Action, WorkItem
 from bot.dispatch import Dispatcher
 from bot.incidents import Incident, IncidentStore
@@ -237,6 +237,8 @@ def _inline_answer(parsed: Request | ParseError) -> str | None:
     """What the web process answers itself: a parse error, or help; None for work to queue."""
     if isinstance(parsed, ParseError):
         return wording.parse_error(parsed, help_lines())
+    if parsed.command == "runbook":
+        return wording.runbook_table(REGISTRY.sections())
     if parsed.spec.route is Route.INLINE:
         name = parsed.args[0] if parsed.args else None
         command = COMMANDS.get(name or "")

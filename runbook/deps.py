@@ -94,7 +94,7 @@ def render_report(report: DepsReport) -> tuple[str, list[dict]]:
     ]
 
 
-@check("deps", section="3", route=Route.VM, scripts=(SCRIPT,))
+@check("deps", section="3", title="Dependency Mismatch After Deploy", route=Route.VM, scripts=(SCRIPT,))
 def deps(ctx: Context) -> str:
     """deps: installed packages against server/requirements.txt and the protobuf/grpcio pins"""
     result = ctx.run(SCRIPT, pins_parameter())

@@ -252,7 +252,7 @@ def render_report(d: Diagnosis, registry: Registry, planned: str | None) -> tupl
 # -- the job -------------------------------------------------------------------------------------
 
 
-@check("diagnose", route=Route.VM, scripts=(SCRIPT,))
+@check("diagnose", section="all", title="Every Check At Once", route=Route.VM, scripts=(SCRIPT,))
 def diagnose(ctx: Context) -> str:
     """diagnose: every check in one run-command, the findings ranked, and the top fix's plan"""
     runtime, settings, registry = ctx.runtime, ctx.settings, ctx.runtime.registry

@@ -47,7 +47,7 @@ def render_report(report: HealthReport) -> tuple[str, list[dict]]:
     return headline.replace("*", ""), [render.section(headline)] + [render.section(f) for f in fields]
 
 
-@check("health", section="4", route=Route.IO)
+@check("health", section="4", title="Wrong Runtime Version In /health", route=Route.IO)
 def health(ctx: Context) -> str:
     """health: 8080 /health and 8081 /updates/health: status, version and build"""
     report = probe_with_expected(ctx.settings)

@@ -123,6 +123,7 @@ class Check:
     run: Callable[[Context], str]
     args: tuple[Arg, ...] = ()
     scripts: tuple[ScriptFile, ...] = ()
+    title: str = ""  # the runbook section's title
 
 
 @dataclass(frozen=True)
@@ -230,13 +231,19 @@ FixT = TypeVar("FixT", bound=Fix)
 
 
 def check(
-    command: str, *, section: str = "", route: Route, args: tuple[Arg, ...] = (), scripts: tuple[ScriptFile, ...] = ()
+    command: str,
+    *,
+    section: str = "",
+    title: str = "",
+    route: Route,
+    args: tuple[Arg, ...] = (),
+    scripts: tuple[ScriptFile, ...] = (),
 ) -> Callable[[F], F]:
     """Declare a read-only command; the decorated function runs it (`run(ctx) -> status`). The
     commands its report recommends are named with `bot.wording.refs.command` (checked at start-up)."""
 
     def attach(run: F) -> F:
-        DECLARED.checks.append(Check(command, section, _help_line(run), route, run, args, scripts))
+        DECLARED.checks.append(Check(command, section, _help_line(run), route, run, args, scripts, title))
         return run
 
     return attach

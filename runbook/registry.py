@@ -84,6 +84,8 @@ class Command:
         return _bind(f"{self.name} {values[0]}", own[values[0]], values[1:])
 
 
+RUNBOOK = Command("runbook", "each runbook section: its symptoms, the commands for it and where they run", Route.INLINE)
+
 HELP = Command(
     "help",
     "the command list, or one command's usage",
@@ -130,6 +132,7 @@ class Registry:
                     subcommands=tuple((f.name, f.args) for f in targets),
                 )
             )
+        self._add(RUNBOOK)
         self._add(HELP)
         # Help lists the commands in runbook order; those of no section (queue, help) last.
         self.commands = dict(sorted(self.commands.items(), key=lambda pair: _section_key(pair[1].section)))
@@ -178,6 +181,30 @@ class Registry:
             lines.append(f"`{command.usage}`: {command.summary}{section}")
         return lines
 
+    def sections(self) -> list[Section]:
+        """The runbook as the registry holds it, in section order (`/nexy runbook`)."""
+        found: dict[str, dict[str, Any]] = {}
+
+        def entry(section: str, title: str) -> dict[str, Any]:
+            item = found.setdefault(section, {"title": "", "symptoms": [], "commands": []})
+            item["title"] = item["title"] or title
+            return item
+
+        for check in self.checks.values():
+            if check.section:
+                entry(check.section, check.title)["commands"].append(
+                    (usage_of(check.command, check.args), _WHERE[check.route])
+                )
+        for fix in self.fixes.values():
+            where = "VM queue: a plan (one run-command), an approval, then apply and verify (one run-command)"
+            entry(fix.section, fix.title)["commands"].append((usage_of(fix.command, fix.args), where))
+        for symptom in self.symptoms:
+            entry(symptom.section, symptom.title)["symptoms"].append(symptom)
+        return [
+            Section(key, item["title"], tuple(item["symptoms"]), tuple(item["commands"]))
+            for key, item in sorted(found.items(), key=lambda pair: _section_key(pair[0]))
+        ]
+
     @cached_property
     def journal_patterns(self) -> tuple[str, ...]:
         """Every declared symptom's signature, for the scripts that filter the journal."""
@@ -194,10 +221,31 @@ class Registry:
 
 
 def _section_key(section: str) -> tuple[float, ...]:
-    """`0.1` < `1` < `5` < `6.2` < `7-9` < no section."""
+    """`0.1` < `1` < `5` < `6.2` < `7-9` < `all` < no section."""
     if not section:
-        return (float("inf"),)
-    return tuple(float(part) for part in section.split("-")[0].split("."))
+        return (float("inf"), 1)
+    try:
+        return tuple(float(part) for part in section.split("-")[0].split("."))
+    except ValueError:
+        return (float("inf"), 0)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One runbook section as the registry knows it: its title, symptoms, and the commands for it."""
+
+    section: str
+    title: str
+    symptoms: tuple[Symptom, ...]
+    commands: tuple[tuple[str, str], ...]  # (usage, where it runs)
+
+
+_WHERE = {
+    Route.IO: "io queue, no run-command",
+    Route.VM: "VM queue, one run-command",
+    Route.VM_IF_REACHABLE: "VM queue, one run-command (io when the VM cannot be reached)",
+    Route.INLINE: "answered at once",
+}
 
 
 def discover() -> None:

@@ -54,7 +54,7 @@ def next_step(symptom: Symptom) -> str:
     return f"Next: `/nexy {symptom.fix}`"
 
 
-@check("status", section="5", route=Route.VM, scripts=(SCRIPT,))
+@check("status", section="5", title="Service Restart / systemd Failure", route=Route.VM, scripts=(SCRIPT,))
 def status(ctx: Context) -> str:
     """status: service state, the journal lines that matter, and where the runbook branches"""
     registry = ctx.runtime.registry

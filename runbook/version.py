@@ -129,7 +129,14 @@ def render_report(r: VersionReport, recommendation: str) -> tuple[str, list[dict
     return headline.replace("*", ""), blocks
 
 
-@check("version", section="4", route=Route.VM, args=(replace(VERSION_ARG, optional=True),), scripts=(SCRIPT,))
+@check(
+    "version",
+    section="4",
+    title="Wrong Runtime Version In /health",
+    route=Route.VM,
+    args=(replace(VERSION_ARG, optional=True),),
+    scripts=(SCRIPT,),
+)
 def version(ctx: Context) -> str:
     """version: VERSION, the manifest and both health endpoints against the expected version"""
     given = ctx.item.args[0] if ctx.item.args else None

@@ -10,6 +10,7 @@ from bot.wording.refs import command
 if TYPE_CHECKING:
     from bot.commands import ParseError, Request
     from bot.incidents import Incident
+    from runbook.registry import Section
 
 HELP = command("help")
 
@@ -21,6 +22,18 @@ def help_message(lines: list[str], usage: tuple[str, str] | None = None) -> str:
     text = ["*nexy* runs the deploy incident runbook. Commands:", *(f"• {line}" for line in lines)]
     text.append("In an incident thread, mention me instead: `@nexy status`.")
     return "\n".join(text)
+
+
+def runbook_table(sections: list[Section]) -> str:
+    """`/nexy runbook`: each section, the journal symptoms that point to it, its commands and where they run."""
+    lines = ["*The runbook, as the bot runs it:*"]
+    for s in sections:
+        lines.append(f"*{s.section} {s.title}*")
+        for symptom in s.symptoms:
+            lines.append(f"  symptom: journal matches `{symptom.pattern}` → `/nexy {symptom.fix}`")
+        for usage, where in s.commands:
+            lines.append(f"  `{usage}`: {where}")
+    return "\n".join(lines)
 
 
 def parse_error(error: ParseError, lines: list[str]) -> str:

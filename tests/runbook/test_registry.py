@@ -109,3 +109,15 @@ def test_every_button_leads_to_a_listener():
     for where, action in actions:
         assert isinstance(action, ast.Attribute) and getattr(action.value, "id", "") == "Action", where
         assert getattr(Action, action.attr) in Action.ALL, (where, action.attr)
+
+
+def test_runbook_command_lists_every_section_with_its_commands(bot, slack):
+    """`/nexy runbook` answers at once with each section, its symptoms and its commands, all of which parse."""
+    text = slack.slash_command("runbook").json()["text"]
+    for section in ("*0.1 Incident Guardrails*", "*3 Dependency Mismatch", "*6.1 Config Permission Denied*",
+                    "*6.3 TextProcessor Init Failure*", "*7-9 Release"):
+        assert section in text, section
+    assert "→ `/nexy fix api-key`" in text and "one run-command" in text
+    for words in re.findall(r"`/nexy ([a-z][a-z -]*[a-z])", text):
+        parsed = parse(words)
+        assert isinstance(parsed, Request) or " takes " in parsed.problem, words
