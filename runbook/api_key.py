@@ -34,7 +34,7 @@ class ApiKey(Fix):
         Symptom(
             "6.3",
             "TextProcessor Init Failure",
-            r"Не удалось инициализировать TextProcessor|TextProcessor.*(fail|error|Error)",
+            r"Не удалось инициализировать TextProcessor|TextProcessor.*(fail|error|Error)|ChatGoogleGenerativeAIError",
             fix="fix api-key",
         ),
         Symptom("6", "Gemini API Key Expired", r"API_KEY_INVALID|API key expired", fix="fix api-key", rank=1),

@@ -7,8 +7,10 @@
 fact active "$(systemctl is-active "$NEXY_SERVICE" 2>/dev/null || true)"
 fact since "$(systemctl show -p ActiveEnterTimestamp --value "$NEXY_SERVICE" 2>/dev/null || true)"
 signatures=$(nexy_patterns_file "$NEXY_SIGNATURES")
+# Each signature with up to 90 characters on either side: a long line keeps the part that matters.
+around=$(mktemp)
+sed 's/.*/.{0,90}(&).{0,90}/' "$signatures" > "$around"
 echo "--- journal since the last start (declared signatures, last 5)"
-nexy_journal_since_start | grep -E -f "$signatures" | tail -n 5 \
-    | awk '{ if (length($0) > 200) print substr($0, 1, 199) "…"; else print }' || true
-rm -f "$signatures"
+nexy_journal_since_start | grep -E -o -f "$around" | tail -n 5 || true
+rm -f "$signatures" "$around"
 echo "--- end of journal"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from sandbox.azure_emulator import SCENARIOS as AZURE_SCENARIOS
 from sandbox.azure_emulator import AzureEmulator
 from sandbox.gemini_emulator import GeminiEmulator
 from sandbox.github_emulator import SCENARIOS as GITHUB_SCENARIOS
@@ -24,7 +25,7 @@ RUN_COMMAND_DELAY_S = 2.0
 
 def scenarios() -> dict[str, str]:
     """Every scenario `nexy run --scenario` accepts, with its description."""
-    return {**GITHUB_SCENARIOS, **VM_SCENARIOS}
+    return {**GITHUB_SCENARIOS, **VM_SCENARIOS, **AZURE_SCENARIOS}
 
 
 class SandboxStack:
@@ -60,6 +61,7 @@ class SandboxStack:
         if self.scenario in VM_SCENARIOS and self.scenario != "healthy":
             self.vm.heal()
         self.github.apply_scenario(scenario if scenario in GITHUB_SCENARIOS else "healthy")
+        self.azure.apply_scenario(scenario if scenario in AZURE_SCENARIOS else "healthy")
         # the VM runs what the server repository holds: its deploy brought manifest.json along
         self.vm.deploy_manifest(self.github.manifest())
         if scenario == "run-command-busy":

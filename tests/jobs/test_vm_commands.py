@@ -135,3 +135,12 @@ def test_secrets_in_output_never_reach_slack(vm_bot_settings, slack, work, vm):
     assert "[REDACTED]:google-api-key" in str(reply.blocks)
     _run(slack, work, vm_bot_settings, "preflight")
     assert vm.gemini_key not in str(slack.calls)
+
+
+def test_run_command_refused_for_the_role_names_the_role(vm_bot_settings, slack, work, azure):
+    """Section 1 at the emulator (Reader only): a run-command is refused and the thread names the role it needs."""
+    azure.apply_scenario("azure-no-role")
+    slack.slash_command("status")
+    work(vm_bot_settings)
+    text = "\n".join(m.text for m in _bot_replies(slack))
+    assert "Virtual Machine Contributor" in text and "runCommand/action" in text and "403" in text

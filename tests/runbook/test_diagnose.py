@@ -84,3 +84,18 @@ def test_a_finding_button_plans_its_fix_without_a_second_run_command(fix_setting
     work(fix_settings)
     plans = [m for m in bot_messages(slack) if m.text.startswith(":clipboard: Plan")]
     assert len(plans) == 2 and azure.run_count[KEY] == 1
+
+
+@pytest.mark.parametrize("scenario, first, line", [
+    ("execstart-root", "most likely 6.2 ExecStart Path Drift", "can't open file '/home/azureuser/voice-assistant/main.py'"),
+    ("textprocessor-init", "most likely 6.3 TextProcessor Init Failure", "ChatGoogleGenerativeAIError"),
+    ("api-key-runtime", "most likely 6 Gemini API Key Expired", "API_KEY_INVALID"),
+])
+def test_the_runbook_variants_are_diagnosed_with_their_own_line(fix_settings, slack, work, vm, scenario, first, line):
+    """The 6.2 root-path variant, 6.3 alone (LangChain's error) and 6 alone (the key expiring while the service
+    runs) each come first, quoting their own journal line, with a button for their fix."""
+    vm.break_(scenario)
+    ask(slack, work, fix_settings, "diagnose")
+    reply = _diagnosis(slack)
+    assert first in reply.text, reply.text
+    assert line in str(reply.blocks)
