@@ -31,6 +31,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ack_latency.py
 	$(BIN)/python benchmarks/serialization.py
+	$(BIN)/python benchmarks/round_trips.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix $(PACKAGES)
