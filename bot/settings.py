@@ -161,9 +161,7 @@ class Settings(BaseSettings):
         # The new key rides on the smoke call (and goes to the VM as a parameter): https, or loopback.
         if not re.fullmatch(r"https?://[A-Za-z0-9_.:@/+=-]+", url):
             raise ValueError(f"{url!r} is not an http(s) URL of letters, digits and _ . : @ / + = -")
-        if url.startswith("http://") and not is_loopback_url(url):
-            raise ValueError("plain http is allowed for loopback emulators only; use https")
-        return url
+        return _https_or_loopback(url)
 
     @field_validator("github_api_url")
     @classmethod
@@ -171,9 +169,7 @@ class Settings(BaseSettings):
         # The token rides on every request: plain http only to a loopback emulator.
         if not re.match(r"^https?://([^/:\s]+|\[[^\]]+\])", url):
             raise ValueError(f"{url!r} is not an http(s) URL")
-        if url.startswith("http://") and not is_loopback_url(url):
-            raise ValueError("plain http is allowed for loopback emulators only; use https")
-        return url.rstrip("/")
+        return _https_or_loopback(url).rstrip("/")
 
     @field_validator("nexy_deploy_workflow")
     @classmethod
@@ -206,6 +202,13 @@ class Settings(BaseSettings):
     def vm_queue(self) -> str:
         """The queue of the target VM: exactly one worker serves it."""
         return vm_queue_name(self.azure_resource_group, self.azure_vm_name)
+
+
+def _https_or_loopback(url: str) -> str:
+    """A credential rides on requests to this URL: plain http only to a loopback emulator."""
+    if url.startswith("http://") and not is_loopback_url(url):
+        raise ValueError("plain http is allowed for loopback emulators only; use https")
+    return url
 
 
 def is_loopback_url(url: str) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -50,24 +49,14 @@ def register(app: App, intake: Intake) -> None:
         reply = intake.plan_button(
             words=str(action.get("value", "")), user=_user(body), channel=channel, thread_ts=thread_ts
         )
-        _answer(
-            client,
-            body,
-            reply,
-            lambda text: intake.tell(user=_user(body), channel=channel, thread_ts=thread_ts, text=text),
-        )
+        _answer(client, body, reply, intake, channel, thread_ts)
         ack()
 
     @app.action(Action.OPEN_FORM)
     def form_button(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         channel, thread_ts = _where(body)
         reply = intake.open_form(metadata=str(action.get("value", "")), user=_user(body))
-        _answer(
-            client,
-            body,
-            reply,
-            lambda text: intake.tell(user=_user(body), channel=channel, thread_ts=thread_ts, text=text),
-        )
+        _answer(client, body, reply, intake, channel, thread_ts)
         ack()
 
     @app.view(Action.SECRET_FORM)
@@ -88,10 +77,12 @@ def _where(body: dict[str, Any]) -> tuple[str, str | None]:
     return str(container.get("channel_id", "")), container.get("thread_ts") or container.get("message_ts")
 
 
-def _answer(client: WebClient, body: dict[str, Any], reply: Reply, tell: Callable[[str], None]) -> None:
+def _answer(
+    client: WebClient, body: dict[str, Any], reply: Reply, intake: Intake, channel: str, thread_ts: str | None
+) -> None:
     """After a button: open the form it leads to, or tell the clicker (ephemeral, through the queue:
     Slack ignores a body in the answer to a button) what happened."""
     problem = open_modal(client, str(body.get("trigger_id", "")), reply)
     text = problem or (None if reply.modal else reply.text)
     if text:
-        tell(text)
+        intake.tell(user=_user(body), channel=channel, thread_ts=thread_ts, text=text)
