@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis import Redis
 
 from bot.contract import KEY_PREFIX
+from bot.redaction import remember
 from bot.redis_conn import text
 
 _INFO = b"nexy-ops sealed secrets v1"
@@ -42,6 +43,7 @@ class SealedStore:
 
     def seal(self, value: str, ttl_s: int) -> str:
         """Store the value sealed for ttl_s seconds; returns its reference (safe to put in a job)."""
+        remember(value)  # from now on this process redacts it wherever it would appear
         ref = secrets.token_urlsafe(16)
         self.redis.set(_key(ref), self._fernet.encrypt(value.encode()), ex=ttl_s)
         return ref
@@ -52,9 +54,11 @@ class SealedStore:
         if not sealed:
             return None
         try:
-            return self._fernet.decrypt(text(sealed).encode()).decode()
+            value = self._fernet.decrypt(text(sealed).encode()).decode()
         except InvalidToken:
             return None
+        remember(value)
+        return value
 
     def discard(self, ref: str) -> None:
         if ref:

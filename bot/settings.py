@@ -8,6 +8,7 @@ per setting.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -18,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.contract import vm_queue_name
 from bot.errors import SettingsError
+from bot.redaction import remember
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -243,7 +245,7 @@ def run_command_unavailable(settings: Settings) -> str | None:
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings; a bad value raises SettingsError naming the variable and what it expects."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -251,3 +253,13 @@ def load_settings(**overrides: Any) -> Settings:
             message = str(error["msg"]).removeprefix("Value error, ")
             lines.append(f"{name}: {message}")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    # Whatever this process holds is redacted by value from now on, wherever it would appear.
+    remember(
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+        settings.azure_access_token,
+        settings.github_token,
+        os.environ.get("AZURE_CLIENT_SECRET"),
+    )
+    return settings
