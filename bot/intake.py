@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from bot.commands import COMMANDS, ParseError, Request, help_lines, parse
 from bot.contract import APPROVE_REACTIONS, REJECT_REACTIONS, Action, WorkItem
 from bot.dispatch import Dispatcher
-from bot.incidents import IncidentStore
+from bot.incidents import EventKind, IncidentStore
 from bot.policy import Decision, GroupCache, Policy
 from bot.settings import Settings
 from bot.wording import commands as wording
@@ -109,7 +109,7 @@ class Intake:
     def _submit(
         self, request: Request, decision: Decision | None, *, user: str, channel: str, incident: str, source: str
     ) -> None:
-        self.store.record(incident, "request", user, command=request.words, source=source)
+        self.store.record(incident, EventKind.COMMAND, user, command=request.words, source=source)
         item = WorkItem.new(request.command, request.args, user=user, channel=channel, incident=incident, source=source)
         if decision is not None and decision.allowed is None:
             self.dispatcher.authorize(item)

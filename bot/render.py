@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
 MAX_SECTION_TEXT = 3000
 MAX_FIELD_TEXT = 2000
 MAX_FIELDS = 10
@@ -102,15 +103,16 @@ def actions(*elements: dict, block_id: str | None = None) -> Block:
     return block
 
 
-def fit(text: str, blocks: list[Block] | None) -> tuple[str, list[Block] | None]:
-    """Clamp text and blocks to Slack's limits; what is cut is marked, nothing is rejected."""
+def fit(text: str, blocks: list[Block] | None, max_blocks: int = MAX_BLOCKS) -> tuple[str, list[Block] | None]:
+    """Clamp text and blocks to Slack's limits (50 blocks a message, 100 a view); what is cut is
+    marked, nothing is rejected."""
     text = cut(text or " ", MAX_MESSAGE_TEXT)
     if not blocks:
         return text, None
     fitted = [_fit_block(block) for block in blocks]
-    if len(fitted) > MAX_BLOCKS:
-        left_out = len(fitted) - (MAX_BLOCKS - 1)
-        fitted = [*fitted[: MAX_BLOCKS - 1], context(f"… {left_out} more blocks were cut")]
+    if len(fitted) > max_blocks:
+        left_out = len(fitted) - (max_blocks - 1)
+        fitted = [*fitted[: max_blocks - 1], context(f"… {left_out} more blocks were cut")]
     return text, fitted
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import time
 
+from bot import render
 from bot.contract import WorkItem, apply_job_id
+from bot.incidents import EventKind
 from bot.plans import ApplyOutcome, Plan, PlanStatus
 from bot.policy import describe
 from bot.wording import apply as apply_wording
@@ -34,8 +36,15 @@ def run_plan(ctx: Context) -> str:
     assessment = fix.assess(result.facts, settings)
     if assessment.blocked or not assessment.needed:
         text = plan_wording.blocked(fix, assessment.blocked) if assessment.blocked else plan_wording.nothing_to_fix(fix)
-        ctx.thread.post(text, kind="plan", user=item.user)
-        runtime.store.record(item.incident, "plan", item.user, fix=fix.name, needed=False, reason=assessment.blocked)
+        ctx.thread.post(
+            text,
+            kind=EventKind.PLAN,
+            user=item.user,
+            fix=fix.name,
+            section=fix.section,
+            needed=False,
+            reason=assessment.blocked,
+        )
         return "nothing to do"
     now = time.time()
     plan = Plan(
@@ -58,21 +67,23 @@ def run_plan(ctx: Context) -> str:
         describe(settings.nexy_approvers),
         settings.nexy_allow_self_approval,
     )
-    runtime.plans.attach_message(plan, ctx.thread.post(*message, kind="plan", user=item.user))
+    posted = ctx.thread.post(
+        *message,
+        kind=EventKind.PLAN,
+        user=item.user,
+        plan=plan.id,
+        fix=fix.name,
+        section=fix.section,
+        needed=True,
+        diff=list(assessment.diff),
+        expires_at=plan.expires_at,
+    )
+    runtime.plans.attach_message(plan, posted)
     previous = runtime.plans.supersede(plan, settings.vm_queue)
     if previous:
         _announce_superseded(runtime, runtime.plans.get(previous), plan)
     # When the approval window closes, say so in the thread (the io worker runs RQ's scheduler).
     runtime.dispatcher.schedule_expiry(plan.id, settings.nexy_approval_ttl_s + 1)
-    runtime.store.record(
-        item.incident,
-        "plan",
-        item.user,
-        plan=plan.id,
-        fix=fix.name,
-        diff=list(assessment.diff),
-        expires_at=plan.expires_at,
-    )
     return plan.id
 
 
@@ -88,8 +99,9 @@ def _announce_superseded(runtime: Runtime, old: Plan | None, new: Plan) -> None:
     fix = runtime.registry.fixes[old.fix]
     old_thread = Thread(runtime, old.incident)
     _decided(runtime, old_thread, old, fix)
-    old_thread.post(plan_wording.superseded(old, new, fix), kind="supersede")
-    runtime.store.record(old.incident, "supersede", new.requester, plan=old.id, by=new.id)
+    old_thread.post(
+        plan_wording.superseded(old, new, fix), kind=EventKind.SUPERSEDED, user=new.requester, plan=old.id, by=new.id
+    )
 
 
 def decide(
@@ -113,7 +125,7 @@ def decide(
     refusal = _refusal(runtime, plan, user, approve)
     if refusal:
         runtime.slack.ephemeral(plan.channel, user, refusal, thread_ts=thread.ensure())
-        runtime.store.record(plan.incident, "approval-ignored", user, plan=plan.id, source=source, reason=refusal)
+        runtime.store.record(plan.incident, EventKind.IGNORED, user, plan=plan.id, source=source, reason=refusal)
         return "ignored"
     won, status = plans.decide(plan.id, user, PlanStatus.APPROVED if approve else PlanStatus.REJECTED, at)
     plan = plans.get(plan.id) or plan
@@ -121,18 +133,19 @@ def decide(
     if won == 0:
         runtime.slack.ephemeral(plan.channel, user, approval_wording.already(plan, status), thread_ts=thread.ensure())
         return f"already {status}"
-    kind = "approval" if won == 1 and approve else "rejection" if won == 1 else "expiry"
-    runtime.store.record(plan.incident, kind, user, plan=plan.id, source=source)
-    if kind == "approval":  # first the apply, so that no Slack error below can lose it
+    kind = EventKind.APPROVAL if won == 1 and approve else EventKind.REJECTION if won == 1 else EventKind.EXPIRY
+    # The decision is recorded, and an apply queued, before any Slack call: no Slack error can lose them.
+    runtime.store.record(plan.incident, kind, user, plan=plan.id, fix=fix.name, source=source)
+    if kind is EventKind.APPROVAL:
         runtime.dispatcher.submit_apply(plan.id, f"apply {fix.words} ({plan.incident}, {plan.id})")
     _decided(runtime, thread, plan, fix)
     text = {
-        "approval": approval_wording.approved,
-        "rejection": approval_wording.rejected,
-        "expiry": approval_wording.expired,
+        EventKind.APPROVAL: approval_wording.approved,
+        EventKind.REJECTION: approval_wording.rejected,
+        EventKind.EXPIRY: approval_wording.expired,
     }[kind](plan, fix)
-    thread.post(text, kind=kind, user=user)
-    return {"approval": "approved", "rejection": "rejected", "expiry": "expired"}[kind]
+    thread.post(text, kind=None)
+    return plan.status.value
 
 
 def _refusal(runtime: Runtime, plan: Plan, user: str, approve: bool) -> str:
@@ -155,11 +168,23 @@ def expire(runtime: Runtime, plan_id: str) -> str:
     if plan is None:
         return "gone"
     fix = runtime.registry.fixes[plan.fix]
+    runtime.store.record(plan.incident, EventKind.EXPIRY, None, plan=plan.id, fix=fix.name, source="timer")
     thread = Thread(runtime, plan.incident)
     _decided(runtime, thread, plan, fix)
-    thread.post(approval_wording.expired(plan, fix), kind="expiry")
-    runtime.store.record(plan.incident, "expiry", None, plan=plan.id, source="timer")
+    thread.post(approval_wording.expired(plan, fix), kind=None)
     return "expired"
+
+
+def expired_by_close(runtime: Runtime, thread: Thread, plan_id: str) -> None:
+    """A pending plan that expired because its incident was resolved: the plan message loses its
+    buttons and the thread says so (the close recorded it)."""
+    plan = runtime.plans.get(plan_id)
+    if plan is None:
+        return
+    fix = runtime.registry.fixes[plan.fix]
+    runtime.store.record(plan.incident, EventKind.EXPIRY, None, plan=plan.id, fix=fix.name, source="close")
+    _decided(runtime, thread, plan, fix)
+    thread.post(approval_wording.expired_by_close(plan, fix, thread.incident.id), kind=None)
 
 
 def run_apply(runtime: Runtime, plan_id: str) -> str:
@@ -181,7 +206,9 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
         requested_at=time.time(),
     )
     ctx = Context(runtime, item)
-    runtime.store.record(plan.incident, "apply", plan.decided_by, plan=plan.id, fix=fix.name)
+    runtime.store.record(
+        plan.incident, EventKind.APPLY, plan.decided_by, plan=plan.id, fix=fix.name, section=fix.section
+    )
     result = ctx.run(
         fix.apply_script,
         ("NEXY_EXPECT", plan.fingerprint),
@@ -189,17 +216,19 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
     )
     outcome = ApplyOutcome.of(result.facts, result.exit_code)
     plans.finish(plan.id, PlanStatus.APPLIED if outcome is ApplyOutcome.VERIFIED else PlanStatus.FAILED)
-    report = apply_wording.report(plan, fix, result, outcome, fix.commands(settings), settings.nexy_service)
-    ctx.thread.post(*report, kind="verify", user=plan.decided_by)
+    text, blocks = apply_wording.report(plan, fix, result, outcome, fix.commands(settings), settings.nexy_service)
     runtime.store.record(
         plan.incident,
-        "verify",
+        EventKind.VERIFY,
         plan.decided_by,
         plan=plan.id,
+        fix=fix.name,
         outcome=outcome.value,
         exit_code=result.exit_code,
         facts=result.facts,
+        text=render.plain(blocks),
     )
+    ctx.thread.post(text, blocks, kind=None)
     return outcome.value
 
 
@@ -209,5 +238,5 @@ def interrupted(runtime: Runtime, plan_id: str, reason: str) -> None:
     if plan is None:
         return
     runtime.plans.finish(plan_id, PlanStatus.FAILED)
-    runtime.store.record(plan.incident, "apply-failed", plan.decided_by, plan=plan_id, reason=reason)
-    Thread(runtime, plan.incident).post(apply_wording.interrupted(plan, reason), kind="error")
+    runtime.store.record(plan.incident, EventKind.APPLY_FAILED, plan.decided_by, plan=plan_id, reason=reason)
+    Thread(runtime, plan.incident).post(apply_wording.interrupted(plan, reason), kind=None)

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.contract import Task, WorkItem
 from bot.errors import NexyError
+from bot.incidents import EventKind
 from bot.wording import commands as command_wording
 from bot.wording import errors as error_wording
 from jobs import lifecycle
@@ -34,7 +35,8 @@ def run_request(runtime: Runtime, payload: dict[str, Any]) -> str:
         run = lifecycle.run_plan
     else:
         ctx.thread.post(
-            error_wording.job_failed(item.words, "this worker does not know that command; is it up to date?")
+            error_wording.job_failed(item.words, "this worker does not know that command; is it up to date?"),
+            kind=EventKind.ERROR,
         )
         return "unknown"
     try:
@@ -42,7 +44,12 @@ def run_request(runtime: Runtime, payload: dict[str, Any]) -> str:
     except Exception as exc:
         if not isinstance(exc, NexyError):
             log.exception("job %s failed", item.id)
-        ctx.thread.post(error_wording.job_failed(item.words, error_wording.reason(exc)), kind="error", user=item.user)
+        ctx.thread.post(
+            error_wording.job_failed(item.words, error_wording.reason(exc)),
+            kind=EventKind.ERROR,
+            user=item.user,
+            command=item.words,
+        )
         return "failed"
 
 
@@ -84,7 +91,7 @@ def authorize(runtime: Runtime, payload: dict[str, Any]) -> str:
         runtime.slack.ephemeral(
             item.channel, item.user, command_wording.fix_refused(item.words, decision.reason, decision.who)
         )
-        runtime.store.record(item.incident, "refusal", item.user, command=item.words, reason=decision.reason)
+        runtime.store.record(item.incident, EventKind.REFUSED, item.user, command=item.words, reason=decision.reason)
         return "refused"
     runtime.dispatcher.submit(item, runtime.registry.commands[item.command].route)
     return "queued"
@@ -102,7 +109,7 @@ def notify(runtime: Runtime, *, channel: str, user: str, text: str, thread_ts: s
 
 def announce(runtime: Runtime, *, incident: str, text: str) -> None:
     """Post a notice in an incident's thread (queue position, for example)."""
-    Thread(runtime, incident).post(text, kind="notice")
+    Thread(runtime, incident).post(text, kind=EventKind.NOTE)
 
 
 def report_failure(job: Any, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
@@ -125,6 +132,8 @@ def report_failure(job: Any, connection: Any, exc_type: Any, exc_value: Any, tra
             lifecycle.interrupted(runtime, job.kwargs["plan_id"], reason)
         elif job.func_name == Task.RUN_REQUEST and job.args:
             item = WorkItem.from_payload(job.args[0])
-            Thread(runtime, item.incident).post(error_wording.job_interrupted(item.words, reason), kind="error")
+            Thread(runtime, item.incident).post(
+                error_wording.job_interrupted(item.words, reason), kind=EventKind.ERROR, command=item.words
+            )
     except Exception:
         log.exception("could not report the failure of job %s", job.id)

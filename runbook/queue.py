@@ -9,6 +9,7 @@ from typing import Any
 
 from bot import render
 from bot.contract import WorkItem
+from bot.incidents import EventKind
 from bot.plans import PlanStore
 from jobs.context import Context
 from runbook.item import Route, check
@@ -69,5 +70,5 @@ def queue(ctx: Context) -> str:
     jobs = runtime.dispatcher.queue(ctx.settings.vm_queue).get_jobs()
     waiting = tuple(item for job in jobs if (item := _waiting(job, runtime.plans)) is not None)
     report = QueueReport(ctx.settings.azure_vm_name, runtime.dispatcher.running_on_vm(), waiting, time.time())
-    ctx.thread.post(*render_report(report), kind="queue", user=ctx.item.user)
+    ctx.thread.post(*render_report(report), kind=EventKind.CHECK, user=ctx.item.user, report="queue")
     return f"{len(waiting)} waiting"
