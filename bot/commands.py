@@ -10,7 +10,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from runbook.registry import REGISTRY, Command
+from runbook.registry import REGISTRY, WRONG_COUNT, Command
 
 COMMANDS: dict[str, Command] = REGISTRY.commands
 """Every `/nexy` command, by its first word."""
@@ -35,6 +35,13 @@ class Request:
     def words(self) -> str:
         return " ".join((self.command, *self.args))
 
+    @property
+    def section(self) -> str:
+        """The runbook section it belongs to (a fix's own section for `fix <target>`)."""
+        if self.command == "fix" and self.args:
+            return REGISTRY.fix_for(self.command, self.args).section
+        return self.spec.section
+
 
 @dataclass(frozen=True)
 class ParseError:
@@ -43,6 +50,7 @@ class ParseError:
     problem: str
     usage: str = ""
     suggestion: str | None = None
+    also: tuple[str, ...] = ()  # the usage of related commands (`incident new`, `incident close`)
 
 
 def parse(text: object) -> Request | ParseError:
@@ -59,28 +67,45 @@ def _parse(text: str) -> Request | ParseError:
     words = text.replace("\u00a0", " ").split()
     if not words:
         return Request("help")
-    name, values = words[0].lower(), words[1:]
-    command = COMMANDS.get(name)
+    command, values = REGISTRY.lookup(words)
     if command is None:
+        name = words[0].lower()
         return ParseError(f"I don't know the command `{_shown(name)}`.", usage=HELP_USAGE, suggestion=suggest(name))
     return _bind(command, values)
 
 
 def _bind(command: Command, values: list[str]) -> Request | ParseError:
     problem = command.problem(values)
-    if problem == "count":
+    text_arg = command.args[-1] if command.args and command.args[-1].text else None
+    if problem == WRONG_COUNT:
+        family = REGISTRY.family(command)
+        also = tuple(c.usage for c in family)
+        if text_arg is not None:
+            return ParseError(f"`{command.name}` needs {text_arg.description}.", usage=command.usage, also=also)
         required = sum(1 for arg in command.args if not arg.optional)
         expected = _count(required, len(command.args))
-        return ParseError(f"`{command.name}` takes {expected}; got {len(values)}.", usage=command.usage)
+        closest = _closest(values[0], [c.name.split(" ", 1)[1] for c in family]) if family and values else None
+        return ParseError(
+            f"`{command.name}` takes {expected}; got {len(values)}.",
+            usage=command.usage,
+            suggestion=f"{command.name} {closest}" if closest else None,
+            also=also,
+        )
     if problem is not None:
-        arg, value = next((a, v) for a, v in zip(command.args, values, strict=False) if a.name == problem)
+        bound = command.bind(values)
+        arg, value = next((a, v) for a, v in zip(command.args, bound, strict=False) if a.name == problem)
+        if arg.text:
+            return ParseError(
+                f"The {arg.name} is {len(value)} characters; `{command.name}` takes at most {arg.max_chars}.",
+                usage=command.usage,
+            )
         allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
         return ParseError(
             f"`{_shown(value)}` is not a valid {arg.name} for `{command.name}`: expected {allowed}.",
             usage=command.usage,
             suggestion=_closest(value, arg.choices),
         )
-    return Request(command.name, tuple(values))
+    return Request(command.name, command.values(values))
 
 
 def _count(low: int, high: int) -> str:

@@ -51,8 +51,12 @@ class Task:
     """The end of a plan's approval window (scheduled)."""
     NOTIFY = "jobs.tasks.notify"
     """An ephemeral notice to one person."""
-    ANNOUNCE = "jobs.tasks.announce"
-    """A notice in an incident's thread."""
+    QUEUED = "jobs.tasks.queued"
+    """A job that waits for the VM: its status message, with its position."""
+    CHECKLIST = "jobs.tasks.checklist"
+    """Someone ticked the final checklist: show it to everyone."""
+    HOME = "jobs.tasks.publish_home"
+    """Publish a user's App Home tab."""
     REPORT_FAILURE = "jobs.tasks.report_failure"
     """RQ's failure callback: a job that died with its worker or ran out of time."""
 
@@ -97,11 +101,13 @@ REJECT_REACTIONS = (REJECT_REACTION,)
 
 
 class Action:
-    """The `action_id`s of the buttons the bot posts; handlers/ listens for exactly these."""
+    """The `action_id`s of the buttons and checkboxes the bot posts; handlers/ listens for exactly these."""
 
     APPROVE = "plan_approve"
     REJECT = "plan_reject"
-    ALL = (APPROVE, REJECT)
+    CHECKLIST = "incident_checklist"  # the final checklist's checkboxes
+    PLAN = (APPROVE, REJECT)
+    ALL = (APPROVE, REJECT, CHECKLIST)
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ class WorkItem:
     incident: str
     source: str  # "slash" | "mention" | "button" | "reaction" | "approval"
     requested_at: float
+    thread_ts: str | None = None  # the thread a mention came from: answers to the person go there
 
     @property
     def words(self) -> str:
@@ -123,11 +130,19 @@ class WorkItem:
 
     @classmethod
     def new(
-        cls, command: str, args: tuple[str, ...], *, user: str, channel: str, incident: str, source: str
+        cls,
+        command: str,
+        args: tuple[str, ...],
+        *,
+        user: str,
+        channel: str,
+        incident: str,
+        source: str,
+        thread_ts: str | None = None,
     ) -> WorkItem:
         """A fresh item for a request, with a job id RQ accepts."""
         return cls(
-            id=request_job_id(incident, command, uuid.uuid4().hex[:10]),
+            id=request_job_id(incident or "none", command, uuid.uuid4().hex[:10]),
             command=command,
             args=args,
             user=user,
@@ -135,6 +150,7 @@ class WorkItem:
             incident=incident,
             source=source,
             requested_at=time.time(),
+            thread_ts=thread_ts,
         )
 
     @classmethod

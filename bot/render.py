@@ -7,6 +7,7 @@ rejected for its size.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,11 @@ def tail(text: str, limit: int) -> str:
     return note + "\n…" + text[-(limit - len(note) - 2) :]
 
 
+def escape(text: str) -> str:
+    """Typed text made inert for Slack: `<!channel>`, `<@U…>` and links show as text, ping no one."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def mrkdwn(text: str) -> dict:
     return {"type": "mrkdwn", "text": text}
 
@@ -71,6 +77,24 @@ def link(url: str | None, label: str) -> str:
 
 def utc_time(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "unknown time"
+
+
+def date(ts: float) -> str:
+    """A Slack date token: the date and time in each reader's own zone (UTC where it cannot show)."""
+    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+    return f"<!date^{int(ts)}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def duration(seconds: float) -> str:
+    """`12 s`, `4 min 05 s`, `1 h 05 min`, `2 d 3 h`."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
 def size(n: int) -> str:

@@ -21,6 +21,7 @@ from bot.wording import apply as apply_wording
 from bot.wording import approval as approval_wording
 from bot.wording import plan as plan_wording
 from jobs.context import Context, verify_parameters
+from jobs.progress import Progress
 from jobs.runtime import Runtime
 from jobs.thread import Thread
 from runbook.item import Fix
@@ -193,7 +194,6 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
     plan = plans.get(plan_id)
     if plan is None or not plans.start_apply(plan_id):
         return "not approved, or already applying"
-    settings = runtime.settings
     fix = runtime.registry.fixes[plan.fix]
     item = WorkItem(
         id=apply_job_id(plan.id),
@@ -209,6 +209,19 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
     runtime.store.record(
         plan.incident, EventKind.APPLY, plan.decided_by, plan=plan.id, fix=fix.name, section=fix.section
     )
+    progress = Progress(runtime, item, on_vm=True)
+    progress.started()
+    try:
+        outcome = _apply(ctx, plan, fix)
+    except Exception:
+        progress.finished("failed")
+        raise
+    progress.finished(outcome.value, ok=outcome is ApplyOutcome.VERIFIED)
+    return outcome.value
+
+
+def _apply(ctx: Context, plan: Plan, fix: Fix) -> ApplyOutcome:
+    runtime, settings, plans = ctx.runtime, ctx.settings, ctx.runtime.plans
     result = ctx.run(
         fix.apply_script,
         ("NEXY_EXPECT", plan.fingerprint),
@@ -229,7 +242,7 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
         text=render.plain(blocks),
     )
     ctx.thread.post(text, blocks, kind=None)
-    return outcome.value
+    return outcome
 
 
 def interrupted(runtime: Runtime, plan_id: str, reason: str) -> None:

@@ -15,15 +15,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
+from bot.redaction import redact
 from bot.wording.refs import REFERENCED
-from runbook.item import DECLARED, Arg, Check, Fix, Route, Symptom
+from runbook.item import DECLARED, Arg, Check, Fix, Route, Scope, Symptom, free_text
 
 _NOT_ITEMS = {"item", "registry"}
+
+WRONG_COUNT = "#count"
+"""What `Command.problem` says when the number of arguments is wrong (no argument has this name)."""
 
 
 @dataclass(frozen=True)
 class Command:
-    """One word after `/nexy`: its help, route, runbook section and arguments."""
+    """One command after `/nexy` (one word, or two: `incident close`): its help, route, runbook
+    section, arguments, which incident it works on, and who may run it."""
 
     name: str
     summary: str
@@ -31,6 +36,8 @@ class Command:
     section: str = ""
     args: tuple[Arg, ...] = ()
     changes_vm: bool = False  # a fix: only operators may request it, and it runs only once approved
+    scope: Scope = Scope.CHANNEL
+    operator: bool = False  # only operators may run it (closing an incident)
 
     @property
     def usage(self) -> str:
@@ -40,22 +47,40 @@ class Command:
             parts.append(f"[{shown}]" if arg.optional else f"<{shown}>")
         return " ".join(parts)
 
+    def bind(self, values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """The argument values as the command takes them: a free-text argument is the rest of the
+        words as one cleaned line."""
+        if self.args and self.args[-1].text:
+            fixed = len(self.args) - 1
+            rest = free_text(values[fixed:])
+            return (*values[:fixed], *((rest,) if rest else ()))
+        return tuple(values)
+
     def problem(self, values: list[str] | tuple[str, ...]) -> str | None:
         """What is wrong with these argument values (None if they bind)."""
+        bound = self.bind(values)
         required = [arg for arg in self.args if not arg.optional]
-        if not len(required) <= len(values) <= len(self.args):
-            return "count"
-        for arg, value in zip(self.args, values, strict=False):
+        if not len(required) <= len(bound) <= len(self.args):
+            return WRONG_COUNT
+        for arg, value in zip(self.args, bound, strict=False):
             if not arg.accepts(value):
                 return arg.name
         return None
+
+    def values(self, values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """The bound values to store and queue: free text redacted (a secret typed by mistake never
+        reaches Redis, Slack or a log)."""
+        bound = self.bind(values)
+        if self.args and self.args[-1].text and len(bound) == len(self.args):
+            return (*bound[:-1], redact(bound[-1]))
+        return bound
 
 
 HELP = Command(
     "help",
     "the command list, or one command's usage",
     Route.INLINE,
-    args=(Arg("command", r"[a-z-]{1,32}", "a command name", optional=True),),
+    args=(Arg("command", "", "a command name", optional=True, text=True, max_chars=40),),
 )
 
 
@@ -67,7 +92,17 @@ class Registry:
         self.fixes: dict[str, Fix] = {}
         self.commands: dict[str, Command] = {}
         for item in checks:
-            self._add(Command(item.command, item.help, item.route, item.section, item.args))
+            self._add(
+                Command(
+                    item.command,
+                    item.help,
+                    item.route,
+                    item.section,
+                    item.args,
+                    scope=item.scope,
+                    operator=item.operator,
+                )
+            )
             self.checks[item.command] = item
         targets = []
         for fix in fixes:
@@ -102,10 +137,19 @@ class Registry:
             raise ValueError(f"duplicate command {command.name!r}")
         self.commands[command.name] = command
 
+    def lookup(self, words: list[str]) -> tuple[Command | None, list[str]]:
+        """The command the words name (two words before one: `incident close`), and the rest."""
+        if len(words) > 1 and (pair := self.commands.get(f"{words[0].lower()} {words[1].lower()}")):
+            return pair, words[2:]
+        return self.commands.get(words[0].lower()) if words else None, words[1:]
+
+    def family(self, command: Command) -> list[Command]:
+        """The two-word commands that start with this one's word (`incident new`, `incident close`)."""
+        return [c for c in self.commands.values() if c.name.startswith(command.name + " ")]
+
     def accepts(self, words: str) -> bool:
         """Whether `/nexy <words>` is a command the parser takes."""
-        name, *values = words.split()
-        command = self.commands.get(name)
+        command, values = self.lookup(words.split())
         return command is not None and command.problem(values) is None
 
     def _check_references(self) -> None:

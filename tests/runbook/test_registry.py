@@ -23,7 +23,8 @@ def _ok(ctx) -> str:
 def test_every_item_module_is_discovered():
     """Each runbook item of today is in the command table, built from its module alone."""
     assert set(REGISTRY.commands) == {"health", "status", "preflight", "queue", "azure", "deploy", "release",
-                                      "restart", "fix", "help"}
+                                      "restart", "fix", "help", "incident", "incident new", "incident close",
+                                      "history", "history all", "export"}
     assert set(REGISTRY.fixes) == {"config-perms", "execstart", "restart"}
     assert [s.section for s in REGISTRY.symptoms] == ["6.1", "6.2", "6.3", "6", "3"]
 
