@@ -176,4 +176,10 @@ def plain(blocks: list[Block] | None) -> str:
             lines.append("---")
         elif kind == "actions":
             lines.append(" ".join(f"[{e['text']['text']}]" for e in block["elements"] if "text" in e))
+            for element in block["elements"]:
+                if element.get("type") == "checkboxes":
+                    ticked = {o.get("value") for o in element.get("initial_options") or []}
+                    lines.extend(
+                        f"{'☑' if o.get('value') in ticked else '☐'} {o['text']['text']}" for o in element["options"]
+                    )
     return "\n".join(lines)

@@ -85,6 +85,6 @@ def summary(incident: Incident, permalink: str, events: Sequence[Event], lines: 
 
 def history(incidents: Sequence[Incident], links: dict[str, str], where: str, limit: int) -> tuple[str, list]:
     """`/nexy history`: the latest incidents, newest first."""
-    head = f"*The last {limit} incidents {where}*" if incidents else f"*No incident {where} yet.*"
+    head = f"*The last incidents {where}* (up to {limit})" if incidents else f"*No incident {where} yet.*"
     blocks = [render.section(head)] + [render.section(card(i, links.get(i.id, ""))) for i in incidents]
     return f"{len(incidents)} incidents {where}", blocks
