@@ -43,7 +43,7 @@ def parse_error(error: ParseError, lines: list[str]) -> str:
 
 def queued(request: Request, incident: Incident | None, created: bool) -> str:
     if incident is None:
-        return f":hourglass_flowing_sand: `{request.words}` is queued; the answer comes to you only."
+        return f":hourglass_flowing_sand: `{request.words}` is queued; the answer comes to you only."  # no free text
     if request.spec.scope is Scope.NEW:
         return f":rotating_light: {incident.id} is opened: {render.escape(incident.title)}. Its thread follows."
     if request.spec.scope is not Scope.CHANNEL:
@@ -73,4 +73,4 @@ def enqueue_failed() -> str:
 
 
 def fix_refused(words: str, reason: str, who: str) -> str:
-    return f":no_entry: `{words}` was not queued: {reason}. Who can: {who} (NEXY_OPERATORS)."
+    return f":no_entry: `{render.escape(words)}` was not queued: {reason}. Who can: {who} (NEXY_OPERATORS)."

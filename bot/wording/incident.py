@@ -43,7 +43,7 @@ def parent(incident: Incident) -> tuple[str, list[dict]]:
 
 
 def requested_by(user: str, words: str) -> str:
-    return f"<@{user}> asked for `{words}`"
+    return f"<@{user}> asked for `{render.escape(words)}`"
 
 
 def _sections(incident: Incident) -> str:

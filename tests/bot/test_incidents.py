@@ -148,6 +148,8 @@ def test_incident_new_opens_a_second_thread_and_a_mention_closes_the_first(ops, 
     work(ops)
     first, second = _parents(slack)
     assert "Disk full on &lt;!here&gt;" in second.text
+    posted = [m for m in slack.messages("C0OPS") if m.user == slack.bot_user_id]
+    assert "<!here>" not in json.dumps([(m.text, m.blocks) for m in posted])  # typed text pings no one
     assert "the open incident's thread (INC-2)" in slack.slash_command("health", user=OPERATOR).json()["text"]
     slack.app_mention(f"<@{slack.bot_user_id}> incident close it was a full disk", user=OPERATOR, channel="C0OPS",
                       thread_ts=first.ts)
