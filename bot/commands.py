@@ -10,7 +10,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from runbook.registry import REGISTRY, WRONG_COUNT, Command
+from runbook.item import SecretInput
+from runbook.registry import REGISTRY, Command
 
 COMMANDS: dict[str, Command] = REGISTRY.commands
 """Every `/nexy` command, by its first word."""
@@ -75,37 +76,35 @@ def _parse(text: str) -> Request | ParseError:
 
 
 def _bind(command: Command, values: list[str]) -> Request | ParseError:
-    problem = command.problem(values)
+    problem = command.bind(values)
+    if problem is None:
+        return Request(command.name, command.values(values))
+    family = REGISTRY.family(command)
+    also = tuple(c.usage for c in family)
     text_arg = command.args[-1] if command.args and command.args[-1].text else None
-    if problem == WRONG_COUNT:
-        family = REGISTRY.family(command)
-        also = tuple(c.usage for c in family)
+    if problem.arg is None:
         if text_arg is not None:
-            return ParseError(f"`{command.name}` needs {text_arg.description}.", usage=command.usage, also=also)
-        required = sum(1 for arg in command.args if not arg.optional)
-        expected = _count(required, len(command.args))
+            return ParseError(f"`{problem.words}` needs {text_arg.description}.", usage=problem.usage, also=also)
+        expected = _count(problem.required, problem.most)
         closest = _closest(values[0], [c.name.split(" ", 1)[1] for c in family]) if family and values else None
         return ParseError(
-            f"`{command.name}` takes {expected}; got {len(values)}.",
-            usage=command.usage,
+            f"`{problem.words}` takes {expected}; got {problem.got}.",
+            usage=problem.usage,
             suggestion=f"{command.name} {closest}" if closest else None,
             also=also,
         )
-    if problem is not None:
-        bound = command.bind(values)
-        arg, value = next((a, v) for a, v in zip(command.args, bound, strict=False) if a.name == problem)
-        if arg.text:
-            return ParseError(
-                f"The {arg.name} is {len(value)} characters; `{command.name}` takes at most {arg.max_chars}.",
-                usage=command.usage,
-            )
-        allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
+    arg = problem.arg
+    if arg.text:
         return ParseError(
-            f"`{_shown(value)}` is not a valid {arg.name} for `{command.name}`: expected {allowed}.",
-            usage=command.usage,
-            suggestion=_closest(value, arg.choices),
+            f"The {arg.name} is {len(problem.value)} characters; `{problem.words}` takes at most {arg.max_chars}.",
+            usage=problem.usage,
         )
-    return Request(command.name, command.values(values))
+    allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
+    return ParseError(
+        f"`{_shown(problem.value)}` is not a valid {arg.name} for `{problem.words}`: expected {allowed}.",
+        usage=problem.usage,
+        suggestion=_closest(problem.value, arg.choices),
+    )
 
 
 def _count(low: int, high: int) -> str:
@@ -130,6 +129,13 @@ def _closest(word: str, candidates: tuple[str, ...] | list[str]) -> str | None:
 def suggest(word: str) -> str | None:
     """The known command closest to a mistyped one, if any is close."""
     return _closest(word, sorted(COMMANDS))
+
+
+def secret_input(request: Request) -> SecretInput | None:
+    """The private form a fix request needs before it can be planned (a new API key), if any."""
+    if not request.spec.changes_vm:
+        return None
+    return REGISTRY.fix_for(request.command, request.args).secret
 
 
 def help_lines() -> list[str]:

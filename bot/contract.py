@@ -57,6 +57,8 @@ class Task:
     """Someone ticked the final checklist: show it to everyone."""
     HOME = "jobs.tasks.publish_home"
     """Publish a user's App Home tab."""
+    PROBE = "jobs.tasks.probe"
+    """A declared read from outside the VM (health probes), for a job that must not do it itself."""
     REPORT_FAILURE = "jobs.tasks.report_failure"
     """RQ's failure callback: a job that died with its worker or ran out of time."""
 
@@ -101,13 +103,18 @@ REJECT_REACTIONS = (REJECT_REACTION,)
 
 
 class Action:
-    """The `action_id`s of the buttons and checkboxes the bot posts; handlers/ listens for exactly these."""
+    """The `action_id`s of the buttons and checkboxes the bot posts (handlers/ listens for exactly
+    these), and the `callback_id` of its form."""
 
     APPROVE = "plan_approve"
     REJECT = "plan_reject"
+    PLAN_FIX = "fix_plan"  # a diagnosis's finding: ask for its fix, as if typed in that thread
+    OPEN_FORM = "form_open"  # opens the private form of a fix that needs a value (a new API key)
     CHECKLIST = "incident_checklist"  # the final checklist's checkboxes
-    PLAN = (APPROVE, REJECT)
-    ALL = (APPROVE, REJECT, CHECKLIST)
+    DECISIONS = (APPROVE, REJECT)
+    ALL = (APPROVE, REJECT, PLAN_FIX, OPEN_FORM, CHECKLIST)
+    SECRET_FORM = "secret_form"
+    """The callback_id of the modal in which a value is typed (view_submission)."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,9 @@ class WorkItem:
     user: str
     channel: str
     incident: str
-    source: str  # "slash" | "mention" | "button" | "reaction" | "approval"
+    source: str  # "slash" | "mention" | "button" | "reaction" | "approval" | "form"
     requested_at: float
+    secret: str = ""  # a reference to a sealed value (bot/sealed.py) typed in a form; never the value
     thread_ts: str | None = None  # the thread a mention came from: answers to the person go there
 
     @property
@@ -138,6 +146,7 @@ class WorkItem:
         channel: str,
         incident: str,
         source: str,
+        secret: str = "",
         thread_ts: str | None = None,
     ) -> WorkItem:
         """A fresh item for a request, with a job id RQ accepts."""
@@ -150,6 +159,7 @@ class WorkItem:
             incident=incident,
             source=source,
             requested_at=time.time(),
+            secret=secret,
             thread_ts=thread_ts,
         )
 

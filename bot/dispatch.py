@@ -148,11 +148,23 @@ class Dispatcher:
             failure_ttl=FAILURE_TTL_S,
         )
 
-    def notify(self, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> Job:
+    def notify(
+        self, *, channel: str, user: str, text: str, thread_ts: str | None = None, blocks: list[dict] | None = None
+    ) -> Job:
         """Enqueue an ephemeral notice to one user (for answers the web cannot give in an ack)."""
         return self.queue(IO_QUEUE).enqueue_call(
             Task.NOTIFY,
-            kwargs={"channel": channel, "user": user, "text": text, "thread_ts": thread_ts},
+            kwargs={"channel": channel, "user": user, "text": text, "thread_ts": thread_ts, "blocks": blocks},
+            timeout=IO_JOB_TIMEOUT_S,
+            result_ttl=NOTICE_RESULT_TTL_S,
+            failure_ttl=FAILURE_TTL_S,
+        )
+
+    def probe(self, name: str) -> Job:
+        """Run a declared probe on the io queue; its result is read back from the job."""
+        return self.queue(IO_QUEUE).enqueue_call(
+            Task.PROBE,
+            kwargs={"name": name},
             timeout=IO_JOB_TIMEOUT_S,
             result_ttl=NOTICE_RESULT_TTL_S,
             failure_ttl=FAILURE_TTL_S,

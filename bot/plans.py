@@ -46,6 +46,7 @@ class ApplyOutcome(str, Enum):
 
     VERIFIED = "verified"  # changed, restarted under the preflight, every verify check passed
     STALE = "stale"  # refused: the VM changed since the plan; nothing was changed
+    SMOKE_FAILED = "smoke_failed"  # refused: the new key failed its smoke test on the VM; nothing was changed
     PREFLIGHT_FAILED = "preflight_failed"  # changed, but not restarted: a 0.1 guardrail fails
     VERIFY_FAILED = "verify_failed"  # changed and restarted, but a verify check failed
     FAILED = "failed"  # a step failed; the steps before it ran
@@ -111,6 +112,9 @@ class Plan:
     expires_at: float
     fingerprint: str
     state: dict = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # the fix's own arguments (`2.4.0.240` for `fix version`)
+    words: str = ""  # the command as asked: `fix version 2.4.0.240`
+    secret: str = ""  # the reference of a sealed value the apply needs (bot/sealed.py), never the value
     status: PlanStatus = PlanStatus.PENDING
     message_ts: str = ""
     decided_by: str = ""
@@ -135,6 +139,7 @@ class PlanStore:
         data = asdict(plan)
         data["state"] = json.dumps(redact_json(plan.state))
         data["status"] = plan.status.value
+        data["args"] = json.dumps(list(plan.args))
         pipe = self.redis.pipeline()
         pipe.hset(_key(plan.id), mapping={k: str(v) for k, v in data.items()})
         pipe.expire(_key(plan.id), 30 * 24 * 3600)
@@ -158,6 +163,9 @@ class PlanStore:
             fingerprint=data["fingerprint"],
             state=json.loads(data.get("state") or "{}"),
             status=PlanStatus(data["status"]),
+            args=tuple(json.loads(data.get("args") or "[]")),
+            words=data.get("words", ""),
+            secret=data.get("secret", ""),
             message_ts=data.get("message_ts", ""),
             decided_by=data.get("decided_by", ""),
             decided_at=float(data.get("decided_at") or 0),

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     nexy_release_tag: str = "Update"
     nexy_github_timeout_s: int = Field(10, ge=1, le=60)
 
+    nexy_gemini_url: str = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+    nexy_gemini_timeout_s: float = Field(15.0, gt=0, le=120)
+
     nexy_health_urls: CommaList = ("http://127.0.0.1:8080/health", "http://127.0.0.1:8081/updates/health")
     nexy_expected_version: str | None = None
     nexy_health_timeout_s: float = Field(5.0, gt=0, le=60)
@@ -77,6 +80,7 @@ class Settings(BaseSettings):
     nexy_vm_lease_s: float = Field(60.0, ge=1, le=3600)
     nexy_journal_lines: int = Field(15, ge=1, le=100)
     nexy_vm_health_urls: CommaList = ("http://127.0.0.1:8080/health", "http://127.0.0.1:8081/updates/health")
+    nexy_diagnosis_reuse_s: int = Field(600, ge=0, le=3600)
     nexy_verify_wait_s: int = Field(30, ge=1, le=600)
     nexy_progress_every_s: float = Field(15.0, ge=0.05, le=600)
 
@@ -151,6 +155,16 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,39}/[A-Za-z0-9_.-]{1,100}", name):
             raise ValueError("a GitHub repository as owner/name")
         return name
+
+    @field_validator("nexy_gemini_url")
+    @classmethod
+    def _gemini_url(cls, url: str) -> str:
+        # The new key rides on the smoke call (and goes to the VM as a parameter): https, or loopback.
+        if not re.fullmatch(r"https?://[A-Za-z0-9_.:@/+=-]+", url):
+            raise ValueError(f"{url!r} is not an http(s) URL of letters, digits and _ . : @ / + = -")
+        if url.startswith("http://") and not is_loopback_url(url):
+            raise ValueError("plain http is allowed for loopback emulators only; use https")
+        return url
 
     @field_validator("github_api_url")
     @classmethod

@@ -63,13 +63,17 @@ class Context:
     def settings(self) -> Settings:
         return self.runtime.settings
 
-    def run(self, file: ScriptFile, *extra: tuple[str, str]) -> RunResult:
-        """Run one of the item's scripts on the VM (under the VM's lease), with the common parameters."""
-        return run_on_vm(self.runtime, self.thread, self.item, Script.of(file, (*vm_parameters(self.settings), *extra)))
-
-    def journal_parameter(self) -> tuple[str, str]:
-        """Every declared symptom's signature, for a script that filters the journal."""
-        return ("NEXY_SIGNATURES", patterns_parameter(self.runtime.registry.journal_patterns))
+    def run(
+        self,
+        file: ScriptFile,
+        *extra: tuple[str, str],
+        secrets: tuple[tuple[str, str], ...] = (),
+        includes: tuple[ScriptFile, ...] = (),
+    ) -> RunResult:
+        """Run one of the item's scripts on the VM (under the VM's lease), with the common parameters;
+        `secrets` reach the script as parameters that are never in its text."""
+        script = Script.of(file, (*vm_parameters(self.settings), *extra), secrets, includes)
+        return run_on_vm(self.runtime, self.thread, self.item, script)
 
     def post(
         self, message: tuple[str, list[dict]], *, kind: str, duration_s: float | None = None, output: str = ""

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from bot import render
 from bot.contract import WorkItem, apply_job_id
@@ -29,19 +30,69 @@ from runbook.item import Fix
 
 def run_plan(ctx: Context) -> str:
     """fix / restart: capture the state in one run-command and post the plan for approval."""
-    runtime, item, settings = ctx.runtime, ctx.item, ctx.settings
+    runtime, item = ctx.runtime, ctx.item
     fix = runtime.registry.fix_for(item.command, item.args)
-    result = ctx.run(fix.plan_script)
+    secrets: tuple[tuple[str, str], ...] = ()
+    if fix.secret is not None:
+        value = runtime.sealed.unseal(item.secret)
+        if value is None:
+            ctx.thread.post(
+                plan_wording.secret_missing(fix, item.words),
+                kind=EventKind.PLAN,
+                user=item.user,
+                fix=fix.name,
+                command=item.words,
+                needed=False,
+                reason="the form's value is no longer held",
+            )
+            return "no secret"
+        refusal = fix.check_secret(ctx.settings, value)
+        if refusal:
+            runtime.sealed.discard(item.secret)
+            ctx.thread.post(
+                plan_wording.blocked(fix, item.words, refusal),
+                kind=EventKind.PLAN,
+                user=item.user,
+                fix=fix.name,
+                command=item.words,
+                section=fix.section,
+                needed=False,
+                reason=refusal,
+            )
+            return "refused"
+        secrets = ((fix.secret.parameter, value),)
+    recent = runtime.diagnoses.recent(item.incident, ctx.settings.nexy_diagnosis_reuse_s)
+    if recent is not None:  # the diagnosis batched this plan script: no second run-command
+        facts, age = recent
+        return propose(ctx, fix, facts, source=plan_wording.from_diagnosis(age))
+    result = ctx.run(fix.plan_script, *fix.plan_parameters(), secrets=secrets)
     if result.exit_code != 0:
+        runtime.sealed.discard(item.secret)
         return ctx.incomplete(result, kind="plan")
-    assessment = fix.assess(result.facts, settings)
+    return propose(ctx, fix, result.facts)
+
+
+def propose(ctx: Context, fix: Fix, facts: dict[str, str], *, source: str = "") -> str:
+    """Post the plan for facts already gathered (by the plan script, or by a diagnosis: `source`
+    says so in the plan); returns the plan id, or what there was instead of a plan."""
+    runtime, item, settings = ctx.runtime, ctx.item, ctx.settings
+    args = fix_arguments(item)
+    assessment = fix.assess(facts, settings, args)
+    if source:
+        assessment = replace(assessment, notes=(*assessment.notes, source))
     if assessment.blocked or not assessment.needed:
-        text = plan_wording.blocked(fix, assessment.blocked) if assessment.blocked else plan_wording.nothing_to_fix(fix)
+        runtime.sealed.discard(item.secret)
+        text = (
+            plan_wording.blocked(fix, item.words, assessment.blocked)
+            if assessment.blocked
+            else plan_wording.nothing_to_fix(fix, item.words)
+        )
         ctx.thread.post(
             text,
             kind=EventKind.PLAN,
             user=item.user,
             fix=fix.name,
+            command=item.words,
             section=fix.section,
             needed=False,
             reason=assessment.blocked,
@@ -57,14 +108,17 @@ def run_plan(ctx: Context) -> str:
         created_at=now,
         expires_at=now + settings.nexy_approval_ttl_s,
         fingerprint=assessment.fingerprint,
-        state=result.facts,
+        state=facts,
+        args=args,
+        words=item.words,
+        secret=item.secret,
     )
     runtime.plans.save(plan)
     message = plan_wording.message(
         plan,
         fix,
         assessment,
-        fix.commands(settings),
+        fix.commands(settings, args),
         describe(settings.nexy_approvers),
         settings.nexy_allow_self_approval,
     )
@@ -74,6 +128,7 @@ def run_plan(ctx: Context) -> str:
         user=item.user,
         plan=plan.id,
         fix=fix.name,
+        command=item.words,
         section=fix.section,
         needed=True,
         diff=list(assessment.diff),
@@ -88,9 +143,14 @@ def run_plan(ctx: Context) -> str:
     return plan.id
 
 
+def fix_arguments(item: WorkItem) -> tuple[str, ...]:
+    """The fix's own arguments of a request: after the target for `fix <target> ...`, all for `restart`."""
+    return item.args[1:] if item.command == "fix" else item.args
+
+
 def _decided(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix) -> None:
     """Replace the plan message by its decided form (no buttons left)."""
-    diff = fix.assess(plan.state, runtime.settings).diff
+    diff = fix.assess(plan.state, runtime.settings, plan.args).diff
     thread.update(plan.message_ts, *plan_wording.decided(plan, fix, diff))
 
 
@@ -98,6 +158,7 @@ def _announce_superseded(runtime: Runtime, old: Plan | None, new: Plan) -> None:
     if old is None:
         return
     fix = runtime.registry.fixes[old.fix]
+    runtime.sealed.discard(old.secret)
     old_thread = Thread(runtime, old.incident)
     _decided(runtime, old_thread, old, fix)
     old_thread.post(
@@ -138,7 +199,9 @@ def decide(
     # The decision is recorded, and an apply queued, before any Slack call: no Slack error can lose them.
     runtime.store.record(plan.incident, kind, user, plan=plan.id, fix=fix.name, source=source)
     if kind is EventKind.APPROVAL:
-        runtime.dispatcher.submit_apply(plan.id, f"apply {fix.words} ({plan.incident}, {plan.id})")
+        runtime.dispatcher.submit_apply(plan.id, f"apply {plan.words} ({plan.incident}, {plan.id})")
+    else:
+        runtime.sealed.discard(plan.secret)
     _decided(runtime, thread, plan, fix)
     text = {
         EventKind.APPROVAL: approval_wording.approved,
@@ -169,6 +232,7 @@ def expire(runtime: Runtime, plan_id: str) -> str:
     if plan is None:
         return "gone"
     fix = runtime.registry.fixes[plan.fix]
+    runtime.sealed.discard(plan.secret)
     runtime.store.record(plan.incident, EventKind.EXPIRY, None, plan=plan.id, fix=fix.name, source="timer")
     thread = Thread(runtime, plan.incident)
     _decided(runtime, thread, plan, fix)
@@ -206,8 +270,15 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
         requested_at=time.time(),
     )
     ctx = Context(runtime, item)
+    runtime.diagnoses.forget(plan.incident)  # the VM is about to change: no later plan may reuse it
     runtime.store.record(
-        plan.incident, EventKind.APPLY, plan.decided_by, plan=plan.id, fix=fix.name, section=fix.section
+        plan.incident,
+        EventKind.APPLY,
+        plan.decided_by,
+        plan=plan.id,
+        fix=fix.name,
+        command=plan.words,
+        section=fix.section,
     )
     progress = Progress(runtime, item, on_vm=True)
     progress.started()
@@ -222,20 +293,43 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
 
 def _apply(ctx: Context, plan: Plan, fix: Fix) -> ApplyOutcome:
     runtime, settings, plans = ctx.runtime, ctx.settings, ctx.runtime.plans
-    result = ctx.run(
-        fix.apply_script,
-        ("NEXY_EXPECT", plan.fingerprint),
-        *verify_parameters(settings, fix.verify_patterns(runtime.registry)),
-    )
+    secrets: tuple[tuple[str, str], ...] = ()
+    if fix.secret is not None:
+        value = runtime.sealed.unseal(plan.secret)
+        if value is None:  # held for the approval window only: nothing ran
+            plans.finish(plan.id, PlanStatus.FAILED)
+            ctx.thread.post(
+                apply_wording.secret_missing(plan),
+                kind=EventKind.VERIFY,
+                user=plan.decided_by,
+                plan=plan.id,
+                fix=fix.name,
+                command=plan.words,
+                outcome=ApplyOutcome.STALE.value,
+            )
+            return ApplyOutcome.STALE
+        secrets = ((fix.secret.parameter, value),)
+    try:
+        result = ctx.run(
+            fix.apply_script,
+            ("NEXY_EXPECT", plan.fingerprint),
+            *fix.apply_parameters(settings, plan.args),
+            *verify_parameters(settings, fix.verify_patterns(runtime.registry)),
+            secrets=secrets,
+        )
+    finally:
+        runtime.sealed.discard(plan.secret)
     outcome = ApplyOutcome.of(result.facts, result.exit_code)
     plans.finish(plan.id, PlanStatus.APPLIED if outcome is ApplyOutcome.VERIFIED else PlanStatus.FAILED)
-    text, blocks = apply_wording.report(plan, fix, result, outcome, fix.commands(settings), settings.nexy_service)
+    commands = fix.commands(settings, plan.args)
+    text, blocks = apply_wording.report(plan, fix, result, outcome, commands, settings.nexy_service)
     runtime.store.record(
         plan.incident,
         EventKind.VERIFY,
         plan.decided_by,
         plan=plan.id,
         fix=fix.name,
+        command=plan.words,
         outcome=outcome.value,
         exit_code=result.exit_code,
         facts=result.facts,

@@ -116,9 +116,22 @@ def expire_plan(runtime: Runtime, *, plan_id: str) -> str:
     return lifecycle.expire(runtime, plan_id)
 
 
-def notify(runtime: Runtime, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
+def notify(
+    runtime: Runtime,
+    *,
+    channel: str,
+    user: str,
+    text: str,
+    thread_ts: str | None = None,
+    blocks: list[dict] | None = None,
+) -> None:
     """Post an ephemeral notice to one user (in a thread when given)."""
-    runtime.slack.ephemeral(channel, user, text, thread_ts=thread_ts)
+    runtime.slack.ephemeral(channel, user, text, blocks, thread_ts=thread_ts)
+
+
+def probe(runtime: Runtime, *, name: str) -> Any:
+    """A declared probe (runbook.item.probe), for a VM job that must not wait for it itself."""
+    return runtime.registry.probes[name](runtime.settings)
 
 
 def queued(runtime: Runtime, *, payload: dict[str, Any], position: int, running: str | None) -> None:

@@ -54,7 +54,15 @@ def incident_new(ctx: Context) -> str:
     return ctx.thread.incident.id
 
 
-@check("incident close", section="10", route=Route.IO, scope=Scope.CURRENT, operator=True, args=(ROOT_CAUSE,))
+@check(
+    "incident close",
+    section="10",
+    title="Final Checklist",
+    route=Route.IO,
+    scope=Scope.CURRENT,
+    operator=True,
+    args=(ROOT_CAUSE,),
+)
 def incident_close(ctx: Context) -> str:
     """incident close: resolve it with its root cause and the final checklist; the next command opens a new one"""
     runtime, thread, user = ctx.runtime, ctx.thread, ctx.item.user

@@ -51,13 +51,11 @@ def render_report(r: StatusReport) -> tuple[str, list[dict]]:
 
 
 def next_step(symptom: Symptom) -> str:
-    """What to do about a symptom: its fix command, or the runbook's steps by hand."""
-    if symptom.fix:
-        return f"Next: `/nexy {symptom.fix}`"
-    return f"Next (by hand, runbook {symptom.section}): {symptom.manual}"
+    """What to do about a symptom: its fix command."""
+    return f"Next: `/nexy {symptom.fix}`"
 
 
-@check("status", section="5", route=Route.VM, scripts=(SCRIPT,))
+@check("status", section="5", title="Service Restart / systemd Failure", route=Route.VM, scripts=(SCRIPT,))
 def status(ctx: Context) -> str:
     """status: service state, the journal lines that matter, and where the runbook branches"""
     registry = ctx.runtime.registry

@@ -12,6 +12,7 @@ from runbook.item import Scope
 if TYPE_CHECKING:
     from bot.commands import ParseError, Request
     from bot.incidents import Incident
+    from runbook.registry import Section
 
 HELP = command("help")
 HISTORY = command("history")
@@ -25,6 +26,18 @@ def help_message(lines: list[str], usage: tuple[str, str] | None = None) -> str:
     text = ["*nexy* runs the deploy incident runbook. Commands:", *(f"• {line}" for line in lines)]
     text.append("In an incident thread, mention me instead: `@nexy status`.")
     return "\n".join(text)
+
+
+def runbook_table(sections: list[Section]) -> str:
+    """`/nexy runbook`: each section, the journal symptoms that point to it, its commands and where they run."""
+    lines = ["*The runbook, as the bot runs it:*"]
+    for s in sections:
+        lines.append(f"*{s.section} {s.title}*")
+        for symptom in s.symptoms:
+            lines.append(f"  symptom: journal matches `{symptom.pattern}` → `/nexy {symptom.fix}`")
+        for usage, where in s.commands:
+            lines.append(f"  `{usage}`: {where}")
+    return "\n".join(lines)
 
 
 def parse_error(error: ParseError, lines: list[str]) -> str:
@@ -70,6 +83,14 @@ def channel_not_allowed(allowed: tuple[str, ...]) -> str:
 
 def enqueue_failed() -> str:
     return ":x: I could not queue that: the job queue (Redis) is not reachable. Nothing was run; try again shortly."
+
+
+def button_out_of_date() -> str:
+    return ":warning: That button is out of date: type the command instead (`/nexy help` lists them)."
+
+
+def form_out_of_date() -> str:
+    return "This form is out of date: close it and type the command again."
 
 
 def fix_refused(words: str, reason: str, who: str) -> str:

@@ -76,7 +76,12 @@ SCENARIOS: dict[str, str] = {
     "healthy": "everything as deployed: the service is active and both health endpoints answer",
     "config-perms": "6.1: config.env is root:root 0600, the service (as azureuser) dies with PermissionError",
     "execstart-drift": "6.2: the unit's ExecStart runs server/server/main.py: python3 can't open file, exit 2",
+    "execstart-root": "6.2: the unit's ExecStart runs main.py at the app's root: can't open file '.../main.py', exit 2",
     "api-key-expired": "6 / 6.3: Gemini answers 400 API key expired; TextProcessor fails to initialize, exit 1",
+    "api-key-runtime": "6: the key expires while the service runs: it stays active, each Gemini call logs "
+                       "API_KEY_INVALID",
+    "textprocessor-init": "6.3: the key was revoked: LangChain's ChatGoogleGenerativeAIError at start-up, "
+                          "TextProcessor fails to initialize, exit 1",
     "deps-mismatch": "3: the venv has protobuf 4.25.8 (requirements want >=6.31.1,<7): ImportError, exit 1",
     "stale-version": "4: VERSION and the updates manifest are older than expected; /health reports the old version",
     "service-down": "5: the service was stopped and is inactive; the journal shows it stopping",
@@ -250,6 +255,11 @@ class SimulatedVM:
         return [f"http://127.0.0.1:{health}/health", f"http://127.0.0.1:{updates}/updates/health"]
 
     @property
+    def gemini_state(self) -> Path:
+        """The sandbox Gemini's state (model, expired and revoked keys), shared with `GeminiEmulator`."""
+        return self.root / vmlib.SANDBOX_DIR / "gemini.json"
+
+    @property
     def gemini_key(self) -> str | None:
         for line in (self.app_dir / "config.env").read_text(encoding="utf-8").splitlines():
             if line.startswith("GEMINI_API_KEY="):
@@ -276,6 +286,7 @@ class SimulatedVM:
             "NEXY_SERVICE": self.service,
             "NEXY_SERVICE_USER": self.service_user,
             "NEXY_HEALTH_URLS": ",".join(self.health_urls),
+            "NEXY_EXPECTED_VERSION": self.expected_version,
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -498,21 +509,36 @@ class SimulatedVM:
             return
         if scenario == "config-perms":
             self._set_owner(self.app_dir / "config.env", "root", "root", 0o600)
-        elif scenario == "execstart-drift":
-            self.unit_path.write_text(self._unit_text("server/server/main.py"), encoding="utf-8")
+        elif scenario in ("execstart-drift", "execstart-root"):
+            script = "server/server/main.py" if scenario == "execstart-drift" else "main.py"
+            self.unit_path.write_text(self._unit_text(script), encoding="utf-8")
             vmlib.daemon_reload(self.root)
-        elif scenario == "api-key-expired":
-            path = self.root / vmlib.SANDBOX_DIR / "gemini.json"
-            gemini = vmlib.read_json(path, {})
-            gemini.setdefault("expired_keys", [])
-            key = self.gemini_key
-            if key and key not in gemini["expired_keys"]:
-                gemini["expired_keys"].append(key)
-            vmlib.write_json_atomic(path, gemini)
+        elif scenario in ("api-key-expired", "api-key-runtime", "textprocessor-init"):
+            self._mark_key("revoked_keys" if scenario == "textprocessor-init" else "expired_keys")
+            if scenario == "api-key-runtime":  # no restart: the running service meets it on its next call
+                self.wait_journal("API_KEY_INVALID")
+                return
         elif scenario == "deps-mismatch":
             self._write_packages({**self._packages(), **BROKEN_PACKAGES})
         self._systemctl("restart")
         self.wait_state("failed")
+
+    def _mark_key(self, kind: str) -> None:
+        """Make the sandbox's Gemini refuse the current key: `expired_keys` or `revoked_keys`."""
+        gemini = vmlib.read_json(self.gemini_state, {})
+        gemini.setdefault(kind, [])
+        key = self.gemini_key
+        if key and key not in gemini[kind]:
+            gemini[kind].append(key)
+        vmlib.write_json_atomic(self.gemini_state, gemini)
+
+    def wait_journal(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until the service's journal shows `text`."""
+        deadline = time.monotonic() + timeout
+        while text not in self.journal(50):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} did not reach the journal within {timeout:g} s")
+            time.sleep(0.05)
 
     def heal(self) -> None:
         """Put the VM back to healthy (the fix of every fault at once) and wait until it serves."""
