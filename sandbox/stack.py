@@ -41,7 +41,7 @@ class SandboxStack:
         self.slack = SlackEmulator()
         self.github = GitHubEmulator()
         self.azure = AzureEmulator(delay_s=run_command_delay_s)
-        self.vm = SimulatedVM(self.data_dir / "vm")
+        self.vm = SimulatedVM(self.data_dir / "vm", production_paths=True)
         self.gemini = GeminiEmulator(self.vm.gemini_state)
 
     def start(self) -> "SandboxStack":

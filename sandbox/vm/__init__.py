@@ -207,7 +207,7 @@ class SimulatedVM:
 
     def __init__(self, root: Path, *, health_port: int = 0, updates_port: int = 0, version: str = "2.4.0",
                  build: str = "240", service: str = "voice-assistant", service_user: str = "azureuser",
-                 hostname: str = "Nexy") -> None:
+                 hostname: str = "Nexy", production_paths: bool = False) -> None:
         self.root = Path(root).resolve()
         self.version = version
         self.build = build
@@ -218,6 +218,10 @@ class SimulatedVM:
         self._updates_port = updates_port
         self.run_command_busy = 0
         """Run commands the Azure emulator still answers with 409 (set by break_("run-command-busy"))."""
+        self.production_paths = production_paths and _namespaces_work()
+        """Run-commands see the tree at its production paths (/home/<user>/voice-assistant, the unit in
+        /etc/systemd/system) through a private mount namespace, so scripts and plans show the paths
+        of the real VM; off where mount namespaces cannot be had (then the host paths show)."""
         self._finalizer: weakref.finalize | None = None
 
     # ----------------------------------------------------------------- paths and settings
@@ -282,7 +286,7 @@ class SimulatedVM:
     def settings_env(self) -> dict[str, str]:
         """What the BOT is configured with to work on this VM."""
         return {
-            "NEXY_APP_DIR": str(self.app_dir),
+            "NEXY_APP_DIR": self.production_app_dir if self.production_paths else str(self.app_dir),
             "NEXY_SERVICE": self.service,
             "NEXY_SERVICE_USER": self.service_user,
             "NEXY_HEALTH_URLS": ",".join(self.health_urls),
@@ -474,7 +478,7 @@ class SimulatedVM:
         script_path.write_text(prelude + body + ("" if body.endswith("\n") else "\n"), encoding="utf-8")
         script_path.chmod(0o500)
         with open(workdir / "stdout", "wb") as out, open(workdir / "stderr", "wb") as err:
-            proc = subprocess.Popen(["/bin/bash", "-c", str(script_path)], cwd=workdir, env=self.env(),
+            proc = subprocess.Popen(self._runner(script_path), cwd=workdir, env=self._script_env(),
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
             try:
                 rc = proc.wait(timeout=timeout)
@@ -486,6 +490,16 @@ class SimulatedVM:
         stdout = (workdir / "stdout").read_bytes().decode("utf-8", errors="replace")
         stderr = (workdir / "stderr").read_bytes().decode("utf-8", errors="replace")
         return rc, stdout, stderr
+
+    def _script_env(self) -> dict[str, str]:
+        return {**self.env(), "NEXY_VM_PRODUCTION_PATHS": "1"} if self.production_paths else self.env()
+
+    def _runner(self, script_path: Path) -> list[str]:
+        """bash, in a private mount namespace showing the tree at its production paths when on."""
+        if not self.production_paths:
+            return ["/bin/bash", "-c", str(script_path)]
+        return [*_unshare(), "/bin/bash", "-c", _mount_production_paths(self.root, self.service_user) + 'exec /bin/bash -c "$0"',
+                str(script_path)]
 
     # ----------------------------------------------------------------- faults
 
@@ -603,6 +617,38 @@ class SimulatedVM:
             if time.monotonic() > deadline or self.service_state() == "failed":
                 raise TimeoutError(f"{self.service} is not healthy ({self.service_state()})\n{self.journal(30)}")
             time.sleep(0.02)
+
+
+def _unshare() -> list[str]:
+    """`unshare` for a private mount namespace (mapping the caller to root when it is not root)."""
+    user = [] if os.geteuid() == 0 else ["--map-root-user"]
+    return ["unshare", *user, "--mount", "--propagation", "private", "--"]
+
+
+def _mount_production_paths(root: Path, user: str) -> str:
+    """Shell that, inside the namespace, shows <root>/home/<user> at /home/<user> (over an empty
+    /home) and the VM's unit files at /etc/systemd/system where the host has that folder. Only this
+    namespace sees it: the host's /home and /etc are untouched."""
+    home, units = shlex.quote(str(root / "home" / user)), shlex.quote(str(root / vmlib.UNIT_DIR))
+    return (f"mount -t tmpfs -o mode=755 nexy-vm-home /home && mkdir -p /home/{user} "
+            f"&& mount --bind {home} /home/{user} "
+            f"&& {{ [ ! -d /etc/systemd/system ] || mount --bind {units} /etc/systemd/system; }} || exit 125; ")
+
+
+_NAMESPACES: bool | None = None
+
+
+def _namespaces_work() -> bool:
+    """Whether this host lets us make a private mount namespace and mount in it (checked once)."""
+    global _NAMESPACES
+    if _NAMESPACES is None:
+        try:
+            done = subprocess.run([*_unshare(), "/bin/sh", "-c", "mount -t tmpfs nexy-probe /home"],
+                                  capture_output=True, timeout=10)
+            _NAMESPACES = done.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _NAMESPACES = False
+    return _NAMESPACES
 
 
 def parameters_prelude(parameters) -> str:
