@@ -208,3 +208,18 @@ def test_export_without_an_incident_says_so(ops, slack):
     """`export` in a channel with no incident, or of an id that does not exist, answers at once."""
     assert "No incident is open" in slack.slash_command("export", user=OTHER).json()["text"]
     assert "There is no incident INC-42" in slack.slash_command("export inc-42", user=OTHER).json()["text"]
+
+
+def test_a_mention_in_a_resolved_thread_goes_to_the_next_incident(ops, slack, work, redis):
+    """After INC-1 is resolved, `@nexy health` in its old thread opens INC-2 (its own thread), not INC-1 again."""
+    slack.slash_command("health", user=OPERATOR)
+    work(ops)
+    slack.slash_command("incident close the 8081 port was closed", user=OPERATOR)
+    work(ops)
+    (first,) = _parents(slack)
+    slack.app_mention(f"<@{slack.bot_user_id}> health", user=OTHER, channel="C0OPS", thread_ts=first.ts)
+    work(ops)
+    store = IncidentStore(redis)
+    assert not store.get("INC-1").is_open and store.get("INC-2").is_open
+    second = _parents(slack)[1]
+    assert "Incident INC-2" in second.text and any("endpoints up" in m.text for m in _thread(slack, second))
