@@ -60,11 +60,11 @@ def register(app: App, intake: Intake) -> None:
 
     @app.action(Action.CHECKLIST)
     def checklist(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        container = body.get("container") or {}
+        channel, _ = _where(body)
         intake.checklist(
             user=_user(body),
-            channel=container.get("channel_id") or (body.get("channel") or {}).get("id", ""),
-            ts=container.get("message_ts", ""),
+            channel=channel,
+            ts=str((body.get("container") or {}).get("message_ts", "")),
             block_id=action.get("block_id", ""),
             checked=[option.get("value", "") for option in action.get("selected_options") or []],
         )
