@@ -1,5 +1,6 @@
 """`nexy`: the entry points. `web` (HTTP), `socket` (Socket Mode), `worker` (the VM worker and
-the io workers), `run` (all on one machine; the sandbox and a console without Slack credentials)."""
+the io workers), `run` (all on one machine; the sandbox and a console without Slack credentials),
+and `audit verify <incident>` (recompute an incident's hash chain)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     worker = sub.add_parser("worker", help="the VM worker and the io worker(s), each in its own process")
     worker.add_argument("--queue", help="serve only this queue, in this process")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    audit = sub.add_parser("audit", help="check an incident's timeline").add_subparsers(dest="audit", required=True)
+    verify = audit.add_parser("verify", help="recompute an incident's hash chain; exit 1 if it was tampered with")
+    verify.add_argument("incident", help="the incident id, e.g. INC-3")
+    verify.add_argument("--head", default="", help="a chain head from an export or the closing checklist")
     args = parser.parse_args(argv)
 
     install_log_redaction()
@@ -34,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             return _socket(settings)
         if args.process == "worker":
             return _worker(settings, args.queue, args.burst)
+        if args.process == "audit":
+            return _audit_verify(settings, args.incident, args.head)
         return _run(settings, args.scenario)
     except SettingsError as exc:
         print(f"nexy: {exc}", file=sys.stderr)
@@ -81,6 +88,29 @@ def _worker(settings: Settings, queue: str | None, burst: bool) -> int:
     # A stopping VM worker first finishes the run-command it is running (RQ's warm shutdown):
     # killing it would abandon a command that goes on running on the VM.
     return supervise(children, grace_s=vm_job_timeout(settings.nexy_conflict_max_wait_s))
+
+
+def _audit_verify(settings: Settings, incident: str, head: str) -> int:
+    """0: the chain is intact; 1: an event was edited, reordered or removed (the first is named);
+    2: no such incident, or Redis unreachable."""
+    from redis.exceptions import RedisError
+
+    from bot.incidents import IncidentStore
+    from bot.redis_conn import connect
+
+    try:
+        check = IncidentStore(connect(settings)).verify(incident.upper(), head.strip().lower())
+    except LookupError as exc:
+        print(f"nexy: {exc}", file=sys.stderr)
+        return 2
+    except RedisError as exc:
+        print(f"nexy: cannot read Redis ({type(exc).__name__})", file=sys.stderr)
+        return 2
+    if check.intact:
+        print(f"{check.incident}: {check.events} events, chain intact; head {check.head}")
+        return 0
+    print(f"{check.incident}: TAMPERED ({check.tamper.value if check.tamper else '?'}): {check.detail}")
+    return 1
 
 
 def _run(settings: Settings, scenario: str) -> int:

@@ -36,6 +36,13 @@ class Request:
     def words(self) -> str:
         return " ".join((self.command, *self.args))
 
+    @property
+    def section(self) -> str:
+        """The runbook section it belongs to (a fix's own section for `fix <target>`)."""
+        if self.command == "fix" and self.args:
+            return REGISTRY.fix_for(self.command, self.args).section
+        return self.spec.section
+
 
 @dataclass(frozen=True)
 class ParseError:
@@ -44,6 +51,7 @@ class ParseError:
     problem: str
     usage: str = ""
     suggestion: str | None = None
+    also: tuple[str, ...] = ()  # the usage of related commands (`incident new`, `incident close`)
 
 
 def parse(text: object) -> Request | ParseError:
@@ -60,9 +68,9 @@ def _parse(text: str) -> Request | ParseError:
     words = text.replace("\u00a0", " ").split()
     if not words:
         return Request("help")
-    name, values = words[0].lower(), words[1:]
-    command = COMMANDS.get(name)
+    command, values = REGISTRY.lookup(words)
     if command is None:
+        name = words[0].lower()
         return ParseError(f"I don't know the command `{_shown(name)}`.", usage=HELP_USAGE, suggestion=suggest(name))
     return _bind(command, values)
 
@@ -70,11 +78,27 @@ def _parse(text: str) -> Request | ParseError:
 def _bind(command: Command, values: list[str]) -> Request | ParseError:
     problem = command.bind(values)
     if problem is None:
-        return Request(command.name, tuple(values))
+        return Request(command.name, command.values(values))
+    family = REGISTRY.family(command)
+    also = tuple(c.usage for c in family)
+    text_arg = command.args[-1] if command.args and command.args[-1].text else None
     if problem.arg is None:
+        if text_arg is not None:
+            return ParseError(f"`{problem.words}` needs {text_arg.description}.", usage=problem.usage, also=also)
         expected = _count(problem.required, problem.most)
-        return ParseError(f"`{problem.words}` takes {expected}; got {problem.got}.", usage=problem.usage)
+        closest = _closest(values[0], [c.name.split(" ", 1)[1] for c in family]) if family and values else None
+        return ParseError(
+            f"`{problem.words}` takes {expected}; got {problem.got}.",
+            usage=problem.usage,
+            suggestion=f"{command.name} {closest}" if closest else None,
+            also=also,
+        )
     arg = problem.arg
+    if arg.text:
+        return ParseError(
+            f"The {arg.name} is {len(problem.value)} characters; `{problem.words}` takes at most {arg.max_chars}.",
+            usage=problem.usage,
+        )
     allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
     return ParseError(
         f"`{_shown(problem.value)}` is not a valid {arg.name} for `{problem.words}`: expected {allowed}.",

@@ -19,6 +19,14 @@ from redis import Redis
 from bot.redaction import redact_json
 from bot.redis_conn import text
 
+PLAN_KEY_PREFIX = "nexy:plan:"
+"""A plan's hash is `nexy:plan:<id>` (the incident store's close expires pending plans by it)."""
+
+
+def incident_plans_key(incident_id: str) -> str:
+    """The set of the plans made for an incident: closing the incident expires the pending ones."""
+    return f"nexy:incident:{incident_id}:plans"
+
 
 class PlanStatus(str, Enum):
     """Where a plan is in its life."""
@@ -132,8 +140,11 @@ class PlanStore:
         data["state"] = json.dumps(redact_json(plan.state))
         data["status"] = plan.status.value
         data["args"] = json.dumps(list(plan.args))
-        self.redis.hset(_key(plan.id), mapping={k: str(v) for k, v in data.items()})
-        self.redis.expire(_key(plan.id), 30 * 24 * 3600)
+        pipe = self.redis.pipeline()
+        pipe.hset(_key(plan.id), mapping={k: str(v) for k, v in data.items()})
+        pipe.expire(_key(plan.id), 30 * 24 * 3600)
+        pipe.sadd(incident_plans_key(plan.incident), plan.id)
+        pipe.execute()
         return plan
 
     def get(self, plan_id: str) -> Plan | None:
@@ -186,7 +197,7 @@ class PlanStore:
         """Make `plan` the one pending plan of its fix in `scope` (the VM); returns the id of the pending
         plan it superseded, if any."""
         previous = self._supersede(
-            keys=[f"nexy:plan-current:{scope}:{plan.fix}"], args=[plan.id, "nexy:plan:", f"{time.time():.6f}"]
+            keys=[f"nexy:plan-current:{scope}:{plan.fix}"], args=[plan.id, PLAN_KEY_PREFIX, f"{time.time():.6f}"]
         )
         return previous.decode() if isinstance(previous, bytes) else previous
 
@@ -200,7 +211,7 @@ class PlanStore:
 
 
 def _key(plan_id: str) -> str:
-    return f"nexy:plan:{plan_id}"
+    return f"{PLAN_KEY_PREFIX}{plan_id}"
 
 
 def _message_key(channel: str, ts: str) -> str:

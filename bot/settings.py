@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     nexy_vm_health_urls: CommaList = ("http://127.0.0.1:8080/health", "http://127.0.0.1:8081/updates/health")
     nexy_diagnosis_reuse_s: int = Field(600, ge=0, le=3600)
     nexy_verify_wait_s: int = Field(30, ge=1, le=600)
+    nexy_progress_every_s: float = Field(15.0, ge=0.05, le=600)
 
     nexy_data_dir: str = ".nexy"
     nexy_io_workers: int = Field(1, ge=1, le=16)

@@ -1,5 +1,5 @@
 """Interactive payloads: Approve / Reject on a plan, a finding's fix button, the button that opens
-a private form, and the form's submission (view_submission).
+a private form, the form's submission (view_submission), and the final checklist's checkboxes.
 
 A form can only be opened within 3 s of the person's click or command (its trigger_id), so the
 listeners that answer with a form open it here, in the web process: the one Slack call the web
@@ -50,6 +50,18 @@ def register(app: App, intake: Intake) -> None:
             words=str(action.get("value", "")), user=_user(body), channel=channel, thread_ts=thread_ts
         )
         _answer(client, body, reply, intake, channel, thread_ts)
+        ack()
+
+    @app.action(Action.CHECKLIST)
+    def checklist(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        channel, _ = _where(body)
+        intake.checklist(
+            user=_user(body),
+            channel=channel,
+            ts=str((body.get("container") or {}).get("message_ts", "")),
+            block_id=action.get("block_id", ""),
+            checked=[option.get("value", "") for option in action.get("selected_options") or []],
+        )
         ack()
 
     @app.action(Action.OPEN_FORM)

@@ -19,6 +19,7 @@ from rq.job import Job
 
 from bot import render
 from bot.contract import Action
+from bot.incidents import EventKind
 from bot.settings import Settings
 from bot.wording.refs import command
 from jobs import lifecycle
@@ -274,6 +275,10 @@ def diagnose(ctx: Context) -> str:
     top = next((f for f in found if f.fix), None)
     planned = _plannable(ctx, top.fix) if top and top.fix else None
     ctx.post(render_report(report, registry, planned), kind="diagnosis", duration_s=result.duration_s)
+    if found:  # the incident's timeline names the section the diagnosis points to
+        first = found[0]
+        line = first.evidence[0] if first.evidence else ""
+        ctx.record(EventKind.DIAGNOSIS, section=first.section, title=first.title, line=line, fix=first.fix)
     if planned:
         command, *args = planned.split()
         item = replace(ctx.item, command=command, args=tuple(args))

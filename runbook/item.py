@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,20 +34,44 @@ class Route(str, Enum):
     INLINE = "inline"  # answered by the web process itself (help)
 
 
+class Scope(str, Enum):
+    """Which incident a command works on."""
+
+    CHANNEL = "channel"  # the thread's or the channel's open incident, opened now if there is none
+    NEW = "new"  # a new incident, even while one is open (`incident new`)
+    CURRENT = "current"  # the thread's incident, or the channel's open one; never opens one
+    RECORDED = "recorded"  # one named by id; else the current one; else the channel's latest
+    NONE = "none"  # no incident (`history`)
+
+
 @dataclass(frozen=True)
 class Arg:
-    """One positional argument: its name, a validating pattern and what it means."""
+    """One positional argument: its name, a validating pattern and what it means. A `text` argument
+    is free text, the rest of the words (always last): control characters are stripped, it is at
+    most `max_chars` long, redacted, and never passed to a script."""
 
     name: str
     pattern: str
     description: str
     choices: tuple[str, ...] = ()
     optional: bool = False
+    text: bool = False
+    max_chars: int = 0
 
     def accepts(self, value: str) -> bool:
+        if self.text:
+            return 0 < len(value) <= self.max_chars
         if self.choices:
             return value in self.choices
         return re.fullmatch(self.pattern, value) is not None
+
+
+def free_text(words: list[str] | tuple[str, ...]) -> str:
+    """Words typed as free text, one line: control and format characters (bidi overrides,
+    zero-width) removed, whitespace collapsed."""
+    joined = " ".join(words)
+    kept = "".join(ch for ch in joined if unicodedata.category(ch) not in ("Cc", "Cf"))
+    return " ".join(kept.split())
 
 
 @dataclass(frozen=True)
@@ -124,6 +149,8 @@ class Check:
     args: tuple[Arg, ...] = ()
     scripts: tuple[ScriptFile, ...] = ()
     title: str = ""  # the runbook section's title
+    scope: Scope = Scope.CHANNEL
+    operator: bool = False  # only NEXY_OPERATORS may run it (closing an incident)
 
 
 @dataclass(frozen=True)
@@ -238,12 +265,19 @@ def check(
     route: Route,
     args: tuple[Arg, ...] = (),
     scripts: tuple[ScriptFile, ...] = (),
+    scope: Scope = Scope.CHANNEL,
+    operator: bool = False,
 ) -> Callable[[F], F]:
-    """Declare a read-only command; the decorated function runs it (`run(ctx) -> status`). The
-    commands its report recommends are named with `bot.wording.refs.command` (checked at start-up)."""
+    """Declare a command that changes nothing on the VM; the decorated function runs it
+    (`run(ctx) -> status`). A command may be two words (`incident close`). The commands its report
+    recommends are named with `bot.wording.refs.command` (checked at start-up)."""
+    if any(arg.text for arg in args[:-1]) or (args and args[-1].text and any(a.optional for a in args[:-1])):
+        raise ValueError(f"{command}: a free-text argument comes last, after required arguments only")
 
     def attach(run: F) -> F:
-        DECLARED.checks.append(Check(command, section, _help_line(run), route, run, args, scripts, title))
+        DECLARED.checks.append(
+            Check(command, section, _help_line(run), route, run, args, scripts, title, scope, operator)
+        )
         return run
 
     return attach

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from bot.redaction import redact
 from bot.settings import Settings
 from bot.wording.refs import REFERENCED
-from runbook.item import DECLARED, Arg, Check, Fix, Route, Symptom
+from runbook.item import DECLARED, Arg, Check, Fix, Route, Scope, Symptom, free_text
 
 _NOT_ITEMS = {"item", "registry"}
 
@@ -45,7 +46,18 @@ def usage_of(words: str, args: tuple[Arg, ...]) -> str:
     return " ".join(parts)
 
 
+def joined(args: tuple[Arg, ...], values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The values as the arguments take them: a free-text argument (always last) is the rest of the
+    words as one cleaned line."""
+    if args and args[-1].text:
+        fixed = len(args) - 1
+        rest = free_text(values[fixed:])
+        return (*values[:fixed], *((rest,) if rest else ()))
+    return tuple(values)
+
+
 def _bind(words: str, args: tuple[Arg, ...], values: list[str] | tuple[str, ...]) -> Problem | None:
+    values = joined(args, values)
     required = sum(1 for arg in args if not arg.optional)
     if not required <= len(values) <= len(args):
         return Problem(words, usage_of(words, args), required=required, most=len(args), got=len(values))
@@ -57,7 +69,8 @@ def _bind(words: str, args: tuple[Arg, ...], values: list[str] | tuple[str, ...]
 
 @dataclass(frozen=True)
 class Command:
-    """One word after `/nexy`: its help, route, runbook section and arguments. A command with
+    """One command after `/nexy` (one word, or two: `incident close`): its help, route, runbook
+    section, arguments, which incident it works on, and who may run it. A command with
     `subcommands` (`fix`) takes a target first, then that target's own arguments."""
 
     name: str
@@ -66,6 +79,8 @@ class Command:
     section: str = ""
     args: tuple[Arg, ...] = ()
     changes_vm: bool = False  # a fix: only operators may request it, and it runs only once approved
+    scope: Scope = Scope.CHANNEL
+    operator: bool = False  # only operators may run it (closing an incident)
     subcommands: tuple[tuple[str, tuple[Arg, ...]], ...] = ()
 
     @property
@@ -83,6 +98,14 @@ class Command:
             return Problem(self.name, self.usage, arg=target, value=values[0])
         return _bind(f"{self.name} {values[0]}", own[values[0]], values[1:])
 
+    def values(self, values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """The bound values to store and queue: free text redacted (a secret typed by mistake never
+        reaches Redis, Slack or a log)."""
+        bound = joined(self.args, values)
+        if self.args and self.args[-1].text and len(bound) == len(self.args):
+            return (*bound[:-1], redact(bound[-1]))
+        return bound
+
 
 RUNBOOK = Command("runbook", "each runbook section: its symptoms, the commands for it and where they run", Route.INLINE)
 
@@ -90,7 +113,7 @@ HELP = Command(
     "help",
     "the command list, or one command's usage",
     Route.INLINE,
-    args=(Arg("command", r"[a-z-]{1,32}", "a command name", optional=True),),
+    args=(Arg("command", "", "a command name", optional=True, text=True, max_chars=40),),
 )
 
 
@@ -109,7 +132,17 @@ class Registry:
         self.fixes: dict[str, Fix] = {}
         self.commands: dict[str, Command] = {}
         for item in checks:
-            self._add(Command(item.command, item.help, item.route, item.section, item.args))
+            self._add(
+                Command(
+                    item.command,
+                    item.help,
+                    item.route,
+                    item.section,
+                    item.args,
+                    scope=item.scope,
+                    operator=item.operator,
+                )
+            )
             self.checks[item.command] = item
         targets = []
         for fix in fixes:
@@ -146,10 +179,19 @@ class Registry:
             raise ValueError(f"duplicate command {command.name!r}")
         self.commands[command.name] = command
 
+    def lookup(self, words: list[str]) -> tuple[Command | None, list[str]]:
+        """The command the words name (two words before one: `incident close`), and the rest."""
+        if len(words) > 1 and (pair := self.commands.get(f"{words[0].lower()} {words[1].lower()}")):
+            return pair, words[2:]
+        return self.commands.get(words[0].lower()) if words else None, words[1:]
+
+    def family(self, command: Command) -> list[Command]:
+        """The two-word commands that start with this one's word (`incident new`, `incident close`)."""
+        return [c for c in self.commands.values() if c.name.startswith(command.name + " ")]
+
     def accepts(self, words: str) -> bool:
         """Whether `/nexy <words>` is a command the parser takes."""
-        name, *values = words.split()
-        command = self.commands.get(name)
+        command, values = self.lookup(words.split())
         return command is not None and command.bind(values) is None
 
     def _check_references(self) -> None:

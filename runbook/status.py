@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import render
+from bot.incidents import EventKind
 from bot.wording.refs import command
 from jobs.context import Context, output_excerpt
 from runbook.item import Route, Symptom, check, patterns_parameter, script
@@ -71,4 +72,7 @@ def status(ctx: Context) -> str:
         result.output,
     )
     ctx.post(render_report(report), kind="status", duration_s=result.duration_s, output=result.output)
+    if report.symptoms:
+        symptom, line = report.symptoms[0]
+        ctx.record(EventKind.DIAGNOSIS, section=symptom.section, title=symptom.title, line=line, fix=symptom.fix)
     return active

@@ -27,6 +27,13 @@ def approved(plan: Plan, fix: Fix) -> str:
     )
 
 
+def expired_by_close(plan: Plan, fix: Fix, incident: str) -> str:
+    return (
+        f":hourglass: Plan {plan.id} (`{fix.words}`) expired: {incident} was resolved before anyone approved it. "
+        "Nothing ran on the VM."
+    )
+
+
 def rejected(plan: Plan, fix: Fix) -> str:
     return f":x: Plan {plan.id} (`{plan.words}`) rejected by <@{plan.decided_by}>. Nothing ran on the VM."
 

@@ -61,8 +61,8 @@ def test_config_perms_happy_path_heals_the_vm(fix_settings, slack, work, vm, azu
     assert azure.run_count[KEY] == 2
     assert vm.service_active() and httpx.get(vm.health_urls[0]).status_code == 200
     assert slack.find(plan.ts).edits >= 1 and "approved" in slack.find(plan.ts).text
-    kinds = [entry["kind"] for entry in _incident_log(redis)]
-    for kind in ("request", "plan", "approval", "apply", "verify"):
+    kinds = [event.kind.value for event in _incident_log(redis)]
+    for kind in ("command", "plan", "approval", "apply", "verify"):
         assert kind in kinds
 
 
@@ -174,7 +174,7 @@ def test_unapproved_plan_expires_on_its_own(serve_bot, vm_settings, slack, work,
     slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
     work(settings)
     assert azure.run_count[KEY] == 1
-    assert "expiry" in [entry["kind"] for entry in _incident_log(redis)]
+    assert "expiry" in [event.kind.value for event in _incident_log(redis)]
 
 
 def test_stale_plan_refused(fix_settings, slack, work, vm, azure):
@@ -294,7 +294,7 @@ def _plan_id(message) -> str:
 def _incident_log(redis):
     from bot.incidents import IncidentStore
 
-    return IncidentStore(redis).log("INC-1")
+    return IncidentStore(redis).timeline("INC-1")
 
 
 def test_slack_failure_while_deciding_does_not_lose_the_apply(fix_settings, slack, work, vm, azure):
