@@ -20,6 +20,7 @@ from bot.plans import ApplyOutcome, Plan, PlanStatus
 from bot.policy import describe
 from bot.wording import apply as apply_wording
 from bot.wording import approval as approval_wording
+from bot.wording import commands as commands_wording
 from bot.wording import plan as plan_wording
 from jobs.context import Context, verify_parameters
 from jobs.progress import Progress
@@ -183,6 +184,13 @@ def decide(
     plan = plans.get(plan_id) if plan_id else plans.by_message(channel or "", ts or "")
     if plan is None:
         return "not a plan"
+    if plan_id and (plan.channel != channel or plan.message_ts != ts):
+        # A button names its plan in its value: only a click on that plan's own message counts.
+        reason = "the click was not on this plan's message"
+        runtime.store.record(plan.incident, EventKind.IGNORED, user, plan=plan.id, source=source, reason=reason)
+        if channel:
+            runtime.slack.ephemeral(channel, user, commands_wording.button_out_of_date())
+        return "not the plan's message"
     thread = Thread(runtime, plan.incident)
     refusal = _refusal(runtime, plan, user, approve)
     if refusal:

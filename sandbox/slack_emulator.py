@@ -307,6 +307,7 @@ class SlackEmulator:
         self._uploads: dict[str, dict] = {}
         self._upload_keys: dict[str, str] = {}
         self._last_send: tuple[bytes, str] | None = None
+        self._last_signed: tuple[bytes, str, dict] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._methods: dict[str, Callable[[dict], dict]] = {
@@ -843,7 +844,29 @@ class SlackEmulator:
                    **self.sign(body, timestamp, signing_secret), **(extra_headers or {})}
         with self._lock:
             self._last_send = (body, content_type)
+            self._last_signed = (body, content_type, headers)
         return httpx.post(self.bot_url, content=body, headers=headers, timeout=self.bot_timeout)
+
+    def send_raw(self, body: bytes, content_type: str, *, timestamp_header: str | None = None,
+                 headers: dict | None = None) -> httpx.Response:
+        """Send `body` exactly as given, signed with the real secret (or with a timestamp header as
+        given, even one Slack would never send): how a malformed or replayed request reaches the bot."""
+        if not self.bot_url:
+            raise RuntimeError("SlackEmulator.bot_url is not set: where should Slack send this request?")
+        signed = self.sign(body)
+        if timestamp_header is not None:
+            signed["X-Slack-Request-Timestamp"] = timestamp_header
+        all_headers = {"Content-Type": content_type, "User-Agent": _USER_AGENT, **signed, **(headers or {})}
+        return httpx.post(self.bot_url, content=body, headers=all_headers, timeout=self.bot_timeout)
+
+    def replay_last(self) -> httpx.Response:
+        """Resend the last request byte for byte with its original signature and timestamp, as an
+        attacker who captured it would (Slack itself re-signs its retries)."""
+        with self._lock:
+            if self._last_signed is None:
+                raise RuntimeError("nothing was sent yet")
+            body, ctype, headers = self._last_signed
+        return httpx.post(self.bot_url or "", content=body, headers=headers, timeout=self.bot_timeout)
 
     def _send_form(self, form: dict, **kwargs: Any) -> httpx.Response:
         self.last_sent = copy.deepcopy(form)
