@@ -7,13 +7,19 @@ run-command. SimpleWorker runs jobs in-process: no fork per job (~1 ms instead o
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from redis import Redis
 from rq import SimpleWorker
 
 from bot.contract import IO_QUEUE
 from bot.redaction import install_log_redaction
 from bot.settings import Settings
+from jobs.operations import resume_orphans, watchdog
 from jobs.runtime import Runtime, TaskJob
+
+log = logging.getLogger(__name__)
 
 
 def build_runtime(settings: Settings, redis: Redis) -> Runtime:
@@ -32,6 +38,17 @@ def serve(runtime: Runtime, queue_names: list[str], *, burst: bool = False, name
     queue also runs RQ's scheduler (one at a time, by RQ's own lock): plan expiry notices."""
     install_log_redaction()
     with_scheduler = IO_QUEUE in queue_names
-    return make_worker(runtime, queue_names, name).work(
-        burst=burst, logging_level="WARNING", with_scheduler=with_scheduler
-    )
+    # Before any new job: read the outcome of run-commands a dead worker left behind (never re-run them).
+    try:
+        resume_orphans(runtime)
+    except Exception:  # the worker still serves; the io watchdog tries again
+        log.exception("could not resume the run-commands a stopped worker left")
+    stop = threading.Event()
+    if IO_QUEUE in queue_names and not burst:
+        watchdog(runtime, stop)
+    try:
+        return make_worker(runtime, queue_names, name).work(
+            burst=burst, logging_level="WARNING", with_scheduler=with_scheduler
+        )
+    finally:
+        stop.set()
