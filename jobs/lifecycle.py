@@ -353,7 +353,7 @@ def _report_apply(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix, result
         facts=result.facts,
         text=render.plain(blocks),
     )
-    thread.post(text, blocks, kind=None)
+    thread.post_durable(text, blocks)
     return outcome
 
 

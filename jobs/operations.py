@@ -24,6 +24,7 @@ from bot.errors import ExecutorError
 from bot.incidents import EventKind
 from bot.wording import errors as error_wording
 from bot.wording import vm as vm_wording
+from jobs.outbox import Outbox
 from jobs.runtime import Runtime
 from jobs.thread import Thread
 
@@ -162,12 +163,14 @@ def resume_orphans(runtime: Runtime) -> int:
 
 
 def watchdog(runtime: Runtime, stop: threading.Event) -> threading.Thread:
-    """The io worker's watchdog: every heartbeat, resume what a dead worker left (in a thread of its own)."""
+    """The io worker's watchdog: every heartbeat, resume what a dead worker left and deliver the
+    outbox entries that are due (in a thread of its own)."""
 
     def loop() -> None:
         while not stop.wait(runtime.settings.nexy_heartbeat_s):
             try:
                 resume_orphans(runtime)
+                Outbox(runtime.redis, runtime.slack).drain()
             except Exception:
                 log.exception("the operation watchdog failed; it tries again")
 

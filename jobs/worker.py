@@ -17,6 +17,7 @@ from bot.contract import IO_QUEUE
 from bot.redaction import install_log_redaction
 from bot.settings import Settings
 from jobs.operations import resume_orphans, watchdog
+from jobs.outbox import Outbox
 from jobs.runtime import Runtime, TaskJob
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,10 @@ def serve(runtime: Runtime, queue_names: list[str], *, burst: bool = False, name
     # Before any new job: read the outcome of run-commands a dead worker left behind (never re-run them).
     try:
         resume_orphans(runtime)
+        if IO_QUEUE in queue_names:
+            Outbox(runtime.redis, runtime.slack).drain()
     except Exception:  # the worker still serves; the io watchdog tries again
-        log.exception("could not resume the run-commands a stopped worker left")
+        log.exception("could not resume the run-commands a stopped worker left, or deliver the outbox")
     stop = threading.Event()
     if IO_QUEUE in queue_names and not burst:
         watchdog(runtime, stop)

@@ -72,6 +72,7 @@ class Message:
     files: list = field(default_factory=list)
     reactions: dict = field(default_factory=dict)
     edits: int = 0
+    metadata: dict | None = None
 
 
 class _ApiError(Exception):
@@ -239,11 +240,20 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
+        fault = self.server.emulator._fault_now() if url.path.startswith("/api/") else None
+        if fault == "5xx":
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         try:
             status, headers, payload = self.server.emulator._route(verb, url.path, url.query, self.headers, body)
         except Exception:  # a bug in the emulator must not hang the client
             log.exception("slack emulator failed on %s %s", verb, self.path)
             status, headers, payload = 500, {}, {"ok": False, "error": "internal_error"}
+        if fault == "drop-after-store":  # the call took effect; its answer is lost with the connection
+            self.close_connection = True
+            return
         if isinstance(payload, dict):
             data, ctype = json.dumps(payload).encode(), "application/json; charset=utf-8"
         else:
@@ -302,6 +312,7 @@ class SlackEmulator:
         self._subscribers: list[Callable[[str, Message], None]] = []
         self._pending: list[tuple[str, Message]] = []
         self._ratelimits: dict[str, list[int]] = {}
+        self._fault: tuple[str, float] | None = None
         self._triggers: dict[str, dict] = {}
         self._response_urls: dict[str, dict] = {}
         self._uploads: dict[str, dict] = {}
@@ -398,6 +409,20 @@ class SlackEmulator:
         with self._lock:
             self._subscribers.append(callback)
 
+    def fail_for(self, seconds: float, mode: str = "5xx") -> None:
+        """A fault switch for the Web API: for `seconds`, every call is answered 503 (`5xx`), or is
+        carried out and then its connection dropped without an answer (`drop-after-store`)."""
+        if mode not in ("5xx", "drop-after-store"):
+            raise ValueError(f"unknown fault {mode!r}")
+        with self._lock:
+            self._fault = (mode, time.monotonic() + seconds)
+
+    def _fault_now(self) -> str | None:
+        with self._lock:
+            if self._fault is None or time.monotonic() >= self._fault[1]:
+                return None
+            return self._fault[0]
+
     def ratelimit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         with self._lock:
             self._ratelimits[method] = [times, retry_after]
@@ -448,8 +473,9 @@ class SlackEmulator:
                 except Exception:
                     log.exception("slack emulator subscriber failed on %s", kind)
 
-    def _message_json(self, msg: Message) -> dict:
-        """A stored message in Slack's JSON shape (as in API answers and interactive payloads)."""
+    def _message_json(self, msg: Message, with_metadata: bool = False) -> dict:
+        """A stored message in Slack's JSON shape (as in API answers and interactive payloads); its
+        metadata only when asked (`include_all_metadata`), as Slack does."""
         out: dict[str, Any] = {"type": "message", "user": msg.user, "text": msg.text, "ts": msg.ts,
                                "team": self.team_id}
         if msg.user == self.bot_user_id:
@@ -468,6 +494,8 @@ class SlackEmulator:
             out["reactions"] = [{"name": n, "users": list(u), "count": len(u)} for n, u in msg.reactions.items()]
         if msg.edits:
             out["edited"] = {"user": msg.user, "ts": msg.ts}
+        if with_metadata and msg.metadata:
+            out["metadata"] = msg.metadata
         return out
 
     def _new_trigger(self) -> str:
@@ -560,8 +588,18 @@ class SlackEmulator:
     def _chat_post_message(self, params: dict) -> dict:
         channel = self._channel(params)
         text, blocks = self._content(params)
+        metadata = params.get("metadata")
+        if isinstance(metadata, str) and metadata:
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                raise _ApiError("invalid_metadata_format") from None
+        if metadata is not None and not (isinstance(metadata, dict) and isinstance(metadata.get("event_type"), str)
+                                         and isinstance(metadata.get("event_payload"), dict)):
+            raise _ApiError("invalid_metadata_schema")
         msg = self._add_message(channel=channel, text=text, blocks=blocks, user=self.bot_user_id,
                                 thread_ts=str(params.get("thread_ts") or "") or None)
+        msg.metadata = metadata or None
         return {"ok": True, "channel": channel, "ts": msg.ts, "message": self._message_json(msg)}
 
     def _chat_update(self, params: dict) -> dict:
@@ -726,7 +764,8 @@ class SlackEmulator:
         top = [m for m in self._messages if m.channel == channel and not m.ephemeral_to and not m.thread_ts]
         limit = int(params.get("limit") or 100)
         newest_first = list(reversed(top))
-        return {"ok": True, "messages": [self._message_json(m) for m in newest_first[:limit]],
+        meta = _truthy(params.get("include_all_metadata"))
+        return {"ok": True, "messages": [self._message_json(m, meta) for m in newest_first[:limit]],
                 "has_more": len(newest_first) > limit, "pin_count": 0}
 
     def _conversations_replies(self, params: dict) -> dict:
@@ -738,7 +777,8 @@ class SlackEmulator:
         root = parent.thread_ts or parent.ts
         thread = [m for m in self._messages
                   if m.channel == channel and not m.ephemeral_to and (m.ts == root or m.thread_ts == root)]
-        return {"ok": True, "messages": [self._message_json(m) for m in thread], "has_more": False}
+        meta = _truthy(params.get("include_all_metadata"))
+        return {"ok": True, "messages": [self._message_json(m, meta) for m in thread], "has_more": False}
 
     # ------------------------------------------------------------ Web API: files
     def _files_get_upload_url(self, params: dict) -> dict:
