@@ -162,13 +162,14 @@ def resume_orphans(runtime: Runtime) -> int:
     return count
 
 
-def watchdog(runtime: Runtime, stop: threading.Event) -> threading.Thread:
-    """The io worker's watchdog: every heartbeat, resume what a dead worker left and deliver the
-    outbox entries that are due (in a thread of its own)."""
+def watchdog(runtime: Runtime, stop: threading.Event, worker: Any = None) -> threading.Thread:
+    """The io worker's watchdog: every heartbeat, resume what a dead worker left, deliver the
+    outbox entries that are due, and restart RQ's scheduler if it died (in a thread of its own)."""
 
     def loop() -> None:
         while not stop.wait(runtime.settings.nexy_heartbeat_s):
             try:
+                supervise_scheduler(worker)
                 resume_orphans(runtime)
                 Outbox(runtime.redis, runtime.slack).drain()
             except Exception:
@@ -177,3 +178,16 @@ def watchdog(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     thread = threading.Thread(target=loop, name="operation-watchdog", daemon=True)
     thread.start()
     return thread
+
+
+def supervise_scheduler(worker: Any) -> None:
+    """RQ's scheduler process exits on a Redis error, and RQ itself restarts it only with its
+    10-minute maintenance: plan expiries due meanwhile would wait. Restart it as soon as Redis
+    answers (it takes the scheduler lock again, so one scheduler runs at a time)."""
+    scheduler = getattr(worker, "scheduler", None)
+    if scheduler is None:
+        return
+    process = scheduler._process  # RQ keeps the scheduler's process here; None until it ran once
+    if process is not None and process.is_alive():
+        return
+    scheduler.acquire_locks(auto_start=True)

@@ -47,11 +47,10 @@ def serve(runtime: Runtime, queue_names: list[str], *, burst: bool = False, name
     except Exception:  # the worker still serves; the io watchdog tries again
         log.exception("could not resume the run-commands a stopped worker left, or deliver the outbox")
     stop = threading.Event()
+    worker = make_worker(runtime, queue_names, name)
     if IO_QUEUE in queue_names and not burst:
-        watchdog(runtime, stop)
+        watchdog(runtime, stop, worker)
     try:
-        return make_worker(runtime, queue_names, name).work(
-            burst=burst, logging_level="WARNING", with_scheduler=with_scheduler
-        )
+        return worker.work(burst=burst, logging_level="WARNING", with_scheduler=with_scheduler)
     finally:
         stop.set()
