@@ -64,8 +64,9 @@ def test_threads_started_together_share_one_server(tmp_path):
     [t.join() for t in threads]
     try:
         assert len(set(urls)) == 1 and len(urls) == 8
-        config = Redis.from_url(urls[0]).config_get("append*")
-        assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec"
+        client = Redis.from_url(urls[0])
+        config = {**client.config_get("append*"), **client.config_get("save")}
+        assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec" and config["save"] == "900 1"
         assert len([p for p in alive_under(tmp_path) if "127.0.0.1:" in p and "redis-server" in p]) == 1
     finally:
         assert leave(str(tmp_path)) is True
