@@ -30,15 +30,17 @@ _bolt_logger = logging.getLogger("nexy.bolt")
 _bolt_logger.addFilter(_DropTokenSkippedWarning())
 
 
-def create_app(settings: Settings, redis: Redis | None = None) -> App:
-    """A Bolt App for the configured workspace; fails with a SettingsError if Slack rejects the token."""
-    if not settings.has_slack_credentials:
+def create_app(settings: Settings, redis: Redis | None = None, *, socket_mode: bool = False) -> App:
+    """A Bolt App for the configured workspace; fails with a SettingsError if Slack rejects the token.
+    Over Socket Mode nothing is signed (the WebSocket is authenticated by the app-level token), so
+    the signing secret is not needed there."""
+    if not settings.slack_bot_token or not (settings.slack_signing_secret or socket_mode):
         raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
     redis = redis or connect(settings)
     intake = Intake(settings, IncidentStore(redis), Dispatcher(settings, redis))
     try:
         app = App(
-            signing_secret=settings.slack_signing_secret,
+            signing_secret=settings.slack_signing_secret or "",
             client=web_client(settings),
             name="nexy",
             logger=_bolt_logger,
