@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="sandbox: start the simulated VM in this runbook fault, one of: %(choices)s (default: %(default)s)",
     )
+    run.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="sandbox: the bot runs as `nexy socket` and the emulated Slack talks to it over Socket Mode",
+    )
     web = add(
         "web",
         "serve Slack's HTTP requests",
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             return _socket(settings, args.child)
         if args.process == "worker":
             return _worker(settings, args.queue, args.burst, args.child, say)
-        return _run(settings, args.scenario)
+        return _run(settings, args.scenario, args.socket_mode)
     except SettingsError as exc:
         failed = True
         print(f"nexy: {exc}", file=sys.stderr)
@@ -150,7 +155,7 @@ def _web(settings: Settings, child: bool) -> int:
 def _socket(settings: Settings, child: bool) -> int:
     from bot.socket_mode import serve
 
-    serve(settings, check_durability=not child)
+    serve(settings, child=child)
     return 0
 
 
@@ -182,11 +187,11 @@ def _worker(settings: Settings, queue: str | None, burst: bool, child: bool, say
     )
 
 
-def _run(settings: Settings, scenario: str) -> int:
+def _run(settings: Settings, scenario: str, socket_mode: bool) -> int:
     if not settings.has_slack_credentials and not (settings.slack_bot_token and settings.slack_app_token):
         from bot.local import run_sandbox
 
-        return run_sandbox(settings, scenario)
+        return run_sandbox(settings, scenario, socket_mode=socket_mode)
     from bot.local import run_connected
 
     return run_connected(settings)

@@ -58,6 +58,17 @@ def wait_until_up(url: str, children: Children, timeout: float = WEB_START_TIMEO
     raise NexyError(f"{url} did not answer within {timeout:g} s")
 
 
+def wait_connected(slack, children: Children, timeout: float = WEB_START_TIMEOUT_S) -> None:
+    """Until the bot has opened its Socket Mode connection to the emulated Slack."""
+    deadline = time.monotonic() + timeout
+    while not slack.socket.connections:
+        if children.exited():
+            raise NexyError(f"{', '.join(children.exited())} exited during start-up; see the messages above")
+        if time.monotonic() > deadline:
+            raise NexyError(f"the bot did not connect over Socket Mode within {timeout:g} s")
+        time.sleep(0.05)
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -77,8 +88,9 @@ def _lock_sandbox(folder: Path) -> int:
     return fd
 
 
-def run_sandbox(settings: Settings, scenario: str) -> int:
-    """The local sandbox with the console in the foreground; everything stops with it."""
+def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False) -> int:
+    """The local sandbox with the console in the foreground; everything stops with it. With
+    socket_mode the bot runs as `nexy socket` and the emulated Slack delivers over Socket Mode."""
     from sandbox.console import Console
     from sandbox.stack import SandboxStack
 
@@ -96,6 +108,7 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
     except ValueError as exc:
         raise NexyError(str(exc)) from None
     lock = _lock_sandbox(folder)
+    slack_process = "socket" if socket_mode else "web"
     signal.signal(signal.SIGTERM, _interrupt)
     children = Children()
     redis_server = redis = None
@@ -116,12 +129,17 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
         }
         # --child: a not-persisted Redis is what the sandbox wants, not something to warn about.
         names = workers.start(children, settings, env)
-        children.nexy("web", "web", "--child", env=env)
-        wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
+        if socket_mode:
+            children.nexy(slack_process, "socket", "--child", env={**env, "SLACK_APP_TOKEN": stack.slack.app_token})
+            wait_connected(stack.slack, children)
+            stack.slack.socket_mode = True
+        else:
+            children.nexy(slack_process, "web", "--child", env=env)
+            wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
+            stack.slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
         if not workers.registered(redis, children, names):
             raise NexyError("the workers did not start; see the messages above")
         say(workers.ready_line(settings, redis_server.url))
-        stack.slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
         queue_names = [IO_QUEUE, settings.vm_queue]
         console = Console(
             stack.slack,
@@ -136,7 +154,7 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
         return 130
     finally:
         running = (lambda: workers.running_command(redis, settings)) if redis is not None else None
-        stop_in_order(children, _stages("web", settings, names), say, running)
+        stop_in_order(children, _stages(slack_process, settings, names), say, running)
         stack.stop()
         if redis_server is not None:
             redis_server.stop()

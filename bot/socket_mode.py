@@ -62,13 +62,14 @@ def connect(settings: Settings, app_token: str, redis_check: Callable[[], str]) 
     return handler, redis
 
 
-def serve(settings: Settings, *, check_durability: bool = True) -> None:
-    """Serve over Socket Mode until SIGINT/SIGTERM."""
+def serve(settings: Settings, *, child: bool = False) -> None:
+    """Serve over Socket Mode until SIGINT/SIGTERM. A child of `nexy run` leaves the Redis check
+    and the stop line to its parent."""
     if not settings.slack_app_token:
         raise SettingsError("SLACK_APP_TOKEN: Socket Mode needs an app-level token (xapp-...)")
     say = announcer("socket")
     handler, redis = connect(
-        settings, settings.slack_app_token, lambda: check_redis(settings, say if check_durability else None)
+        settings, settings.slack_app_token, lambda: check_redis(settings, None if child else say)
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -77,4 +78,5 @@ def serve(settings: Settings, *, check_durability: bool = True) -> None:
     while not stop.wait(0.5):
         pass
     handler.close()
-    say("stopped")
+    if not child:
+        say("stopped")

@@ -43,6 +43,8 @@ from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
 log = logging.getLogger(__name__)
+_ws_log = logging.getLogger(f"{__name__}.websockets")
+_ws_log.setLevel(logging.WARNING)  # each connection opening and closing is not news
 
 ACK_TIMEOUT_S = 3.0
 """How long Slack waits for an envelope's ack (its 3-second rule)."""
@@ -90,7 +92,7 @@ class SocketModeServer:
 
     def start(self) -> SocketModeServer:
         self._server = serve(self._handle, self.host, 0, process_request=self._check_ticket, compression=None,
-                             logger=log)
+                             logger=_ws_log)
         self.port = self._server.socket.getsockname()[1]
         threading.Thread(target=self._server.serve_forever, name="slack-socket-mode", daemon=True).start()
         return self

@@ -174,3 +174,18 @@ def test_nexy_socket_fails_in_one_line(tmp_path, slack, redis_url, case, expecte
     assert len(lines) == 1 and lines[0].startswith(f"nexy: {expected}"), result.stderr
     assert "Traceback" not in result.stderr
     assert alive_under(tmp_path) == []
+
+
+def test_nexy_socket_process_runs_health_and_fix_flows_in_the_sandbox(tmp_path):
+    """`nexy run --socket-mode`: the bot is a `nexy socket` process; health, a fix plan and its approval
+    by reaction and the apply all go over Socket Mode; nothing is left running."""
+    script = "/nexy health\n/nexy fix config-perms\n/as U0BOB bob\n/react 5\n"
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "run", "--socket-mode", "--scenario", "config-perms"],
+                            input=script, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env=_env(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "Health" in out and "Plan P-" in out and "[5] nexy: :clipboard: *Plan" in out
+    assert "approved by @bob" in out and "Fixed and verified" in out
+    assert "nexy run: socket stopped (no new requests)" in result.stderr and "Traceback" not in result.stderr
+    assert alive_under(tmp_path) == []
