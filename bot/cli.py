@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="process", required=True, metavar="command")
 
     def add(name: str, summary: str, details: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=summary, description=f"{summary}. {details}")
+        return sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}")
 
     run = add(
         "run",

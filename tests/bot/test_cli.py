@@ -96,3 +96,26 @@ def test_web_without_credentials_says_what_is_missing(tmp_path):
                             cwd=tmp_path, env=_env(tmp_path, REDIS_URL="redis://127.0.0.1:1/0"))
     assert result.returncode == 2
     assert "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required" in result.stderr
+
+
+def test_version_and_every_subcommand_describes_itself(tmp_path):
+    """`nexy --version` prints the installed version; each subcommand's --help has a description; `run --help`
+    lists the scenarios and a wrong one is refused with the list."""
+    from importlib.metadata import version
+
+    from bot.cli import build_parser
+    from sandbox.stack import scenarios
+
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "--version"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, env=_env(tmp_path))
+    assert result.stdout.strip() == f"nexy {version('nexy-ops')}"
+    sub = next(a for a in build_parser()._actions if a.dest == "process")
+    assert set(sub.choices) == {"run", "web", "socket", "worker", "manifest"}
+    for name, parser in sub.choices.items():
+        assert parser.description and len(parser.description) > 40, name
+        assert "--child" not in parser.format_help()  # internal: set by a parent process only
+    run_help = sub.choices["run"].format_help()
+    assert all(name in run_help.replace("\n", " ").replace("  ", " ") for name in scenarios())
+    wrong = subprocess.run([sys.executable, "-m", "bot.cli", "run", "--scenario", "nope"], capture_output=True,
+                           text=True, timeout=60, cwd=tmp_path, env=_env(tmp_path))
+    assert wrong.returncode == 2 and "invalid choice: 'nope'" in wrong.stderr and "config-perms" in wrong.stderr
