@@ -68,9 +68,7 @@ def serve(settings: Settings, *, child: bool = False) -> None:
     if not settings.slack_app_token:
         raise SettingsError("SLACK_APP_TOKEN: Socket Mode needs an app-level token (xapp-...)")
     say = announcer("socket")
-    handler, redis = connect(
-        settings, settings.slack_app_token, lambda: check_redis(settings, None if child else say)
-    )
+    handler, redis = connect(settings, settings.slack_app_token, lambda: check_redis(settings, None if child else say))
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
