@@ -110,6 +110,7 @@ def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False)
     lock = _lock_sandbox(folder)
     slack_process = "socket" if socket_mode else "web"
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     children = Children()
     redis_server = redis = None
     names: list[str] = []

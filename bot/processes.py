@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 STOP_GRACE_S = 8.0
@@ -45,7 +46,8 @@ def announcer(role: str) -> Callable[[str], None]:
     """One line on stderr, prefixed with the process's role (`nexy worker: ...`)."""
 
     def say(line: str) -> None:
-        print(f"nexy {role}: {line}", file=sys.stderr, flush=True)
+        with suppress(OSError):  # stderr is gone (a closed terminal): the stop goes on all the same
+            print(f"nexy {role}: {line}", file=sys.stderr, flush=True)
 
     return say
 
@@ -126,13 +128,17 @@ class Stage:
     runs_commands: bool = False  # a VM worker is among them: a second Ctrl-C abandons its command
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Ctrl-C, a stop (systemd, kill), and a closed terminal: each starts the ordered stop."""
+
+
 class Stopping:
-    """While stopping, SIGINT and SIGTERM no longer interrupt: they are counted (a second Ctrl-C)."""
+    """While stopping, the stop signals no longer interrupt: they are counted (a second Ctrl-C)."""
 
     def __init__(self) -> None:
         self.again = 0
-        signal.signal(signal.SIGINT, self._count)
-        signal.signal(signal.SIGTERM, self._count)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._count)
 
     def _count(self, *_: object) -> None:
         self.again += 1
@@ -178,10 +184,10 @@ def supervise(
     say: Callable[[str], None],
     running: Callable[[], str | None] | None = None,
 ) -> int:
-    """Wait until SIGTERM/SIGINT, restarting a child that died; then stop the children in order."""
+    """Wait until a stop signal, restarting a child that died; then stop the children in order."""
     requested: list[int] = []
-    signal.signal(signal.SIGINT, lambda *_: requested.append(signal.SIGINT))
-    signal.signal(signal.SIGTERM, lambda *_: requested.append(signal.SIGTERM))
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda number, _frame: requested.append(number))
     failed = False
     while not requested and not failed:
         for name in children.exited():

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -101,78 +102,106 @@ def test_a_second_ctrl_c_abandons_the_run_command_and_the_thread_says_so(tmp_pat
     assert alive_under(tmp_path) == []
 
 
-def _nexy(tmp_path: Path, slack, *words: str, **env: str) -> subprocess.Popen:
-    settings = {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
-                "SLACK_API_URL": slack.api_url, "NEXY_BIND_HOST": "127.0.0.1", **env}
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", *words], stdin=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env(tmp_path, **settings))
+class _Process:
+    """A nexy process started as a person would (its own session), its stderr read as it comes."""
+
+    def __init__(self, tmp_path: Path, *words: str, **env: str):
+        self.process = subprocess.Popen([sys.executable, "-m", "bot.cli", *words], stdin=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
+                                        env=_env(tmp_path, **env))
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stderr), daemon=True)
+        self.reader.start()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while not (found := re.search(pattern, self.text)):
+            assert time.monotonic() < deadline and self.process.poll() is None, f"no {pattern!r}:\n{self.text}"
+            time.sleep(0.05)
+        return found
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        os.killpg(self.process.pid, sig)
+        code = self.process.wait(timeout)
+        self.reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
 
 
-def _line(process: subprocess.Popen, pattern: str) -> re.Match:
-    for line in process.stderr:
-        found = re.search(pattern, line)
-        if found:
-            return found
-    raise AssertionError(f"{pattern!r} never said")
+def _slack_env(slack, **extra: str) -> dict[str, str]:
+    return {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
+            "SLACK_API_URL": slack.api_url, "NEXY_BIND_HOST": "127.0.0.1", **extra}
 
 
 def test_web_and_worker_share_one_embedded_redis_and_the_last_stops_it(tmp_path, slack, nexy_server):
     """`nexy web` and `nexy worker` without REDIS_URL use the same embedded server (append-only, so no
     durability warning); stopping the web leaves it up for the worker, stopping the worker stops it."""
     port = free_port()
-    web = _nexy(tmp_path, slack, "web", PORT=str(port))
-    worker = _nexy(tmp_path, slack, "worker", NEXY_HEALTH_URLS=",".join(nexy_server.urls))
+    web = _Process(tmp_path, "web", **_slack_env(slack, PORT=str(port)))
+    worker = _Process(tmp_path, "worker", **_slack_env(slack, NEXY_HEALTH_URLS=",".join(nexy_server.urls)))
     try:
-        web_redis = _line(web, r"nexy web: ready on http://127.0.0.1:\d+/slack/events; Redis: (.*?);").group(1)
-        worker_redis = _line(worker, r"nexy worker: ready: 1 worker on vm:NetworkWatcherRG:Nexy, 1 on io; "
-                                     r"Redis: (.*?);").group(1)
+        web_redis = web.wait_for(r"nexy web: ready on http://127.0.0.1:\d+/slack/events; Redis: (.*?);").group(1)
+        worker_redis = worker.wait_for(r"nexy worker: ready: 1 worker on vm:NetworkWatcherRG:Nexy, 1 on io; "
+                                       r"Redis: (.*?);").group(1)
         assert web_redis == worker_redis and "embedded redis-server under" in web_redis
         servers = [p for p in alive_under(tmp_path) if "redis-server 127.0.0.1:" in p]
         assert len(servers) == 1
         slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json() == {"ok": True, "redis": "up"}
         assert "queued" in slack.slash_command("health").json()["text"]
-        web.send_signal(signal.SIGTERM)
-        web.wait(30)
-        assert "redis-server stopped" not in web.stderr.read()
+        assert web.stop() == 0
+        assert "redis-server stopped" not in web.text
         assert [p for p in alive_under(tmp_path) if "redis-server 127.0.0.1:" in p] == servers
         slack.wait_for(lambda m: "2.4.0 build 240" in m.text + str(m.blocks), timeout=30)  # the worker still works
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
-        rest = worker.stderr.read()
-        assert "nexy worker: workers stopped" in rest and "nexy worker: redis-server stopped" in rest
-        assert "warning" not in rest and "Traceback" not in rest
+        assert worker.stop() == 0
+        assert "nexy worker: workers stopped" in worker.text and "nexy worker: redis-server stopped" in worker.text
+        assert "warning" not in worker.text + web.text and "Traceback" not in worker.text + web.text
     finally:
-        for process in (web, worker):
-            if process.poll() is None:
-                process.kill()
+        web.kill()
+        worker.kill()
     assert alive_under(tmp_path) == []
 
 
 def test_failed_web_start_leaves_no_redis_server(tmp_path, slack):
     """`nexy web` whose token Slack refuses exits 2 in one line and stops the embedded Redis it started."""
-    web = _nexy(tmp_path, slack, "web", SLACK_BOT_TOKEN="xoxb-refused")
-    err = web.stderr.read()
-    assert web.wait(30) == 2
-    assert err.strip() == "nexy: SLACK_BOT_TOKEN: Slack refused it (invalid_auth)"
+    web = _Process(tmp_path, "web", **_slack_env(slack, SLACK_BOT_TOKEN="xoxb-refused"))
+    assert web.process.wait(30) == 2
+    web.reader.join(10)
+    assert web.text.strip() == "nexy: SLACK_BOT_TOKEN: Slack refused it (invalid_auth)"
     assert (tmp_path / "data" / "redis").exists()  # it did start one: Redis is checked before Slack
     assert alive_under(tmp_path) == []
 
 
-def test_healthz_is_served_by_nexy_web_started_by_hand(tmp_path, slack):
-    """A hand-started `nexy web` answers /healthz with its embedded Redis up."""
+def test_nexy_run_with_credentials_runs_web_and_workers_on_the_embedded_redis(tmp_path, slack, nexy_server):
+    """`nexy run` against a (here emulated) workspace: web and workers as children, one ready line, Slack's
+    requests answered and worked; Ctrl-C stops web, then workers, then the embedded Redis; nothing left."""
     port = free_port()
-    web = _nexy(tmp_path, slack, "web", PORT=str(port))
+    run = _Process(tmp_path, "run", **_slack_env(slack, PORT=str(port), NEXY_HEALTH_URLS=",".join(nexy_server.urls)))
     try:
-        _line(web, r"nexy web: ready")
+        run.wait_for(r"nexy run: ready: 1 worker on vm:NetworkWatcherRG:Nexy, 1 on io; Redis: embedded")
+        run.wait_for(r"nexy web: ready on http://127.0.0.1:\d+/slack/events")
+        slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
         deadline = time.monotonic() + 20
-        while True:
+        while True:  # gunicorn says ready once it listens; its worker may still be starting
             try:
-                assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"ok": True, "redis": "up"}
+                assert "queued" in slack.slash_command("health").json()["text"]
                 break
             except httpx.HTTPError:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
+        slack.wait_for(lambda m: "2.4.0 build 240" in m.text + str(m.blocks), timeout=30)
+        assert run.stop(signal.SIGINT) == 0
+        steps = [line.strip() for line in run.lines if line.startswith("nexy ") and "ready" not in line]
+        assert steps == ["nexy run: web stopped (no new requests)", "nexy run: workers stopped",
+                         f"nexy run: redis-server stopped (its data stays under {tmp_path / 'data'}/redis)"], run.text
     finally:
-        web.send_signal(signal.SIGTERM)
-        web.wait(30)
+        run.kill()
     assert alive_under(tmp_path) == []
