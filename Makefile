@@ -25,12 +25,14 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/shellcheck $(SCRIPTS)
 
+# Two pytest workers (the machine's two cores); each starts its own Redis and emulators.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ack_latency.py
 	$(BIN)/python benchmarks/serialization.py
+	$(BIN)/python benchmarks/round_trips.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix $(PACKAGES)

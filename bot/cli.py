@@ -1,6 +1,7 @@
 """`nexy`: the entry points. `web` (HTTP), `socket` (Socket Mode), `worker` (the VM worker and
 the io workers), `run` (all on one machine; the sandbox and a console without Slack credentials),
-`manifest` (the Slack app manifest for this bot's commands)."""
+`audit verify <incident>` (recompute an incident's hash chain) and `manifest` (the Slack app
+manifest for this bot's commands)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     for child in (web, socket, worker):
         # Set by a parent nexy process that already checked Redis's configuration.
         child.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    audit = add(
+        "audit",
+        "check an incident's timeline",
+        "Each timeline event carries a hash chained to the one before; verify recomputes the chain.",
+    ).add_subparsers(dest="audit", required=True, metavar="check")
+    verify = audit.add_parser(
+        "verify",
+        help="recompute an incident's hash chain; exit 1 if it was tampered with",
+        description="Recompute an incident's hash chain: exit 0 intact, 1 tampered with (the first edited, "
+        "reordered or removed event is named), 2 no such incident or Redis unreachable.",
+    )
+    verify.add_argument("incident", help="the incident id, e.g. INC-3")
+    verify.add_argument("--head", default="", help="a chain head from an export or the closing checklist")
     manifest = add(
         "manifest",
         "print the Slack app manifest",
@@ -120,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             return _socket(settings, args.child)
         if args.process == "worker":
             return _worker(settings, args.queue, args.burst, args.child, say)
+        if args.process == "audit":
+            return _audit_verify(settings, args.incident, args.head)
         return _run(settings, args.scenario, args.socket_mode)
     except SettingsError as exc:
         failed = True
@@ -133,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if settings is not None and not settings.redis_url:
-            # A failed start stops the server it started, without a word: its one line said what failed.
-            _leave_redis(settings, None if failed or getattr(args, "child", False) else say)
+            # A failed start stops the server it started, without a word: its one line said what failed;
+            # so does a one-off read (audit).
+            quiet = failed or getattr(args, "child", False) or args.process == "audit"
+            _leave_redis(settings, None if quiet else say)
 
 
 def _leave_redis(settings: Settings, say: Callable[[str], None] | None) -> None:
@@ -185,6 +203,29 @@ def _worker(settings: Settings, queue: str | None, burst: bool, child: bool, say
     return supervise(
         children, [workers.stage(settings, names)], say, running=lambda: workers.running_command(redis, settings)
     )
+
+
+def _audit_verify(settings: Settings, incident: str, head: str) -> int:
+    """0: the chain is intact; 1: an event was edited, reordered or removed (the first is named);
+    2: no such incident, or Redis unreachable."""
+    from redis.exceptions import RedisError
+
+    from bot.incidents import IncidentStore
+    from bot.redis_conn import connect
+
+    try:
+        check = IncidentStore(connect(settings)).verify(incident.upper(), head.strip().lower())
+    except LookupError as exc:
+        print(f"nexy: {exc}", file=sys.stderr)
+        return 2
+    except RedisError as exc:
+        print(f"nexy: cannot read Redis ({type(exc).__name__})", file=sys.stderr)
+        return 2
+    if check.intact:
+        print(f"{check.incident}: {check.events} events, chain intact; head {check.head}")
+        return 0
+    print(f"{check.incident}: TAMPERED ({check.tamper.value if check.tamper else '?'}): {check.detail}")
+    return 1
 
 
 def _run(settings: Settings, scenario: str, socket_mode: bool) -> int:

@@ -10,6 +10,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from runbook.item import SecretInput
 from runbook.registry import REGISTRY, Command
 
 COMMANDS: dict[str, Command] = REGISTRY.commands
@@ -35,6 +36,13 @@ class Request:
     def words(self) -> str:
         return " ".join((self.command, *self.args))
 
+    @property
+    def section(self) -> str:
+        """The runbook section it belongs to (a fix's own section for `fix <target>`)."""
+        if self.command == "fix" and self.args:
+            return REGISTRY.fix_for(self.command, self.args).section
+        return self.spec.section
+
 
 @dataclass(frozen=True)
 class ParseError:
@@ -43,6 +51,7 @@ class ParseError:
     problem: str
     usage: str = ""
     suggestion: str | None = None
+    also: tuple[str, ...] = ()  # the usage of related commands (`incident new`, `incident close`)
 
 
 def parse(text: object) -> Request | ParseError:
@@ -59,28 +68,43 @@ def _parse(text: str) -> Request | ParseError:
     words = text.replace("\u00a0", " ").split()
     if not words:
         return Request("help")
-    name, values = words[0].lower(), words[1:]
-    command = COMMANDS.get(name)
+    command, values = REGISTRY.lookup(words)
     if command is None:
+        name = words[0].lower()
         return ParseError(f"I don't know the command `{_shown(name)}`.", usage=HELP_USAGE, suggestion=suggest(name))
     return _bind(command, values)
 
 
 def _bind(command: Command, values: list[str]) -> Request | ParseError:
-    problem = command.problem(values)
-    if problem == "count":
-        required = sum(1 for arg in command.args if not arg.optional)
-        expected = _count(required, len(command.args))
-        return ParseError(f"`{command.name}` takes {expected}; got {len(values)}.", usage=command.usage)
-    if problem is not None:
-        arg, value = next((a, v) for a, v in zip(command.args, values, strict=False) if a.name == problem)
-        allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
+    problem = command.bind(values)
+    if problem is None:
+        return Request(command.name, command.values(values))
+    family = REGISTRY.family(command)
+    also = tuple(c.usage for c in family)
+    text_arg = command.args[-1] if command.args and command.args[-1].text else None
+    if problem.arg is None:
+        if text_arg is not None:
+            return ParseError(f"`{problem.words}` needs {text_arg.description}.", usage=problem.usage, also=also)
+        expected = _count(problem.required, problem.most)
+        closest = _closest(values[0], [c.name.split(" ", 1)[1] for c in family]) if family and values else None
         return ParseError(
-            f"`{_shown(value)}` is not a valid {arg.name} for `{command.name}`: expected {allowed}.",
-            usage=command.usage,
-            suggestion=_closest(value, arg.choices),
+            f"`{problem.words}` takes {expected}; got {problem.got}.",
+            usage=problem.usage,
+            suggestion=f"{command.name} {closest}" if closest else None,
+            also=also,
         )
-    return Request(command.name, tuple(values))
+    arg = problem.arg
+    if arg.text:
+        return ParseError(
+            f"The {arg.name} is {len(problem.value)} characters; `{problem.words}` takes at most {arg.max_chars}.",
+            usage=problem.usage,
+        )
+    allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
+    return ParseError(
+        f"`{_shown(problem.value)}` is not a valid {arg.name} for `{problem.words}`: expected {allowed}.",
+        usage=problem.usage,
+        suggestion=_closest(problem.value, arg.choices),
+    )
 
 
 def _count(low: int, high: int) -> str:
@@ -105,6 +129,13 @@ def _closest(word: str, candidates: tuple[str, ...] | list[str]) -> str | None:
 def suggest(word: str) -> str | None:
     """The known command closest to a mistyped one, if any is close."""
     return _closest(word, sorted(COMMANDS))
+
+
+def secret_input(request: Request) -> SecretInput | None:
+    """The private form a fix request needs before it can be planned (a new API key), if any."""
+    if not request.spec.changes_vm:
+        return None
+    return REGISTRY.fix_for(request.command, request.args).secret
 
 
 def help_lines() -> list[str]:

@@ -51,8 +51,14 @@ class Task:
     """The end of a plan's approval window (scheduled)."""
     NOTIFY = "jobs.tasks.notify"
     """An ephemeral notice to one person."""
-    ANNOUNCE = "jobs.tasks.announce"
-    """A notice in an incident's thread."""
+    QUEUED = "jobs.tasks.queued"
+    """A job that waits for the VM: its status message, with its position."""
+    CHECKLIST = "jobs.tasks.checklist"
+    """Someone ticked the final checklist: show it to everyone."""
+    HOME = "jobs.tasks.publish_home"
+    """Publish a user's App Home tab."""
+    PROBE = "jobs.tasks.probe"
+    """A declared read from outside the VM (health probes), for a job that must not do it itself."""
     REPORT_FAILURE = "jobs.tasks.report_failure"
     """RQ's failure callback: a job that died with its worker or ran out of time."""
 
@@ -97,11 +103,18 @@ REJECT_REACTIONS = (REJECT_REACTION,)
 
 
 class Action:
-    """The `action_id`s of the buttons the bot posts; handlers/ listens for exactly these."""
+    """The `action_id`s of the buttons and checkboxes the bot posts (handlers/ listens for exactly
+    these), and the `callback_id` of its form."""
 
     APPROVE = "plan_approve"
     REJECT = "plan_reject"
-    ALL = (APPROVE, REJECT)
+    PLAN_FIX = "fix_plan"  # a diagnosis's finding: ask for its fix, as if typed in that thread
+    OPEN_FORM = "form_open"  # opens the private form of a fix that needs a value (a new API key)
+    CHECKLIST = "incident_checklist"  # the final checklist's checkboxes
+    DECISIONS = (APPROVE, REJECT)
+    ALL = (APPROVE, REJECT, PLAN_FIX, OPEN_FORM, CHECKLIST)
+    SECRET_FORM = "secret_form"
+    """The callback_id of the modal in which a value is typed (view_submission)."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +127,10 @@ class WorkItem:
     user: str
     channel: str
     incident: str
-    source: str  # "slash" | "mention" | "button" | "reaction" | "approval"
+    source: str  # "slash" | "mention" | "button" | "reaction" | "approval" | "form"
     requested_at: float
+    secret: str = ""  # a reference to a sealed value (bot/sealed.py) typed in a form; never the value
+    thread_ts: str | None = None  # the thread a mention came from: answers to the person go there
 
     @property
     def words(self) -> str:
@@ -123,11 +138,20 @@ class WorkItem:
 
     @classmethod
     def new(
-        cls, command: str, args: tuple[str, ...], *, user: str, channel: str, incident: str, source: str
+        cls,
+        command: str,
+        args: tuple[str, ...],
+        *,
+        user: str,
+        channel: str,
+        incident: str,
+        source: str,
+        secret: str = "",
+        thread_ts: str | None = None,
     ) -> WorkItem:
         """A fresh item for a request, with a job id RQ accepts."""
         return cls(
-            id=request_job_id(incident, command, uuid.uuid4().hex[:10]),
+            id=request_job_id(incident or "none", command, uuid.uuid4().hex[:10]),
             command=command,
             args=args,
             user=user,
@@ -135,6 +159,8 @@ class WorkItem:
             incident=incident,
             source=source,
             requested_at=time.time(),
+            secret=secret,
+            thread_ts=thread_ts,
         )
 
     @classmethod

@@ -13,7 +13,6 @@ import time
 from datetime import timedelta
 
 from redis import Redis
-from redis.exceptions import RedisError
 from rq import Callback, Queue
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
@@ -30,8 +29,8 @@ from bot.contract import (
     vm_job_timeout,
     vm_running_key,
 )
+from bot.incidents import EventKind, IncidentStore
 from bot.settings import Settings, run_command_unavailable
-from bot.wording import vm as vm_wording
 from runbook.item import Route
 
 log = logging.getLogger(__name__)
@@ -53,6 +52,7 @@ class Dispatcher:
     def __init__(self, settings: Settings, redis: Redis):
         self.settings = settings
         self.redis = redis
+        self.store = IncidentStore(redis)
         self._queues: dict[str, Queue] = {}
 
     def queue(self, name: str) -> Queue:
@@ -64,8 +64,21 @@ class Dispatcher:
         return IO_JOB_TIMEOUT_S if queue == IO_QUEUE else vm_job_timeout(self.settings.nexy_conflict_max_wait_s)
 
     def submit(self, item: WorkItem, route: Route) -> Job:
-        """Enqueue a request for its route's queue; returns the RQ job."""
+        """Enqueue a request for its route's queue, recorded in its incident's timeline first (so the
+        worker's `started` comes after it); a job that must wait for the VM gets a status message
+        with its position (posted by an io job). Returns the RQ job."""
         name = queue_for(route, self.settings)
+        position = self._position() if name != IO_QUEUE else None
+        if item.incident:
+            self.store.record(
+                item.incident,
+                EventKind.JOB_QUEUED,
+                item.user,
+                job=item.id,
+                command=item.words,
+                queue=name,
+                position=position,
+            )
         job = self.queue(name).enqueue_call(
             Task.RUN_REQUEST,
             args=(item.payload(),),
@@ -76,8 +89,8 @@ class Dispatcher:
             on_failure=REPORT_FAILURE,
             description=f"{item.words} ({item.incident}, <@{item.user}>)",
         )
-        if name != IO_QUEUE:
-            self._announce_wait(job, item)
+        if position is not None and position > 1 and item.incident:
+            self._io_notice(Task.QUEUED, payload=item.payload(), position=position, running=self._running_words())
         return job
 
     def submit_apply(self, plan_id: str, description: str) -> Job | None:
@@ -106,18 +119,13 @@ class Dispatcher:
         raw = self.redis.get(vm_running_key(self.settings.azure_resource_group, self.settings.azure_vm_name))
         return json.loads(raw) if raw else None
 
-    def _announce_wait(self, job: Job, item: WorkItem) -> None:
-        """If the job has to wait for the VM, say in the thread where it stands (through io). Best
-        effort: the job is queued whatever happens here."""
-        try:
-            ahead = job.get_position() or 0
-            running = self.running_on_vm()
-            position = ahead + 1 + (1 if running else 0)
-            if position > 1:
-                text = vm_wording.queue_position(item.words, position, running["words"] if running else None)
-                self.announce(item.incident, text)
-        except RedisError:
-            log.warning("could not announce the queue position of %s", item.id)
+    def _position(self) -> int:
+        """Where a job queued now on the VM stands: 1 runs at once; 2 waits for one command, ..."""
+        return self.queue(self.settings.vm_queue).count + 1 + (1 if self.running_on_vm() else 0)
+
+    def _running_words(self) -> str | None:
+        running = self.running_on_vm()
+        return running.get("words") if running else None
 
     def authorize(self, item: WorkItem) -> Job:
         """Queue a fix request on io first: a worker resolves the operators' user groups, then queues
@@ -140,22 +148,37 @@ class Dispatcher:
             failure_ttl=FAILURE_TTL_S,
         )
 
-    def notify(self, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> Job:
+    def notify(
+        self, *, channel: str, user: str, text: str, thread_ts: str | None = None, blocks: list[dict] | None = None
+    ) -> Job:
         """Enqueue an ephemeral notice to one user (for answers the web cannot give in an ack)."""
         return self.queue(IO_QUEUE).enqueue_call(
             Task.NOTIFY,
-            kwargs={"channel": channel, "user": user, "text": text, "thread_ts": thread_ts},
+            kwargs={"channel": channel, "user": user, "text": text, "thread_ts": thread_ts, "blocks": blocks},
             timeout=IO_JOB_TIMEOUT_S,
             result_ttl=NOTICE_RESULT_TTL_S,
             failure_ttl=FAILURE_TTL_S,
         )
 
-    def announce(self, incident: str, text: str) -> Job:
-        """Enqueue a notice in an incident's thread."""
+    def probe(self, name: str) -> Job:
+        """Run a declared probe on the io queue; its result is read back from the job."""
         return self.queue(IO_QUEUE).enqueue_call(
-            Task.ANNOUNCE,
-            kwargs={"incident": incident, "text": text},
+            Task.PROBE,
+            kwargs={"name": name},
             timeout=IO_JOB_TIMEOUT_S,
             result_ttl=NOTICE_RESULT_TTL_S,
             failure_ttl=FAILURE_TTL_S,
+        )
+
+    def checklist(self, *, incident: str, ts: str, user: str) -> Job:
+        """Show a ticked checklist to everyone (the worker updates its message)."""
+        return self._io_notice(Task.CHECKLIST, incident=incident, ts=ts, user=user)
+
+    def publish_home(self, user: str) -> Job:
+        """Publish a user's App Home tab (the worker gathers and posts it)."""
+        return self._io_notice(Task.HOME, user=user)
+
+    def _io_notice(self, task: str, **kwargs: object) -> Job:
+        return self.queue(IO_QUEUE).enqueue_call(
+            task, kwargs=kwargs, timeout=IO_JOB_TIMEOUT_S, result_ttl=NOTICE_RESULT_TTL_S, failure_ttl=FAILURE_TTL_S
         )

@@ -1,13 +1,15 @@
 """What the bot does with each incoming Slack payload, before any work runs.
 
 The handlers pass typed values in and ack with what comes back. Intake parses, checks where
-the bot may answer, opens or finds the incident, and enqueues: Redis only, no Slack I/O, so
-the ack leaves within milliseconds.
+the bot may answer and who may run what, finds the incident the command works on (opening one
+when its scope says so), records the command in that incident's timeline and enqueues: Redis
+only, no Slack I/O, so the ack leaves within milliseconds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -15,14 +17,18 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from bot.commands import COMMANDS, ParseError, Request, help_lines, parse
+from bot.commands import COMMANDS, REGISTRY, ParseError, Request, help_lines, parse, secret_input
 from bot.contract import APPROVE_REACTIONS, REJECT_REACTIONS, Action, WorkItem
 from bot.dispatch import Dispatcher
-from bot.incidents import IncidentStore
+from bot.incidents import EventKind, Incident, IncidentStore
 from bot.policy import Decision, GroupCache, Policy
+from bot.postmortem import CHECKLIST
+from bot.sealed import SealedStore
 from bot.settings import Settings
+from bot.wording import checklist as checklist_wording
 from bot.wording import commands as wording
-from runbook.item import Route
+from bot.wording import forms
+from runbook.item import Route, Scope
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +37,31 @@ _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 
 @dataclass(frozen=True)
 class Reply:
-    """What to ack with: an ephemeral text to the user, or nothing."""
+    """What to ack with: an ephemeral text to the user, a modal to open (a form for a value that must
+    not be typed in the channel), or nothing."""
 
     text: str | None = None
+    modal: dict | None = None
+    queued: bool = False
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a request was made: the channel, and the incident thread when it came from one."""
+
+    channel: str
+    thread_ts: str | None = None
 
 
 class Intake:
-    """Turns slash commands and mentions into queued work on an incident."""
+    """Turns slash commands, mentions, buttons and forms into queued work on an incident."""
 
     def __init__(self, settings: Settings, store: IncidentStore, dispatcher: Dispatcher):
         self.settings = settings
         self.store = store
         self.dispatcher = dispatcher
         self.policy = Policy(settings, GroupCache(dispatcher.redis))
+        self.sealed = SealedStore(dispatcher.redis, settings.slack_signing_secret or "")
 
     def allowed_channel(self, channel: str) -> bool:
         return not self.settings.nexy_channels or channel in self.settings.nexy_channels
@@ -56,16 +74,48 @@ class Intake:
         answer = _inline_answer(parsed)
         if answer is not None or isinstance(parsed, ParseError):
             return Reply(answer)
+        return self._request(parsed, user, Where(channel), source="slash")
+
+    def _request(self, parsed: Request, user: str, where: Where, *, source: str) -> Reply:
+        """A valid request from a person: refused, a form to open, or queued on its incident."""
         try:
-            decision = self._fix_decision(parsed, user)
+            decision = self.policy.for_command(parsed.spec, user)
             if decision is not None and decision.allowed is False:
                 return Reply(wording.fix_refused(parsed.words, decision.reason, decision.who))
-            incident, created = self.store.open_or_attach(channel, user, parsed.words)
-            self._submit(parsed, decision, user=user, channel=channel, incident=incident.id, source="slash")
+            secret = secret_input(parsed)
+            if secret is not None:
+                return Reply(modal=forms.secret_modal(secret, parsed.words, _metadata(parsed.words, where)))
+            incident, created = self._incident(parsed, user, where)
+            if incident is None and parsed.spec.scope is not Scope.NONE:
+                named = parsed.args[0].upper() if parsed.spec.scope is Scope.RECORDED and parsed.args else None
+                return Reply(wording.no_incident(where.channel, named, in_thread=bool(where.thread_ts)))
+            self._submit(parsed, decision, user=user, where=where, incident=incident, source=source)
         except RedisError:
-            log.exception("enqueue failed for /nexy %s", parsed.words)
+            log.exception("enqueue failed for /nexy %s", parsed.command)
             return Reply(wording.enqueue_failed())
-        return Reply(wording.queued(parsed, incident, created))
+        return Reply(wording.queued(parsed, incident, created), queued=True)
+
+    def _incident(self, request: Request, user: str, where: Where) -> tuple[Incident | None, bool]:
+        """The incident a command works on, as its scope says, and whether it was opened now; None
+        when a command about an existing incident has none to work on (or needs none: `history`)."""
+        scope = request.spec.scope
+        if scope is Scope.CHANNEL:
+            if where.thread_ts:
+                return self.store.for_thread(where.channel, where.thread_ts, user, request.words)
+            return self.store.open_or_attach(where.channel, user, request.words)
+        if scope is Scope.NEW:
+            return self.store.open_new(where.channel, user, request.args[0]), True
+        if scope is Scope.NONE:
+            return None, False
+        if scope is Scope.RECORDED and request.args:
+            return self.store.get(request.args[0].upper()), False
+        if where.thread_ts:
+            return self.store.find_thread(where.channel, where.thread_ts), False
+        current = self.store.current(where.channel)
+        if current is None and scope is Scope.RECORDED:
+            latest = self.store.history(where.channel, limit=1)
+            return (latest[0] if latest else None), False
+        return current, False
 
     def once(self, event_id: str | None, take: Callable[[], None]) -> None:
         """Take an Events API event once: a retry of a delivered event is dropped (Bolt does not
@@ -82,7 +132,8 @@ class Intake:
             raise
 
     def mention(self, *, text: str, user: str, channel: str, thread_ts: str | None) -> None:
-        """`@nexy <command>`: in an incident's thread it attaches to that incident."""
+        """`@nexy <command>`: in an incident's thread it attaches to that incident. A mention carries
+        no trigger to open a form with: a fix that needs one gets a button that opens it."""
         if not self.allowed_channel(channel):
             return
         parsed = parse(_MENTION.sub(" ", text or "").strip())
@@ -90,31 +141,94 @@ class Intake:
         if answer is not None or isinstance(parsed, ParseError):
             self.dispatcher.notify(channel=channel, user=user, text=answer or "", thread_ts=thread_ts)
             return
-        decision = self._fix_decision(parsed, user)
-        if decision is not None and decision.allowed is False:
-            refusal = wording.fix_refused(parsed.words, decision.reason, decision.who)
-            self.dispatcher.notify(channel=channel, user=user, text=refusal, thread_ts=thread_ts)
+        where = Where(channel, thread_ts)
+        if secret_input(parsed) is not None:
+            text, blocks = forms.open_form_prompt(parsed.words, _metadata(parsed.words, where))
+            self.dispatcher.notify(channel=channel, user=user, text=text, blocks=blocks, thread_ts=thread_ts)
             return
-        if thread_ts:
-            incident, _ = self.store.for_thread(channel, thread_ts, user, parsed.words)
-        else:
-            incident, _ = self.store.open_or_attach(channel, user, parsed.words)
-        self._submit(parsed, decision, user=user, channel=channel, incident=incident.id, source="mention")
+        reply = self._request(parsed, user, where, source="mention")
+        if reply.text and not reply.queued:  # refused, or Redis failed: say so to that person only
+            self.dispatcher.notify(channel=channel, user=user, text=reply.text, thread_ts=thread_ts)
 
-    def _fix_decision(self, request: Request, user: str) -> Decision | None:
-        """The operator check of a fix (None for a check, which anyone may run). `allowed is None`
-        means a worker decides, once the operators' user groups are resolved."""
-        return self.policy.can_request_fix(user) if request.spec.changes_vm else None
+    def plan_button(self, *, words: str, user: str, channel: str, thread_ts: str | None) -> Reply:
+        """A button that asks for a fix (a diagnosis's finding): as if the person typed it in that thread."""
+        if not self.allowed_channel(channel):
+            return Reply(wording.channel_not_allowed(self.settings.nexy_channels))
+        parsed = parse(words)
+        if isinstance(parsed, ParseError) or not parsed.spec.changes_vm:
+            return Reply(wording.button_out_of_date())
+        return self._request(parsed, user, Where(channel, thread_ts), source="button")
+
+    def open_form(self, *, metadata: str, user: str) -> Reply:
+        """The button of a form prompt: open the form it names."""
+        where, parsed = _from_metadata(metadata)
+        if where is None or parsed is None or not self.allowed_channel(where.channel):
+            return Reply(wording.button_out_of_date())
+        return self._request(parsed, user, where, source="form")
+
+    def secret_form(self, *, metadata: str, user: str, value: str) -> dict[str, str] | None:
+        """A submitted form: the errors to show in it, or None once the request is queued. The value
+        is sealed at once and only its reference travels; it is never echoed, logged or stored in clear."""
+        where, parsed = _from_metadata(metadata)
+        secret = secret_input(parsed) if parsed is not None else None
+        if where is None or parsed is None or secret is None or not self.allowed_channel(where.channel):
+            return {forms.SECRET_BLOCK: wording.form_out_of_date()}
+        value = value.strip()
+        if not re.fullmatch(secret.pattern, value):
+            return {forms.SECRET_BLOCK: f"That is not {secret.expected}."}
+        decision = self.policy.for_command(parsed.spec, user)
+        if decision is not None and decision.allowed is False:
+            return {forms.SECRET_BLOCK: wording.fix_refused(parsed.words, decision.reason, decision.who)}
+        try:
+            ref = self.sealed.seal(value, self.settings.nexy_approval_ttl_s + SEAL_MARGIN_S)
+            incident, _ = self._incident(parsed, user, where)
+            self._submit(parsed, decision, user=user, where=where, incident=incident, source="form", secret=ref)
+        except RedisError:
+            log.exception("enqueue failed for the form of /nexy %s", parsed.words)
+            return {forms.SECRET_BLOCK: wording.enqueue_failed()}
+        return None
+
+    def tell(self, *, user: str, channel: str, thread_ts: str | None, text: str) -> None:
+        """An ephemeral answer to one person, posted by the io worker (no Slack I/O here)."""
+        self.dispatcher.notify(channel=channel, user=user, text=text, thread_ts=thread_ts)
 
     def _submit(
-        self, request: Request, decision: Decision | None, *, user: str, channel: str, incident: str, source: str
+        self,
+        request: Request,
+        decision: Decision | None,
+        *,
+        user: str,
+        where: Where,
+        incident: Incident | None,
+        source: str,
+        secret: str = "",
     ) -> None:
-        self.store.record(incident, "request", user, command=request.words, source=source)
-        item = WorkItem.new(request.command, request.args, user=user, channel=channel, incident=incident, source=source)
+        """Record the command in its incident's timeline and queue it; `decision.allowed is None`:
+        a worker resolves the operators' user groups first."""
+        incident_id = incident.id if incident else ""
+        if incident is not None:
+            self.store.record(
+                incident_id, EventKind.COMMAND, user, command=request.words, source=source, section=request.section
+            )
+        item = WorkItem.new(
+            request.command,
+            request.args,
+            user=user,
+            channel=where.channel,
+            incident=incident_id,
+            source=source,
+            secret=secret,
+            thread_ts=where.thread_ts,
+        )
         if decision is not None and decision.allowed is None:
             self.dispatcher.authorize(item)
             return
         self.dispatcher.submit(item, request.spec.route)
+
+    def home(self, *, user: str, tab: str) -> None:
+        """The App Home opened on its Home tab: a worker publishes the view (Slack I/O)."""
+        if tab == "home" and user:
+            self.dispatcher.publish_home(user)
 
     # -- approvals -----------------------------------------------------------------------
 
@@ -130,16 +244,46 @@ class Intake:
 
     def button(self, *, action_id: str, plan_id: str, user: str) -> None:
         """The Approve / Reject buttons of a plan: the same rules as the reactions."""
-        if action_id in Action.ALL:
+        if action_id in Action.DECISIONS:
             self.dispatcher.decide(user=user, approve=action_id == Action.APPROVE, source="button", plan_id=plan_id)
+
+    def checklist(self, *, user: str, channel: str, ts: str, block_id: str, checked: list[str]) -> None:
+        """Someone ticked or unticked the final checklist: the timeline records who and what, and a
+        worker updates the message, so everyone sees the same boxes."""
+        incident = self.store.get(checklist_wording.incident_of(block_id))
+        if incident is None or incident.channel != channel or not self.allowed_channel(channel):
+            return
+        ticked = [value for value, _ in CHECKLIST if value in checked]
+        self.store.record(incident.id, EventKind.CHECKLIST, user, checked=ticked, ts=ts, source="tick")
+        self.dispatcher.checklist(incident=incident.id, ts=ts, user=user)
+
+
+SEAL_MARGIN_S = 600
+"""How much longer than the approval window a sealed value is kept: the plan is made in between."""
+
+
+def _metadata(words: str, where: Where) -> str:
+    """What a form carries back (Slack returns a view's private_metadata as the app set it)."""
+    return json.dumps({"words": words, "channel": where.channel, "thread_ts": where.thread_ts or ""})
+
+
+def _from_metadata(metadata: str) -> tuple[Where | None, Request | None]:
+    try:
+        data = json.loads(metadata)
+        where = Where(str(data["channel"]), str(data.get("thread_ts") or "") or None)
+        parsed = parse(str(data["words"]))
+    except (ValueError, KeyError, TypeError):
+        return None, None
+    return where, parsed if isinstance(parsed, Request) else None
 
 
 def _inline_answer(parsed: Request | ParseError) -> str | None:
     """What the web process answers itself: a parse error, or help; None for work to queue."""
     if isinstance(parsed, ParseError):
         return wording.parse_error(parsed, help_lines())
+    if parsed.command == "runbook":
+        return wording.runbook_table(REGISTRY.sections())
     if parsed.spec.route is Route.INLINE:
-        name = parsed.args[0] if parsed.args else None
-        command = COMMANDS.get(name or "")
+        command = COMMANDS.get(" ".join(parsed.args))
         return wording.help_message(help_lines(), (command.usage, command.summary) if command else None)
     return None

@@ -97,7 +97,7 @@ def render(url: str = DEFAULT_URL, *, socket_mode: bool = False) -> str:
         "    bot_events:\n"
         f"{events}"
         "  interactivity:\n"
-        "    is_enabled: true   # the Approve / Reject buttons on a plan\n"
+        "    is_enabled: true   # buttons (Approve / Reject), the closing checklist, the api-key form\n"
         f"{request_url('    ')}"
         "  org_deploy_enabled: false\n"
         f"  socket_mode_enabled: {'true' if socket_mode else 'false'}\n"

@@ -19,6 +19,14 @@ from redis import Redis
 from bot.redaction import redact_json
 from bot.redis_conn import text
 
+PLAN_KEY_PREFIX = "nexy:plan:"
+"""A plan's hash is `nexy:plan:<id>` (the incident store's close expires pending plans by it)."""
+
+
+def incident_plans_key(incident_id: str) -> str:
+    """The set of the plans made for an incident: closing the incident expires the pending ones."""
+    return f"nexy:incident:{incident_id}:plans"
+
 
 class PlanStatus(str, Enum):
     """Where a plan is in its life."""
@@ -38,6 +46,7 @@ class ApplyOutcome(str, Enum):
 
     VERIFIED = "verified"  # changed, restarted under the preflight, every verify check passed
     STALE = "stale"  # refused: the VM changed since the plan; nothing was changed
+    SMOKE_FAILED = "smoke_failed"  # refused: the new key failed its smoke test on the VM; nothing was changed
     PREFLIGHT_FAILED = "preflight_failed"  # changed, but not restarted: a 0.1 guardrail fails
     VERIFY_FAILED = "verify_failed"  # changed and restarted, but a verify check failed
     FAILED = "failed"  # a step failed; the steps before it ran
@@ -103,6 +112,9 @@ class Plan:
     expires_at: float
     fingerprint: str
     state: dict = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # the fix's own arguments (`2.4.0.240` for `fix version`)
+    words: str = ""  # the command as asked: `fix version 2.4.0.240`
+    secret: str = ""  # the reference of a sealed value the apply needs (bot/sealed.py), never the value
     status: PlanStatus = PlanStatus.PENDING
     message_ts: str = ""
     decided_by: str = ""
@@ -127,8 +139,12 @@ class PlanStore:
         data = asdict(plan)
         data["state"] = json.dumps(redact_json(plan.state))
         data["status"] = plan.status.value
-        self.redis.hset(_key(plan.id), mapping={k: str(v) for k, v in data.items()})
-        self.redis.expire(_key(plan.id), 30 * 24 * 3600)
+        data["args"] = json.dumps(list(plan.args))
+        pipe = self.redis.pipeline()
+        pipe.hset(_key(plan.id), mapping={k: str(v) for k, v in data.items()})
+        pipe.expire(_key(plan.id), 30 * 24 * 3600)
+        pipe.sadd(incident_plans_key(plan.incident), plan.id)
+        pipe.execute()
         return plan
 
     def get(self, plan_id: str) -> Plan | None:
@@ -147,6 +163,9 @@ class PlanStore:
             fingerprint=data["fingerprint"],
             state=json.loads(data.get("state") or "{}"),
             status=PlanStatus(data["status"]),
+            args=tuple(json.loads(data.get("args") or "[]")),
+            words=data.get("words", ""),
+            secret=data.get("secret", ""),
             message_ts=data.get("message_ts", ""),
             decided_by=data.get("decided_by", ""),
             decided_at=float(data.get("decided_at") or 0),
@@ -178,7 +197,7 @@ class PlanStore:
         """Make `plan` the one pending plan of its fix in `scope` (the VM); returns the id of the pending
         plan it superseded, if any."""
         previous = self._supersede(
-            keys=[f"nexy:plan-current:{scope}:{plan.fix}"], args=[plan.id, "nexy:plan:", f"{time.time():.6f}"]
+            keys=[f"nexy:plan-current:{scope}:{plan.fix}"], args=[plan.id, PLAN_KEY_PREFIX, f"{time.time():.6f}"]
         )
         return previous.decode() if isinstance(previous, bytes) else previous
 
@@ -192,7 +211,7 @@ class PlanStore:
 
 
 def _key(plan_id: str) -> str:
-    return f"nexy:plan:{plan_id}"
+    return f"{PLAN_KEY_PREFIX}{plan_id}"
 
 
 def _message_key(channel: str, ts: str) -> str:

@@ -1,7 +1,7 @@
-"""Access policy: who may run checks, request fixes, and approve plans.
+"""Access policy: who may run checks, request fixes, close incidents, and approve plans.
 
-Everyone in the allowed channels (NEXY_CHANNELS, empty = all) may run checks. Fixes need an
-operator (NEXY_OPERATORS); plans need an approver (NEXY_APPROVERS), never the requester unless
+Everyone in the allowed channels (NEXY_CHANNELS, empty = all) may run checks. Fixes and closing
+an incident need an operator (NEXY_OPERATORS); plans need an approver (NEXY_APPROVERS), never the requester unless
 NEXY_ALLOW_SELF_APPROVAL. Entries are user ids or user-group handles; group members come from
 a short Redis cache that workers fill from Slack (`usergroups.users.list`), so the web process
 decides from Redis alone, and says "unknown" when a group is not cached yet.
@@ -12,10 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis import Redis
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from runbook.registry import Command
 
 GROUP_CACHE_TTL_S = 300
 """How long a user group's members are trusted before Slack is asked again."""
@@ -80,13 +84,28 @@ class Policy:
                 return True
         return None if unknown else False
 
+    def for_command(self, command: Command, user: str) -> Decision | None:
+        """The operator check a command needs (None: anyone in the channels may run it)."""
+        if command.changes_vm:
+            return self.can_request_fix(user)
+        if command.operator:
+            return self.can_close(user)
+        return None
+
     def can_request_fix(self, user: str) -> Decision:
+        return self._operator(user, "only operators may request fixes")
+
+    def can_close(self, user: str) -> Decision:
+        """Closing an incident (the root cause, the final checklist) is an operator's call."""
+        return self._operator(user, "only operators may close an incident")
+
+    def _operator(self, user: str, refusal: str) -> Decision:
         who = describe(self.settings.nexy_operators)
         member = self._member(user, self.settings.nexy_operators)
         if member is None:
             return Decision(None, who=who)
         if not member:
-            return Decision(False, "only operators may request fixes", who)
+            return Decision(False, refusal, who)
         return Decision(True, who=who)
 
     def can_approve(self, user: str, requester: str) -> Decision:

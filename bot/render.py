@@ -7,11 +7,13 @@ rejected for its size.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
 MAX_SECTION_TEXT = 3000
 MAX_FIELD_TEXT = 2000
 MAX_FIELDS = 10
@@ -39,6 +41,11 @@ def tail(text: str, limit: int) -> str:
         return text
     note = f"(cut: the first {len(text) - limit} characters)"
     return note + "\n…" + text[-(limit - len(note) - 2) :]
+
+
+def escape(text: str) -> str:
+    """Typed text made inert for Slack: `<!channel>`, `<@U…>` and links show as text, ping no one."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def mrkdwn(text: str) -> dict:
@@ -72,6 +79,24 @@ def utc_time(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "unknown time"
 
 
+def date(ts: float) -> str:
+    """A Slack date token: the date and time in each reader's own zone (UTC where it cannot show)."""
+    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+    return f"<!date^{int(ts)}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def duration(seconds: float) -> str:
+    """`12 s`, `4 min 05 s`, `1 h 05 min`, `2 d 3 h`."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
 def size(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
 
@@ -102,15 +127,16 @@ def actions(*elements: dict, block_id: str | None = None) -> Block:
     return block
 
 
-def fit(text: str, blocks: list[Block] | None) -> tuple[str, list[Block] | None]:
-    """Clamp text and blocks to Slack's limits; what is cut is marked, nothing is rejected."""
+def fit(text: str, blocks: list[Block] | None, max_blocks: int = MAX_BLOCKS) -> tuple[str, list[Block] | None]:
+    """Clamp text and blocks to Slack's limits (50 blocks a message, 100 a view); what is cut is
+    marked, nothing is rejected."""
     text = cut(text or " ", MAX_MESSAGE_TEXT)
     if not blocks:
         return text, None
     fitted = [_fit_block(block) for block in blocks]
-    if len(fitted) > MAX_BLOCKS:
-        left_out = len(fitted) - (MAX_BLOCKS - 1)
-        fitted = [*fitted[: MAX_BLOCKS - 1], context(f"… {left_out} more blocks were cut")]
+    if len(fitted) > max_blocks:
+        left_out = len(fitted) - (max_blocks - 1)
+        fitted = [*fitted[: max_blocks - 1], context(f"… {left_out} more blocks were cut")]
     return text, fitted
 
 
@@ -150,4 +176,10 @@ def plain(blocks: list[Block] | None) -> str:
             lines.append("---")
         elif kind == "actions":
             lines.append(" ".join(f"[{e['text']['text']}]" for e in block["elements"] if "text" in e))
+            for element in block["elements"]:
+                if element.get("type") == "checkboxes":
+                    ticked = {o.get("value") for o in element.get("initial_options") or []}
+                    lines.extend(
+                        f"{'☑' if o.get('value') in ticked else '☐'} {o['text']['text']}" for o in element["options"]
+                    )
     return "\n".join(lines)

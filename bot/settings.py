@@ -8,6 +8,7 @@ per setting.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -18,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.contract import vm_queue_name
 from bot.errors import SettingsError
+from bot.redaction import remember
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -57,6 +59,9 @@ class Settings(BaseSettings):
     nexy_release_tag: str = "Update"
     nexy_github_timeout_s: int = Field(10, ge=1, le=60)
 
+    nexy_gemini_url: str = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+    nexy_gemini_timeout_s: float = Field(15.0, gt=0, le=120)
+
     nexy_health_urls: CommaList = ("http://127.0.0.1:8080/health", "http://127.0.0.1:8081/updates/health")
     nexy_expected_version: str | None = None
     nexy_health_timeout_s: float = Field(5.0, gt=0, le=60)
@@ -77,7 +82,9 @@ class Settings(BaseSettings):
     nexy_vm_lease_s: float = Field(60.0, ge=1, le=3600)
     nexy_journal_lines: int = Field(15, ge=1, le=100)
     nexy_vm_health_urls: CommaList = ("http://127.0.0.1:8080/health", "http://127.0.0.1:8081/updates/health")
+    nexy_diagnosis_reuse_s: int = Field(600, ge=0, le=3600)
     nexy_verify_wait_s: int = Field(30, ge=1, le=600)
+    nexy_progress_every_s: float = Field(15.0, ge=0.05, le=600)
 
     nexy_data_dir: str = ".nexy"
     nexy_io_workers: int = Field(1, ge=1, le=16)
@@ -151,15 +158,21 @@ class Settings(BaseSettings):
             raise ValueError("a GitHub repository as owner/name")
         return name
 
+    @field_validator("nexy_gemini_url")
+    @classmethod
+    def _gemini_url(cls, url: str) -> str:
+        # The new key rides on the smoke call (and goes to the VM as a parameter): https, or loopback.
+        if not re.fullmatch(r"https?://[A-Za-z0-9_.:@/+=-]+", url):
+            raise ValueError(f"{url!r} is not an http(s) URL of letters, digits and _ . : @ / + = -")
+        return _https_or_loopback(url)
+
     @field_validator("github_api_url")
     @classmethod
     def _github_url(cls, url: str) -> str:
         # The token rides on every request: plain http only to a loopback emulator.
         if not re.match(r"^https?://([^/:\s]+|\[[^\]]+\])", url):
             raise ValueError(f"{url!r} is not an http(s) URL")
-        if url.startswith("http://") and not is_loopback_url(url):
-            raise ValueError("plain http is allowed for loopback emulators only; use https")
-        return url.rstrip("/")
+        return _https_or_loopback(url).rstrip("/")
 
     @field_validator("nexy_deploy_workflow")
     @classmethod
@@ -194,6 +207,13 @@ class Settings(BaseSettings):
         return vm_queue_name(self.azure_resource_group, self.azure_vm_name)
 
 
+def _https_or_loopback(url: str) -> str:
+    """A credential rides on requests to this URL: plain http only to a loopback emulator."""
+    if url.startswith("http://") and not is_loopback_url(url):
+        raise ValueError("plain http is allowed for loopback emulators only; use https")
+    return url
+
+
 def is_loopback_url(url: str) -> bool:
     """Whether an http(s) URL names this host (127.0.0.0/8, localhost, ::1): the emulators."""
     host = (urlsplit(url.strip()).hostname or "").lower()
@@ -226,7 +246,7 @@ def run_command_unavailable(settings: Settings) -> str | None:
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings; a bad value raises SettingsError naming the variable and what it expects."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -234,3 +254,13 @@ def load_settings(**overrides: Any) -> Settings:
             message = str(error["msg"]).removeprefix("Value error, ")
             lines.append(f"{name}: {message}")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    # Whatever this process holds is redacted by value from now on, wherever it would appear.
+    remember(
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+        settings.azure_access_token,
+        settings.github_token,
+        os.environ.get("AZURE_CLIENT_SECRET"),
+    )
+    return settings

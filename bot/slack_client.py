@@ -66,6 +66,15 @@ class SlackClient:
             initial_comment=render.cut(redact(comment), render.MAX_SECTION_TEXT),
         )
 
+    def permalink(self, channel: str, ts: str) -> str:
+        """A message's permalink (`chat.getPermalink`; a reply's link opens its thread)."""
+        return str(self.client.chat_getPermalink(channel=channel, message_ts=ts)["permalink"])
+
+    def publish_home(self, user: str, blocks: list) -> None:
+        """Publish a user's App Home tab (`views.publish`), redacted and clamped to a view's 100 blocks."""
+        _, fitted = render.fit(" ", redact_json(blocks), max_blocks=render.MAX_VIEW_BLOCKS)
+        self.client.views_publish(user_id=user, view={"type": "home", "blocks": fitted or []})
+
     def usergroup_members(self, handle: str) -> list[str]:
         """Members of a user group given by its handle (`@oncall` or `oncall`); [] if unknown."""
         handle = handle.lstrip("@")

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt import Ack, App
+from slack_sdk import WebClient
 
 from bot.intake import Intake
+from handlers.actions import open_modal
 
 
 def register(app: App, intake: Intake) -> None:
     @app.command("/nexy")
-    def nexy(ack: Ack, command: dict[str, Any]) -> None:
+    def nexy(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
         reply = intake.slash(
             text=command.get("text", ""), user=command.get("user_id", ""), channel=command.get("channel_id", "")
         )
-        ack(text=reply.text, response_type="ephemeral") if reply.text else ack()
+        text = open_modal(client, str(command.get("trigger_id", "")), reply) or reply.text
+        ack(text=text, response_type="ephemeral") if text else ack()

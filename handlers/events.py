@@ -1,5 +1,6 @@
-"""Events: `@nexy <command>` mentions, and reactions (approvals). Each is taken once per
-`event_id` (Slack retries; Bolt does not dedupe); a Redis failure raises, so Slack gets a 500."""
+"""Events: `@nexy <command>` mentions, reactions (approvals), and the App Home opened. Each is
+taken once per `event_id` (Slack retries; Bolt does not dedupe); a Redis failure raises, so Slack
+gets a 500."""
 
 from __future__ import annotations
 
@@ -40,3 +41,7 @@ def register(app: App, intake: Intake) -> None:
 
     app.event("reaction_added")(reaction)
     app.event("reaction_removed")(reaction)
+
+    @app.event("app_home_opened")
+    def home(body: dict[str, Any], event: dict[str, Any]) -> None:
+        intake.once(body.get("event_id"), lambda: intake.home(user=event.get("user", ""), tab=event.get("tab", "")))

@@ -3,8 +3,11 @@ on the VM and post the report. Items receive one `Context` and return a short st
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot import render
 from bot.contract import WorkItem
+from bot.incidents import EventKind
 from bot.settings import Settings
 from bot.wording import incident as incident_wording
 from bot.wording import vm as vm_wording
@@ -43,19 +46,34 @@ class Context:
     def __init__(self, runtime: Runtime, item: WorkItem, thread: Thread | None = None):
         self.runtime = runtime
         self.item = item
-        self.thread = thread or Thread(runtime, item.incident)
+        self._thread = thread
+
+    @property
+    def thread(self) -> Thread:
+        """The incident's thread (looked up when first used: `history` has no incident)."""
+        if self._thread is None:
+            self._thread = Thread(self.runtime, self.item.incident)
+        return self._thread
+
+    def record(self, kind: EventKind, **details: Any) -> None:
+        """Append an event to the incident's timeline, as the person who asked."""
+        self.runtime.store.record(self.item.incident, kind, self.item.user, **details)
 
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
 
-    def run(self, file: ScriptFile, *extra: tuple[str, str]) -> RunResult:
-        """Run one of the item's scripts on the VM (under the VM's lease), with the common parameters."""
-        return run_on_vm(self.runtime, self.thread, self.item, Script.of(file, (*vm_parameters(self.settings), *extra)))
-
-    def journal_parameter(self) -> tuple[str, str]:
-        """Every declared symptom's signature, for a script that filters the journal."""
-        return ("NEXY_SIGNATURES", patterns_parameter(self.runtime.registry.journal_patterns))
+    def run(
+        self,
+        file: ScriptFile,
+        *extra: tuple[str, str],
+        secrets: tuple[tuple[str, str], ...] = (),
+        includes: tuple[ScriptFile, ...] = (),
+    ) -> RunResult:
+        """Run one of the item's scripts on the VM (under the VM's lease), with the common parameters;
+        `secrets` reach the script as parameters that are never in its text."""
+        script = Script.of(file, (*vm_parameters(self.settings), *extra), secrets, includes)
+        return run_on_vm(self.runtime, self.thread, self.item, script)
 
     def post(
         self, message: tuple[str, list[dict]], *, kind: str, duration_s: float | None = None, output: str = ""
@@ -68,7 +86,15 @@ class Context:
             if duration_s is not None
             else incident_wording.requested_by(self.item.user, self.item.words)
         )
-        ts = self.thread.post(text, [*blocks, render.context(footer)], kind=kind, user=self.item.user)
+        ts = self.thread.post(
+            text,
+            [*blocks, render.context(footer)],
+            kind=EventKind.CHECK,
+            user=self.item.user,
+            report=kind,
+            command=self.item.words,
+            job=self.item.id,
+        )
         if len(output) > OUTPUT_INLINE_CHARS:
             self.thread.attach(
                 output,

@@ -17,8 +17,10 @@ from contextlib import suppress
 from redis import Redis
 from redis.exceptions import LockError, RedisError
 
+from bot import render
 from bot.contract import VM_LOCK_WAIT_S, WorkItem, vm_lease_key, vm_running_key
 from bot.errors import ConflictError, ExecutorError, ExecutorFailure
+from bot.incidents import EventKind
 from bot.wording import vm as vm_wording
 from jobs.runcommand import RunResult, Script
 from jobs.runtime import Runtime
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_DELAY_S = 120.0
 """The longest single wait between two tries after a 409."""
+
+RECORDED_OUTPUT_CHARS = 4000
+"""How much of a run-command's output (its end) the timeline keeps: what the VM said, months later."""
 
 
 class VMLease:
@@ -94,13 +99,15 @@ def run_on_vm(runtime: Runtime, thread: Thread, item: WorkItem, script: Script) 
         result = _run_through_conflicts(runtime, thread, script)
     runtime.store.record(
         item.incident,
-        "run-command",
+        EventKind.RUN_COMMAND,
         item.user,
+        job=item.id,
         script=script.name,
         executor=runtime.executor.name,
         exit_code=result.exit_code,
         duration_s=result.duration_s,
         facts=result.facts,
+        output=render.tail(result.output, RECORDED_OUTPUT_CHARS),
     )
     return result
 
@@ -119,7 +126,7 @@ def _run_through_conflicts(runtime: Runtime, thread: Thread, script: Script) -> 
                 raise ConflictError(ExecutorFailure.CONFLICT_GAVE_UP, script.name, waited_s=waited) from None
             text = vm_wording.conflict_waiting(script.name, delay, waited)
             if notice is None:
-                notice = thread.post(text, kind="conflict")
+                notice = thread.post(text, kind=EventKind.NOTE)
             else:
                 thread.update(notice, text)
             time.sleep(delay)

@@ -54,7 +54,7 @@ class AzureExecutor:
         command = RunCommandInput(
             command_id="RunShellScript",
             script=script.lines(),
-            parameters=[RunCommandInputParameter(name=k, value=v) for k, v in script.parameters],
+            parameters=[RunCommandInputParameter(name=k, value=v) for k, v in script.all_parameters],
         )
         try:
             poller = self.client.virtual_machines.begin_run_command(
@@ -112,7 +112,7 @@ class LocalExecutor:
                 capture_output=True,
                 text=True,
                 timeout=LOCAL_TIMEOUT_S,
-                env=self.env or _script_environment(),
+                env={**(self.env or _script_environment()), **dict(script.secrets)},
             )
         except subprocess.TimeoutExpired:
             raise ExecutorError(ExecutorFailure.TIMEOUT, f"{LOCAL_TIMEOUT_S // 60} minutes") from None

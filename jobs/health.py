@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ class HealthReport:
 
     endpoints: tuple[EndpointHealth, ...]
     expected: str | None = None
+    expected_source: str = ""  # where the expected version comes from (or why there is none)
 
     @property
     def all_up(self) -> bool:
@@ -61,17 +63,17 @@ class HealthReport:
     def matches_expected(self) -> bool | None:
         if not self.expected:
             return None
-        wanted = _normalize(self.expected)
-        return bool(self.releases) and all(_normalize(r) == wanted for r in self.releases)
+        wanted = normalize(self.expected)
+        return bool(self.releases) and all(normalize(r) == wanted for r in self.releases)
 
     @property
     def healthy(self) -> bool:
         return self.all_up and self.agree and self.matches_expected is not False
 
 
-def _normalize(release: str) -> str:
+def normalize(release: str) -> str:
     """`2.4.0 build 240`, `2.4.0.240` and `2.4.0+240` name the same release."""
-    return release.replace(" build ", ".").replace("+", ".").strip()
+    return re.sub(r"\s*(?:build|\+)\s*", ".", release.strip())
 
 
 def probe(urls: tuple[str, ...] | list[str], timeout_s: float = 5.0, expected: str | None = None) -> HealthReport:

@@ -11,14 +11,18 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
+from bot import render
 from bot.contract import WorkItem, apply_job_id
+from bot.incidents import EventKind
 from bot.plans import ApplyOutcome, Plan, PlanStatus
 from bot.policy import describe
 from bot.wording import apply as apply_wording
 from bot.wording import approval as approval_wording
 from bot.wording import plan as plan_wording
 from jobs.context import Context, verify_parameters
+from jobs.progress import Progress
 from jobs.runtime import Runtime
 from jobs.thread import Thread
 from runbook.item import Fix
@@ -26,16 +30,73 @@ from runbook.item import Fix
 
 def run_plan(ctx: Context) -> str:
     """fix / restart: capture the state in one run-command and post the plan for approval."""
-    runtime, item, settings = ctx.runtime, ctx.item, ctx.settings
+    runtime, item = ctx.runtime, ctx.item
     fix = runtime.registry.fix_for(item.command, item.args)
-    result = ctx.run(fix.plan_script)
+    secrets: tuple[tuple[str, str], ...] = ()
+    if fix.secret is not None:
+        value = runtime.sealed.unseal(item.secret)
+        if value is None:
+            ctx.thread.post(
+                plan_wording.secret_missing(fix, item.words),
+                kind=EventKind.PLAN,
+                user=item.user,
+                fix=fix.name,
+                command=item.words,
+                needed=False,
+                reason="the form's value is no longer held",
+            )
+            return "no secret"
+        refusal = fix.check_secret(ctx.settings, value)
+        if refusal:
+            runtime.sealed.discard(item.secret)
+            ctx.thread.post(
+                plan_wording.blocked(fix, item.words, refusal),
+                kind=EventKind.PLAN,
+                user=item.user,
+                fix=fix.name,
+                command=item.words,
+                section=fix.section,
+                needed=False,
+                reason=refusal,
+            )
+            return "refused"
+        secrets = ((fix.secret.parameter, value),)
+    recent = runtime.diagnoses.recent(item.incident, ctx.settings.nexy_diagnosis_reuse_s)
+    if recent is not None:  # the diagnosis batched this plan script: no second run-command
+        facts, age = recent
+        return propose(ctx, fix, facts, source=plan_wording.from_diagnosis(age))
+    result = ctx.run(fix.plan_script, *fix.plan_parameters(), secrets=secrets)
     if result.exit_code != 0:
+        runtime.sealed.discard(item.secret)
         return ctx.incomplete(result, kind="plan")
-    assessment = fix.assess(result.facts, settings)
+    return propose(ctx, fix, result.facts)
+
+
+def propose(ctx: Context, fix: Fix, facts: dict[str, str], *, source: str = "") -> str:
+    """Post the plan for facts already gathered (by the plan script, or by a diagnosis: `source`
+    says so in the plan); returns the plan id, or what there was instead of a plan."""
+    runtime, item, settings = ctx.runtime, ctx.item, ctx.settings
+    args = fix_arguments(item)
+    assessment = fix.assess(facts, settings, args)
+    if source:
+        assessment = replace(assessment, notes=(*assessment.notes, source))
     if assessment.blocked or not assessment.needed:
-        text = plan_wording.blocked(fix, assessment.blocked) if assessment.blocked else plan_wording.nothing_to_fix(fix)
-        ctx.thread.post(text, kind="plan", user=item.user)
-        runtime.store.record(item.incident, "plan", item.user, fix=fix.name, needed=False, reason=assessment.blocked)
+        runtime.sealed.discard(item.secret)
+        text = (
+            plan_wording.blocked(fix, item.words, assessment.blocked)
+            if assessment.blocked
+            else plan_wording.nothing_to_fix(fix, item.words)
+        )
+        ctx.thread.post(
+            text,
+            kind=EventKind.PLAN,
+            user=item.user,
+            fix=fix.name,
+            command=item.words,
+            section=fix.section,
+            needed=False,
+            reason=assessment.blocked,
+        )
         return "nothing to do"
     now = time.time()
     plan = Plan(
@@ -47,38 +108,49 @@ def run_plan(ctx: Context) -> str:
         created_at=now,
         expires_at=now + settings.nexy_approval_ttl_s,
         fingerprint=assessment.fingerprint,
-        state=result.facts,
+        state=facts,
+        args=args,
+        words=item.words,
+        secret=item.secret,
     )
     runtime.plans.save(plan)
     message = plan_wording.message(
         plan,
         fix,
         assessment,
-        fix.commands(settings),
+        fix.commands(settings, args),
         describe(settings.nexy_approvers),
         settings.nexy_allow_self_approval,
     )
-    runtime.plans.attach_message(plan, ctx.thread.post(*message, kind="plan", user=item.user))
+    posted = ctx.thread.post(
+        *message,
+        kind=EventKind.PLAN,
+        user=item.user,
+        plan=plan.id,
+        fix=fix.name,
+        command=item.words,
+        section=fix.section,
+        needed=True,
+        diff=list(assessment.diff),
+        expires_at=plan.expires_at,
+    )
+    runtime.plans.attach_message(plan, posted)
     previous = runtime.plans.supersede(plan, settings.vm_queue)
     if previous:
         _announce_superseded(runtime, runtime.plans.get(previous), plan)
     # When the approval window closes, say so in the thread (the io worker runs RQ's scheduler).
     runtime.dispatcher.schedule_expiry(plan.id, settings.nexy_approval_ttl_s + 1)
-    runtime.store.record(
-        item.incident,
-        "plan",
-        item.user,
-        plan=plan.id,
-        fix=fix.name,
-        diff=list(assessment.diff),
-        expires_at=plan.expires_at,
-    )
     return plan.id
+
+
+def fix_arguments(item: WorkItem) -> tuple[str, ...]:
+    """The fix's own arguments of a request: after the target for `fix <target> ...`, all for `restart`."""
+    return item.args[1:] if item.command == "fix" else item.args
 
 
 def _decided(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix) -> None:
     """Replace the plan message by its decided form (no buttons left)."""
-    diff = fix.assess(plan.state, runtime.settings).diff
+    diff = fix.assess(plan.state, runtime.settings, plan.args).diff
     thread.update(plan.message_ts, *plan_wording.decided(plan, fix, diff))
 
 
@@ -86,10 +158,12 @@ def _announce_superseded(runtime: Runtime, old: Plan | None, new: Plan) -> None:
     if old is None:
         return
     fix = runtime.registry.fixes[old.fix]
+    runtime.sealed.discard(old.secret)
     old_thread = Thread(runtime, old.incident)
     _decided(runtime, old_thread, old, fix)
-    old_thread.post(plan_wording.superseded(old, new, fix), kind="supersede")
-    runtime.store.record(old.incident, "supersede", new.requester, plan=old.id, by=new.id)
+    old_thread.post(
+        plan_wording.superseded(old, new, fix), kind=EventKind.SUPERSEDED, user=new.requester, plan=old.id, by=new.id
+    )
 
 
 def decide(
@@ -113,7 +187,7 @@ def decide(
     refusal = _refusal(runtime, plan, user, approve)
     if refusal:
         runtime.slack.ephemeral(plan.channel, user, refusal, thread_ts=thread.ensure())
-        runtime.store.record(plan.incident, "approval-ignored", user, plan=plan.id, source=source, reason=refusal)
+        runtime.store.record(plan.incident, EventKind.IGNORED, user, plan=plan.id, source=source, reason=refusal)
         return "ignored"
     won, status = plans.decide(plan.id, user, PlanStatus.APPROVED if approve else PlanStatus.REJECTED, at)
     plan = plans.get(plan.id) or plan
@@ -121,18 +195,21 @@ def decide(
     if won == 0:
         runtime.slack.ephemeral(plan.channel, user, approval_wording.already(plan, status), thread_ts=thread.ensure())
         return f"already {status}"
-    kind = "approval" if won == 1 and approve else "rejection" if won == 1 else "expiry"
-    runtime.store.record(plan.incident, kind, user, plan=plan.id, source=source)
-    if kind == "approval":  # first the apply, so that no Slack error below can lose it
-        runtime.dispatcher.submit_apply(plan.id, f"apply {fix.words} ({plan.incident}, {plan.id})")
+    kind = EventKind.APPROVAL if won == 1 and approve else EventKind.REJECTION if won == 1 else EventKind.EXPIRY
+    # The decision is recorded, and an apply queued, before any Slack call: no Slack error can lose them.
+    runtime.store.record(plan.incident, kind, user, plan=plan.id, fix=fix.name, source=source)
+    if kind is EventKind.APPROVAL:
+        runtime.dispatcher.submit_apply(plan.id, f"apply {plan.words} ({plan.incident}, {plan.id})")
+    else:
+        runtime.sealed.discard(plan.secret)
     _decided(runtime, thread, plan, fix)
     text = {
-        "approval": approval_wording.approved,
-        "rejection": approval_wording.rejected,
-        "expiry": approval_wording.expired,
+        EventKind.APPROVAL: approval_wording.approved,
+        EventKind.REJECTION: approval_wording.rejected,
+        EventKind.EXPIRY: approval_wording.expired,
     }[kind](plan, fix)
-    thread.post(text, kind=kind, user=user)
-    return {"approval": "approved", "rejection": "rejected", "expiry": "expired"}[kind]
+    thread.post(text, kind=None)
+    return plan.status.value
 
 
 def _refusal(runtime: Runtime, plan: Plan, user: str, approve: bool) -> str:
@@ -155,11 +232,24 @@ def expire(runtime: Runtime, plan_id: str) -> str:
     if plan is None:
         return "gone"
     fix = runtime.registry.fixes[plan.fix]
+    runtime.sealed.discard(plan.secret)
+    runtime.store.record(plan.incident, EventKind.EXPIRY, None, plan=plan.id, fix=fix.name, source="timer")
     thread = Thread(runtime, plan.incident)
     _decided(runtime, thread, plan, fix)
-    thread.post(approval_wording.expired(plan, fix), kind="expiry")
-    runtime.store.record(plan.incident, "expiry", None, plan=plan.id, source="timer")
+    thread.post(approval_wording.expired(plan, fix), kind=None)
     return "expired"
+
+
+def expired_by_close(runtime: Runtime, thread: Thread, plan_id: str) -> None:
+    """A pending plan that expired because its incident was resolved: the plan message loses its
+    buttons and the thread says so (the close recorded it)."""
+    plan = runtime.plans.get(plan_id)
+    if plan is None:
+        return
+    fix = runtime.registry.fixes[plan.fix]
+    runtime.store.record(plan.incident, EventKind.EXPIRY, None, plan=plan.id, fix=fix.name, source="close")
+    _decided(runtime, thread, plan, fix)
+    thread.post(approval_wording.expired_by_close(plan, fix, thread.incident.id), kind=None)
 
 
 def run_apply(runtime: Runtime, plan_id: str) -> str:
@@ -168,7 +258,6 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
     plan = plans.get(plan_id)
     if plan is None or not plans.start_apply(plan_id):
         return "not approved, or already applying"
-    settings = runtime.settings
     fix = runtime.registry.fixes[plan.fix]
     item = WorkItem(
         id=apply_job_id(plan.id),
@@ -181,26 +270,73 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
         requested_at=time.time(),
     )
     ctx = Context(runtime, item)
-    runtime.store.record(plan.incident, "apply", plan.decided_by, plan=plan.id, fix=fix.name)
-    result = ctx.run(
-        fix.apply_script,
-        ("NEXY_EXPECT", plan.fingerprint),
-        *verify_parameters(settings, fix.verify_patterns(runtime.registry)),
-    )
-    outcome = ApplyOutcome.of(result.facts, result.exit_code)
-    plans.finish(plan.id, PlanStatus.APPLIED if outcome is ApplyOutcome.VERIFIED else PlanStatus.FAILED)
-    report = apply_wording.report(plan, fix, result, outcome, fix.commands(settings), settings.nexy_service)
-    ctx.thread.post(*report, kind="verify", user=plan.decided_by)
+    runtime.diagnoses.forget(plan.incident)  # the VM is about to change: no later plan may reuse it
     runtime.store.record(
         plan.incident,
-        "verify",
+        EventKind.APPLY,
         plan.decided_by,
         plan=plan.id,
+        fix=fix.name,
+        command=plan.words,
+        section=fix.section,
+    )
+    progress = Progress(runtime, item, on_vm=True)
+    progress.started()
+    try:
+        outcome = _apply(ctx, plan, fix)
+    except Exception:
+        progress.finished("failed")
+        raise
+    progress.finished(outcome.value, ok=outcome is ApplyOutcome.VERIFIED)
+    return outcome.value
+
+
+def _apply(ctx: Context, plan: Plan, fix: Fix) -> ApplyOutcome:
+    runtime, settings, plans = ctx.runtime, ctx.settings, ctx.runtime.plans
+    secrets: tuple[tuple[str, str], ...] = ()
+    if fix.secret is not None:
+        value = runtime.sealed.unseal(plan.secret)
+        if value is None:  # held for the approval window only: nothing ran
+            plans.finish(plan.id, PlanStatus.FAILED)
+            ctx.thread.post(
+                apply_wording.secret_missing(plan),
+                kind=EventKind.VERIFY,
+                user=plan.decided_by,
+                plan=plan.id,
+                fix=fix.name,
+                command=plan.words,
+                outcome=ApplyOutcome.STALE.value,
+            )
+            return ApplyOutcome.STALE
+        secrets = ((fix.secret.parameter, value),)
+    try:
+        result = ctx.run(
+            fix.apply_script,
+            ("NEXY_EXPECT", plan.fingerprint),
+            *fix.apply_parameters(settings, plan.args),
+            *verify_parameters(settings, fix.verify_patterns(runtime.registry)),
+            secrets=secrets,
+        )
+    finally:
+        runtime.sealed.discard(plan.secret)
+    outcome = ApplyOutcome.of(result.facts, result.exit_code)
+    plans.finish(plan.id, PlanStatus.APPLIED if outcome is ApplyOutcome.VERIFIED else PlanStatus.FAILED)
+    commands = fix.commands(settings, plan.args)
+    text, blocks = apply_wording.report(plan, fix, result, outcome, commands, settings.nexy_service)
+    runtime.store.record(
+        plan.incident,
+        EventKind.VERIFY,
+        plan.decided_by,
+        plan=plan.id,
+        fix=fix.name,
+        command=plan.words,
         outcome=outcome.value,
         exit_code=result.exit_code,
         facts=result.facts,
+        text=render.plain(blocks),
     )
-    return outcome.value
+    ctx.thread.post(text, blocks, kind=None)
+    return outcome
 
 
 def interrupted(runtime: Runtime, plan_id: str, reason: str) -> None:
@@ -209,5 +345,5 @@ def interrupted(runtime: Runtime, plan_id: str, reason: str) -> None:
     if plan is None:
         return
     runtime.plans.finish(plan_id, PlanStatus.FAILED)
-    runtime.store.record(plan.incident, "apply-failed", plan.decided_by, plan=plan_id, reason=reason)
-    Thread(runtime, plan.incident).post(apply_wording.interrupted(plan, reason), kind="error")
+    runtime.store.record(plan.incident, EventKind.APPLY_FAILED, plan.decided_by, plan=plan_id, reason=reason)
+    Thread(runtime, plan.incident).post(apply_wording.interrupted(plan, reason), kind=None)

@@ -34,21 +34,41 @@ class Script:
     name: str
     parameters: tuple[tuple[str, str], ...] = ()
     directory: Path = SCRIPTS_DIR
+    includes: tuple[Path, ...] = ()
+    """Other scripts run after the body, each in its own subshell that may fail alone (a batched
+    read such as `diagnose`: every fix's plan script in the same run-command)."""
+    secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """Parameters that are never in the script text (a new API key): sent only as run-command
+    parameters (the environment, for the local executor); never logged, never in a repr."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", self.name) or not (self.directory / f"{self.name}.sh").is_file():
             raise ValueError(f"no script {self.name!r} in {self.directory}")
-        for key, value in self.parameters:
+        for key, value in (*self.parameters, *self.secrets):
             if not _PARAM_NAME.match(key) or not _PARAM_VALUE.match(value):
                 raise ValueError(f"parameter {key} has a value outside the allowed characters")
 
     @classmethod
-    def of(cls, file: ScriptFile, parameters: tuple[tuple[str, str], ...] = ()) -> Script:
-        """A runbook item's script file with its parameters."""
-        return cls(file.name, parameters, file.path.parent)
+    def of(
+        cls,
+        file: ScriptFile,
+        parameters: tuple[tuple[str, str], ...] = (),
+        secrets: tuple[tuple[str, str], ...] = (),
+        includes: tuple[ScriptFile, ...] = (),
+    ) -> Script:
+        """A runbook item's script file with its parameters (and the scripts it batches)."""
+        return cls(file.name, parameters, file.path.parent, tuple(f.path for f in includes), secrets)
+
+    @property
+    def all_parameters(self) -> tuple[tuple[str, str], ...]:
+        """What the executor hands to Run Command: the parameters, then the secret ones."""
+        return (*self.parameters, *self.secrets)
 
     def body(self) -> str:
-        return (self.directory / f"{self.name}.sh").read_text()
+        parts = [(self.directory / f"{self.name}.sh").read_text()]
+        for path in self.includes:
+            parts.append(f"# --- {path.stem}\n(\n{path.read_text().rstrip()}\n) || true\n")
+        return "\n".join(parts)
 
     def render(self) -> str:
         """The full script text sent to the VM: the wrapper, the parameters, the body."""

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from redis import Redis
 from rq.job import Job
 
+from bot.diagnoses import DiagnosisStore
 from bot.dispatch import Dispatcher
 from bot.incidents import IncidentStore
 from bot.plans import PlanStore
 from bot.policy import GroupCache, Policy
+from bot.sealed import SealedStore
 from bot.settings import Settings
 from bot.slack_client import SlackClient, web_client
 
@@ -32,11 +34,15 @@ class Runtime:
     store: IncidentStore = field(init=False)
     plans: PlanStore = field(init=False)
     dispatcher: Dispatcher = field(init=False)
+    sealed: SealedStore = field(init=False)
+    diagnoses: DiagnosisStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = IncidentStore(self.redis)
         self.plans = PlanStore(self.redis)
         self.dispatcher = Dispatcher(self.settings, self.redis)
+        self.sealed = SealedStore(self.redis, self.settings.slack_signing_secret or "")
+        self.diagnoses = DiagnosisStore(self.redis)
 
     @cached_property
     def slack(self) -> SlackClient:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.contract import Task, WorkItem
+from bot.contract import IO_QUEUE, Task, WorkItem
+from bot.dispatch import queue_for
 from bot.errors import NexyError
+from bot.incidents import EventKind
 from bot.wording import commands as command_wording
 from bot.wording import errors as error_wording
 from jobs import lifecycle
 from jobs.context import Context
+from jobs.progress import Progress
 from jobs.runtime import Runtime
 from jobs.thread import Thread
 from jobs.worker import ABANDONED, JobAbandoned
@@ -35,16 +38,32 @@ def run_request(runtime: Runtime, payload: dict[str, Any]) -> str:
         run = lifecycle.run_plan
     else:
         ctx.thread.post(
-            error_wording.job_failed(item.words, "this worker does not know that command; is it up to date?")
+            error_wording.job_failed(item.words, "this worker does not know that command; is it up to date?"),
+            kind=EventKind.ERROR,
         )
         return "unknown"
+    progress = _progress(runtime, item)
+    progress.started()
+    status = "failed"
     try:
-        return run(ctx) or "done"
+        status = run(ctx) or "done"
     except Exception as exc:
         if not isinstance(exc, NexyError):
             log.exception("job %s failed", item.id)
-        ctx.thread.post(error_wording.job_failed(item.words, error_wording.reason(exc)), kind="error", user=item.user)
-        return "failed"
+        ctx.thread.post(
+            error_wording.job_failed(item.words, error_wording.reason(exc)),
+            kind=EventKind.ERROR,
+            user=item.user,
+            command=item.words,
+        )
+    finally:
+        progress.finished(status)
+    return status
+
+
+def _progress(runtime: Runtime, item: WorkItem) -> Progress:
+    route = runtime.registry.commands[item.command].route
+    return Progress(runtime, item, on_vm=queue_for(route, runtime.settings) != IO_QUEUE)
 
 
 def apply_plan(runtime: Runtime, *, plan_id: str) -> str:
@@ -71,10 +90,12 @@ def decide(runtime: Runtime, **decision: Any) -> str:
 
 
 def authorize(runtime: Runtime, payload: dict[str, Any]) -> str:
-    """A fix request whose operator check needs a user group resolved: resolve, then queue or refuse."""
+    """A request whose operator check (a fix, closing an incident) needs a user group resolved:
+    resolve, then queue or refuse."""
     item = WorkItem.from_payload(payload)
     try:
-        decision = runtime.policy.can_request_fix(item.user)
+        decision = runtime.policy.for_command(runtime.registry.commands[item.command], item.user)
+        assert decision is not None, f"{item.command} needs no operator"
     except Exception as exc:
         log.exception("authorizing %s failed", item.id)
         runtime.slack.ephemeral(
@@ -85,7 +106,7 @@ def authorize(runtime: Runtime, payload: dict[str, Any]) -> str:
         runtime.slack.ephemeral(
             item.channel, item.user, command_wording.fix_refused(item.words, decision.reason, decision.who)
         )
-        runtime.store.record(item.incident, "refusal", item.user, command=item.words, reason=decision.reason)
+        runtime.store.record(item.incident, EventKind.REFUSED, item.user, command=item.words, reason=decision.reason)
         return "refused"
     runtime.dispatcher.submit(item, runtime.registry.commands[item.command].route)
     return "queued"
@@ -96,14 +117,41 @@ def expire_plan(runtime: Runtime, *, plan_id: str) -> str:
     return lifecycle.expire(runtime, plan_id)
 
 
-def notify(runtime: Runtime, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
+def notify(
+    runtime: Runtime,
+    *,
+    channel: str,
+    user: str,
+    text: str,
+    thread_ts: str | None = None,
+    blocks: list[dict] | None = None,
+) -> None:
     """Post an ephemeral notice to one user (in a thread when given)."""
-    runtime.slack.ephemeral(channel, user, text, thread_ts=thread_ts)
+    runtime.slack.ephemeral(channel, user, text, blocks, thread_ts=thread_ts)
 
 
-def announce(runtime: Runtime, *, incident: str, text: str) -> None:
-    """Post a notice in an incident's thread (queue position, for example)."""
-    Thread(runtime, incident).post(text, kind="notice")
+def probe(runtime: Runtime, *, name: str) -> Any:
+    """A declared probe (runbook.item.probe), for a VM job that must not wait for it itself."""
+    return runtime.registry.probes[name](runtime.settings)
+
+
+def queued(runtime: Runtime, *, payload: dict[str, Any], position: int, running: str | None) -> None:
+    """A job waits for the VM: post its status message with its position (unless it started already)."""
+    Progress(runtime, WorkItem.from_payload(payload), on_vm=True).queued(position, running)
+
+
+def checklist(runtime: Runtime, *, incident: str, ts: str, user: str) -> str:
+    """Someone ticked the final checklist: show its boxes to everyone."""
+    from runbook.incident import refresh_checklist  # the runbook imports jobs; not the other way at import
+
+    return refresh_checklist(runtime, incident, ts, user)
+
+
+def publish_home(runtime: Runtime, *, user: str) -> str:
+    """Publish a user's App Home tab."""
+    from jobs.home import publish
+
+    return publish(runtime, user)
 
 
 def report_failure(job: Any, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
@@ -128,6 +176,12 @@ def report_failure(job: Any, connection: Any, exc_type: Any, exc_value: Any, tra
             lifecycle.interrupted(runtime, job.kwargs["plan_id"], reason)
         elif job.func_name == Task.RUN_REQUEST and job.args:
             item = WorkItem.from_payload(job.args[0])
-            Thread(runtime, item.incident).post(error_wording.job_interrupted(item.words, reason), kind="error")
+            if item.incident:
+                Thread(runtime, item.incident).post(
+                    error_wording.job_interrupted(item.words, reason), kind=EventKind.ERROR, command=item.words
+                )
+                progress = _progress(runtime, item)
+                progress.started_at = job.started_at.timestamp() if job.started_at else 0.0
+                progress.finished("failed")
     except Exception:
         log.exception("could not report the failure of job %s", job.id)

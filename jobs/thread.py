@@ -1,14 +1,23 @@
 """Posting into an incident's thread: the parent message once, then every result beneath it.
 
-Everything posted is also appended to the incident's audit log (redacted). Output longer than a
-message can show goes up as a file in the thread (`files_upload_v2`), with an excerpt inline.
+What is posted is also appended to the incident's timeline as a typed event (redacted), with the
+readable text of its blocks, so the record stays whole even where Slack's own history does not.
+Output longer than a message can show goes up as a file in the thread (`files_upload_v2`).
 """
 
 from __future__ import annotations
 
-from bot.incidents import Incident
+import logging
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot import render
+from bot.incidents import EventKind, Incident
 from bot.wording import incident as incident_wording
 from jobs.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 class Thread:
@@ -37,14 +46,24 @@ class Thread:
                 return fresh.thread_ts
             text, blocks = incident_wording.parent(self.incident)
             ts = self.runtime.slack.post(self.channel, text, blocks)
-            self.incident = store.set_thread(self.incident, ts)
-            store.record(self.incident.id, "thread", None, ts=ts)
+            self.incident = store.set_thread(self.incident, ts, self._fetch_permalink(ts))
+            store.record(self.incident.id, EventKind.THREAD, None, ts=ts, permalink=self.incident.permalink)
         return ts
 
-    def post(self, text: str, blocks: list | None = None, *, kind: str = "post", user: str | None = None) -> str:
-        """Post in the thread and record it in the audit log; returns the message ts."""
+    def post(
+        self,
+        text: str,
+        blocks: list | None = None,
+        *,
+        kind: EventKind | None = EventKind.NOTE,
+        user: str | None = None,
+        **details: Any,
+    ) -> str:
+        """Post in the thread and append it to the timeline as `kind` (None: the caller recorded the
+        event itself, before posting); returns the message ts."""
         ts = self.runtime.slack.post(self.channel, text, blocks, thread_ts=self.ensure())
-        self.runtime.store.record(self.incident.id, kind, user, text=text, ts=ts)
+        if kind is not None:
+            self.runtime.store.record(self.incident.id, kind, user, text=render.plain(blocks) or text, ts=ts, **details)
         return ts
 
     def update(self, ts: str, text: str, blocks: list | None = None) -> None:
@@ -53,4 +72,28 @@ class Thread:
     def attach(self, content: str, filename: str, comment: str) -> None:
         """Upload a whole output as a file in the thread (redacted), and record that it was."""
         self.runtime.slack.upload(self.channel, self.ensure(), content, filename, comment)
-        self.runtime.store.record(self.incident.id, "file", None, filename=filename, chars=len(content))
+        self.runtime.store.record(self.incident.id, EventKind.FILE, None, filename=filename, chars=len(content))
+
+    def permalink(self) -> str:
+        """A link to the thread (its parent message); '' if Slack cannot give one."""
+        return permalink(self.runtime, self.incident)
+
+    def _fetch_permalink(self, ts: str) -> str:
+        try:
+            return self.runtime.slack.permalink(self.channel, ts)
+        except SlackApiError as exc:
+            log.warning("no permalink for %s: %s", self.incident.id, exc.response.get("error"))
+            return ""
+
+
+def permalink(runtime: Runtime, incident: Incident) -> str:
+    """The incident's thread link: kept in the record once Slack gave it (`chat.getPermalink`)."""
+    if incident.permalink or not incident.thread_ts:
+        return incident.permalink
+    try:
+        link = runtime.slack.permalink(incident.channel, incident.thread_ts)
+    except SlackApiError as exc:
+        log.warning("no permalink for %s: %s", incident.id, exc.response.get("error"))
+        return ""
+    runtime.store.set_permalink(incident.id, link)
+    return link

@@ -41,10 +41,11 @@ class Worker(SimpleWorker):
     SystemExit, and without RQ's traceback and warnings on the terminal."""
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
-        if self.get_state() != WorkerStatus.BUSY:
-            super().request_force_stop(signum, frame)
-            return
+        # The stop is already announced by our supervisor: RQ's "cold shut down" warning and the
+        # failed job's traceback would only repeat it, at length.
         logging.getLogger("rq.worker").setLevel(logging.CRITICAL)
+        if self.get_state() != WorkerStatus.BUSY:
+            raise SystemExit(0)  # not running a job (still stopping): just go
         raise JobAbandoned(ABANDONED)
 
 

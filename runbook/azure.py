@@ -293,7 +293,7 @@ def _azure_fix(r: AzureReport) -> str:
     return ""
 
 
-@check("azure", section="1", route=Route.IO)
+@check("azure", section="1", title="Azure Auth / Access", route=Route.IO)
 def azure(ctx: Context) -> str:
     """azure: Azure access: credential, subscription, the VM's power and provisioning state, run-command permission"""
     report = read(ctx.settings)

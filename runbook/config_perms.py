@@ -33,7 +33,7 @@ class ConfigPerms(Fix):
         ),
     )
 
-    def commands(self, settings: Settings) -> list[str]:
+    def commands(self, settings: Settings, args: tuple[str, ...] = ()) -> list[str]:
         cfg = f"{settings.nexy_app_dir}/config.env"
         return [
             f"sudo chown root:{settings.nexy_service_user} {cfg}",
@@ -43,7 +43,7 @@ class ConfigPerms(Fix):
             *verify_commands(settings),
         ]
 
-    def assess(self, facts: dict[str, str], settings: Settings) -> Assessment:
+    def assess(self, facts: dict[str, str], settings: Settings, args: tuple[str, ...] = ()) -> Assessment:
         cfg = f"{settings.nexy_app_dir}/config.env"
         if facts.get("exists") != "yes":
             return Assessment(

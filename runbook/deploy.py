@@ -664,7 +664,7 @@ def _deploy_fixes(r: DeployReport, file_name: str) -> list[str]:
     return fixes
 
 
-@check("deploy", section="2", route=Route.IO)
+@check("deploy", section="2", title="GitHub Actions Deploy Not Triggered", route=Route.IO)
 def deploy(ctx: Context) -> str:
     """deploy: the deploy workflow: triggers, the latest commit against its runs, the AZURE_CREDENTIALS secret"""
     settings = ctx.settings

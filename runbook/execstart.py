@@ -23,7 +23,7 @@ class ExecStart(Fix):
     apply_script = script(__file__, "execstart_apply")
     symptoms = (Symptom("6.2", "ExecStart Path Drift", r"can't open file '[^']*main\.py'", fix="fix execstart"),)
 
-    def commands(self, settings: Settings) -> list[str]:
+    def commands(self, settings: Settings, args: tuple[str, ...] = ()) -> list[str]:
         line = f"ExecStart={settings.nexy_app_dir}/venv/bin/python3 server/main.py"
         return [
             f"sudo sed -i 's|^ExecStart=.*|{line}|' /etc/systemd/system/{settings.nexy_service}.service",
@@ -33,7 +33,7 @@ class ExecStart(Fix):
             *verify_commands(settings),
         ]
 
-    def assess(self, facts: dict[str, str], settings: Settings) -> Assessment:
+    def assess(self, facts: dict[str, str], settings: Settings, args: tuple[str, ...] = ()) -> Assessment:
         if facts.get("unit", "missing") == "missing":
             return Assessment(
                 False, blocked=f"the unit file of `{settings.nexy_service}` was not found: check NEXY_SERVICE."

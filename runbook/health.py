@@ -4,10 +4,13 @@ build, and whether they agree with each other and with the expected version."""
 from __future__ import annotations
 
 from bot import render
-from jobs import health as probe
+from bot.wording.refs import command
 from jobs.context import Context
 from jobs.health import HealthReport
 from runbook.item import Route, check
+from runbook.version import probe_with_expected
+
+VERSION = command("version")
 
 
 def render_report(report: HealthReport) -> tuple[str, list[dict]]:
@@ -27,9 +30,11 @@ def render_report(report: HealthReport) -> tuple[str, list[dict]]:
     else:
         version_line = "versions disagree: " + " vs ".join(releases)
     if report.matches_expected is True:
-        version_line += f"; expected {report.expected}: matches"
+        version_line += f"; expected {report.expected} ({report.expected_source}): matches"
     elif report.matches_expected is False:
-        version_line += f"; expected {report.expected}: *does not match* (runbook 4)"
+        version_line += (
+            f"; expected {report.expected} ({report.expected_source}): *does not match* (runbook 4: {VERSION})"
+        )
     headline = f"{icon} *Health*: {verdict}; {version_line}."
     fields = []
     for e in report.endpoints:
@@ -42,10 +47,9 @@ def render_report(report: HealthReport) -> tuple[str, list[dict]]:
     return headline.replace("*", ""), [render.section(headline)] + [render.section(f) for f in fields]
 
 
-@check("health", section="4", route=Route.IO)
+@check("health", section="4", title="Wrong Runtime Version In /health", route=Route.IO)
 def health(ctx: Context) -> str:
     """health: 8080 /health and 8081 /updates/health: status, version and build"""
-    settings = ctx.settings
-    report = probe.probe(settings.nexy_health_urls, settings.nexy_health_timeout_s, settings.nexy_expected_version)
+    report = probe_with_expected(ctx.settings)
     ctx.post(render_report(report), kind="health")
     return "healthy" if report.healthy else "unhealthy"

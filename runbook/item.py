@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,20 +34,44 @@ class Route(str, Enum):
     INLINE = "inline"  # answered by the web process itself (help)
 
 
+class Scope(str, Enum):
+    """Which incident a command works on."""
+
+    CHANNEL = "channel"  # the thread's or the channel's open incident, opened now if there is none
+    NEW = "new"  # a new incident, even while one is open (`incident new`)
+    CURRENT = "current"  # the thread's incident, or the channel's open one; never opens one
+    RECORDED = "recorded"  # one named by id; else the current one; else the channel's latest
+    NONE = "none"  # no incident (`history`)
+
+
 @dataclass(frozen=True)
 class Arg:
-    """One positional argument: its name, a validating pattern and what it means."""
+    """One positional argument: its name, a validating pattern and what it means. A `text` argument
+    is free text, the rest of the words (always last): control characters are stripped, it is at
+    most `max_chars` long, redacted, and never passed to a script."""
 
     name: str
     pattern: str
     description: str
     choices: tuple[str, ...] = ()
     optional: bool = False
+    text: bool = False
+    max_chars: int = 0
 
     def accepts(self, value: str) -> bool:
+        if self.text:
+            return 0 < len(value) <= self.max_chars
         if self.choices:
             return value in self.choices
         return re.fullmatch(self.pattern, value) is not None
+
+
+def free_text(words: list[str] | tuple[str, ...]) -> str:
+    """Words typed as free text, one line: control and format characters (bidi overrides,
+    zero-width) removed, whitespace collapsed."""
+    joined = " ".join(words)
+    kept = "".join(ch for ch in joined if unicodedata.category(ch) not in ("Cc", "Cf"))
+    return " ".join(kept.split())
 
 
 @dataclass(frozen=True)
@@ -55,23 +80,20 @@ class Symptom:
 
     `pattern` is an extended regular expression that Python's `re` and `grep -E` read alike (no
     `(?:`, no `\\d`): the scripts receive the declared patterns as a generated parameter.
-    `fix` names the command that fixes it; a section without one says in `manual` what to do by hand.
+    `fix` names the command that fixes it (checked at start-up to be one the parser takes).
     `rank` orders Fast Branching: lower first, so a symptom that explains another comes before it.
     """
 
     section: str
     title: str
     pattern: str
-    fix: str | None = None
-    manual: str = ""
+    fix: str
     rank: int = 0
 
     def __post_init__(self) -> None:
         if "(?" in self.pattern or re.search(r"\\[dDwWsS]", self.pattern):
             raise ValueError(f"symptom {self.section}: {self.pattern!r} is not portable to grep -E")
         re.compile(self.pattern)
-        if not self.fix and not self.manual:
-            raise ValueError(f"symptom {self.section}: name a fix command or say what to do by hand")
 
     def find(self, text: str) -> str | None:
         """The first line of text that shows this symptom."""
@@ -126,6 +148,9 @@ class Check:
     run: Callable[[Context], str]
     args: tuple[Arg, ...] = ()
     scripts: tuple[ScriptFile, ...] = ()
+    title: str = ""  # the runbook section's title
+    scope: Scope = Scope.CHANNEL
+    operator: bool = False  # only NEXY_OPERATORS may run it (closing an incident)
 
 
 @dataclass(frozen=True)
@@ -139,6 +164,23 @@ class Assessment:
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class SecretInput:
+    """A value a fix needs that must never be typed in the channel (a new API key): asked in a modal,
+    sealed until the apply, and passed to the scripts as the parameter `parameter`, never in their text."""
+
+    parameter: str
+    title: str  # the modal's title (at most 24 characters, Slack's limit)
+    label: str
+    hint: str
+    pattern: str  # what a value must match, checked when the form is submitted
+    expected: str  # the pattern in words, for the form's error
+
+    def __post_init__(self) -> None:
+        if len(self.title) > 24:
+            raise ValueError(f"a modal title is at most 24 characters: {self.title!r}")
+
+
 class Fix:
     """A runbook fix: a plan script that captures the state, an apply script that re-checks it,
     changes it, restarts under the 0.1 preflight and verifies. Subclasses set the class attributes
@@ -150,6 +192,8 @@ class Fix:
     plan_script: ClassVar[ScriptFile]
     apply_script: ClassVar[ScriptFile]
     symptoms: ClassVar[tuple[Symptom, ...]] = ()
+    args: ClassVar[tuple[Arg, ...]] = ()  # its own arguments after the command words (`fix version <X.Y.Z.Build>`)
+    secret: ClassVar[SecretInput | None] = None  # a value typed in a private form (a modal), never in the channel
 
     @property
     def name(self) -> str:
@@ -164,13 +208,25 @@ class Fix:
     def help(self) -> str:
         return _help_line(type(self))
 
-    def commands(self, settings: Settings) -> list[str]:
+    def commands(self, settings: Settings, args: tuple[str, ...] = ()) -> list[str]:
         """The exact commands the apply runs, as shown in the plan."""
         raise NotImplementedError
 
-    def assess(self, facts: dict[str, str], settings: Settings) -> Assessment:
+    def assess(self, facts: dict[str, str], settings: Settings, args: tuple[str, ...] = ()) -> Assessment:
         """Read the plan script's facts: is there anything to do, the diff, the fingerprint."""
         raise NotImplementedError
+
+    def plan_parameters(self) -> tuple[tuple[str, str], ...]:
+        """What the plan script receives besides the common parameters."""
+        return ()
+
+    def apply_parameters(self, settings: Settings, args: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        """What the apply script receives besides the common parameters (validated argument values)."""
+        return ()
+
+    def check_secret(self, settings: Settings, value: str) -> str:
+        """For a fix with a `secret`: why this value gets no plan ('' when it may be planned)."""
+        return ""
 
     def before(self, state: dict[str, str]) -> str:
         """The state the plan captured that the apply changes (the `-` line of the apply's diff)."""
@@ -189,6 +245,7 @@ class Fix:
 class Declarations:
     """What the item modules declared, in import order; the registry reads it once."""
 
+    probes: dict[str, Callable[[Settings], Any]] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     fixes: list[Fix] = field(default_factory=list)
     symptoms: list[tuple[Symptom, str]] = field(default_factory=list)  # (symptom, declaring module)
@@ -201,14 +258,40 @@ FixT = TypeVar("FixT", bound=Fix)
 
 
 def check(
-    command: str, *, section: str = "", route: Route, args: tuple[Arg, ...] = (), scripts: tuple[ScriptFile, ...] = ()
+    command: str,
+    *,
+    section: str = "",
+    title: str = "",
+    route: Route,
+    args: tuple[Arg, ...] = (),
+    scripts: tuple[ScriptFile, ...] = (),
+    scope: Scope = Scope.CHANNEL,
+    operator: bool = False,
 ) -> Callable[[F], F]:
-    """Declare a read-only command; the decorated function runs it (`run(ctx) -> status`). The
-    commands its report recommends are named with `bot.wording.refs.command` (checked at start-up)."""
+    """Declare a command that changes nothing on the VM; the decorated function runs it
+    (`run(ctx) -> status`). A command may be two words (`incident close`). The commands its report
+    recommends are named with `bot.wording.refs.command` (checked at start-up)."""
+    if any(arg.text for arg in args[:-1]) or (args and args[-1].text and any(a.optional for a in args[:-1])):
+        raise ValueError(f"{command}: a free-text argument comes last, after required arguments only")
 
     def attach(run: F) -> F:
-        DECLARED.checks.append(Check(command, section, _help_line(run), route, run, args, scripts))
+        DECLARED.checks.append(
+            Check(command, section, _help_line(run), route, run, args, scripts, title, scope, operator)
+        )
         return run
+
+    return attach
+
+
+def probe(name: str) -> Callable[[F], F]:
+    """Declare a read from outside the VM (HTTP, GitHub) that other jobs run on the io queue, never
+    behind a run-command: `probe(settings) -> a picklable report` (a diagnosis's health probes)."""
+
+    def attach(read: F) -> F:
+        if name in DECLARED.probes:
+            raise ValueError(f"two probes are named {name!r}")
+        DECLARED.probes[name] = read
+        return read
 
     return attach
 
@@ -220,9 +303,3 @@ def fix(cls: type[FixT]) -> type[FixT]:
     for symptom in cls.symptoms:
         DECLARED.symptoms.append((symptom, cls.__module__))
     return cls
-
-
-def symptoms(module: str, *declared: Symptom) -> None:
-    """Declare symptoms of a section that has no fix command yet (each says what to do by hand)."""
-    for symptom in declared:
-        DECLARED.symptoms.append((symptom, module))

@@ -93,7 +93,7 @@ def render_report(report: PreflightReport) -> tuple[str, list[dict]]:
     return headline.replace("*", ""), [render.section(headline), render.section("\n".join(lines))]
 
 
-@check("preflight", section="0.1", route=Route.VM, scripts=(SCRIPT,))
+@check("preflight", section="0.1", title="Incident Guardrails", route=Route.VM, scripts=(SCRIPT,))
 def preflight(ctx: Context) -> str:
     """preflight: the four guardrails that must pass before any restart"""
     result = ctx.run(SCRIPT)

@@ -9,8 +9,10 @@ from typing import Any
 
 from bot import render
 from bot.contract import WorkItem
+from bot.incidents import EventKind
 from bot.plans import PlanStore
 from jobs.context import Context
+from jobs.runtime import Runtime
 from runbook.item import Route, check
 
 
@@ -42,6 +44,12 @@ def render_report(r: QueueReport) -> tuple[str, list[dict]]:
     return text.replace("*", ""), [render.section(text)]
 
 
+def waiting(runtime: Runtime) -> tuple[WorkItem, ...]:
+    """What waits for the VM, in order: commands, and the applies of approved plans."""
+    jobs = runtime.dispatcher.queue(runtime.settings.vm_queue).get_jobs()
+    return tuple(item for job in jobs if (item := _waiting(job, runtime.plans)) is not None)
+
+
 def _waiting(job: Any, plans: PlanStore) -> WorkItem | None:
     """A queued VM job as a request: a command, or the apply of an approved plan."""
     if job.args:
@@ -66,8 +74,7 @@ def _waiting(job: Any, plans: PlanStore) -> WorkItem | None:
 def queue(ctx: Context) -> str:
     """queue: what runs on the VM now, since when, and what waits"""
     runtime = ctx.runtime
-    jobs = runtime.dispatcher.queue(ctx.settings.vm_queue).get_jobs()
-    waiting = tuple(item for job in jobs if (item := _waiting(job, runtime.plans)) is not None)
-    report = QueueReport(ctx.settings.azure_vm_name, runtime.dispatcher.running_on_vm(), waiting, time.time())
-    ctx.thread.post(*render_report(report), kind="queue", user=ctx.item.user)
-    return f"{len(waiting)} waiting"
+    queued = waiting(runtime)
+    report = QueueReport(ctx.settings.azure_vm_name, runtime.dispatcher.running_on_vm(), queued, time.time())
+    ctx.thread.post(*render_report(report), kind=EventKind.CHECK, user=ctx.item.user, report="queue")
+    return f"{len(queued)} waiting"

@@ -11,19 +11,67 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
+from bot.redaction import redact
+from bot.settings import Settings
 from bot.wording.refs import REFERENCED
-from runbook.item import DECLARED, Arg, Check, Fix, Route, Symptom
+from runbook.item import DECLARED, Arg, Check, Fix, Route, Scope, Symptom, free_text
 
 _NOT_ITEMS = {"item", "registry"}
 
 
 @dataclass(frozen=True)
+class Problem:
+    """Why argument values do not bind: a wrong count (`arg` None), or a value an argument refuses."""
+
+    words: str  # the command it concerns: `fix`, or `fix version`
+    usage: str
+    arg: Arg | None = None
+    value: str = ""
+    required: int = 0
+    most: int = 0
+    got: int = 0
+
+
+def usage_of(words: str, args: tuple[Arg, ...]) -> str:
+    """`/nexy fix version <X.Y.Z.Build>`: the words, then each argument (optional ones in brackets)."""
+    parts = [f"/nexy {words}"]
+    for arg in args:
+        shown = "|".join(arg.choices) if arg.choices else arg.name
+        parts.append(f"[{shown}]" if arg.optional else f"<{shown}>")
+    return " ".join(parts)
+
+
+def joined(args: tuple[Arg, ...], values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The values as the arguments take them: a free-text argument (always last) is the rest of the
+    words as one cleaned line."""
+    if args and args[-1].text:
+        fixed = len(args) - 1
+        rest = free_text(values[fixed:])
+        return (*values[:fixed], *((rest,) if rest else ()))
+    return tuple(values)
+
+
+def _bind(words: str, args: tuple[Arg, ...], values: list[str] | tuple[str, ...]) -> Problem | None:
+    values = joined(args, values)
+    required = sum(1 for arg in args if not arg.optional)
+    if not required <= len(values) <= len(args):
+        return Problem(words, usage_of(words, args), required=required, most=len(args), got=len(values))
+    for arg, value in zip(args, values, strict=False):
+        if not arg.accepts(value):
+            return Problem(words, usage_of(words, args), arg=arg, value=value)
+    return None
+
+
+@dataclass(frozen=True)
 class Command:
-    """One word after `/nexy`: its help, route, runbook section and arguments."""
+    """One command after `/nexy` (one word, or two: `incident close`): its help, route, runbook
+    section, arguments, which incident it works on, and who may run it. A command with
+    `subcommands` (`fix`) takes a target first, then that target's own arguments."""
 
     name: str
     summary: str
@@ -31,43 +79,70 @@ class Command:
     section: str = ""
     args: tuple[Arg, ...] = ()
     changes_vm: bool = False  # a fix: only operators may request it, and it runs only once approved
+    scope: Scope = Scope.CHANNEL
+    operator: bool = False  # only operators may run it (closing an incident)
+    subcommands: tuple[tuple[str, tuple[Arg, ...]], ...] = ()
 
     @property
     def usage(self) -> str:
-        parts = [f"/nexy {self.name}"]
-        for arg in self.args:
-            shown = "|".join(arg.choices) if arg.choices else arg.name
-            parts.append(f"[{shown}]" if arg.optional else f"<{shown}>")
-        return " ".join(parts)
+        return usage_of(self.name, self.args)
 
-    def problem(self, values: list[str] | tuple[str, ...]) -> str | None:
+    def bind(self, values: list[str] | tuple[str, ...]) -> Problem | None:
         """What is wrong with these argument values (None if they bind)."""
-        required = [arg for arg in self.args if not arg.optional]
-        if not len(required) <= len(values) <= len(self.args):
-            return "count"
-        for arg, value in zip(self.args, values, strict=False):
-            if not arg.accepts(value):
-                return arg.name
-        return None
+        if not self.subcommands:
+            return _bind(self.name, self.args, values)
+        if not values:
+            return Problem(self.name, self.usage, required=1, most=1, got=0)
+        target, own = self.args[0], dict(self.subcommands)
+        if not target.accepts(values[0]):
+            return Problem(self.name, self.usage, arg=target, value=values[0])
+        return _bind(f"{self.name} {values[0]}", own[values[0]], values[1:])
 
+    def values(self, values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """The bound values to store and queue: free text redacted (a secret typed by mistake never
+        reaches Redis, Slack or a log)."""
+        bound = joined(self.args, values)
+        if self.args and self.args[-1].text and len(bound) == len(self.args):
+            return (*bound[:-1], redact(bound[-1]))
+        return bound
+
+
+RUNBOOK = Command("runbook", "each runbook section: its symptoms, the commands for it and where they run", Route.INLINE)
 
 HELP = Command(
     "help",
     "the command list, or one command's usage",
     Route.INLINE,
-    args=(Arg("command", r"[a-z-]{1,32}", "a command name", optional=True),),
+    args=(Arg("command", "", "a command name", optional=True, text=True, max_chars=40),),
 )
 
 
 class Registry:
     """The tables, built from the declarations."""
 
-    def __init__(self, checks: Iterable[Check], fixes: Iterable[Fix], symptoms: Iterable[tuple[Symptom, str]]):
+    def __init__(
+        self,
+        checks: Iterable[Check],
+        fixes: Iterable[Fix],
+        symptoms: Iterable[tuple[Symptom, str]],
+        probes: dict[str, Callable[[Settings], Any]] | None = None,
+    ):
+        self.probes = dict(probes or {})
         self.checks: dict[str, Check] = {}
         self.fixes: dict[str, Fix] = {}
         self.commands: dict[str, Command] = {}
         for item in checks:
-            self._add(Command(item.command, item.help, item.route, item.section, item.args))
+            self._add(
+                Command(
+                    item.command,
+                    item.help,
+                    item.route,
+                    item.section,
+                    item.args,
+                    scope=item.scope,
+                    operator=item.operator,
+                )
+            )
             self.checks[item.command] = item
         targets = []
         for fix in fixes:
@@ -75,9 +150,9 @@ class Registry:
                 raise ValueError(f"two fixes are named {fix.name!r}")
             self.fixes[fix.name] = fix
             if fix.command.startswith("fix "):
-                targets.append(fix.name)
+                targets.append(fix)
             else:
-                self._add(Command(fix.command, fix.help, Route.VM, fix.section, changes_vm=True))
+                self._add(Command(fix.command, fix.help, Route.VM, fix.section, fix.args, changes_vm=True))
         if targets:
             self._add(
                 Command(
@@ -85,10 +160,12 @@ class Registry:
                     "plan a runbook fix; it runs only after an approver reacts :white_check_mark: on the plan",
                     Route.VM,
                     "",
-                    (Arg("target", r"[a-z-]+", "a fix", choices=tuple(targets)),),
+                    (Arg("target", r"[a-z-]+", "a fix", choices=tuple(f.name for f in targets)),),
                     changes_vm=True,
+                    subcommands=tuple((f.name, f.args) for f in targets),
                 )
             )
+        self._add(RUNBOOK)
         self._add(HELP)
         # Help lists the commands in runbook order; those of no section (queue, help) last.
         self.commands = dict(sorted(self.commands.items(), key=lambda pair: _section_key(pair[1].section)))
@@ -102,15 +179,24 @@ class Registry:
             raise ValueError(f"duplicate command {command.name!r}")
         self.commands[command.name] = command
 
+    def lookup(self, words: list[str]) -> tuple[Command | None, list[str]]:
+        """The command the words name (two words before one: `incident close`), and the rest."""
+        if len(words) > 1 and (pair := self.commands.get(f"{words[0].lower()} {words[1].lower()}")):
+            return pair, words[2:]
+        return self.commands.get(words[0].lower()) if words else None, words[1:]
+
+    def family(self, command: Command) -> list[Command]:
+        """The two-word commands that start with this one's word (`incident new`, `incident close`)."""
+        return [c for c in self.commands.values() if c.name.startswith(command.name + " ")]
+
     def accepts(self, words: str) -> bool:
         """Whether `/nexy <words>` is a command the parser takes."""
-        name, *values = words.split()
-        command = self.commands.get(name)
-        return command is not None and command.problem(values) is None
+        command, values = self.lookup(words.split())
+        return command is not None and command.bind(values) is None
 
     def _check_references(self) -> None:
         named: list[tuple[str, str]] = [(words, f"in {where}") for words, where in sorted(REFERENCED.items())]
-        named.extend((s.fix, f"symptom {s.section}") for s in self.symptoms if s.fix)
+        named.extend((s.fix, f"symptom {s.section}") for s in self.symptoms)
         missing = [f"`/nexy {words}` ({where})" for words, where in named if not self.accepts(words)]
         if missing:
             raise ValueError("commands named but not accepted by the parser: " + ", ".join(missing))
@@ -131,11 +217,35 @@ class Registry:
             if command.name == "fix":
                 for name in command.args[0].choices:
                     fix = self.fixes[name]
-                    lines.append(f"`/nexy {fix.command}`: {fix.help} (runbook {fix.section})")
+                    lines.append(f"`{usage_of(fix.command, fix.args)}`: {fix.help} (runbook {fix.section})")
                 continue
             section = f" (runbook {command.section})" if command.section else ""
             lines.append(f"`{command.usage}`: {command.summary}{section}")
         return lines
+
+    def sections(self) -> list[Section]:
+        """The runbook as the registry holds it, in section order (`/nexy runbook`)."""
+        found: dict[str, dict[str, Any]] = {}
+
+        def entry(section: str, title: str) -> dict[str, Any]:
+            item = found.setdefault(section, {"title": "", "symptoms": [], "commands": []})
+            item["title"] = item["title"] or title
+            return item
+
+        for check in self.checks.values():
+            if check.section:
+                entry(check.section, check.title)["commands"].append(
+                    (usage_of(check.command, check.args), _WHERE[check.route])
+                )
+        for fix in self.fixes.values():
+            where = "VM queue: a plan (one run-command), an approval, then apply and verify (one run-command)"
+            entry(fix.section, fix.title)["commands"].append((usage_of(fix.command, fix.args), where))
+        for symptom in self.symptoms:
+            entry(symptom.section, symptom.title)["symptoms"].append(symptom)
+        return [
+            Section(key, item["title"], tuple(item["symptoms"]), tuple(item["commands"]))
+            for key, item in sorted(found.items(), key=lambda pair: _section_key(pair[0]))
+        ]
 
     @cached_property
     def journal_patterns(self) -> tuple[str, ...]:
@@ -153,10 +263,31 @@ class Registry:
 
 
 def _section_key(section: str) -> tuple[float, ...]:
-    """`0.1` < `1` < `5` < `6.2` < `7-9` < no section."""
+    """`0.1` < `1` < `5` < `6.2` < `7-9` < `all` < no section."""
     if not section:
-        return (float("inf"),)
-    return tuple(float(part) for part in section.split("-")[0].split("."))
+        return (float("inf"), 1)
+    try:
+        return tuple(float(part) for part in section.split("-")[0].split("."))
+    except ValueError:
+        return (float("inf"), 0)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One runbook section as the registry knows it: its title, symptoms, and the commands for it."""
+
+    section: str
+    title: str
+    symptoms: tuple[Symptom, ...]
+    commands: tuple[tuple[str, str], ...]  # (usage, where it runs)
+
+
+_WHERE = {
+    Route.IO: "io queue, no run-command",
+    Route.VM: "VM queue, one run-command",
+    Route.VM_IF_REACHABLE: "VM queue, one run-command (io when the VM cannot be reached)",
+    Route.INLINE: "answered at once",
+}
 
 
 def discover() -> None:
@@ -171,7 +302,7 @@ def discover() -> None:
 
 def build() -> Registry:
     discover()
-    return Registry(DECLARED.checks, DECLARED.fixes, DECLARED.symptoms)
+    return Registry(DECLARED.checks, DECLARED.fixes, DECLARED.symptoms, DECLARED.probes)
 
 
 REGISTRY = build()

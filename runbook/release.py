@@ -377,7 +377,13 @@ def _publish_commands(r: ReleaseReport, *, inbox: bool) -> str:
     return "\n".join(lines)
 
 
-@check("release", section="7-9", route=Route.VM_IF_REACHABLE, scripts=(VM_SCRIPT,))
+@check(
+    "release",
+    section="7-9",
+    title="Release Assets And manifest.json",
+    route=Route.VM_IF_REACHABLE,
+    scripts=(VM_SCRIPT,),
+)
 def release(ctx: Context) -> str:
     """release: release `Update` assets (Nexy.dmg, Nexy.pkg) against the VM's manifest.json: url, version, build"""
     settings = ctx.settings

@@ -35,14 +35,14 @@ class Restart(Fix):
     plan_script = script(__file__, "restart_plan")
     apply_script = script(__file__, "restart_apply")
 
-    def commands(self, settings: Settings) -> list[str]:
+    def commands(self, settings: Settings, args: tuple[str, ...] = ()) -> list[str]:
         return [
             "preflight (runbook 0.1); restart only if it passes",
             f"sudo systemctl restart {settings.nexy_service}",
             *verify_commands(settings),
         ]
 
-    def assess(self, facts: dict[str, str], settings: Settings) -> Assessment:
+    def assess(self, facts: dict[str, str], settings: Settings, args: tuple[str, ...] = ()) -> Assessment:
         active = facts.get("active", "unknown")
         failed = facts.get("pf_failed", "")
         if failed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import render
+from bot.incidents import EventKind
 from bot.wording.refs import command
 from jobs.context import Context, output_excerpt
 from runbook.item import Route, Symptom, check, patterns_parameter, script
@@ -50,13 +51,11 @@ def render_report(r: StatusReport) -> tuple[str, list[dict]]:
 
 
 def next_step(symptom: Symptom) -> str:
-    """What to do about a symptom: its fix command, or the runbook's steps by hand."""
-    if symptom.fix:
-        return f"Next: `/nexy {symptom.fix}`"
-    return f"Next (by hand, runbook {symptom.section}): {symptom.manual}"
+    """What to do about a symptom: its fix command."""
+    return f"Next: `/nexy {symptom.fix}`"
 
 
-@check("status", section="5", route=Route.VM, scripts=(SCRIPT,))
+@check("status", section="5", title="Service Restart / systemd Failure", route=Route.VM, scripts=(SCRIPT,))
 def status(ctx: Context) -> str:
     """status: service state, the journal lines that matter, and where the runbook branches"""
     registry = ctx.runtime.registry
@@ -73,4 +72,7 @@ def status(ctx: Context) -> str:
         result.output,
     )
     ctx.post(render_report(report), kind="status", duration_s=result.duration_s, output=result.output)
+    if report.symptoms:
+        symptom, line = report.symptoms[0]
+        ctx.record(EventKind.DIAGNOSIS, section=symptom.section, title=symptom.title, line=line, fix=symptom.fix)
     return active

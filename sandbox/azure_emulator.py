@@ -55,6 +55,20 @@ _VM_PATH = re.compile(
     r"virtualMachines/(?P<vm>[^/]+)"
     r"(?P<action>/runCommand|/instanceView|/providers/Microsoft\.Authorization/permissions)?/?$", re.IGNORECASE)
 
+RUN_COMMAND_ACTION = "Microsoft.Compute/virtualMachines/runCommand/action"
+CLIENT_ID = "5f0c1e52-7d2b-4c1a-9a4e-0d9d5e1b7c3a"
+"""The emulated identity's object id, as ARM names it in an AuthorizationFailed message."""
+
+READER_ACTIONS = ("*/read",)
+"""The Reader role: every read, no action (so no Run Command)."""
+
+SCENARIOS: dict[str, str] = {
+    "azure-token-expired": "1: Azure refuses the bot's bearer token (401 InvalidAuthenticationToken)",
+    "azure-no-role": "1: the identity holds Reader only: it can read the VM but not run commands (403)",
+    "azure-wrong-subscription": "1: AZURE_SUBSCRIPTION_ID names a subscription the identity cannot see (404)",
+}
+"""Section 1 faults, at the emulator; `apply_scenario` puts it into one, `healthy` heals them all."""
+
 VIRTUAL_MACHINE_CONTRIBUTOR_ACTIONS = (
     "Microsoft.Authorization/*/read",
     "Microsoft.Compute/availabilitySets/*",
@@ -132,6 +146,7 @@ class AzureEmulator:
         self.permissions: list[dict] = []
         """What the permissions list answers for the caller on any VM: one entry a role (see `set_permissions`)."""
         self.set_permissions(VIRTUAL_MACHINE_CONTRIBUTOR_ACTIONS)
+        self._healthy = (self.token, self.subscription_id)
         self._vms: dict[tuple[str, str], _VM] = {}
         self._busy: dict[tuple[str, str], int] = {}
         self._running: dict[tuple[str, str], int] = {}
@@ -146,10 +161,31 @@ class AzureEmulator:
         with self._lock:
             self._vms[(resource_group.lower(), name.lower())] = _VM(resource_group, name, vm, location)
 
+    def allows(self, action: str) -> bool:
+        """Whether the caller's roles grant `action` (an `actions` pattern matches, no `notActions` one does)."""
+        def matches(pattern: str) -> bool:
+            return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), action, re.IGNORECASE) is not None
+
+        return any(any(map(matches, p["actions"])) and not any(map(matches, p["notActions"]))
+                   for p in self.permissions)
+
     def set_permissions(self, actions, not_actions=()) -> None:
         """The caller holds one role on the VMs with these actions and notActions (wildcards as ARM has them)."""
         self.permissions = [{"actions": list(actions), "notActions": list(not_actions),
                              "dataActions": [], "notDataActions": []}]
+
+    def apply_scenario(self, name: str) -> None:
+        """Put the emulator into a section 1 fault (SCENARIOS), or back to healthy."""
+        self.token, self.subscription_id = self._healthy
+        self.set_permissions(VIRTUAL_MACHINE_CONTRIBUTOR_ACTIONS)
+        if name == "azure-token-expired":
+            self.token = "expired-" + self.token
+        elif name == "azure-no-role":
+            self.set_permissions(READER_ACTIONS)
+        elif name == "azure-wrong-subscription":
+            self.subscription_id = "11111111-2222-3333-4444-555555555555"
+        elif name != "healthy":
+            raise ValueError(f"unknown Azure scenario {name!r}")
 
     def busy(self, resource_group: str, name: str, times: int) -> None:
         """The next `times` run commands on that VM get 409 Conflict, as if another one were running."""
@@ -385,6 +421,13 @@ class AzureEmulator:
                         payload = json.loads(body or b"{}")
                     except json.JSONDecodeError as exc:
                         return self._error(400, "InvalidRequestContent", f"The request content was invalid: {exc}")
+                    if not emu.allows(RUN_COMMAND_ACTION):
+                        scope = emu._vm_id(entry)
+                        return self._error(
+                            403, "AuthorizationFailed",
+                            f"The client '{CLIENT_ID}' with object id '{CLIENT_ID}' does not have authorization to "
+                            f"perform action '{RUN_COMMAND_ACTION}' over scope '{scope}' or the scope is invalid. If "
+                            "access was recently granted, please refresh your credentials.")
                     command = str(payload.get("commandId") or "")
                     if not command:
                         return self._error(400, "InvalidParameter", "Required parameter 'commandId' is missing (null).")

@@ -28,6 +28,8 @@ COMMANDS = {
     "/react": ("/react <n> [emoji]", "add a reaction (default white_check_mark) to message [n]"),
     "/unreact": ("/unreact <n> [emoji]", "remove it"),
     "/click": ("/click <n> <button>", "press a button of message [n] (by its label, e.g. Approve)"),
+    "/tick": ("/tick <n> <k> [k ...]", "tick or untick checkbox k (1 = the first shown) of message [n]"),
+    "/home": ("/home", "open the bot's App Home tab (prints the published view)"),
     "/channel": ("/channel <id>", "switch channel"),
     "/scenario": ("/scenario [name]", "put the sandbox into a runbook fault (/scenario healthy heals it); "
                                       "without a name, list them"),
@@ -101,12 +103,15 @@ class Console:
         if kind == "reaction":
             body = " ".join(f":{name}: {', '.join(users)}" for name, users in message.reactions.items()) or "(none)"
         indent = "    ↳ " if message.thread_ts and message.thread_ts != message.ts else ""
-        body = re.sub(r"<@([A-Z0-9]+)>", lambda m: "@" + self.slack.users.get(m.group(1), m.group(1)), body)
-        body = re.sub(r"<!date\^\d+\^[^|>]*\|([^>]*)>", r"\1", body)  # Slack shows the reader's local time
-        lines = body.splitlines() or [""]
+        lines = self.readable(body).splitlines() or [""]
         head = f"{indent}[{number}] {who}{label}: {lines[0]}"
         pad = " " * (len(indent) + 4)
         return "\n".join([head, *(pad + line for line in lines[1:])])
+
+    def readable(self, body: str) -> str:
+        """Mentions as @names, dates as Slack shows them (the fallback: the reader's zone is UTC here)."""
+        body = re.sub(r"<@([A-Z0-9]+)>", lambda m: "@" + self.slack.users.get(m.group(1), m.group(1)), body)
+        return re.sub(r"<!date\^\d+\^[^|>]*\|([^>]*)>", r"\1", body)
 
     def say(self, text: str) -> None:
         with self._lock:
@@ -241,6 +246,10 @@ class Console:
             self._react(head, words)
         elif head == "/click" and len(words) >= 3:
             self._click(words[1], " ".join(words[2:]))
+        elif head == "/tick" and len(words) >= 3 and all(w.isdigit() for w in words[2:]):
+            self._tick(words[1], [int(w) for w in words[2:]])
+        elif head == "/home":
+            self._home()
         elif head == "/channel" and len(words) == 2:
             self.channel = words[1]
             self.say(f"(now in #{self.channel})")
@@ -281,6 +290,35 @@ class Console:
                         block_id=block.get("block_id", "b")))
                     return
         self.say(f"(message [{number}] has no button {label!r})")
+
+    def _tick(self, number: str, picks: list[int]) -> None:
+        message = self._message(number)
+        if message is None:
+            return self.say(f"(no message [{number}])")
+        for block in message.blocks:
+            for element in block.get("elements", []) if block.get("type") == "actions" else []:
+                if element.get("type") == "checkboxes":
+                    values = [o["value"] for o in element["options"]]
+                    ticked = {o["value"] for o in element.get("initial_options") or []}
+                    for pick in picks:
+                        if 1 <= pick <= len(values):
+                            ticked ^= {values[pick - 1]}
+                    self._check(self.slack.checkboxes(user=self.user, channel=message.channel, message_ts=message.ts,
+                                                      action_id=element["action_id"],
+                                                      selected=[v for v in values if v in ticked]))
+                    return
+        self.say(f"(message [{number}] has no checkboxes)")
+
+    def _home(self, timeout: float = 30.0) -> None:
+        """Open the Home tab and print the view the bot publishes (waiting for that view only, not for
+        the queues: a run-command may be running)."""
+        before = self.slack.home_views.get(self.user)
+        self._check(self.slack.app_home_opened(user=self.user))
+        deadline = time.monotonic() + timeout
+        while self.slack.home_views.get(self.user) is before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        view = self.slack.home_views.get(self.user)
+        self.say(self.readable(render.plain(view["blocks"])) if view is not before else "(no Home view was published)")
 
     def _scenario(self, name: str | None) -> None:
         if self.sandbox is None:

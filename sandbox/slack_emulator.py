@@ -52,6 +52,10 @@ MAX_HEADER_TEXT = 150
 MAX_ACTIONS_ELEMENTS = 25
 MAX_CONTEXT_ELEMENTS = 10
 MAX_BLOCK_ID = 255
+MAX_OPTIONS = 10
+MAX_OPTION_TEXT = 75
+MAX_VIEW_BYTES = 250_000
+VIEW_BLOCK_TYPES = {"section", "header", "divider", "context", "actions", "image", "input", "rich_text", "video"}
 TRIGGER_TTL_SECONDS = 3.0
 RESPONSE_URL_USES = 5
 RESPONSE_URL_TTL_SECONDS = 30 * 60
@@ -117,9 +121,63 @@ def _validate_blocks(blocks: list, pointer: str, max_blocks: int) -> list[str]:
             errors.append(f"no more than {MAX_ACTIONS_ELEMENTS} items allowed [json-pointer:{at}/elements]")
         elif kind == "context" and len(block.get("elements") or []) > MAX_CONTEXT_ELEMENTS:
             errors.append(f"no more than {MAX_CONTEXT_ELEMENTS} items allowed [json-pointer:{at}/elements]")
+        elements = list(block.get("elements") or []) if kind == "actions" else []
+        if kind == "section" and isinstance(block.get("accessory"), dict):
+            elements, element_at = [block["accessory"]], [f"{at}/accessory"]
+        else:
+            element_at = [f"{at}/elements/{j}" for j in range(len(elements))]
+        for element, where in zip(elements, element_at):
+            errors.extend(_validate_options(element, where))
         if len(str(block.get("block_id", ""))) > MAX_BLOCK_ID:
             errors.append(f"must be less than {MAX_BLOCK_ID + 1} characters [json-pointer:{at}/block_id]")
     return errors
+
+
+def _validate_options(element: Any, at: str) -> list[str]:
+    """Slack's limits on a checkbox group's (or a menu's) options."""
+    if not isinstance(element, dict) or "options" not in element:
+        return []
+    options = element.get("options")
+    if not isinstance(options, list) or not options:
+        return [f"missing required field: options [json-pointer:{at}]"]
+    errors = []
+    if len(options) > MAX_OPTIONS:
+        errors.append(f"no more than {MAX_OPTIONS} items allowed [json-pointer:{at}/options]")
+    values = []
+    for j, option in enumerate(options):
+        for part in ("text", "description"):
+            text = (option.get(part) or {}).get("text", "") if isinstance(option, dict) else ""
+            if len(str(text)) > MAX_OPTION_TEXT:
+                errors.append(f"must be less than {MAX_OPTION_TEXT + 1} characters [json-pointer:{at}/options/{j}/{part}/text]")
+        values.append(option.get("value") if isinstance(option, dict) else None)
+    for j, initial in enumerate(element.get("initial_options") or []):
+        if not isinstance(initial, dict) or initial.get("value") not in values or initial not in options:
+            errors.append(f"must match one of the provided options [json-pointer:{at}/initial_options/{j}]")
+    return errors
+
+
+def _validate_view(view: Any) -> list[str]:
+    """A Home tab view as views.publish checks it: its type, its blocks, and the blocks' limits."""
+    if not isinstance(view, dict):
+        return ["must provide an object [json-pointer:/view]"]
+    errors = []
+    if view.get("type") != "home":
+        errors.append("must be one of the provided values: home [json-pointer:/view/type]")
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list):
+        return errors + ["missing required field: blocks [json-pointer:/view]"]
+    for i, block in enumerate(blocks):
+        if isinstance(block, dict) and block.get("type") and block["type"] not in VIEW_BLOCK_TYPES:
+            errors.append(f"failed to match all allowed schemas [json-pointer:/view/blocks/{i}]")
+        text = block.get("text") if isinstance(block, dict) else None
+        if block.get("type") == "header" and isinstance(text, dict) and text.get("type") != "plain_text":
+            errors.append(f"must be one of the provided values: plain_text [json-pointer:/view/blocks/{i}/text/type]")
+        if isinstance(text, dict) and not str(text.get("text", "")):
+            errors.append(f"must be more than 0 characters [json-pointer:/view/blocks/{i}/text/text]")
+    for field_name, limit in (("private_metadata", 3000), ("callback_id", 255), ("external_id", 255)):
+        if len(str(view.get(field_name, ""))) > limit:
+            errors.append(f"must be less than {limit + 1} characters [json-pointer:/view/{field_name}]")
+    return errors + _validate_blocks(blocks, "/view/blocks", MAX_VIEW_BLOCKS)
 
 
 def _blocks_error(code: str, errors: list[str]) -> _ApiError:
@@ -244,6 +302,7 @@ class SlackEmulator:
         self.usergroups: dict[str, list[str]] = {"oncall": ["U0ALICE", "U0BOB"]}
         self.calls: list[tuple[str, dict]] = []
         self.last_view: dict | None = None
+        self.home_views: dict[str, dict] = {}  # user id -> the Home tab view published for them
         self.last_sent: dict | None = None  # the last payload sent to the bot, parsed
         self._lock = threading.RLock()
         self._messages: list[Message] = []
@@ -267,6 +326,8 @@ class SlackEmulator:
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.getPermalink": self._chat_get_permalink,
+            "views.publish": self._views_publish,
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "views.open": self._views_open,
@@ -538,6 +599,16 @@ class SlackEmulator:
         self._notify("update", msg)
         return {"ok": True, "channel": channel, "ts": msg.ts, "text": msg.text, "message": self._message_json(msg)}
 
+    def _chat_get_permalink(self, params: dict) -> dict:
+        channel = self._channel(params)
+        msg = self._by_ts.get(str(params.get("message_ts") or ""))
+        if msg is None or msg.channel != channel or msg.ephemeral_to:
+            raise _ApiError("message_not_found")
+        link = f"https://sandbox.slack.com/archives/{channel}/p{msg.ts.replace('.', '')}"
+        if msg.thread_ts and msg.thread_ts != msg.ts:
+            link += f"?thread_ts={msg.thread_ts}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": link}
+
     def _chat_post_ephemeral(self, params: dict) -> dict:
         channel = self._channel(params)
         user = str(params.get("user") or "")
@@ -611,6 +682,37 @@ class SlackEmulator:
                   "app_installed_team_id": self.team_id, "bot_id": self.bot_id}
         self.last_view = opened
         return {"ok": True, "view": copy.deepcopy(opened)}
+
+    def _views_publish(self, params: dict) -> dict:
+        user = str(params.get("user_id") or "")
+        if not user:
+            raise _ApiError("invalid_arguments", response_metadata={"messages": ["[ERROR] missing required field: user_id"]})
+        if user not in self.users:
+            raise _ApiError("user_not_found")
+        raw = params.get("view")
+        if len((raw if isinstance(raw, str) else json.dumps(raw)).encode()) > MAX_VIEW_BYTES:
+            raise _ApiError("view_too_large")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raise _ApiError("invalid_arguments") from None
+        errors = _validate_view(raw)
+        if errors:
+            raise _blocks_error("invalid_arguments", errors)
+        current = self.home_views.get(user)
+        if params.get("hash") and current is not None and params["hash"] != current["hash"]:
+            raise _ApiError("hash_conflict")
+        view_id = current["id"] if current else f"V{next(self._ids):08d}"
+        view = {"id": view_id, "team_id": self.team_id, "type": "home", "blocks": raw["blocks"],
+                "private_metadata": raw.get("private_metadata", ""), "callback_id": raw.get("callback_id", ""),
+                "state": {"values": {}}, "hash": f"{int(self._now())}.{secrets.token_hex(4)}",
+                "title": None, "clear_on_close": False, "notify_on_close": False, "close": None, "submit": None,
+                "previous_view_id": None, "root_view_id": view_id, "app_id": self.app_id,
+                "external_id": raw.get("external_id", ""), "app_installed_team_id": self.team_id,
+                "bot_id": self.bot_id}
+        self.home_views[user] = view
+        return {"ok": True, "view": copy.deepcopy(view)}
 
     def _usergroup(self, handle: str, users: list[str], include_users: bool) -> dict:
         group = {"id": "S" + handle.upper(), "team_id": self.team_id, "is_usergroup": True, "name": handle,
@@ -940,6 +1042,46 @@ class SlackEmulator:
         if not ephemeral:  # Slack leaves the message out for ephemeral containers
             payload["message"] = message_json
         return self._send_payload(payload)
+
+    def checkboxes(self, *, user: str, channel: str, message_ts: str, action_id: str,
+                   selected: list[str]) -> httpx.Response:
+        """Tick checkboxes of a stored message: `selected` are the values ticked after the click, as
+        Slack sends them (block_actions with `selected_options`, and the same in `state`)."""
+        with self._lock:
+            msg = self._by_ts.get(message_ts)
+            if msg is None:
+                raise ValueError(f"no stored message with ts {message_ts}: nothing to tick")
+            block, element = _find_element(msg.blocks, action_id)
+            if element is None or element.get("type") != "checkboxes":
+                raise ValueError(f"message {message_ts} has no checkboxes {action_id!r}")
+            options = [o for o in element["options"] if o["value"] in selected]
+            message_json = self._message_json(msg)
+        block_id = (block or {}).get("block_id") or "b"
+        action = {"type": "checkboxes", "action_id": action_id, "block_id": block_id,
+                  "selected_options": copy.deepcopy(options), "action_ts": f"{time.time():.6f}"}
+        container = {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False}
+        if msg.thread_ts:
+            container["thread_ts"] = msg.thread_ts
+        payload = {"type": "block_actions", "user": self._user_obj(user), "api_app_id": self.app_id,
+                   "token": VERIFICATION_TOKEN, "container": container, "trigger_id": self._new_trigger(),
+                   "team": self._team_obj(), "enterprise": None, "is_enterprise_install": False,
+                   "channel": {"id": channel, "name": self.channels.get(channel, channel.lower())},
+                   "message": message_json,
+                   "state": {"values": {block_id: {action_id: {"type": "checkboxes",
+                                                               "selected_options": copy.deepcopy(options)}}}},
+                   "response_url": self._new_response_url("actions", channel=channel, user=user, original=message_ts),
+                   "actions": [action]}
+        return self._send_payload(payload)
+
+    def app_home_opened(self, *, user: str, tab: str = "home", event_id: str | None = None) -> httpx.Response:
+        """Send the app_home_opened event Slack sends when a user opens the app's Home (with the
+        view last published for them, as Slack includes it)."""
+        event = {"type": "app_home_opened", "user": user, "channel": "D" + user[1:], "tab": tab,
+                 "event_ts": self._next_ts()}
+        with self._lock:
+            if tab == "home" and user in self.home_views:
+                event["view"] = copy.deepcopy(self.home_views[user])
+        return self.event(event, event_id=event_id)
 
     def view_submission(self, *, user: str, callback_id: str, values: dict,
                         private_metadata: str = "") -> httpx.Response:

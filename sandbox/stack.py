@@ -10,7 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from sandbox.azure_emulator import SCENARIOS as AZURE_SCENARIOS
 from sandbox.azure_emulator import AzureEmulator
+from sandbox.gemini_emulator import GeminiEmulator
 from sandbox.github_emulator import SCENARIOS as GITHUB_SCENARIOS
 from sandbox.github_emulator import GitHubEmulator
 from sandbox.slack_emulator import SlackEmulator
@@ -23,7 +25,7 @@ RUN_COMMAND_DELAY_S = 2.0
 
 def scenarios() -> dict[str, str]:
     """Every scenario `nexy run --scenario` accepts, with its description."""
-    return {**GITHUB_SCENARIOS, **VM_SCENARIOS}
+    return {**GITHUB_SCENARIOS, **VM_SCENARIOS, **AZURE_SCENARIOS}
 
 
 class SandboxStack:
@@ -39,13 +41,15 @@ class SandboxStack:
         self.slack = SlackEmulator()
         self.github = GitHubEmulator()
         self.azure = AzureEmulator(delay_s=run_command_delay_s)
-        self.vm = SimulatedVM(self.data_dir / "vm")
+        self.vm = SimulatedVM(self.data_dir / "vm", production_paths=True)
+        self.gemini = GeminiEmulator(self.vm.gemini_state)
 
     def start(self) -> "SandboxStack":
         shutil.rmtree(self.data_dir / "vm", ignore_errors=True)  # each run starts from a healthy VM
         self.slack.start()
         self.github.start()
         self.vm.create()
+        self.gemini.start()
         self.azure.start()
         self.azure.add_vm(self.resource_group, self.vm_name, self.vm)
         self.apply(self.initial_scenario)
@@ -57,6 +61,7 @@ class SandboxStack:
         if self.scenario in VM_SCENARIOS and self.scenario != "healthy":
             self.vm.heal()
         self.github.apply_scenario(scenario if scenario in GITHUB_SCENARIOS else "healthy")
+        self.azure.apply_scenario(scenario if scenario in AZURE_SCENARIOS else "healthy")
         # the VM runs what the server repository holds: its deploy brought manifest.json along
         self.vm.deploy_manifest(self.github.manifest())
         if scenario == "run-command-busy":
@@ -85,13 +90,14 @@ class SandboxStack:
             **self.vm.settings_env(),
             "NEXY_VM_HEALTH_URLS": ",".join(self.vm.health_urls),
             "NEXY_VERIFY_WAIT_S": "15",
+            "NEXY_GEMINI_URL": self.gemini.url,
             # The console's users: alice and bob may ask for fixes, bob and carol may approve them.
             "NEXY_OPERATORS": "U0ALICE,U0BOB",
             "NEXY_APPROVERS": "U0BOB,U0CAROL",
         }
 
     def stop(self) -> None:
-        for part in (self.azure, self.vm, self.github, self.slack):
+        for part in (self.azure, self.gemini, self.vm, self.github, self.slack):
             part.stop()
 
     def __enter__(self) -> "SandboxStack":

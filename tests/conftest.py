@@ -15,6 +15,7 @@ from bot.embedded_redis import EmbeddedRedis
 from bot.settings import Settings, load_settings
 from jobs.worker import build_runtime, serve
 from sandbox.azure_emulator import AzureEmulator
+from sandbox.gemini_emulator import GeminiEmulator
 from sandbox.github_emulator import GitHubEmulator
 from sandbox.health_server import HealthServer
 from sandbox.slack_emulator import SlackEmulator
@@ -69,7 +70,14 @@ def azure(vm: SimulatedVM) -> Iterator[AzureEmulator]:
 
 
 @pytest.fixture
-def vm_settings(make_settings, vm: SimulatedVM, azure: AzureEmulator) -> Callable[..., Settings]:
+def gemini(vm: SimulatedVM) -> Iterator[GeminiEmulator]:
+    """The Gemini API emulator, judging keys as the simulated VM's service does."""
+    with GeminiEmulator(vm.gemini_state) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def vm_settings(make_settings, vm: SimulatedVM, azure: AzureEmulator, gemini: GeminiEmulator) -> Callable[..., Settings]:
     """Settings for the bot to reach the simulated VM through the Azure emulator."""
 
     def build(**overrides: object) -> Settings:
@@ -85,6 +93,7 @@ def vm_settings(make_settings, vm: SimulatedVM, azure: AzureEmulator) -> Callabl
             nexy_conflict_max_wait_s=2.0,
             nexy_vm_health_urls=",".join(vm.health_urls),
             nexy_verify_wait_s=10,
+            nexy_gemini_url=gemini.url,
         )
         values.update(overrides)
         return make_settings(**values)

@@ -18,10 +18,12 @@ STATUS = command("status")
 PREFLIGHT = command("preflight")
 RESTART = command("restart")
 HEALTH = command("health")
+FIX_API_KEY = command("fix api-key")
 
 _OUTCOMES = {
     ApplyOutcome.VERIFIED: ":large_green_circle: *Fixed and verified*",
     ApplyOutcome.STALE: ":no_entry: *Refused: the VM changed since the plan*",
+    ApplyOutcome.SMOKE_FAILED: ":no_entry: *Refused: the new key failed the Gemini smoke test on the VM*",
     ApplyOutcome.PREFLIGHT_FAILED: ":red_circle: *Applied, but not restarted: the 0.1 preflight fails*",
     ApplyOutcome.VERIFY_FAILED: ":red_circle: *Applied and restarted, but verify failed*",
     ApplyOutcome.FAILED: ":x: *A step of the apply failed*",
@@ -34,7 +36,7 @@ def report(
 ) -> tuple[str, list[dict]]:
     facts = result.facts
     headline = (
-        f"{_OUTCOMES[outcome]}: plan {plan.id} `{fix.words}` (runbook {fix.section}), approved by <@{plan.decided_by}>"
+        f"{_OUTCOMES[outcome]}: plan {plan.id} `{plan.words}` (runbook {fix.section}), approved by <@{plan.decided_by}>"
     )
     blocks = [render.section(headline)]
     if outcome is ApplyOutcome.STALE:
@@ -42,7 +44,14 @@ def report(
         blocks.append(
             render.section(
                 f"The plan captured `{plan.fingerprint}`; the VM now has `{now}`. "
-                f"Nothing was changed. For a fresh plan: `/nexy {fix.words}`."
+                f"Nothing was changed. For a fresh plan: `/nexy {plan.words}`."
+            )
+        )
+    elif outcome is ApplyOutcome.SMOKE_FAILED:
+        blocks.append(
+            render.section(
+                f"Gemini answered HTTP {facts.get('smoke', '?')} to a minimal call with the new key from the VM. "
+                f"The key was not written and nothing was restarted. Type another key: {FIX_API_KEY}."
             )
         )
     elif outcome is ApplyOutcome.UNKNOWN:
@@ -93,11 +102,8 @@ def verify_lines(facts: dict[str, str], outcome: ApplyOutcome) -> list[str]:
 
 def _final_state(facts: dict[str, str], outcome: ApplyOutcome, service: str) -> str:
     if outcome is ApplyOutcome.VERIFIED:
-        return (
-            f"*State*: `{service}` is active, every health endpoint answers, and the journal since the restart "
-            f"is free of the symptom. {HEALTH} checks it from outside."
-        )
-    if outcome is ApplyOutcome.STALE:
+        return f"*State*: fixed; every verify check above passed. {HEALTH} checks it from outside."
+    if outcome in (ApplyOutcome.STALE, ApplyOutcome.SMOKE_FAILED):
         return "*State*: unchanged by this plan."
     if outcome is ApplyOutcome.PREFLIGHT_FAILED:
         return (
@@ -116,6 +122,13 @@ def _final_state(facts: dict[str, str], outcome: ApplyOutcome, service: str) -> 
             "then the section it names."
         )
     return f"*State*: unknown. Next: {STATUS}, then {PREFLIGHT}."
+
+
+def secret_missing(plan: Plan) -> str:
+    return (
+        f":no_entry: Plan {plan.id} (`{plan.words}`): the value typed in the form is held only while the plan "
+        f"waits for approval, and it is gone. Nothing ran on the VM. Ask again: `/nexy {plan.words}`."
+    )
 
 
 def interrupted(plan: Plan, reason: str) -> str:

@@ -22,17 +22,24 @@ def already(plan: Plan, status: str) -> str:
 
 def approved(plan: Plan, fix: Fix) -> str:
     return (
-        f":white_check_mark: Plan {plan.id} (`{fix.words}`) approved by <@{plan.decided_by}>: "
+        f":white_check_mark: Plan {plan.id} (`{plan.words}`) approved by <@{plan.decided_by}>: "
         "apply and verify are queued for the VM (one run-command)."
     )
 
 
+def expired_by_close(plan: Plan, fix: Fix, incident: str) -> str:
+    return (
+        f":hourglass: Plan {plan.id} (`{fix.words}`) expired: {incident} was resolved before anyone approved it. "
+        "Nothing ran on the VM."
+    )
+
+
 def rejected(plan: Plan, fix: Fix) -> str:
-    return f":x: Plan {plan.id} (`{fix.words}`) rejected by <@{plan.decided_by}>. Nothing ran on the VM."
+    return f":x: Plan {plan.id} (`{plan.words}`) rejected by <@{plan.decided_by}>. Nothing ran on the VM."
 
 
 def expired(plan: Plan, fix: Fix) -> str:
     return (
-        f":hourglass: Plan {plan.id} (`{fix.words}`) expired {when(plan.expires_at)} before anyone approved it. "
-        f"Nothing ran on the VM. For a fresh plan: `/nexy {fix.words}`."
+        f":hourglass: Plan {plan.id} (`{plan.words}`) expired {when(plan.expires_at)} before anyone approved it. "
+        f"Nothing ran on the VM. For a fresh plan: `/nexy {plan.words}`."
     )

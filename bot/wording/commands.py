@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot import render
 from bot.wording.refs import command
+from runbook.item import Scope
 
 if TYPE_CHECKING:
     from bot.commands import ParseError, Request
     from bot.incidents import Incident
+    from runbook.registry import Section
 
 HELP = command("help")
+HISTORY = command("history")
+INCIDENT_NEW = command("incident new <title>")
 
 
 def help_message(lines: list[str], usage: tuple[str, str] | None = None) -> str:
@@ -23,6 +28,18 @@ def help_message(lines: list[str], usage: tuple[str, str] | None = None) -> str:
     return "\n".join(text)
 
 
+def runbook_table(sections: list[Section]) -> str:
+    """`/nexy runbook`: each section, the journal symptoms that point to it, its commands and where they run."""
+    lines = ["*The runbook, as the bot runs it:*"]
+    for s in sections:
+        lines.append(f"*{s.section} {s.title}*")
+        for symptom in s.symptoms:
+            lines.append(f"  symptom: journal matches `{symptom.pattern}` → `/nexy {symptom.fix}`")
+        for usage, where in s.commands:
+            lines.append(f"  `{usage}`: {where}")
+    return "\n".join(lines)
+
+
 def parse_error(error: ParseError, lines: list[str]) -> str:
     text = [f":warning: {error.problem}"]
     if error.suggestion:
@@ -32,12 +49,31 @@ def parse_error(error: ParseError, lines: list[str]) -> str:
         text.append(help_message(lines))
     elif error.usage:
         text.append(f"Usage: `{error.usage}`")
+    if error.also:
+        text.append("Also: " + ", ".join(f"`{usage}`" for usage in error.also))
     return "\n".join(text)
 
 
-def queued(request: Request, incident: Incident, created: bool) -> str:
+def queued(request: Request, incident: Incident | None, created: bool) -> str:
+    if incident is None:
+        return f":hourglass_flowing_sand: `{request.words}` is queued; the answer comes to you only."  # no free text
+    if request.spec.scope is Scope.NEW:
+        return f":rotating_light: {incident.id} is opened: {render.escape(incident.title)}. Its thread follows."
+    if request.spec.scope is not Scope.CHANNEL:
+        return f":hourglass_flowing_sand: `{request.command}` is queued for {incident.id}."
     where = "a new incident thread" if created else "the open incident's thread"
     return f":hourglass_flowing_sand: `{request.words}` is queued; the result goes to {where} ({incident.id})."
+
+
+def no_incident(channel: str, named: str | None, *, in_thread: bool) -> str:
+    """A command about an incident when there is none to work on."""
+    if named:
+        return f":grey_question: There is no incident {render.escape(named)}. {HISTORY} lists the incidents."
+    if in_thread:
+        return f":grey_question: This thread is not an incident's thread. {HISTORY} lists the incidents."
+    return (
+        f":grey_question: No incident is open in <#{channel}>. {INCIDENT_NEW} opens one; {HISTORY} lists the past ones."
+    )
 
 
 def channel_not_allowed(allowed: tuple[str, ...]) -> str:
@@ -49,5 +85,13 @@ def enqueue_failed() -> str:
     return ":x: I could not queue that: the job queue (Redis) is not reachable. Nothing was run; try again shortly."
 
 
+def button_out_of_date() -> str:
+    return ":warning: That button is out of date: type the command instead (`/nexy help` lists them)."
+
+
+def form_out_of_date() -> str:
+    return "This form is out of date: close it and type the command again."
+
+
 def fix_refused(words: str, reason: str, who: str) -> str:
-    return f":no_entry: `{words}` was not queued: {reason}. Who can: {who} (NEXY_OPERATORS)."
+    return f":no_entry: `{render.escape(words)}` was not queued: {reason}. Who can: {who} (NEXY_OPERATORS)."

@@ -38,12 +38,12 @@ def reason(exc: BaseException) -> str:
 
 
 def job_failed(words: str, why: str) -> str:
-    return f":x: `{words}` failed before it could report: {why}"
+    return f":x: `{render.escape(words)}` failed before it could report: {why}"
 
 
 def job_interrupted(words: str, why: str) -> str:
     return (
-        f":warning: `{words}` did not finish: {why}. If it was a run-command, it may still have run "
+        f":warning: `{render.escape(words)}` did not finish: {why}. If it was a run-command, it may still have run "
         f"on the VM: treat the VM state as unknown and run {STATUS}."
     )
 

@@ -27,24 +27,39 @@ def _title(fix: Fix) -> str:
     return f"(runbook {fix.section} {fix.title})"
 
 
-def nothing_to_fix(fix: Fix) -> str:
+def nothing_to_fix(fix: Fix, words: str) -> str:
     return (
-        f":white_check_mark: *{fix.words}* {_title(fix)}: nothing to fix, the VM "
+        f":white_check_mark: *{words}* {_title(fix)}: nothing to fix, the VM "
         "already has the wanted state. No approval needed."
     )
 
 
-def blocked(fix: Fix, reason: str) -> str:
-    return f":no_entry: *{fix.words}* {_title(fix)}: no plan: {reason}"
+def from_diagnosis(age_s: float) -> str:
+    """The note on a plan made from a diagnosis's facts instead of its own run-command."""
+    return (
+        f"state as the diagnosis read it {age_s:.0f} s ago (no second run-command); the apply re-checks it "
+        "and refuses if it changed"
+    )
+
+
+def secret_missing(fix: Fix, words: str) -> str:
+    return (
+        f":no_entry: *{words}* {_title(fix)}: no plan: the value it needs is typed in a private form, "
+        f"and none is held (it is kept for the approval window only). Type `/nexy {words}` to open the form."
+    )
+
+
+def blocked(fix: Fix, words: str, reason: str) -> str:
+    return f":no_entry: *{words}* {_title(fix)}: no plan: {reason}"
 
 
 def message(
     plan: Plan, fix: Fix, assessment: Assessment, commands: list[str], approvers: str, self_ok: bool
 ) -> tuple[str, list[dict]]:
     """The plan waiting for approval: the diff, the commands, who asked, who may approve, until when."""
-    text = f":clipboard: Plan {plan.id}: {fix.words} {_title(fix)} waits for approval"
+    text = f":clipboard: Plan {plan.id}: {plan.words} {_title(fix)} waits for approval"
     lines = [
-        f":clipboard: *Plan {plan.id}: `{fix.words}`* {_title(fix)}",
+        f":clipboard: *Plan {plan.id}: `{plan.words}`* {_title(fix)}",
         "*What will change*",
         render.code("\n".join(assessment.diff)),
     ]
@@ -79,11 +94,11 @@ def decided(plan: Plan, fix: Fix, diff_lines: tuple[str, ...]) -> tuple[str, lis
         "superseded": ":leftwards_arrow_with_hook: superseded",
     }.get(status, status)
     by = f" by <@{plan.decided_by}>" if plan.decided_by and status in ("approved", "rejected") else ""
-    text = f"Plan {plan.id}: {fix.words}: {status}{by}"
+    text = f"Plan {plan.id}: {plan.words}: {status}{by}"
     diff = "\n".join(diff_lines)
     return text, [
         render.section(
-            f":clipboard: *Plan {plan.id}: `{fix.words}`* {_title(fix)}"
+            f":clipboard: *Plan {plan.id}: `{plan.words}`* {_title(fix)}"
             f" {word}{by} {when(plan.decided_at or time.time())}\n{render.code(diff)}"
         )
     ]
@@ -91,6 +106,6 @@ def decided(plan: Plan, fix: Fix, diff_lines: tuple[str, ...]) -> tuple[str, lis
 
 def superseded(old: Plan, new: Plan, fix: Fix) -> str:
     return (
-        f":leftwards_arrow_with_hook: Plan {old.id} (`{fix.words}`) is superseded by plan {new.id}, asked by "
+        f":leftwards_arrow_with_hook: Plan {old.id} (`{old.words}`) is superseded by plan {new.id}, asked by "
         f"<@{new.requester}>: only the newest plan of a fix can be approved. Nothing ran for {old.id}."
     )

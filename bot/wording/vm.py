@@ -17,14 +17,6 @@ def ran_on_vm(user: str, words: str, duration_s: float) -> str:
     return f"<@{user}> asked for `{words}` · one run-command on the VM, {duration_s:.1f} s"
 
 
-def queue_position(words: str, position: int, running: str | None) -> str:
-    ahead = f"`{running}` is running" if running else "a command is running"
-    return (
-        f":hourglass_flowing_sand: `{words}` waits for the VM: position {position} in its queue "
-        f"({ahead}; run-commands run one at a time)."
-    )
-
-
 def conflict_waiting(script: str, delay_s: float, waited_s: float) -> str:
     return (
         f":hourglass: The VM is busy with another run-command (runbook 6.4: "

@@ -106,3 +106,66 @@ nexy_restart_and_verify() {
     fact outcome verify_failed
     return 5
 }
+
+# nexy_deps_mismatches FREEZE_FILE PINS_FILE: one line `name|installed|wanted` for every package of
+# server/requirements.txt and of the pins (one requirement a line) that the venv does not satisfy
+# (`missing` when not installed). Run from NEXY_APP_DIR. Needs only the venv's python (no packaging
+# module on the VM): it compares release numbers, as pip does for the runbook's plain pins.
+nexy_deps_mismatches() {
+    "$NEXY_APP_DIR/venv/bin/python" - "$1" server/requirements.txt "$2" <<'PY'
+import re
+import sys
+
+
+def norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def release(text):
+    return tuple(int(x) for x in re.findall(r"\d+", text.split("+")[0])[:4])
+
+
+def satisfies(version, spec):
+    have = release(version)
+    for clause in filter(None, (c.strip() for c in spec.split(","))):
+        match = re.match(r"(===|==|!=|>=|<=|~=|>|<)\s*(\S+)", clause)
+        if not match:
+            continue
+        op, want = match.groups()
+        need = release(want)
+        width = max(len(have), len(need))
+        a, b = have + (0,) * (width - len(have)), need + (0,) * (width - len(need))
+        if op in ("==", "===") and want.endswith(".*"):
+            ok = have[: len(need)] == need
+        else:
+            ok = {"==": a == b, "===": version == want, "!=": a != b, ">=": a >= b, "<=": a <= b,
+                  ">": a > b, "<": a < b, "~=": a >= b and have[: len(need) - 1] == need[: len(need) - 1]}[op]
+        if not ok:
+            return False
+    return True
+
+
+installed = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    if "==" in line:
+        name, _, version = line.strip().partition("==")
+        installed[norm(name)] = version
+wanted = {}
+for path in sys.argv[2:]:
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError:
+        continue
+    for raw in lines:
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9_.\-]*)(\[[^\]]*\])?\s*(.*)", line)
+        if match:
+            name, spec = norm(match.group(1)), re.sub(r"\s+", "", match.group(3))
+            clauses = [c for c in (*wanted.get(name, "").split(","), *spec.split(",")) if c]
+            wanted[name] = ",".join(dict.fromkeys(clauses))
+for name, spec in sorted(wanted.items()):
+    have = installed.get(name)
+    if have is None or not satisfies(have, spec):
+        print(f"{name}|{have or 'missing'}|{spec or 'any'}")
+PY
+}

@@ -24,7 +24,7 @@ trap 'fact failed_command "$BASH_COMMAND (exit $?)"' ERR
 )
 __nexy_rc=$?
 printf '\n'
-head -c 2048 "$__nexy_facts" | sed 's/^/@@nexy-fact /'
+head -c 3072 "$__nexy_facts" | sed 's/^/@@nexy-fact /'
 printf '@@nexy-result rc=%s\n' "$__nexy_rc"
 rm -f "$__nexy_facts"
 exit 0

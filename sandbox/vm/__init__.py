@@ -76,7 +76,12 @@ SCENARIOS: dict[str, str] = {
     "healthy": "everything as deployed: the service is active and both health endpoints answer",
     "config-perms": "6.1: config.env is root:root 0600, the service (as azureuser) dies with PermissionError",
     "execstart-drift": "6.2: the unit's ExecStart runs server/server/main.py: python3 can't open file, exit 2",
+    "execstart-root": "6.2: the unit's ExecStart runs main.py at the app's root: can't open file '.../main.py', exit 2",
     "api-key-expired": "6 / 6.3: Gemini answers 400 API key expired; TextProcessor fails to initialize, exit 1",
+    "api-key-runtime": "6: the key expires while the service runs: it stays active, each Gemini call logs "
+                       "API_KEY_INVALID",
+    "textprocessor-init": "6.3: the key was revoked: LangChain's ChatGoogleGenerativeAIError at start-up, "
+                          "TextProcessor fails to initialize, exit 1",
     "deps-mismatch": "3: the venv has protobuf 4.25.8 (requirements want >=6.31.1,<7): ImportError, exit 1",
     "stale-version": "4: VERSION and the updates manifest are older than expected; /health reports the old version",
     "service-down": "5: the service was stopped and is inactive; the journal shows it stopping",
@@ -202,7 +207,7 @@ class SimulatedVM:
 
     def __init__(self, root: Path, *, health_port: int = 0, updates_port: int = 0, version: str = "2.4.0",
                  build: str = "240", service: str = "voice-assistant", service_user: str = "azureuser",
-                 hostname: str = "Nexy") -> None:
+                 hostname: str = "Nexy", production_paths: bool = False) -> None:
         self.root = Path(root).resolve()
         self.version = version
         self.build = build
@@ -213,6 +218,10 @@ class SimulatedVM:
         self._updates_port = updates_port
         self.run_command_busy = 0
         """Run commands the Azure emulator still answers with 409 (set by break_("run-command-busy"))."""
+        self.production_paths = production_paths and _namespaces_work()
+        """Run-commands see the tree at its production paths (/home/<user>/voice-assistant, the unit in
+        /etc/systemd/system) through a private mount namespace, so scripts and plans show the paths
+        of the real VM; off where mount namespaces cannot be had (then the host paths show)."""
         self._finalizer: weakref.finalize | None = None
 
     # ----------------------------------------------------------------- paths and settings
@@ -250,6 +259,11 @@ class SimulatedVM:
         return [f"http://127.0.0.1:{health}/health", f"http://127.0.0.1:{updates}/updates/health"]
 
     @property
+    def gemini_state(self) -> Path:
+        """The sandbox Gemini's state (model, expired and revoked keys), shared with `GeminiEmulator`."""
+        return self.root / vmlib.SANDBOX_DIR / "gemini.json"
+
+    @property
     def gemini_key(self) -> str | None:
         for line in (self.app_dir / "config.env").read_text(encoding="utf-8").splitlines():
             if line.startswith("GEMINI_API_KEY="):
@@ -272,10 +286,11 @@ class SimulatedVM:
     def settings_env(self) -> dict[str, str]:
         """What the BOT is configured with to work on this VM."""
         return {
-            "NEXY_APP_DIR": str(self.app_dir),
+            "NEXY_APP_DIR": self.production_app_dir if self.production_paths else str(self.app_dir),
             "NEXY_SERVICE": self.service,
             "NEXY_SERVICE_USER": self.service_user,
             "NEXY_HEALTH_URLS": ",".join(self.health_urls),
+            "NEXY_EXPECTED_VERSION": self.expected_version,
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -463,7 +478,7 @@ class SimulatedVM:
         script_path.write_text(prelude + body + ("" if body.endswith("\n") else "\n"), encoding="utf-8")
         script_path.chmod(0o500)
         with open(workdir / "stdout", "wb") as out, open(workdir / "stderr", "wb") as err:
-            proc = subprocess.Popen(["/bin/bash", "-c", str(script_path)], cwd=workdir, env=self.env(),
+            proc = subprocess.Popen(self._runner(script_path), cwd=workdir, env=self._script_env(),
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
             try:
                 rc = proc.wait(timeout=timeout)
@@ -475,6 +490,16 @@ class SimulatedVM:
         stdout = (workdir / "stdout").read_bytes().decode("utf-8", errors="replace")
         stderr = (workdir / "stderr").read_bytes().decode("utf-8", errors="replace")
         return rc, stdout, stderr
+
+    def _script_env(self) -> dict[str, str]:
+        return {**self.env(), "NEXY_VM_PRODUCTION_PATHS": "1"} if self.production_paths else self.env()
+
+    def _runner(self, script_path: Path) -> list[str]:
+        """bash, in a private mount namespace showing the tree at its production paths when on."""
+        if not self.production_paths:
+            return ["/bin/bash", "-c", str(script_path)]
+        return [*_unshare(), "/bin/bash", "-c", _mount_production_paths(self.root, self.service_user) + 'exec /bin/bash -c "$0"',
+                str(script_path)]
 
     # ----------------------------------------------------------------- faults
 
@@ -498,21 +523,36 @@ class SimulatedVM:
             return
         if scenario == "config-perms":
             self._set_owner(self.app_dir / "config.env", "root", "root", 0o600)
-        elif scenario == "execstart-drift":
-            self.unit_path.write_text(self._unit_text("server/server/main.py"), encoding="utf-8")
+        elif scenario in ("execstart-drift", "execstart-root"):
+            script = "server/server/main.py" if scenario == "execstart-drift" else "main.py"
+            self.unit_path.write_text(self._unit_text(script), encoding="utf-8")
             vmlib.daemon_reload(self.root)
-        elif scenario == "api-key-expired":
-            path = self.root / vmlib.SANDBOX_DIR / "gemini.json"
-            gemini = vmlib.read_json(path, {})
-            gemini.setdefault("expired_keys", [])
-            key = self.gemini_key
-            if key and key not in gemini["expired_keys"]:
-                gemini["expired_keys"].append(key)
-            vmlib.write_json_atomic(path, gemini)
+        elif scenario in ("api-key-expired", "api-key-runtime", "textprocessor-init"):
+            self._mark_key("revoked_keys" if scenario == "textprocessor-init" else "expired_keys")
+            if scenario == "api-key-runtime":  # no restart: the running service meets it on its next call
+                self.wait_journal("API_KEY_INVALID")
+                return
         elif scenario == "deps-mismatch":
             self._write_packages({**self._packages(), **BROKEN_PACKAGES})
         self._systemctl("restart")
         self.wait_state("failed")
+
+    def _mark_key(self, kind: str) -> None:
+        """Make the sandbox's Gemini refuse the current key: `expired_keys` or `revoked_keys`."""
+        gemini = vmlib.read_json(self.gemini_state, {})
+        gemini.setdefault(kind, [])
+        key = self.gemini_key
+        if key and key not in gemini[kind]:
+            gemini[kind].append(key)
+        vmlib.write_json_atomic(self.gemini_state, gemini)
+
+    def wait_journal(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until the service's journal shows `text`."""
+        deadline = time.monotonic() + timeout
+        while text not in self.journal(50):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} did not reach the journal within {timeout:g} s")
+            time.sleep(0.05)
 
     def heal(self) -> None:
         """Put the VM back to healthy (the fix of every fault at once) and wait until it serves."""
@@ -577,6 +617,38 @@ class SimulatedVM:
             if time.monotonic() > deadline or self.service_state() == "failed":
                 raise TimeoutError(f"{self.service} is not healthy ({self.service_state()})\n{self.journal(30)}")
             time.sleep(0.02)
+
+
+def _unshare() -> list[str]:
+    """`unshare` for a private mount namespace (mapping the caller to root when it is not root)."""
+    user = [] if os.geteuid() == 0 else ["--map-root-user"]
+    return ["unshare", *user, "--mount", "--propagation", "private", "--"]
+
+
+def _mount_production_paths(root: Path, user: str) -> str:
+    """Shell that, inside the namespace, shows <root>/home/<user> at /home/<user> (over an empty
+    /home) and the VM's unit files at /etc/systemd/system where the host has that folder. Only this
+    namespace sees it: the host's /home and /etc are untouched."""
+    home, units = shlex.quote(str(root / "home" / user)), shlex.quote(str(root / vmlib.UNIT_DIR))
+    return (f"mount -t tmpfs -o mode=755 nexy-vm-home /home && mkdir -p /home/{user} "
+            f"&& mount --bind {home} /home/{user} "
+            f"&& {{ [ ! -d /etc/systemd/system ] || mount --bind {units} /etc/systemd/system; }} || exit 125; ")
+
+
+_NAMESPACES: bool | None = None
+
+
+def _namespaces_work() -> bool:
+    """Whether this host lets us make a private mount namespace and mount in it (checked once)."""
+    global _NAMESPACES
+    if _NAMESPACES is None:
+        try:
+            done = subprocess.run([*_unshare(), "/bin/sh", "-c", "mount -t tmpfs nexy-probe /home"],
+                                  capture_output=True, timeout=10)
+            _NAMESPACES = done.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _NAMESPACES = False
+    return _NAMESPACES
 
 
 def parameters_prelude(parameters) -> str:

@@ -71,6 +71,15 @@ def _reload_warning(unit: str) -> str:
             "Run 'systemctl daemon-reload' to reload units.")
 
 
+def _fragment(root: Path, unit: str) -> str:
+    """The unit file's path: as the VM sees it when scripts run with the production paths mounted
+    (NEXY_VM_PRODUCTION_PATHS), else the host path under the root."""
+    path = vm.unit_file(root, unit)
+    if not path.exists():
+        return ""
+    return vm.to_vm_path(root, path) if os.environ.get("NEXY_VM_PRODUCTION_PATHS") == "1" else str(path)
+
+
 def _status(root: Path, unit: str, lines: int) -> int:
     if not vm.unit_exists(root, unit):
         err(f"Unit {unit} could not be found.")
@@ -82,7 +91,7 @@ def _status(root: Path, unit: str, lines: int) -> int:
     fragment = vm.unit_file(root, unit)
     bullet = {"active": "●", "activating": "●", "failed": "×"}.get(active, "○")
     out = [f"{bullet} {unit} - {cfg['Description'] or unit}",
-           f"     Loaded: loaded ({fragment}; enabled; preset: enabled)"]
+           f"     Loaded: loaded ({vm.to_vm_path(root, fragment)}; enabled; preset: enabled)"]
     since = _since(state.get("since"))
     if active == "active":
         out.append(f"     Active: active (running) {since}")
@@ -133,7 +142,7 @@ def _show(root: Path, unit: str, props: list[str], value_only: bool) -> None:
         "ExecMainPID": str(state.get("last_pid") or 0),
         "ExecMainStatus": str(max(int(state.get("exit_status") or 0), 0)),
         "ExecStart": vm.format_exec_start(cfg["ExecStart"], state) if cfg["ExecStart"] else "",
-        "FragmentPath": str(vm.unit_file(root, unit)) if vm.unit_file(root, unit).exists() else "",
+        "FragmentPath": _fragment(root, unit),
         "UnitFileState": "enabled" if loaded is not None else "",
         "User": cfg["User"],
         "Group": cfg["Group"],

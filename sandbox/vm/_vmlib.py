@@ -197,7 +197,9 @@ def _overlay_path(root: Path) -> Path:
 
 
 def _rel(root: Path, path: str | os.PathLike) -> str | None:
-    text = os.path.abspath(path)
+    """The path relative to the VM root; a production path (``/home/azureuser/...``, as scripts see it
+    with the production paths mounted) counts as the file under the root it names."""
+    text = from_vm_path(root, os.path.abspath(path))
     prefix = str(root)
     if text == prefix:
         return "."

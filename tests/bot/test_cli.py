@@ -110,12 +110,12 @@ def test_version_and_every_subcommand_describes_itself(tmp_path):
                             timeout=60, cwd=tmp_path, env=_env(tmp_path))
     assert result.stdout.strip() == f"nexy {version('nexy-ops')}"
     sub = next(a for a in build_parser()._actions if a.dest == "process")
-    assert set(sub.choices) == {"run", "web", "socket", "worker", "manifest"}
+    assert set(sub.choices) == {"run", "web", "socket", "worker", "audit", "manifest"}
     for name, parser in sub.choices.items():
         assert parser.description and len(parser.description) > 40, name
         assert "--child" not in parser.format_help()  # internal: set by a parent process only
     run_help = sub.choices["run"].format_help()
-    assert all(name in run_help.replace("\n", " ").replace("  ", " ") for name in scenarios())
+    assert all(name in "".join(run_help.split()) for name in scenarios())  # (help wraps lines, even at a hyphen)
     wrong = subprocess.run([sys.executable, "-m", "bot.cli", "run", "--scenario", "nope"], capture_output=True,
                            text=True, timeout=60, cwd=tmp_path, env=_env(tmp_path))
     assert wrong.returncode == 2 and "invalid choice: 'nope'" in wrong.stderr and "config-perms" in wrong.stderr

@@ -24,6 +24,12 @@ from tests.leftovers import alive_under
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C acts, even when the tests were started where SIGINT is ignored (a
+    background job of a shell)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _Run:
     """`nexy run` (the sandbox) in its own process group, as a terminal runs it; output to files."""
 
@@ -32,7 +38,7 @@ class _Run:
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.process = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", *args], stdin=subprocess.PIPE,
                                             stdout=out, stderr=err, text=True, cwd=tmp_path, env=_env(tmp_path),
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=_default_sigint)
         self.redis = Redis.from_url(self.wait_for(r"nexy run: ready: .*Redis: (redis://\S+);").group(1))
 
     def wait_for(self, pattern: str, timeout: float = 60.0, stream: str = "err") -> re.Match:
@@ -108,7 +114,7 @@ class _Process:
     def __init__(self, tmp_path: Path, *words: str, **env: str):
         self.process = subprocess.Popen([sys.executable, "-m", "bot.cli", *words], stdin=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
-                                        env=_env(tmp_path, **env))
+                                        env=_env(tmp_path, **env), preexec_fn=_default_sigint)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stderr), daemon=True)
         self.reader.start()

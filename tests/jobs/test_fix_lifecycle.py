@@ -61,8 +61,8 @@ def test_config_perms_happy_path_heals_the_vm(fix_settings, slack, work, vm, azu
     assert azure.run_count[KEY] == 2
     assert vm.service_active() and httpx.get(vm.health_urls[0]).status_code == 200
     assert slack.find(plan.ts).edits >= 1 and "approved" in slack.find(plan.ts).text
-    kinds = [entry["kind"] for entry in _incident_log(redis)]
-    for kind in ("request", "plan", "approval", "apply", "verify"):
+    kinds = [event.kind.value for event in _incident_log(redis)]
+    for kind in ("command", "plan", "approval", "apply", "verify"):
         assert kind in kinds
 
 
@@ -174,7 +174,7 @@ def test_unapproved_plan_expires_on_its_own(serve_bot, vm_settings, slack, work,
     slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
     work(settings)
     assert azure.run_count[KEY] == 1
-    assert "expiry" in [entry["kind"] for entry in _incident_log(redis)]
+    assert "expiry" in [event.kind.value for event in _incident_log(redis)]
 
 
 def test_stale_plan_refused(fix_settings, slack, work, vm, azure):
@@ -280,9 +280,11 @@ def test_removing_a_reaction_after_apply_changes_nothing(fix_settings, slack, wo
 
 def test_every_fix_is_reachable_by_its_command():
     """Every declared fix is asked for by a command the parser accepts, and `fix` offers exactly the fix targets."""
+    examples = {"version": "2.4.0.240"}
     for fix in REGISTRY.fixes.values():
-        assert REGISTRY.accepts(fix.command), fix.command
-    assert set(REGISTRY.commands["fix"].args[0].choices) == {"config-perms", "execstart"}
+        words = " ".join((fix.command, *(examples[a.name] for a in fix.args if not a.optional)))
+        assert REGISTRY.accepts(words), words
+    assert set(REGISTRY.commands["fix"].args[0].choices) == {f.name for f in REGISTRY.fixes.values()} - {"restart"}
 
 
 def _plan_id(message) -> str:
@@ -292,7 +294,7 @@ def _plan_id(message) -> str:
 def _incident_log(redis):
     from bot.incidents import IncidentStore
 
-    return IncidentStore(redis).log("INC-1")
+    return IncidentStore(redis).timeline("INC-1")
 
 
 def test_slack_failure_while_deciding_does_not_lose_the_apply(fix_settings, slack, work, vm, azure):

@@ -35,9 +35,9 @@ def test_status_healthy(vm_bot_settings, slack, work, azure):
      "Next: `/nexy fix config-perms`"),
     ("execstart-drift", "6.2 ExecStart Path Drift", "can't open file '/home/azureuser/voice-assistant/server/server/main.py'",
      "Next: `/nexy fix execstart`"),
-    ("api-key-expired", "6.3 TextProcessor Init Failure", "TextProcessor", "Next (by hand, runbook 6.3)"),
+    ("api-key-expired", "6.3 TextProcessor Init Failure", "TextProcessor", "Next: `/nexy fix api-key`"),
     ("deps-mismatch", "3 Dependency Mismatch After Deploy",
-     "ImportError: cannot import name 'runtime_version' from 'google.protobuf'", "Next (by hand, runbook 3)"),
+     "ImportError: cannot import name 'runtime_version' from 'google.protobuf'", "Next: `/nexy fix deps`"),
 ])
 def test_status_names_the_runbook_branch(vm_bot_settings, slack, work, vm, scenario, section, quote, next_step):
     """In each fault, status reports the service failed, quotes the journal line, names the section and a next
@@ -135,3 +135,12 @@ def test_secrets_in_output_never_reach_slack(vm_bot_settings, slack, work, vm):
     assert "[REDACTED]:google-api-key" in str(reply.blocks)
     _run(slack, work, vm_bot_settings, "preflight")
     assert vm.gemini_key not in str(slack.calls)
+
+
+def test_run_command_refused_for_the_role_names_the_role(vm_bot_settings, slack, work, azure):
+    """Section 1 at the emulator (Reader only): a run-command is refused and the thread names the role it needs."""
+    azure.apply_scenario("azure-no-role")
+    slack.slash_command("status")
+    work(vm_bot_settings)
+    text = "\n".join(m.text for m in _bot_replies(slack))
+    assert "Virtual Machine Contributor" in text and "runCommand/action" in text and "403" in text

@@ -22,16 +22,17 @@ def _ok(ctx) -> str:
 
 def test_every_item_module_is_discovered():
     """Each runbook item of today is in the command table, built from its module alone."""
-    assert set(REGISTRY.commands) == {"health", "status", "preflight", "queue", "azure", "deploy", "release",
-                                      "restart", "fix", "help"}
-    assert set(REGISTRY.fixes) == {"config-perms", "execstart", "restart"}
+    assert {"health", "status", "preflight", "queue", "azure", "deploy", "release", "deps", "version", "restart",
+            "fix", "help", "incident", "incident new", "incident close", "history", "history all",
+            "export"} <= set(REGISTRY.commands)
+    assert {"config-perms", "execstart", "restart", "deps", "version"} <= set(REGISTRY.fixes)
     assert [s.section for s in REGISTRY.symptoms] == ["6.1", "6.2", "6.3", "6", "3"]
 
 
 def test_a_symptom_naming_a_missing_command_fails_the_build():
-    """A symptom whose fix the parser refuses (`fix deps` today) stops the registry from building."""
-    bad = Symptom("3", "Dependency Mismatch", r"ImportError", fix="fix deps")
-    with pytest.raises(ValueError, match="fix deps"):
+    """A symptom whose fix the parser refuses (`fix quantum`) stops the registry from building."""
+    bad = Symptom("3", "Dependency Mismatch", r"ImportError", fix="fix quantum")
+    with pytest.raises(ValueError, match="fix quantum"):
         Registry(DECLARED.checks, DECLARED.fixes, [*DECLARED.symptoms, (bad, "test")])
 
 
@@ -43,13 +44,13 @@ def test_a_duplicate_command_fails_the_build():
 
 
 def test_a_message_recommending_a_missing_command_fails_the_build():
-    """A shared message that names `/nexy fix api-key` (refused by the parser) stops the build."""
-    REFERENCED["fix api-key"] = "a test message"
+    """A shared message that names `/nexy fix quantum` (refused by the parser) stops the build."""
+    REFERENCED["fix quantum"] = "a test message"
     try:
-        with pytest.raises(ValueError, match="fix api-key"):
+        with pytest.raises(ValueError, match="fix quantum"):
             Registry(DECLARED.checks, DECLARED.fixes, DECLARED.symptoms)
     finally:
-        del REFERENCED["fix api-key"]
+        del REFERENCED["fix quantum"]
 
 
 def test_every_command_written_in_the_source_is_accepted():
@@ -90,20 +91,34 @@ def test_every_script_beside_the_items_is_declared_by_one():
 def test_unportable_pattern_is_refused_at_declaration():
     """A pattern grep -E reads differently (`\\d`, `(?:`) is refused where it is declared."""
     with pytest.raises(ValueError, match="grep -E"):
-        Symptom("9", "x", r"error \d+", manual="by hand")
-    with pytest.raises(ValueError, match="by hand"):
-        Symptom("9", "x", r"error", fix=None)
+        Symptom("9", "x", r"error \d+", fix="restart")
 
 
 def test_every_button_leads_to_a_listener():
     """Every button the product code posts uses an action id the handlers listen for (bot.contract.Action)."""
+    import ast
+
     from bot.contract import Action
 
-    calls = []
+    actions = []
     for folder in ("bot", "jobs", "runbook"):
         for path in (ROOT / folder).rglob("*.py"):
-            calls += re.findall(r"render\.button\(([^)]*)\)", path.read_text(encoding="utf-8"))
-    assert calls, "the scan found no button at all"
-    for call in calls:
-        action = call.split(",")[1].strip()
-        assert action.startswith("Action.") and getattr(Action, action.split(".")[1]) in Action.ALL, call
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "button" and len(node.args) > 1:
+                    actions.append((path.name, node.args[1]))
+    assert len(actions) >= 3, "the scan found too few buttons"
+    for where, action in actions:
+        assert isinstance(action, ast.Attribute) and getattr(action.value, "id", "") == "Action", where
+        assert getattr(Action, action.attr) in Action.ALL, (where, action.attr)
+
+
+def test_runbook_command_lists_every_section_with_its_commands(bot, slack):
+    """`/nexy runbook` answers at once with each section, its symptoms and its commands, all of which parse."""
+    text = slack.slash_command("runbook").json()["text"]
+    for section in ("*0.1 Incident Guardrails*", "*3 Dependency Mismatch", "*6.1 Config Permission Denied*",
+                    "*6.3 TextProcessor Init Failure*", "*7-9 Release"):
+        assert section in text, section
+    assert "→ `/nexy fix api-key`" in text and "one run-command" in text
+    for words in re.findall(r"`/nexy ([a-z][a-z -]*[a-z])", text):
+        parsed = parse(words)
+        assert isinstance(parsed, Request) or " takes " in parsed.problem or " needs " in parsed.problem, words

@@ -8,10 +8,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceExistsError,
-                                   ResourceNotFoundError, ServiceRequestError)
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
 from azure.core.rest import HttpRequest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
@@ -248,3 +254,21 @@ def test_runbook_fix_through_run_command(client: ComputeManagementClient, vm: Si
     out, err = sections(run(client, *fix, params=params).value[0].message)
     assert out.strip() == "RESULT rc=0" and err == ""
     vm.wait_healthy()
+
+
+@pytest.mark.parametrize("scenario, status, code", [
+    ("azure-token-expired", 401, "InvalidAuthenticationToken"),
+    ("azure-no-role", 403, "AuthorizationFailed"),
+    ("azure-wrong-subscription", 404, "SubscriptionNotFound"),
+])
+def test_section_1_scenarios_refuse_run_command_as_arm_does(emu, scenario, status, code):
+    """Each section 1 fault answers a run command with ARM's status and error code; healthy heals it."""
+    token, sub = emu.token, emu.subscription_id
+    vm = f"{emu.url}/subscriptions/{sub}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/{NAME}"
+    headers = {"Authorization": f"Bearer {token}"}
+    emu.apply_scenario(scenario)
+    answer = httpx.post(f"{vm}/runCommand?api-version=2024-07-01", headers=headers,
+                        json={"commandId": "RunShellScript", "script": ["true"]})
+    assert answer.status_code == status and answer.json()["error"]["code"] == code
+    emu.apply_scenario("healthy")
+    assert httpx.get(f"{vm}?api-version=2024-07-01", headers=headers).status_code == 200

@@ -445,3 +445,76 @@ def test_bolt_app_round_trip(emu):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ------------------------------------------------------------------ permalinks, Home tab, checkboxes
+
+
+def test_get_permalink_for_a_message_and_a_reply(client, emu):
+    """chat.getPermalink gives Slack's archive link; a reply's link names its thread; an unknown ts is refused."""
+    parent = client.chat_postMessage(channel=CHANNEL, text="incident")["ts"]
+    reply = client.chat_postMessage(channel=CHANNEL, text="result", thread_ts=parent)["ts"]
+    link = client.chat_getPermalink(channel=CHANNEL, message_ts=parent)["permalink"]
+    assert link == f"https://sandbox.slack.com/archives/{CHANNEL}/p{parent.replace('.', '')}"
+    in_thread = client.chat_getPermalink(channel=CHANNEL, message_ts=reply)["permalink"]
+    assert in_thread.endswith(f"p{reply.replace('.', '')}?thread_ts={parent}&cid={CHANNEL}")
+    with pytest.raises(SlackApiError) as missing:
+        client.chat_getPermalink(channel=CHANNEL, message_ts="1.000001")
+    assert missing.value.response["error"] == "message_not_found"
+
+
+def _home(blocks: list) -> dict:
+    return {"type": "home", "blocks": blocks}
+
+
+def test_views_publish_stores_a_valid_home_view(client, emu, bot):
+    """A valid Home view is published for the user, and app_home_opened carries it back, signed."""
+    blocks = [{"type": "header", "text": {"type": "plain_text", "text": "nexy"}},
+              {"type": "section", "text": {"type": "mrkdwn", "text": "*Open incidents*"}}, {"type": "divider"}]
+    view = client.views_publish(user_id="U0ALICE", view=_home(blocks))["view"]
+    assert view["type"] == "home" and view["blocks"] == blocks and view["hash"]
+    assert emu.home_views["U0ALICE"]["id"] == view["id"]
+    emu.app_home_opened(user="U0ALICE")
+    event = json.loads(bot.requests[-1]["body"])["event"]
+    assert bot.requests[-1]["valid"] and event["type"] == "app_home_opened" and event["tab"] == "home"
+    assert event["view"]["id"] == view["id"]
+    with pytest.raises(SlackApiError) as stale:
+        client.views_publish(user_id="U0ALICE", view=_home(blocks), hash="1.stale")
+    assert stale.value.response["error"] == "hash_conflict"
+
+
+@pytest.mark.parametrize("view, pointer", [
+    ({"type": "modal", "blocks": []}, "/view/type"),
+    ({"type": "home"}, "missing required field: blocks"),
+    (_home([{"type": "section", "text": {"type": "mrkdwn", "text": "x"}}] * 101), "no more than 100 items"),
+    (_home([{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]), "/view/blocks/0/text/text"),
+    (_home([{"type": "header", "text": {"type": "mrkdwn", "text": "x"}}]), "/view/blocks/0/text/type"),
+    (_home([{"type": "file", "external_id": "x", "source": "remote"}]), "failed to match all allowed schemas"),
+])
+def test_views_publish_rejects_an_invalid_view_as_slack_does(client, emu, view, pointer):
+    """An invalid Home view gets invalid_arguments with Slack's response_metadata messages, and is not stored."""
+    with pytest.raises(SlackApiError) as refused:
+        client.views_publish(user_id="U0ALICE", view=view)
+    response = refused.value.response
+    assert response["error"] == "invalid_arguments"
+    assert any(pointer in message for message in response["response_metadata"]["messages"]), response.data
+    assert all(message.startswith("[ERROR] ") for message in response["response_metadata"]["messages"])
+    assert "U0ALICE" not in emu.home_views
+
+
+def test_checkbox_limits_and_a_tick_payload(client, emu, bot):
+    """Checkbox options over Slack's limits are refused; a tick is a signed block_actions with selected_options."""
+    options = [{"text": {"type": "plain_text", "text": f"item {n}"}, "value": f"v{n}"} for n in range(3)]
+    element = {"type": "checkboxes", "action_id": "list", "options": options}
+    too_long = {**element, "options": [{"text": {"type": "plain_text", "text": "x" * 76}, "value": "v"}]}
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel=CHANNEL, text="t", blocks=[{"type": "actions", "elements": [too_long]}])
+    assert "less than 76 characters" in str(refused.value.response["response_metadata"])
+    ts = client.chat_postMessage(channel=CHANNEL, text="t",
+                                 blocks=[{"type": "actions", "block_id": "checklist", "elements": [element]}])["ts"]
+    emu.checkboxes(user="U0BOB", channel=CHANNEL, message_ts=ts, action_id="list", selected=["v2", "v0"])
+    payload = bot.payload()
+    action = payload["actions"][0]
+    assert bot.requests[-1]["valid"] and action["type"] == "checkboxes" and action["block_id"] == "checklist"
+    assert [o["value"] for o in action["selected_options"]] == ["v0", "v2"]
+    assert payload["state"]["values"]["checklist"]["list"]["selected_options"] == action["selected_options"]

@@ -19,6 +19,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -155,25 +156,41 @@ def read_config():
     return values
 
 
-def init_text_processor(api_key):
-    """The Gemini client's first call, against the sandbox's Gemini (gemini.json)."""
-    tp_log = logging.getLogger("text_processor")
+def _gemini():
     try:
-        gemini = json.loads((SANDBOX / "gemini.json").read_text())
+        return json.loads((SANDBOX / "gemini.json").read_text())
     except (FileNotFoundError, ValueError):
-        gemini = {}
-    if api_key in set(gemini.get("expired_keys", [])):
-        message = "API key expired. Please renew the API key."
-    elif not re.fullmatch(r"AIza[0-9A-Za-z_\-]{35}", api_key) or api_key in set(gemini.get("revoked_keys", [])):
-        message = "API key not valid. Please pass a valid API key."
-    else:
-        tp_log.info("✅ TextProcessor initialized (model %s)", gemini.get("model", "gemini-2.5-flash"))
-        return True
+        return {}
+
+
+def key_expired(api_key):
+    return api_key in set(_gemini().get("expired_keys", []))
+
+
+def log_client_error(api_key, message):
+    """What google-genai logs for a refused call: its error body and the request URL, key included
+    (as real client errors do: what the bot must redact)."""
     body = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT",
                       "details": [{"reason": "API_KEY_INVALID"}]}}
-    # Like real client errors, the line names the request URL, key included: what the bot must redact.
     url = f"https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent?key={api_key}"
-    tp_log.error("google.genai.errors.ClientError: 400 INVALID_ARGUMENT. %s (POST %s)", body, url)
+    logging.getLogger("text_processor").error("google.genai.errors.ClientError: 400 INVALID_ARGUMENT. %s (POST %s)",
+                                              body, url)
+
+
+def init_text_processor(api_key):
+    """The Gemini client's first call (LangChain's ChatGoogleGenerativeAI), against the sandbox's Gemini."""
+    gemini = _gemini()
+    if key_expired(api_key):  # runbook 6 and 6.3: the client's API_KEY_INVALID, then the TextProcessor
+        log_client_error(api_key, "API key expired. Please renew the API key.")
+    elif not re.fullmatch(r"AIza[0-9A-Za-z_\-]{35}", api_key) or api_key in set(gemini.get("revoked_keys", [])):
+        # runbook 6.3 alone: LangChain's own error, no API_KEY_INVALID reason in the log
+        logging.getLogger("langchain_google_genai").error(
+            "langchain_google_genai.chat_models.ChatGoogleGenerativeAIError: Invalid argument provided to Gemini: "
+            "400 API key not valid. Please pass a valid API key.")
+    else:
+        logging.getLogger("text_processor").info("✅ TextProcessor initialized (model %s)",
+                                                 gemini.get("model", "gemini-2.5-flash"))
+        return True
     logging.getLogger("grpc_server").error("Не удалось инициализировать TextProcessor")
     logging.getLogger("grpc_server").error("gRPC service initialization failed")
     return False
@@ -248,8 +265,13 @@ def main():
     log.info("✅ gRPC server started on port %s", config.get("GRPC_PORT", "50051"))
     log.info("✅ Health server listening on 127.0.0.1:%s (/health)", ports["health_port"])
     log.info("✅ Updates server listening on 127.0.0.1:%s (/updates/health)", ports["updates_port"])
+    refused_at = 0.0
     while not stop.wait(0.05):
-        pass
+        # the key may expire while the service runs (runbook 6 alone): each call is refused
+        now = time.monotonic()
+        if now - refused_at > 5 and key_expired(api_key):
+            log_client_error(api_key, "API key expired. Please renew the API key.")
+            refused_at = now
     log.info("🛑 Received SIGTERM, shutting down")
     for server in servers:
         server.server_close()

@@ -1,0 +1,74 @@
+"""The App Home tab in words: open incidents, what runs on the VM now and what waits, and the
+last incidents with their links. One view per user, published by a worker (`views.publish`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from bot import render
+from bot.wording.incident import card, headline
+from bot.wording.refs import command
+
+if TYPE_CHECKING:
+    from bot.contract import WorkItem
+    from bot.incidents import Incident
+
+HISTORY = command("history all")
+HEADER_TEXT = "nexy: incidents and the VM"
+
+
+def view(
+    open_incidents: Sequence[Incident],
+    recent: Sequence[Incident],
+    links: dict[str, str],
+    vm: str,
+    running: dict[str, Any] | None,
+    waiting: Sequence[WorkItem],
+    now: float,
+) -> list[dict]:
+    """The blocks of the Home tab (a `home` view; Slack allows 100 blocks)."""
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": HEADER_TEXT}},
+        render.section(f"*Open incidents* ({len(open_incidents)})"),
+    ]
+    blocks += [render.section(card(i, links.get(i.id, ""))) for i in open_incidents]
+    if not open_incidents:
+        blocks.append(render.context("None open. The first command in a channel opens one."))
+    blocks += [{"type": "divider"}, render.section(f"*On the VM `{vm}`*\n{_vm_lines(running, waiting, now)}")]
+    blocks += [{"type": "divider"}, render.section("*Last incidents*")]
+    blocks += [render.section(headline(i, links.get(i.id, "")) + _resolved(i)) for i in recent]
+    if not recent:
+        blocks.append(render.context("No incident yet."))
+    blocks.append(render.context(f"As of {render.date(now)}. {HISTORY} lists more, with root causes."))
+    return blocks
+
+
+def _vm_lines(running: dict[str, Any] | None, waiting: Sequence[WorkItem], now: float) -> str:
+    lines = []
+    if running:
+        since = max(0, int(now - running.get("since", now)))
+        lines.append(
+            f":arrow_forward: running: `{running.get('words')}` ({running.get('incident')}, "
+            f"<@{running.get('user')}>) for {render.duration(since)}"
+        )
+    else:
+        lines.append(":white_circle: nothing running")
+    for n, item in enumerate(waiting[:10], 1):
+        lines.append(
+            f"{n}. `{item.words}` ({item.incident}, <@{item.user}>) waiting {render.duration(now - item.requested_at)}"
+        )
+    if len(waiting) > 10:
+        lines.append(f"… and {len(waiting) - 10} more")
+    if not waiting:
+        lines.append("nothing waiting")
+    return "\n".join(lines)
+
+
+def _resolved(incident: Incident) -> str:
+    if incident.is_open:
+        return f"\nopened {render.date(incident.opened_at)}"
+    return (
+        f"\nresolved {render.date(incident.closed_at)} after {render.duration(incident.duration_s or 0)}: "
+        f"{render.escape(render.cut(incident.root_cause, 200))}"
+    )

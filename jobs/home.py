@@ -1,0 +1,35 @@
+"""The App Home tab: gathered from Redis and the VM's queue, published for one user."""
+
+from __future__ import annotations
+
+import time
+
+from bot.wording import home as wording
+from jobs.runtime import Runtime
+from jobs.thread import permalink
+
+OPEN_SHOWN = 10
+"""How many open incidents the Home tab lists."""
+RECENT_SHOWN = 10
+"""How many of the last incidents it lists."""
+
+
+def publish(runtime: Runtime, user: str) -> str:
+    """Publish `user`'s Home tab: open incidents, the VM now and what waits, the last incidents."""
+    from runbook.queue import waiting  # the runbook imports jobs; not the other way at import
+
+    store = runtime.store
+    open_incidents = store.open_incidents()[:OPEN_SHOWN]
+    recent = store.history(None, RECENT_SHOWN)
+    links = {i.id: permalink(runtime, i) for i in (*open_incidents, *recent)}
+    blocks = wording.view(
+        open_incidents,
+        recent,
+        links,
+        runtime.settings.azure_vm_name,
+        runtime.dispatcher.running_on_vm(),
+        waiting(runtime),
+        time.time(),
+    )
+    runtime.slack.publish_home(user, blocks)
+    return f"{len(open_incidents)} open, {len(recent)} recent"

@@ -1,0 +1,174 @@
+"""Runbook 10 and the incident record: open an incident, show it, close it with the final
+checklist, list past incidents, export one as a postmortem.
+
+These commands change nothing on the VM and run on the io queue (their answers need Slack: the
+thread, permalinks, files). The web process has already found the incident each works on (its
+scope) and checked that closing is an operator's. Typed text (a title, a root cause) arrives
+cleaned and redacted, and never reaches a script.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+
+from bot import postmortem, render
+from bot.incidents import EventKind, Incident
+from bot.wording import checklist as checklist_wording
+from bot.wording import incident as wording
+from jobs.context import Context
+from jobs.lifecycle import expired_by_close
+from jobs.runtime import Runtime
+from jobs.thread import permalink
+from runbook.item import Arg, Route, Scope, check
+
+log = logging.getLogger(__name__)
+
+HISTORY_DEFAULT = 10
+"""How many incidents `/nexy history` lists without a count."""
+HISTORY_MAX = 20
+"""The most it lists: one section each, well inside a message's 50 blocks."""
+
+TITLE = Arg("title", "", "a title", text=True, max_chars=150)
+ROOT_CAUSE = Arg("root cause", "", "the root cause", text=True, max_chars=400)
+COUNT = Arg("count", r"[1-9]|1[0-9]|20", f"a number from 1 to {HISTORY_MAX}", optional=True)
+INCIDENT = Arg("incident", r"[Ii][Nn][Cc]-[0-9]{1,9}", "an incident id such as INC-3", optional=True)
+
+
+@check("incident", route=Route.IO, scope=Scope.CURRENT)
+def incident(ctx: Context) -> str:
+    """incident: the open incident: its thread, status and latest events"""
+    store, current = ctx.runtime.store, ctx.thread.incident
+    events = [e for e in store.timeline(current.id) if e.kind not in postmortem.BOOKKEEPING]
+    lines = [postmortem.line(e) for e in events]
+    text, blocks = wording.summary(current, ctx.thread.permalink(), events, lines)
+    ctx.runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, text, blocks, thread_ts=ctx.item.thread_ts)
+    return current.status.value
+
+
+@check("incident new", route=Route.IO, scope=Scope.NEW, args=(TITLE,))
+def incident_new(ctx: Context) -> str:
+    """incident new: open a new incident and its thread, even while one is open"""
+    ctx.thread.ensure()
+    return ctx.thread.incident.id
+
+
+@check(
+    "incident close",
+    section="10",
+    title="Final Checklist",
+    route=Route.IO,
+    scope=Scope.CURRENT,
+    operator=True,
+    args=(ROOT_CAUSE,),
+)
+def incident_close(ctx: Context) -> str:
+    """incident close: resolve it with its root cause and the final checklist; the next command opens a new one"""
+    runtime, thread, user = ctx.runtime, ctx.thread, ctx.item.user
+    store = runtime.store
+    closing = store.close(thread.incident, user, ctx.item.args[0])
+    if not closing.closed:
+        earlier = store.get(thread.incident.id) or thread.incident
+        runtime.slack.ephemeral(ctx.item.channel, user, _already(earlier), thread_ts=ctx.item.thread_ts)
+        return "already resolved"
+    store.record(
+        thread.incident.id,
+        EventKind.CLOSED,
+        user,
+        root_cause=ctx.item.args[0],
+        section="10",
+        expired_plans=list(closing.expired_plans),
+    )
+    for plan_id in closing.expired_plans:
+        expired_by_close(runtime, thread, plan_id)
+    resolved = store.get(thread.incident.id)
+    assert resolved is not None
+    thread.incident = resolved
+    results = postmortem.last_verify(store.timeline(resolved.id))
+    ticked = ["verify"] if postmortem.verified(results) else []
+    text, blocks = checklist_wording.message(resolved, results, ticked, resolved.head, resolved.events)
+    thread.post(text, blocks, kind=EventKind.CHECKLIST, user=user, checked=ticked, head=resolved.head, source="close")
+    _show_resolved(runtime, resolved)
+    return "resolved"
+
+
+def _already(incident: Incident) -> str:
+    when = f" by <@{incident.closed_by}>" if incident.closed_by else ""
+    return f"{incident.id} is already resolved{when}: {incident.root_cause}. The next command opens a new incident."
+
+
+def _show_resolved(runtime: Runtime, incident: Incident) -> None:
+    """Edit the parent message to say resolved, the root cause and the duration (a parent that is
+    someone's own message, for a thread started by a mention, cannot be edited: it stays)."""
+    if not incident.thread_ts:
+        return
+    try:
+        runtime.slack.update(incident.channel, incident.thread_ts, *wording.parent(incident))
+    except SlackApiError as exc:
+        log.warning("could not update the parent of %s: %s", incident.id, exc.response.get("error"))
+
+
+def refresh_checklist(runtime: Runtime, incident_id: str, ts: str, user: str) -> str:
+    """Show the boxes as the timeline's last checklist event left them, to everyone."""
+    incident = runtime.store.get(incident_id)
+    if incident is None or not incident.closed_at:
+        return "no such resolved incident"
+    events = runtime.store.timeline(incident_id)
+    posted = next((e for e in events if e.kind is EventKind.CHECKLIST and e.get("source") == "close"), None)
+    if posted is None:
+        return "no checklist"
+    text, blocks = checklist_wording.message(
+        incident,
+        postmortem.last_verify(events[: posted.seq]),
+        postmortem.checked(events),
+        posted.get("head", ""),
+        posted.seq,
+        ticked_by=user,
+    )
+    runtime.slack.update(incident.channel, ts, text, blocks)
+    return "shown"
+
+
+@check("history", route=Route.IO, scope=Scope.NONE, args=(COUNT,))
+def history(ctx: Context) -> str:
+    """history: the last incidents in this channel: status, times, duration, sections, root cause, link"""
+    return _history(ctx, ctx.item.channel)
+
+
+@check("history all", route=Route.IO, scope=Scope.NONE, args=(COUNT,))
+def history_all(ctx: Context) -> str:
+    """history all: the last incidents in every channel"""
+    return _history(ctx, None)
+
+
+def _history(ctx: Context, channel: str | None) -> str:
+    runtime = ctx.runtime
+    limit = int(ctx.item.args[0]) if ctx.item.args else HISTORY_DEFAULT
+    incidents = runtime.store.history(channel, limit)
+    links = {i.id: permalink(runtime, i) for i in incidents}
+    where = f"in <#{channel}>" if channel else "in every channel"
+    text, blocks = wording.history(incidents, links, where, limit)
+    runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, text, blocks, thread_ts=ctx.item.thread_ts)
+    return f"{len(incidents)} listed"
+
+
+@check("export", route=Route.IO, scope=Scope.RECORDED, args=(INCIDENT,))
+def export(ctx: Context) -> str:
+    """export: the incident (the open one, or the last) as a Markdown postmortem in its thread"""
+    runtime, thread = ctx.runtime, ctx.thread
+    events = runtime.store.timeline(thread.incident.id)
+    link = thread.permalink()
+    document = postmortem.markdown(thread.incident, events, link)
+    head = events[-1].hash if events else ""
+    thread.attach(
+        document,
+        f"{thread.incident.id}-postmortem.md",
+        f":page_facing_up: Postmortem of {thread.incident.id}, exported by <@{ctx.item.user}>: "
+        f"{len(events)} events; chain head `{head}`.",
+    )
+    runtime.store.record(thread.incident.id, EventKind.EXPORT, ctx.item.user, head=head, events=len(events))
+    if ctx.item.source != "mention":
+        note = f"The postmortem of {thread.incident.id} is in {render.link(link, 'its thread')}."
+        runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, note)
+    return thread.incident.id
