@@ -32,9 +32,10 @@ _bolt_logger.addFilter(_DropTokenSkippedWarning())
 
 def create_app(settings: Settings, redis: Redis | None = None, *, socket_mode: bool = False) -> App:
     """A Bolt App for the configured workspace; fails with a SettingsError if Slack rejects the token.
-    Over Socket Mode nothing is signed (the WebSocket is authenticated by the app-level token), so
-    the signing secret is not needed there."""
-    if not settings.slack_bot_token or not (settings.slack_signing_secret or socket_mode):
+    Over Socket Mode nothing is signed (the WebSocket is authenticated by the app-level token), but
+    the signing secret is still required: it keys the sealed secrets that web and worker share
+    (bot/sealed.py)."""
+    if not settings.has_slack_credentials:
         raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
     redis = redis or connect(settings)
     intake = Intake(settings, IncidentStore(redis), Dispatcher(settings, redis))

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     socket = add(
         "socket",
         "connect to Slack over Socket Mode",
-        "No public URL needed: needs SLACK_BOT_TOKEN and the app-level SLACK_APP_TOKEN (xapp-, connections:write).",
+        "No public URL needed: needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (it keys the sealed secrets web and "
+        "worker share) and the app-level SLACK_APP_TOKEN (xapp-, connections:write).",
     )
     worker = add(
         "worker",
@@ -229,7 +230,7 @@ def _audit_verify(settings: Settings, incident: str, head: str) -> int:
 
 
 def _run(settings: Settings, scenario: str, socket_mode: bool) -> int:
-    if not settings.has_slack_credentials and not (settings.slack_bot_token and settings.slack_app_token):
+    if not settings.has_slack_credentials:
         from bot.local import run_sandbox
 
         return run_sandbox(settings, scenario, socket_mode=socket_mode)

@@ -33,8 +33,10 @@ _log.setLevel(logging.WARNING)
 
 def connect(settings: Settings, app_token: str, redis_check: Callable[[], str]) -> tuple[SocketModeHandler, str]:
     """A connected SocketModeHandler, or a SettingsError naming what is wrong."""
-    if not settings.slack_bot_token:
-        raise SettingsError("SLACK_BOT_TOKEN is required for Socket Mode (with SLACK_APP_TOKEN)")
+    if not settings.has_slack_credentials:
+        raise SettingsError(
+            "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required for Socket Mode (with SLACK_APP_TOKEN)"
+        )
     redis = redis_check()
     check_slack(settings)
     handler = SocketModeHandler(create_app(settings, socket_mode=True), app_token, logger=_log)
