@@ -30,18 +30,15 @@ _bolt_logger = logging.getLogger("nexy.bolt")
 _bolt_logger.addFilter(_DropTokenSkippedWarning())
 
 
-def create_app(settings: Settings, redis: Redis | None = None, *, socket_mode: bool = False) -> App:
-    """A Bolt App for the configured workspace; fails with a SettingsError if Slack rejects the token.
-    Over Socket Mode nothing is signed (the WebSocket is authenticated by the app-level token), but
-    the signing secret is still required: it keys the sealed secrets that web and worker share
-    (bot/sealed.py)."""
+def create_app(settings: Settings, redis: Redis | None = None) -> App:
+    """A Bolt App for the configured workspace; fails with a SettingsError if Slack rejects the token."""
     if not settings.has_slack_credentials:
         raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
     redis = redis or connect(settings)
     intake = Intake(settings, IncidentStore(redis), Dispatcher(settings, redis))
     try:
         app = App(
-            signing_secret=settings.slack_signing_secret or "",
+            signing_secret=settings.slack_signing_secret,
             client=web_client(settings),
             name="nexy",
             logger=_bolt_logger,

@@ -39,7 +39,7 @@ def connect(settings: Settings, app_token: str, redis_check: Callable[[], str]) 
         )
     redis = redis_check()
     check_slack(settings)
-    handler = SocketModeHandler(create_app(settings, socket_mode=True), app_token, logger=_log)
+    handler = SocketModeHandler(create_app(settings), app_token, logger=_log)
     hello = threading.Event()  # Slack's first message on a new connection: from then on it delivers
     handler.client.message_listeners.append(
         lambda _client, message, _raw: hello.set() if message.get("type") == "hello" else None
