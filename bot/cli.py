@@ -17,12 +17,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nexy", description=__doc__)
     sub = parser.add_subparsers(dest="process", required=True)
     run = sub.add_parser("run", help="everything on one machine; the sandbox and a console without Slack credentials")
-    run.add_argument("--scenario", default="healthy", help="sandbox: start the simulated VM in this runbook fault")
+    run.add_argument(
+        "--scenario", default="healthy", help="sandbox: start in this runbook fault (NAME@vm2: on that VM)"
+    )
+    run.add_argument("--vms", type=int, default=1, help="sandbox: how many simulated VMs (vm1, vm2, ...; 1 to 9)")
     sub.add_parser("web", help="serve Slack's HTTP requests (gunicorn) on PORT")
     sub.add_parser("socket", help="connect to Slack over Socket Mode (SLACK_APP_TOKEN)")
     worker = sub.add_parser("worker", help="the VM worker and the io worker(s), each in its own process")
     worker.add_argument("--queue", help="serve only this queue, in this process")
+    worker.add_argument("--vm", help="serve only this VM of the inventory (its queue; no io worker)")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    sub.add_parser("watch", help="probe each VM's health endpoints; a failing VM gets an incident, a diagnosis, a plan")
     audit = sub.add_parser("audit", help="check an incident's timeline").add_subparsers(dest="audit", required=True)
     verify = audit.add_parser("verify", help="recompute an incident's hash chain; exit 1 if it was tampered with")
     verify.add_argument("incident", help="the incident id, e.g. INC-3")
@@ -38,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.process == "socket":
             return _socket(settings)
         if args.process == "worker":
-            return _worker(settings, args.queue, args.burst)
+            return _worker(settings, args.queue, args.burst, args.vm)
+        if args.process == "watch":
+            return _watch(settings)
         if args.process == "audit":
             return _audit_verify(settings, args.incident, args.head)
-        return _run(settings, args.scenario)
+        return _run(settings, args.scenario, args.vms)
     except SettingsError as exc:
         print(f"nexy: {exc}", file=sys.stderr)
         return 2
@@ -70,9 +77,14 @@ def _socket(settings: Settings) -> int:
     return 0
 
 
-def _worker(settings: Settings, queue: str | None, burst: bool) -> int:
+def _worker(settings: Settings, queue: str | None, burst: bool, vm: str | None = None) -> int:
     from bot.redis_conn import connect
 
+    if vm is not None:
+        known = settings.find_vm(vm)
+        if known is None:
+            raise SettingsError(f"--vm {vm}: no such VM in the inventory; the VMs are {', '.join(settings.vm_names)}")
+        queue = settings.for_vm(known).vm_queue
     if queue:
         from jobs.worker import build_runtime, serve
 
@@ -82,12 +94,33 @@ def _worker(settings: Settings, queue: str | None, burst: bool) -> int:
     from bot.processes import Children, supervise
 
     children = Children()
-    children.nexy("vm-worker", "worker", "--queue", settings.vm_queue)
+    for name in settings.vm_names:  # one worker per VM: VMs run in parallel, each strictly serialized
+        children.nexy(f"vm-worker-{name}", "worker", "--vm", name)
     for n in range(settings.nexy_io_workers):
         children.nexy(f"io-worker-{n}", "worker", "--queue", IO_QUEUE)
+    if settings.nexy_watch_channel:
+        children.nexy("watch", "watch")
     # A stopping VM worker first finishes the run-command it is running (RQ's warm shutdown):
     # killing it would abandon a command that goes on running on the VM.
     return supervise(children, grace_s=vm_job_timeout(settings.nexy_conflict_max_wait_s))
+
+
+def _watch(settings: Settings) -> int:
+    """The watch in the foreground until SIGTERM or Ctrl-C (its own process: its ticks never wait behind
+    io jobs, and a stuck probe never holds a worker)."""
+    import signal
+    import threading
+
+    from bot.redis_conn import connect
+    from jobs.watch import Watch
+    from jobs.worker import build_runtime
+
+    if not settings.nexy_watch_channel:
+        raise SettingsError("NEXY_WATCH_CHANNEL: the watch needs a channel for its incidents (unset: the watch is off)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    Watch(build_runtime(settings, connect(settings))).run(stop)
+    return 0
 
 
 def _audit_verify(settings: Settings, incident: str, head: str) -> int:
@@ -113,11 +146,11 @@ def _audit_verify(settings: Settings, incident: str, head: str) -> int:
     return 1
 
 
-def _run(settings: Settings, scenario: str) -> int:
+def _run(settings: Settings, scenario: str, vms: int = 1) -> int:
     if not settings.has_slack_credentials:
         from bot.local import run_sandbox
 
-        return run_sandbox(settings, scenario)
+        return run_sandbox(settings, scenario, vms)
     from bot.local import run_connected
 
     return run_connected(settings)

@@ -17,7 +17,7 @@ from redis import Redis
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from bot.contract import IO_QUEUE
+from bot.contract import IO_QUEUE, vm_queue_name
 from bot.embedded_redis import EmbeddedRedis, free_port
 from bot.errors import NexyError
 from bot.processes import Children
@@ -56,7 +56,7 @@ def _own_redis(settings: Settings, persist: bool = True) -> tuple[str, EmbeddedR
     return server.url, server
 
 
-def run_sandbox(settings: Settings, scenario: str) -> int:
+def run_sandbox(settings: Settings, scenario: str, vms: int = 1) -> int:
     """The local sandbox with the console in the foreground; everything stops with it."""
     from sandbox.console import Console
     from sandbox.stack import SandboxStack
@@ -75,6 +75,7 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
             scenario,
             resource_group=settings.azure_resource_group,
             vm_name=settings.azure_vm_name,
+            vms=vms,
         )
     except ValueError as exc:
         raise NexyError(str(exc)) from None
@@ -97,7 +98,7 @@ def run_sandbox(settings: Settings, scenario: str) -> int:
         children.nexy("web", "web", env=env)
         wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
         stack.slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
-        queue_names = [IO_QUEUE, settings.vm_queue]
+        queue_names = [IO_QUEUE, *(vm_queue_name(rg, name) for rg, name, _ in stack.vms.values())]
         console = Console(stack.slack, idle=lambda: queues_idle(redis, queue_names), sandbox=stack)
         return console.run(sys.stdin)
     except KeyboardInterrupt:
