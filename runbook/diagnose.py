@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from rq.job import Job
 
 from bot import render
-from bot.contract import Action
+from bot.contract import WATCH_SOURCE, Action
 from bot.incidents import EventKind
 from bot.settings import Settings
 from bot.wording.refs import command
@@ -292,10 +292,14 @@ def diagnose(ctx: Context) -> str:
 
 
 def _plannable(ctx: Context, words: str) -> str | None:
-    """The fix whose plan goes with the diagnosis: not one that needs a form, and only for an operator."""
+    """The fix whose plan goes with the diagnosis: not one that needs a form, and only for an operator or
+    the watch (the bot itself, set up by the operators: its plan's requester is the bot, so any approver
+    may approve it)."""
     command, *args = words.split()
     fix = ctx.runtime.registry.fix_for(command, tuple(args))
-    if fix.secret is not None or not ctx.runtime.policy.can_request_fix(ctx.item.user).allowed:
+    if fix.secret is not None:
+        return None
+    if ctx.item.source != WATCH_SOURCE and not ctx.runtime.policy.can_request_fix(ctx.item.user).allowed:
         return None
     return words
 
