@@ -224,9 +224,8 @@ class Watch:
         if applied or state.flapping_said:  # a fix's verify said so already; a flapping VM is not told each time
             runtime.store.record(incident, EventKind.NOTE, None, watch="healthy", vm=state.vm)
             return
-        Thread(runtime, incident).post(
-            wording.recovered_by_itself(state.vm, max(0.0, now - state.failing_since)), kind=EventKind.NOTE, watch="recovered", vm=state.vm
-        )
+        text = wording.recovered_by_itself(state.vm, max(0.0, now - state.failing_since))
+        Thread(runtime, incident).post(text, kind=EventKind.NOTE, watch="recovered", vm=state.vm)
 
     def run(self, stop: threading.Event) -> None:
         """Tick every interval until `stop` is set; of several watch processes only one ticks at a time."""
