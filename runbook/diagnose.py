@@ -28,7 +28,7 @@ from jobs.health import HealthReport
 from runbook import deps as deps_item
 from runbook.item import Route, Symptom, check, patterns_parameter, script
 from runbook.registry import Registry
-from runbook.status import CONTEXT_LINES
+from runbook.status import JOURNAL_SIGNALS
 from runbook.version import normalize, probe_with_expected
 
 SCRIPT = script(__file__, "diagnose")
@@ -259,7 +259,7 @@ def diagnose(ctx: Context) -> str:
     runtime, settings, registry = ctx.runtime, ctx.settings, ctx.runtime.registry
     probes = runtime.dispatcher.probe("health")  # on io, while the run-command runs
     plans = tuple(f.plan_script for f in registry.fixes.values())
-    signatures = patterns_parameter((*registry.journal_patterns, *CONTEXT_LINES))
+    signatures = patterns_parameter((*registry.journal_patterns, *JOURNAL_SIGNALS))
     result = ctx.run(
         SCRIPT, ("NEXY_SIGNATURES", signatures), deps_item.pins_parameter(), includes=tuple(dict.fromkeys(plans))
     )
