@@ -118,6 +118,12 @@ def problem_of(report: HealthReport) -> str:
     return ""
 
 
+def headline(report: HealthReport, problem: str) -> str:
+    """The problem in a few words, for the incident's title."""
+    down = sum(1 for e in report.endpoints if not e.up)
+    return f"{down} of {len(report.endpoints)} health endpoints down" if down else problem
+
+
 class Watch:
     """Ticks over every VM of the inventory with the worker's runtime."""
 
@@ -170,7 +176,7 @@ class Watch:
             if incident is not None and state.last_ok is not False:
                 outcome = self._failing_again(runtime, state, incident.id, problem, now)
             elif incident is None and (state.failures >= self.settings.nexy_watch_failures or report.all_up):
-                self._open(runtime, state, problem)
+                self._open(runtime, state, problem, headline(report, problem))
                 outcome = Outcome.OPENED
             state.last_ok = False
         else:
@@ -181,11 +187,11 @@ class Watch:
         state.save(redis)
         return outcome
 
-    def _open(self, runtime: Runtime, state: VMWatch, problem: str) -> None:
+    def _open(self, runtime: Runtime, state: VMWatch, problem: str, title: str) -> None:
         """Open the VM's watch incident, say why, and queue its one diagnose on the VM."""
         requester = self.requester()
         several = len(self.settings.vm_names) > 1
-        incident = runtime.store.open_new(self.channel, requester, wording.title(state.vm, problem, several))
+        incident = runtime.store.open_new(self.channel, requester, wording.title(state.vm, title, several))
         thread = Thread(runtime, incident.id)
         thread.post(
             wording.opened(state.vm, problem, state.failures, self.settings.nexy_watch_interval_s),

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from bot.incidents import Incident
 
 HISTORY = command("history all")
-HEADER_TEXT = "nexy: incidents and the VM"
+HEADER_TEXT = "nexy: incidents and the VMs"
 
 
 def view(
