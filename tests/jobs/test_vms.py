@@ -147,3 +147,12 @@ def test_home_and_queue_name_each_vm(fleet_settings, slack, work):
     assert text.index("On the VM `vm2`") < text.index("`status --vm vm2`") < text.index("On the VM `vm3`")
     listing = next(m for m in slack.messages("C0OPS") if "Run-command queue" in m.text)
     assert "vm3" in listing.text and "nothing waiting" in listing.text
+
+
+def test_a_worker_for_an_unknown_vm_refuses_naming_the_vms(fleet_settings, tmp_path):
+    """`nexy worker --vm nope` exits 2 at once, naming the inventory's VMs; nothing is served."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "AZURE_"))},
+           **settings_env(fleet_settings), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "worker", "--vm", "nope", "--burst"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "the VMs are vm1, vm2, vm3" in done.stderr

@@ -9,6 +9,7 @@ from bot.incidents import EventKind
 from jobs.watch import Outcome, Watch
 from jobs.worker import build_runtime
 from tests.conftest import RG, VM_NAME
+from tests.jobs.test_vms import three_vms  # noqa: F401 - the fixture
 from tests.runbook.test_fixes import APPROVER, OPERATOR, bot_messages
 
 KEY = (RG.lower(), VM_NAME.lower())
@@ -102,3 +103,20 @@ def test_pause_silences_the_watch_and_is_recorded_in_its_incident(watch_settings
     notes = [(e.get("watch"), e.who) for e in watch.runtime.store.timeline(incident.id) if e.kind is EventKind.NOTE]
     assert ("paused", "U0ALICE") in notes and ("resumed", "U0ALICE") in notes
     assert "is not a valid duration" in slack.slash_command("watch pause soon").json()["text"]
+
+
+def test_with_three_vms_the_watch_names_the_failing_vm_and_diagnoses_it_alone(
+    serve_bot, vm_settings, three_vms, slack, work, azure, redis
+):
+    """vm3 fails: its incident names it, its diagnose runs on vm3 only; vm1 and vm2 stay OK."""
+    settings = vm_settings(nexy_vms_file=three_vms[1], nexy_watch_channel="C0OPS", nexy_watch_failures=2)
+    serve_bot(settings)
+    watch = Watch(build_runtime(settings, redis))
+    three_vms[0]["vm3"][2].break_("service-down")
+    watch.tick()
+    assert watch.tick() == {"vm1": Outcome.OK, "vm2": Outcome.OK, "vm3": Outcome.OPENED}
+    (incident,) = watch.runtime.store.open_incidents()
+    assert incident.title == "watch: `vm3` 2 of 2 health endpoints down"
+    work(settings, [IO_QUEUE, *settings.vm_queues])
+    assert {h["vm"] for h in azure.history} == {"Nexy3"}
+    assert "`diagnose --vm vm3`" in _texts(slack)
