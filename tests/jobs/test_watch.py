@@ -120,3 +120,11 @@ def test_with_three_vms_the_watch_names_the_failing_vm_and_diagnoses_it_alone(
     work(settings, [IO_QUEUE, *settings.vm_queues])
     assert {h["vm"] for h in azure.history} == {"Nexy3"}
     assert "`diagnose --vm vm3`" in _texts(slack)
+
+
+def test_a_version_other_than_expected_opens_the_incident_at_once(watch, slack, vm):
+    """Endpoints that answer with an older version than NEXY_EXPECTED_VERSION open the incident on the first probe."""
+    vm.break_("stale-version")
+    assert watch.tick() == {VM_NAME: Outcome.OPENED}
+    (incident,) = watch.runtime.store.open_incidents()
+    assert f"differs from the expected {vm.expected_version}" in incident.title
