@@ -6,6 +6,7 @@ manifest for this bot's commands)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -27,7 +28,8 @@ class _Scenarios:
         return sorted(scenarios())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._names()
+        # NAME@vm2: the scenario on that VM alone (--vms); SandboxStack checks the VM's name
+        return isinstance(name, str) and name.split("@", 1)[0] in self._names()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
@@ -60,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="healthy",
         choices=_Scenarios(),
         metavar="NAME",
-        help="sandbox: start the simulated VM in this runbook fault, one of: %(choices)s (default: %(default)s)",
+        help="sandbox: start the simulated VM in this runbook fault, one of: %(choices)s (default: %(default)s); "
+        "NAME@vm2 puts only that VM into it (with --vms)",
     )
+    run.add_argument("--vms", type=int, default=1, help="sandbox: how many simulated VMs (vm1, vm2, ...; 1 to 9)")
     run.add_argument(
         "--socket-mode",
         action="store_true",
@@ -87,7 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         "run-command is finished first.",
     )
     worker.add_argument("--queue", help="serve only this queue, in this process")
+    worker.add_argument("--vm", help="serve only this VM of the inventory (its queue; no io worker), in this process")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    add(
+        "watch",
+        "watch every VM's health endpoints",
+        "Every NEXY_WATCH_INTERVAL_S; a VM failing NEXY_WATCH_FAILURES probes in a row (or reporting another "
+        "version than expected) gets an incident in NEXY_WATCH_CHANNEL, one diagnosis and the top fix's plan. "
+        "`nexy worker` starts it when NEXY_WATCH_CHANNEL is set.",
+    )
     for child in (web, socket, worker):
         # Set by a parent nexy process that already checked Redis's configuration.
         child.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -134,10 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.process == "socket":
             return _socket(settings, args.child)
         if args.process == "worker":
-            return _worker(settings, args.queue, args.burst, args.child, say)
+            return _worker(settings, args.queue, args.burst, args.child, say, args.vm)
+        if args.process == "watch":
+            return _watch(settings)
         if args.process == "audit":
             return _audit_verify(settings, args.incident, args.head)
-        return _run(settings, args.scenario, args.socket_mode)
+        return _run(settings, args.scenario, args.socket_mode, args.vms)
     except SettingsError as exc:
         failed = True
         print(f"nexy: {exc}", file=sys.stderr)
@@ -178,12 +192,19 @@ def _socket(settings: Settings, child: bool) -> int:
     return 0
 
 
-def _worker(settings: Settings, queue: str | None, burst: bool, child: bool, say: Callable[[str], None]) -> int:
+def _worker(
+    settings: Settings, queue: str | None, burst: bool, child: bool, say: Callable[[str], None], vm: str | None = None
+) -> int:
     from bot.redis_conn import connect
     from bot.web import check_redis
     from bot.workers import where
 
     redis_label = check_redis(settings, None if child else say)
+    if vm is not None:  # one VM of the inventory: its queue only, from any host sharing the Redis
+        known = settings.find_vm(vm)
+        if known is None:
+            raise SettingsError(f"--vm {vm}: no such VM in the inventory; the VMs are {', '.join(settings.vm_names)}")
+        queue = settings.for_vm(known).vm_queue
     if queue:
         from jobs.worker import build_runtime, serve
 
@@ -229,11 +250,30 @@ def _audit_verify(settings: Settings, incident: str, head: str) -> int:
     return 1
 
 
-def _run(settings: Settings, scenario: str, socket_mode: bool) -> int:
+def _watch(settings: Settings) -> int:
+    """The watch in the foreground until SIGTERM or Ctrl-C (its own process: its ticks never wait behind
+    io jobs, and a stuck probe never holds a worker)."""
+    import signal
+    import threading
+
+    from bot.redis_conn import connect
+    from jobs.watch import Watch
+    from jobs.worker import build_runtime
+
+    if not settings.nexy_watch_channel:
+        raise SettingsError("NEXY_WATCH_CHANNEL: the watch needs a channel for its incidents (unset: the watch is off)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a watch run by hand
+        Watch(build_runtime(settings, connect(settings))).run(stop)
+    return 0
+
+
+def _run(settings: Settings, scenario: str, socket_mode: bool, vms: int = 1) -> int:
     if not settings.has_slack_credentials:
         from bot.local import run_sandbox
 
-        return run_sandbox(settings, scenario, socket_mode=socket_mode)
+        return run_sandbox(settings, scenario, socket_mode=socket_mode, vms=vms)
     from bot.local import run_connected
 
     return run_connected(settings)

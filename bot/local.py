@@ -27,7 +27,7 @@ from bot.contract import IO_QUEUE
 from bot.embedded_redis import EmbeddedRedis, free_port
 from bot.errors import NexyError
 from bot.processes import Children, Stage, announcer, stop_in_order, supervise
-from bot.settings import Settings
+from bot.settings import Settings, load_settings
 
 WEB_START_TIMEOUT_S = 30.0
 """How long the web process may take to answer /healthz (and the workers to register)."""
@@ -88,7 +88,7 @@ def _lock_sandbox(folder: Path) -> int:
     return fd
 
 
-def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False) -> int:
+def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False, vms: int = 1) -> int:
     """The local sandbox with the console in the foreground; everything stops with it. With
     socket_mode the bot runs as `nexy socket` and the emulated Slack delivers over Socket Mode."""
     from sandbox.console import Console
@@ -103,7 +103,7 @@ def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False)
     folder = Path(settings.nexy_data_dir) / "sandbox"
     try:
         stack = SandboxStack(
-            folder, scenario, resource_group=settings.azure_resource_group, vm_name=settings.azure_vm_name
+            folder, scenario, resource_group=settings.azure_resource_group, vm_name=settings.azure_vm_name, vms=vms
         )
     except ValueError as exc:
         raise NexyError(str(exc)) from None
@@ -114,6 +114,7 @@ def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False)
     children = Children()
     redis_server = redis = None
     names: list[str] = []
+    served = settings  # the children's settings (the sandbox's VMs), once the sandbox runs
     try:
         stack.start()
         # Its own server, not persisted: it starts empty like the emulated Slack, so no incident
@@ -128,8 +129,9 @@ def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False)
             "NEXY_BIND_HOST": "127.0.0.1",
             "NEXY_WEB_WORKERS": "1",
         }
+        served = load_settings(**{name.lower(): value for name, value in env.items()})
         # --child: a not-persisted Redis is what the sandbox wants, not something to warn about.
-        names = workers.start(children, settings, env)
+        names = workers.start(children, served, env)
         if socket_mode:
             children.nexy(slack_process, "socket", "--child", env={**env, "SLACK_APP_TOKEN": stack.slack.app_token})
             wait_connected(stack.slack, children)
@@ -140,8 +142,8 @@ def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False)
             stack.slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
         if not workers.registered(redis, children, names):
             raise NexyError("the workers did not start; see the messages above")
-        say(workers.ready_line(settings, redis_server.url))
-        queue_names = [IO_QUEUE, settings.vm_queue]
+        say(workers.ready_line(served, redis_server.url))
+        queue_names = [IO_QUEUE, *served.vm_queues]
         console = Console(
             stack.slack,
             idle=lambda: queues_idle(redis, queue_names),
@@ -154,8 +156,8 @@ def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False)
             print(file=sys.stderr)  # end the prompt's line: the steps follow
         return 130
     finally:
-        running = (lambda: workers.running_command(redis, settings)) if redis is not None else None
-        stop_in_order(children, _stages(slack_process, settings, names), say, running)
+        running = (lambda: workers.running_command(redis, served)) if redis is not None else None
+        stop_in_order(children, _stages(slack_process, served, names), say, running)
         stack.stop()
         if redis_server is not None:
             redis_server.stop()

@@ -24,7 +24,7 @@ def build_runtime(settings: Settings, redis: Redis) -> Runtime:
     """The runtime of a worker: the registry is built once here, with every runbook item."""
     from runbook.registry import REGISTRY
 
-    return Runtime(settings, redis, REGISTRY)
+    return Runtime(settings.for_vm(), redis, REGISTRY)
 
 
 class JobAbandoned(BaseException):
