@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("ack_latency", "serialization", "round_trips")
+BENCHMARKS = ("ack_latency", "serialization", "round_trips", "watch_and_vms")
 TIMEOUT_S = 600
 
 

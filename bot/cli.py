@@ -1,93 +1,230 @@
 """`nexy`: the entry points. `web` (HTTP), `socket` (Socket Mode), `worker` (the VM worker and
 the io workers), `run` (all on one machine; the sandbox and a console without Slack credentials),
-and `audit verify <incident>` (recompute an incident's hash chain)."""
+`audit verify <incident>` (recompute an incident's hash chain) and `manifest` (the Slack app
+manifest for this bot's commands)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 
 from bot.errors import NexyError, SettingsError
+from bot.processes import announcer
 from bot.redaction import install_log_redaction
 from bot.settings import Settings, load_settings
 
 
-def main(argv: list[str] | None = None) -> int:
+class _Scenarios:
+    """The sandbox's scenarios, for argparse's `choices`: read only when checked or listed, so that
+    `nexy web` never imports the emulators."""
+
+    def _names(self) -> list[str]:
+        from sandbox.stack import scenarios
+
+        return sorted(scenarios())
+
+    def __contains__(self, name: object) -> bool:
+        # NAME@vm2: the scenario on that VM alone (--vms); SandboxStack checks the VM's name
+        return isinstance(name, str) and name.split("@", 1)[0] in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+
+def _version() -> str:
+    try:
+        return version("nexy-ops")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexy", description=__doc__)
-    sub = parser.add_subparsers(dest="process", required=True)
-    run = sub.add_parser("run", help="everything on one machine; the sandbox and a console without Slack credentials")
-    run.add_argument("--scenario", default="healthy", help="sandbox: start the simulated VM in this runbook fault")
-    sub.add_parser("web", help="serve Slack's HTTP requests (gunicorn) on PORT")
-    sub.add_parser("socket", help="connect to Slack over Socket Mode (SLACK_APP_TOKEN)")
-    worker = sub.add_parser("worker", help="the VM worker and the io worker(s), each in its own process")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="process", required=True, metavar="command")
+
+    def add(name: str, summary: str, details: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}")
+
+    run = add(
+        "run",
+        "everything on one machine",
+        "Without Slack credentials: the local sandbox (Slack, Azure and GitHub emulators, a simulated VM) "
+        "and a console where you type /nexy commands. With them: the worker and the web (or Socket Mode) "
+        "process. Ctrl-C stops everything in order.",
+    )
+    run.add_argument(
+        "--scenario",
+        default="healthy",
+        choices=_Scenarios(),
+        metavar="NAME",
+        help="sandbox: start the simulated VM in this runbook fault, one of: %(choices)s (default: %(default)s); "
+        "NAME@vm2 puts only that VM into it (with --vms)",
+    )
+    run.add_argument("--vms", type=int, default=1, help="sandbox: how many simulated VMs (vm1, vm2, ...; 1 to 9)")
+    run.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="sandbox: the bot runs as `nexy socket` and the emulated Slack talks to it over Socket Mode",
+    )
+    web = add(
+        "web",
+        "serve Slack's HTTP requests",
+        "gunicorn on NEXY_BIND_HOST:PORT: POST /slack/events (signed requests), GET /healthz. Checks the "
+        "Slack token and Redis first; says one line when it listens.",
+    )
+    socket = add(
+        "socket",
+        "connect to Slack over Socket Mode",
+        "No public URL needed: needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (it keys the sealed secrets web and "
+        "worker share) and the app-level SLACK_APP_TOKEN (xapp-, connections:write).",
+    )
+    worker = add(
+        "worker",
+        "run the VM worker and the io worker(s)",
+        "Exactly one worker for the VM queue vm:<resource-group>:<vm> (run-commands never overlap) and "
+        "NEXY_IO_WORKERS for io, each its own process, restarted if it dies. On Ctrl-C or SIGTERM a running "
+        "run-command is finished first.",
+    )
     worker.add_argument("--queue", help="serve only this queue, in this process")
+    worker.add_argument("--vm", help="serve only this VM of the inventory (its queue; no io worker), in this process")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
-    audit = sub.add_parser("audit", help="check an incident's timeline").add_subparsers(dest="audit", required=True)
-    verify = audit.add_parser("verify", help="recompute an incident's hash chain; exit 1 if it was tampered with")
+    add(
+        "watch",
+        "watch every VM's health endpoints",
+        "Every NEXY_WATCH_INTERVAL_S; a VM failing NEXY_WATCH_FAILURES probes in a row (or reporting another "
+        "version than expected) gets an incident in NEXY_WATCH_CHANNEL, one diagnosis and the top fix's plan. "
+        "`nexy worker` starts it when NEXY_WATCH_CHANNEL is set.",
+    )
+    for child in (web, socket, worker):
+        # Set by a parent nexy process that already checked Redis's configuration.
+        child.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    audit = add(
+        "audit",
+        "check an incident's timeline",
+        "Each timeline event carries a hash chained to the one before; verify recomputes the chain.",
+    ).add_subparsers(dest="audit", required=True, metavar="check")
+    verify = audit.add_parser(
+        "verify",
+        help="recompute an incident's hash chain; exit 1 if it was tampered with",
+        description="Recompute an incident's hash chain: exit 0 intact, 1 tampered with (the first edited, "
+        "reordered or removed event is named), 2 no such incident or Redis unreachable.",
+    )
     verify.add_argument("incident", help="the incident id, e.g. INC-3")
     verify.add_argument("--head", default="", help="a chain head from an export or the closing checklist")
-    args = parser.parse_args(argv)
+    manifest = add(
+        "manifest",
+        "print the Slack app manifest",
+        "The manifest of slack-app-manifest.yml, its /nexy usage hint generated from the runbook's commands.",
+    )
+    manifest.add_argument("--url", default=None, help="the public base URL of `nexy web` (HTTP mode)")
+    manifest.add_argument("--socket-mode", action="store_true", help="for `nexy socket`: no request URLs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.process == "manifest":
+        from bot.manifest import DEFAULT_URL, render
+
+        print(render(args.url or DEFAULT_URL, socket_mode=args.socket_mode), end="")
+        return 0
 
     install_log_redaction()
     logging.getLogger().setLevel(logging.INFO)
+    say = announcer(args.process)
+    settings: Settings | None = None
+    failed = False
     try:
         settings = load_settings()
         if args.process == "web":
-            return _web(settings)
+            return _web(settings, args.child)
         if args.process == "socket":
-            return _socket(settings)
+            return _socket(settings, args.child)
         if args.process == "worker":
-            return _worker(settings, args.queue, args.burst)
+            return _worker(settings, args.queue, args.burst, args.child, say, args.vm)
+        if args.process == "watch":
+            return _watch(settings)
         if args.process == "audit":
             return _audit_verify(settings, args.incident, args.head)
-        return _run(settings, args.scenario)
+        return _run(settings, args.scenario, args.socket_mode, args.vms)
     except SettingsError as exc:
+        failed = True
         print(f"nexy: {exc}", file=sys.stderr)
         return 2
     except NexyError as exc:
+        failed = True
         print(f"nexy: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        if settings is not None and not settings.redis_url:
+            # A failed start stops the server it started, without a word: its one line said what failed;
+            # so does a one-off read (audit).
+            quiet = failed or getattr(args, "child", False) or args.process == "audit"
+            _leave_redis(settings, None if quiet else say)
 
 
-def _web(settings: Settings) -> int:
+def _leave_redis(settings: Settings, say: Callable[[str], None] | None) -> None:
+    """This process stops using the shared embedded Redis; the last one stops the server."""
+    from bot.embedded_redis import leave
+
+    if leave(settings.nexy_data_dir) and say is not None:
+        say(f"redis-server stopped (its data stays under {settings.nexy_data_dir}/redis)")
+
+
+def _web(settings: Settings, child: bool) -> int:
     from bot.web import serve
 
-    serve(settings, host=settings.nexy_bind_host)
+    serve(settings, host=settings.nexy_bind_host, check_durability=not child)
     return 0
 
 
-def _socket(settings: Settings) -> int:
-    if not settings.slack_app_token:
-        raise SettingsError("SLACK_APP_TOKEN: Socket Mode needs an app-level token (xapp-...)")
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
+def _socket(settings: Settings, child: bool) -> int:
+    from bot.socket_mode import serve
 
-    from bot.app import create_app
-
-    SocketModeHandler(create_app(settings), settings.slack_app_token).start()
+    serve(settings, child=child)
     return 0
 
 
-def _worker(settings: Settings, queue: str | None, burst: bool) -> int:
+def _worker(
+    settings: Settings, queue: str | None, burst: bool, child: bool, say: Callable[[str], None], vm: str | None = None
+) -> int:
     from bot.redis_conn import connect
+    from bot.web import check_redis
+    from bot.workers import where
 
+    redis_label = check_redis(settings, None if child else say)
+    if vm is not None:  # one VM of the inventory: its queue only, from any host sharing the Redis
+        known = settings.find_vm(vm)
+        if known is None:
+            raise SettingsError(f"--vm {vm}: no such VM in the inventory; the VMs are {', '.join(settings.vm_names)}")
+        queue = settings.for_vm(known).vm_queue
     if queue:
         from jobs.worker import build_runtime, serve
 
+        if not child:
+            say(f"ready: serving queue {queue}; Redis: {redis_label}; {where(settings)}")
         serve(build_runtime(settings, connect(settings)), [queue], burst=burst)
         return 0
-    from bot.contract import IO_QUEUE, vm_job_timeout
+    from bot import workers
     from bot.processes import Children, supervise
 
     children = Children()
-    children.nexy("vm-worker", "worker", "--queue", settings.vm_queue)
-    for n in range(settings.nexy_io_workers):
-        children.nexy(f"io-worker-{n}", "worker", "--queue", IO_QUEUE)
-    # A stopping VM worker first finishes the run-command it is running (RQ's warm shutdown):
-    # killing it would abandon a command that goes on running on the VM.
-    return supervise(children, grace_s=vm_job_timeout(settings.nexy_conflict_max_wait_s))
+    names = workers.start(children, settings)
+    redis = connect(settings)
+    if workers.registered(redis, children, names):
+        say(workers.ready_line(settings, redis_label))
+    else:
+        say(f"the workers did not register within {workers.READY_TIMEOUT_S:g} s; see the messages above")
+    return supervise(
+        children, [workers.stage(settings, names)], say, running=lambda: workers.running_command(redis, settings)
+    )
 
 
 def _audit_verify(settings: Settings, incident: str, head: str) -> int:
@@ -113,11 +250,30 @@ def _audit_verify(settings: Settings, incident: str, head: str) -> int:
     return 1
 
 
-def _run(settings: Settings, scenario: str) -> int:
+def _watch(settings: Settings) -> int:
+    """The watch in the foreground until SIGTERM or Ctrl-C (its own process: its ticks never wait behind
+    io jobs, and a stuck probe never holds a worker)."""
+    import signal
+    import threading
+
+    from bot.redis_conn import connect
+    from jobs.watch import Watch
+    from jobs.worker import build_runtime
+
+    if not settings.nexy_watch_channel:
+        raise SettingsError("NEXY_WATCH_CHANNEL: the watch needs a channel for its incidents (unset: the watch is off)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a watch run by hand
+        Watch(build_runtime(settings, connect(settings))).run(stop)
+    return 0
+
+
+def _run(settings: Settings, scenario: str, socket_mode: bool, vms: int = 1) -> int:
     if not settings.has_slack_credentials:
         from bot.local import run_sandbox
 
-        return run_sandbox(settings, scenario)
+        return run_sandbox(settings, scenario, socket_mode=socket_mode, vms=vms)
     from bot.local import run_connected
 
     return run_connected(settings)

@@ -28,6 +28,7 @@ class Request:
 
     command: str
     args: tuple[str, ...] = ()
+    vm: str = ""  # `--vm NAME` as typed (its shape checked); intake matches it against the inventory
 
     @property
     def spec(self) -> Command:
@@ -35,7 +36,7 @@ class Request:
 
     @property
     def words(self) -> str:
-        return " ".join((self.command, *self.args))
+        return " ".join((self.command, *self.args, *(("--vm", self.vm) if self.vm else ())))
 
     @property
     def section(self) -> str:
@@ -74,13 +75,47 @@ def _parse(text: str) -> Request | ParseError:
     if len(text) > _MAX_INPUT:
         return ParseError(f"That is {len(text)} characters; a command is at most {_MAX_INPUT}.", usage=HELP_USAGE)
     words = text.replace("\u00a0", " ").split()
+    words, vm = _vm_option(words)
+    if isinstance(vm, ParseError):
+        return vm
     if not words:
         return Request("help")
     command, values = REGISTRY.lookup(words)
     if command is None:
         name = words[0].lower()
         return ParseError(f"I don't know the command `{_shown(name)}`.", usage=HELP_USAGE, suggestion=suggest(name))
-    return _bind(command, values)
+    if vm and not command.on_vm:
+        return ParseError(f"`{command.name}` does not concern one VM: it takes no `--vm`.", usage=command.usage)
+    bound = _bind(command, values)
+    return Request(bound.command, bound.args, vm) if isinstance(bound, Request) and vm else bound
+
+
+VM_OPTION = "--vm"
+_VM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+
+
+def _vm_option(words: list[str]) -> tuple[list[str], str | ParseError]:
+    """`--vm NAME` (or `--vm=NAME`) taken off anywhere in the words, its shape checked."""
+    rest: list[str] = []
+    vm: str | None = None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == VM_OPTION or word.startswith(VM_OPTION + "="):
+            value = word.partition("=")[2] if "=" in word else (words[i + 1] if i + 1 < len(words) else "")
+            i += 1 if "=" in word else 2
+            if vm is not None:
+                return rest, ParseError(f"`{VM_OPTION}` is given twice; name one VM.", usage=HELP_USAGE)
+            if not _VM_NAME.fullmatch(value):
+                return rest, ParseError(
+                    f"`{VM_OPTION}` takes a VM name (letters, digits and . _ -); got `{_shown(value) or 'nothing'}`.",
+                    usage=HELP_USAGE,
+                )
+            vm = value
+            continue
+        rest.append(word)
+        i += 1
+    return rest, vm or ""
 
 
 def _bind(command: Command, values: list[str]) -> Request | ParseError:

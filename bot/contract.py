@@ -94,6 +94,9 @@ def apply_job_id(plan_id: str) -> str:
     return f"apply-{plan_id}"
 
 
+WATCH_SOURCE = "watch"
+"""The `source` of what the watch asks for by itself (jobs/watch.py): its requester is the bot."""
+
 APPROVE_REACTION = "white_check_mark"
 """The reaction that approves a plan (`:white_check_mark:`)."""
 REJECT_REACTION = "x"
@@ -127,14 +130,15 @@ class WorkItem:
     user: str
     channel: str
     incident: str
-    source: str  # "slash" | "mention" | "button" | "reaction" | "approval" | "form"
+    source: str  # "slash" | "mention" | "button" | "reaction" | "approval" | "form" | WATCH_SOURCE
     requested_at: float
     secret: str = ""  # a reference to a sealed value (bot/sealed.py) typed in a form; never the value
     thread_ts: str | None = None  # the thread a mention came from: answers to the person go there
+    vm: str = ""  # the inventory's name of the VM it concerns ("": the only VM)
 
     @property
     def words(self) -> str:
-        return " ".join((self.command, *self.args))
+        return " ".join((self.command, *self.args, *(("--vm", self.vm) if self.vm else ())))
 
     @classmethod
     def new(
@@ -148,6 +152,7 @@ class WorkItem:
         source: str,
         secret: str = "",
         thread_ts: str | None = None,
+        vm: str = "",
     ) -> WorkItem:
         """A fresh item for a request, with a job id RQ accepts."""
         return cls(
@@ -161,6 +166,7 @@ class WorkItem:
             requested_at=time.time(),
             secret=secret,
             thread_ts=thread_ts,
+            vm=vm,
         )
 
     @classmethod

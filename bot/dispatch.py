@@ -60,6 +60,15 @@ class Dispatcher:
             self._queues[name] = Queue(name, connection=self.redis)
         return self._queues[name]
 
+    def vm(self, name: str = "") -> Settings:
+        """The settings of one VM of the inventory (of this dispatcher's own VM when no name is given)."""
+        return self.settings.for_vm(name) if name else self.settings
+
+    def _meta(self, vm: str = "") -> dict[str, str]:
+        """What a job carries so that the worker runs it with its VM's settings (jobs.runtime.TaskJob)."""
+        name = vm or self.settings.vm_name
+        return {"vm": name}
+
     def _timeout(self, queue: str) -> int:
         return IO_JOB_TIMEOUT_S if queue == IO_QUEUE else vm_job_timeout(self.settings.nexy_conflict_max_wait_s)
 
@@ -67,8 +76,9 @@ class Dispatcher:
         """Enqueue a request for its route's queue, recorded in its incident's timeline first (so the
         worker's `started` comes after it); a job that must wait for the VM gets a status message
         with its position (posted by an io job). Returns the RQ job."""
-        name = queue_for(route, self.settings)
-        position = self._position() if name != IO_QUEUE else None
+        settings = self.vm(item.vm)
+        name = queue_for(route, settings)
+        position = self._position(settings) if name != IO_QUEUE else None
         if item.incident:
             self.store.record(
                 item.incident,
@@ -88,14 +98,22 @@ class Dispatcher:
             failure_ttl=FAILURE_TTL_S,
             on_failure=REPORT_FAILURE,
             description=f"{item.words} ({item.incident}, <@{item.user}>)",
+            meta=self._meta(settings.vm_name),
         )
         if position is not None and position > 1 and item.incident:
-            self._io_notice(Task.QUEUED, payload=item.payload(), position=position, running=self._running_words())
+            self._io_notice(
+                Task.QUEUED,
+                payload=item.payload(),
+                position=position,
+                running=self._running_words(settings),
+                vm=settings.vm_name,
+            )
         return job
 
-    def submit_apply(self, plan_id: str, description: str) -> Job | None:
-        """Queue apply-and-verify of an approved plan on the VM queue, once: a second call finds the job."""
-        queue = self.settings.vm_queue
+    def submit_apply(self, plan_id: str, description: str, vm: str = "") -> Job | None:
+        """Queue apply-and-verify of an approved plan on its VM's queue, once: a second call finds the job."""
+        settings = self.vm(vm)
+        queue = settings.vm_queue
         try:
             return self.queue(queue).enqueue_call(
                 Task.APPLY_PLAN,
@@ -107,24 +125,29 @@ class Dispatcher:
                 failure_ttl=FAILURE_TTL_S,
                 on_failure=REPORT_FAILURE,
                 description=description,
+                meta=self._meta(settings.vm_name),
             )
         except DuplicateJobError:
             return None
 
     def schedule_expiry(self, plan_id: str, after_s: float) -> Job:
         """Look at a plan when its approval window closes (RQ's scheduler runs in an io worker)."""
-        return self.queue(IO_QUEUE).enqueue_in(timedelta(seconds=after_s), Task.EXPIRE_PLAN, plan_id=plan_id)
+        return self.queue(IO_QUEUE).enqueue_in(
+            timedelta(seconds=after_s), Task.EXPIRE_PLAN, plan_id=plan_id, meta=self._meta()
+        )
 
-    def running_on_vm(self) -> dict | None:
-        raw = self.redis.get(vm_running_key(self.settings.azure_resource_group, self.settings.azure_vm_name))
+    def running_on_vm(self, settings: Settings | None = None) -> dict | None:
+        """What runs on a VM now (this dispatcher's own by default), or None."""
+        vm = settings or self.settings
+        raw = self.redis.get(vm_running_key(vm.azure_resource_group, vm.azure_vm_name))
         return json.loads(raw) if raw else None
 
-    def _position(self) -> int:
+    def _position(self, settings: Settings) -> int:
         """Where a job queued now on the VM stands: 1 runs at once; 2 waits for one command, ..."""
-        return self.queue(self.settings.vm_queue).count + 1 + (1 if self.running_on_vm() else 0)
+        return self.queue(settings.vm_queue).count + 1 + (1 if self.running_on_vm(settings) else 0)
 
-    def _running_words(self) -> str | None:
-        running = self.running_on_vm()
+    def _running_words(self, settings: Settings) -> str | None:
+        running = self.running_on_vm(settings)
         return running.get("words") if running else None
 
     def authorize(self, item: WorkItem) -> Job:
@@ -165,6 +188,7 @@ class Dispatcher:
         return self.queue(IO_QUEUE).enqueue_call(
             Task.PROBE,
             kwargs={"name": name},
+            meta=self._meta(),
             timeout=IO_JOB_TIMEOUT_S,
             result_ttl=NOTICE_RESULT_TTL_S,
             failure_ttl=FAILURE_TTL_S,
@@ -178,7 +202,12 @@ class Dispatcher:
         """Publish a user's App Home tab (the worker gathers and posts it)."""
         return self._io_notice(Task.HOME, user=user)
 
-    def _io_notice(self, task: str, **kwargs: object) -> Job:
+    def _io_notice(self, task: str, *, vm: str = "", **kwargs: object) -> Job:
         return self.queue(IO_QUEUE).enqueue_call(
-            task, kwargs=kwargs, timeout=IO_JOB_TIMEOUT_S, result_ttl=NOTICE_RESULT_TTL_S, failure_ttl=FAILURE_TTL_S
+            task,
+            kwargs=kwargs,
+            timeout=IO_JOB_TIMEOUT_S,
+            result_ttl=NOTICE_RESULT_TTL_S,
+            failure_ttl=FAILURE_TTL_S,
+            meta=self._meta(vm),
         )

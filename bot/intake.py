@@ -9,6 +9,7 @@ only, no Slack I/O, so the ack leaves within milliseconds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -78,6 +79,10 @@ class Intake:
 
     def _request(self, parsed: Request, user: str, where: Where, *, source: str) -> Reply:
         """A valid request from a person: refused, a form to open, or queued on its incident."""
+        resolved = self._vm(parsed)
+        if isinstance(resolved, str):
+            return Reply(resolved)
+        parsed = resolved
         try:
             decision = self.policy.for_command(parsed.spec, user)
             if decision is not None and decision.allowed is False:
@@ -94,6 +99,19 @@ class Intake:
             log.exception("enqueue failed for /nexy %s", parsed.command)
             return Reply(wording.enqueue_failed())
         return Reply(wording.queued(parsed, incident, created), queued=True)
+
+    def _vm(self, request: Request) -> Request | str:
+        """The request with its VM as the inventory spells it, or what to answer: a VM command with
+        several VMs and no `--vm` asks which one; an unknown name lists the names."""
+        names = self.settings.vm_names
+        if not request.spec.on_vm:
+            return request
+        if request.vm:
+            known = self.settings.find_vm(request.vm)
+            return dataclasses.replace(request, vm=known) if known else wording.unknown_vm(request.vm, names)
+        if len(names) > 1:
+            return wording.which_vm(request.words, names)
+        return request
 
     def _incident(self, request: Request, user: str, where: Where) -> tuple[Incident | None, bool]:
         """The incident a command works on, as its scope says, and whether it was opened now; None
@@ -173,6 +191,10 @@ class Intake:
         secret = secret_input(parsed) if parsed is not None else None
         if where is None or parsed is None or secret is None or not self.allowed_channel(where.channel):
             return {forms.SECRET_BLOCK: wording.form_out_of_date()}
+        resolved = self._vm(parsed)
+        if isinstance(resolved, str):
+            return {forms.SECRET_BLOCK: resolved}
+        parsed = resolved
         value = value.strip()
         if not re.fullmatch(secret.pattern, value):
             return {forms.SECRET_BLOCK: f"That is not {secret.expected}."}
@@ -219,6 +241,7 @@ class Intake:
             source=source,
             secret=secret,
             thread_ts=where.thread_ts,
+            vm=request.vm,
         )
         if decision is not None and decision.allowed is None:
             self.dispatcher.authorize(item)

@@ -115,6 +115,7 @@ class Plan:
     args: tuple[str, ...] = ()  # the fix's own arguments (`2.4.0.240` for `fix version`)
     words: str = ""  # the command as asked: `fix version 2.4.0.240`
     secret: str = ""  # the reference of a sealed value the apply needs (bot/sealed.py), never the value
+    vm: str = ""  # the inventory's name of the VM it changes: its apply goes to that VM's queue
     status: PlanStatus = PlanStatus.PENDING
     message_ts: str = ""
     decided_by: str = ""
@@ -166,6 +167,7 @@ class PlanStore:
             args=tuple(json.loads(data.get("args") or "[]")),
             words=data.get("words", ""),
             secret=data.get("secret", ""),
+            vm=data.get("vm", ""),
             message_ts=data.get("message_ts", ""),
             decided_by=data.get("decided_by", ""),
             decided_at=float(data.get("decided_at") or 0),

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot import render
+from bot import learn, render
 from bot.incidents import Event, EventKind, Incident
 from bot.plans import ApplyOutcome
 from bot.wording.apply import verify_lines
@@ -209,6 +209,8 @@ def markdown(incident: Incident, events: Sequence[Event], permalink: str) -> str
     out += ["", "## Final checklist (runbook 10)", ""]
     out += [f"- [{'x' if value in ticked else ' '}] {text}" for value, text in CHECKLIST]
 
+    out += _learned(incident, events)
+
     out += ["", "## Root cause", "", incident.root_cause or "Not yet named: the incident is open.", ""]
     head = events[-1].hash if events else ""
     out += [
@@ -238,3 +240,20 @@ def _cell(value: object) -> str:
 def _block(text: str, language: str) -> list[str]:
     body = render.tail(text.strip(), OUTPUT_CHARS).replace("```", "ˋˋˋ") or "(empty)"
     return [f"```{language}", body, "```", ""]
+
+
+def _learned(incident: Incident, events: Sequence[Event]) -> list[str]:
+    """Runbook 10, "runbook updated": each symptom proposed at close as a runbook item stub and its test."""
+    offered = next((e for e in reversed(events) if e.kind is EventKind.NOTE and e.get("learn")), None)
+    if offered is None:
+        return []
+    out = ["", "## Runbook updated: proposed symptoms", ""]
+    out.append("Journal lines that matched no declared symptom. Choose each one's section, title and fix, then commit:")
+    for raw in offered.get("learn"):
+        proposal = learn.Proposal(str(raw.get("line", "")), str(raw.get("pattern", "")))
+        name = learn.module_name(proposal.pattern)
+        out += ["", f"### `{proposal.pattern}`", "", f"`runbook/{name}.py`:", ""]
+        out += _block(learn.item_stub(proposal, incident.id, offered.get("sections") or ()), "python")
+        out += [f"`tests/runbook/test_{name}.py`:", ""]
+        out += _block(learn.stub_test(proposal, incident.id), "python")
+    return out

@@ -1,8 +1,12 @@
-"""The Redis connection: REDIS_URL, or the embedded Redis for local use."""
+"""The Redis connection: REDIS_URL, or the shared embedded Redis of NEXY_DATA_DIR; how to name it
+in a log line (never with its password), and whether it keeps what the bot writes."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from bot.settings import Settings
 
@@ -13,9 +17,55 @@ def text(value: object) -> str:
 
 
 def connect(settings: Settings) -> Redis:
-    """A Redis client for REDIS_URL, or for the embedded server (started if not running)."""
+    """A Redis client for REDIS_URL, or for the embedded server (this process joins it; started if
+    not running)."""
     if settings.redis_url:
         return Redis.from_url(settings.redis_url, health_check_interval=30)
     from bot.embedded_redis import ensure_running
 
     return Redis.from_url(ensure_running(settings.nexy_data_dir), health_check_interval=30)
+
+
+def label(settings: Settings, redis: Redis | None = None) -> str:
+    """Which Redis, for a log line: scheme, host, port and database of REDIS_URL (no user or
+    password), or the embedded server's folder and port."""
+    if settings.redis_url:
+        url = urlsplit(settings.redis_url)
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{url.hostname or ''}{port}{url.path or ''}"
+    kwargs = redis.connection_pool.connection_kwargs if redis is not None else {}
+    where = f" on 127.0.0.1:{kwargs['port']}" if "port" in kwargs else ""
+    return f"embedded redis-server under {settings.nexy_data_dir}/redis{where} (append-only)"
+
+
+def durability_warnings(redis: Redis) -> list[str]:
+    """What in the server's configuration can lose the bot's keys (queued jobs, plans, incidents):
+    eviction when full, or nothing kept on disk. A server that refuses CONFIG (managed Redis often
+    does) cannot be checked, and that is said instead."""
+    try:
+        config = {name: text(value) for name, value in _config(redis).items()}
+    except ResponseError as exc:
+        return [
+            f"could not check whether Redis evicts or loses keys (CONFIG GET refused: {str(exc)[:80]}); "
+            "it needs maxmemory-policy noeviction and appendonly yes"
+        ]
+    warnings = []
+    policy, maxmemory = config.get("maxmemory-policy", ""), int(config.get("maxmemory") or 0)
+    if maxmemory and policy != "noeviction":
+        warnings.append(
+            f"Redis evicts keys when full (maxmemory {maxmemory} bytes, maxmemory-policy {policy}): queued jobs, "
+            "plans and incidents can vanish; set maxmemory-policy noeviction"
+        )
+    if config.get("appendonly") == "no" and not config.get("save", "").strip():
+        warnings.append(
+            "Redis keeps nothing on disk (appendonly no, no save points): a restart loses every incident, plan "
+            "and queued job; set appendonly yes (appendfsync everysec)"
+        )
+    return warnings
+
+
+def _config(redis: Redis) -> dict:
+    values: dict = {}
+    for name in ("maxmemory", "maxmemory-policy", "appendonly", "save"):
+        values.update(redis.config_get(name))
+    return values

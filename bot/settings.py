@@ -10,11 +10,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from functools import cached_property
+import tomllib
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.contract import vm_queue_name
@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     nexy_verify_wait_s: int = Field(30, ge=1, le=600)
     nexy_progress_every_s: float = Field(15.0, ge=0.05, le=600)
 
+    nexy_vms_file: str | None = None
+
+    nexy_watch_channel: str | None = None
+    nexy_watch_interval_s: float = Field(60.0, ge=0.05, le=3600)
+    nexy_watch_failures: int = Field(2, ge=1, le=100)
+    nexy_watch_flap_window_s: float = Field(900.0, ge=0, le=86400)
+
     nexy_data_dir: str = ".nexy"
     nexy_io_workers: int = Field(1, ge=1, le=16)
     nexy_web_workers: int = Field(2, ge=1, le=32)
@@ -113,6 +120,13 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"[A-Za-z0-9_./:@+=-]+", url):
                 raise ValueError(f"{url!r}: letters, digits and _ . / : @ + = - only (it is passed to a VM script)")
         return urls
+
+    @field_validator("nexy_watch_channel")
+    @classmethod
+    def _watch_channel(cls, channel: str | None) -> str | None:
+        if channel and not re.fullmatch(r"[CG][A-Z0-9]{2,}", channel):
+            raise ValueError("a channel id (C...), where the watch opens its incidents")
+        return channel or None
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -199,15 +213,120 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is neither a Slack user id (U...) nor a user-group handle")
         return items
 
+    # The inventory: each VM's name and the settings it overrides (validated); `_vm` names the VM
+    # these settings target ("" for the base settings, whose VM is the inventory's first).
+    _inventory: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+    _vm: str = PrivateAttr(default="")
+    _per_vm: dict[str, Settings] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _load_inventory(self) -> Settings:
+        if not self.nexy_vms_file:
+            self._inventory = {self.azure_vm_name: {}}
+            return self
+        self._inventory = read_inventory(self, self.nexy_vms_file)
+        # The base settings target the first VM, so that whatever reads them alone reads one real VM.
+        for setting, value in next(iter(self._inventory.values())).items():
+            setattr(self, setting, value)
+        return self
+
+    @property
+    def vm_names(self) -> tuple[str, ...]:
+        """Every VM of the inventory, by name, in its order (the first is the default)."""
+        return tuple(self._inventory)
+
+    @property
+    def vm_name(self) -> str:
+        """The name of the VM these settings target."""
+        return self._vm or self.vm_names[0]
+
+    def find_vm(self, name: str) -> str | None:
+        """The inventory's spelling of a VM name (names match whatever their case), or None."""
+        return next((known for known in self._inventory if known.lower() == name.lower()), None)
+
+    def for_vm(self, name: str | None = None) -> Settings:
+        """These settings aimed at one VM of the inventory (the first when no name is given): its
+        resource group, VM name, health URLs, app dir, service and service user."""
+        known = self.find_vm(name) if name else self.vm_names[0]
+        if known is None:
+            raise KeyError(f"no VM named {name!r}; known: {', '.join(self.vm_names)}")
+        if known == self._vm:
+            return self
+        if known not in self._per_vm:
+            copy = self.model_copy(update=self._inventory[known])
+            copy._vm = known
+            copy._per_vm = {}
+            self._per_vm[known] = copy
+        return self._per_vm[known]
+
     @property
     def has_slack_credentials(self) -> bool:
         """Whether a real (or configured) Slack workspace is set up."""
         return bool(self.slack_bot_token and self.slack_signing_secret)
 
-    @cached_property
+    @property
     def vm_queue(self) -> str:
         """The queue of the target VM: exactly one worker serves it."""
         return vm_queue_name(self.azure_resource_group, self.azure_vm_name)
+
+    @property
+    def vm_queues(self) -> tuple[str, ...]:
+        """The queue of every VM of the inventory."""
+        return tuple(self.for_vm(name).vm_queue for name in self.vm_names)
+
+
+VM_KEYS = {
+    "resource_group": "azure_resource_group",
+    "vm_name": "azure_vm_name",
+    "health_urls": "nexy_health_urls",
+    "vm_health_urls": "nexy_vm_health_urls",
+    "app_dir": "nexy_app_dir",
+    "service": "nexy_service",
+    "service_user": "nexy_service_user",
+}
+"""What an inventory entry may set (TOML key: the setting it overrides for that VM)."""
+
+_VM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+
+
+def read_inventory(base: Settings, path: str) -> dict[str, dict[str, Any]]:
+    """The VMs of a TOML inventory (`[vm.NAME]` tables of `VM_KEYS`; a key left out takes the
+    global setting), each validated by the same rules as the global settings."""
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ValueError(f"NEXY_VMS_FILE {path}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"NEXY_VMS_FILE {path}: not valid TOML ({exc})") from None
+    vms = data.get("vm")
+    if set(data) - {"vm"} or not isinstance(vms, dict) or not vms:
+        raise ValueError(f"NEXY_VMS_FILE {path}: expected one [vm.NAME] table per VM and nothing else")
+    defaults = base.model_dump(exclude={"nexy_vms_file"})
+    inventory: dict[str, dict[str, Any]] = {}
+    seen: dict[tuple[str, str], str] = {}
+    for name, entry in vms.items():
+        where = f"NEXY_VMS_FILE {path}: [vm.{name}]"
+        if not _VM_NAME.fullmatch(name) or any(known.lower() == name.lower() for known in inventory):
+            raise ValueError(f"{where}: a VM name is letters, digits and . _ - (at most 40), unique whatever its case")
+        if not isinstance(entry, dict) or set(entry) - set(VM_KEYS):
+            unknown = ", ".join(sorted(set(entry) - set(VM_KEYS))) if isinstance(entry, dict) else "not a table"
+            raise ValueError(f"{where}: unknown key(s) {unknown}; known: {', '.join(VM_KEYS)}")
+        overrides = {VM_KEYS[key]: value for key, value in entry.items()}
+        try:
+            # nexy_vms_file given as None: pydantic-settings would read it from the environment again.
+            checked = Settings.model_validate({**defaults, **overrides, "nexy_vms_file": None})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = next((k for k, v in VM_KEYS.items() if error["loc"] and v == error["loc"][0]), "?")
+            raise ValueError(f"{where} {field}: {str(error['msg']).removeprefix('Value error, ')}") from None
+        values = {setting: getattr(checked, setting) for setting in VM_KEYS.values()}
+        target = (values["azure_resource_group"], values["azure_vm_name"])
+        if target in seen:
+            raise ValueError(f"{where}: the same VM as [vm.{seen[target]}] ({target[0]}/{target[1]})")
+        seen[target] = name
+        inventory[name] = values
+    return inventory
 
 
 def _https_or_loopback(url: str) -> str:
@@ -255,7 +374,7 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             name = str(error["loc"][0]).upper() if error["loc"] else "settings"
             message = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"{name}: {message}")
+            lines.append(f"{name}: {message}" if error["loc"] else message)
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
     # Whatever this process holds is redacted by value from now on, wherever it would appear.
     remember(

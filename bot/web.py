@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from gunicorn.app.base import BaseApplication
 from redis.exceptions import RedisError
@@ -14,9 +16,11 @@ from slack_sdk.errors import SlackApiError
 from bot.app import create_app
 from bot.errors import SettingsError
 from bot.guard import RequestGuard
-from bot.redis_conn import connect
+from bot.processes import announcer
+from bot.redis_conn import connect, durability_warnings, label
 from bot.settings import Settings
 from bot.slack_client import web_client
+from bot.workers import where
 
 EVENTS_PATH = "/slack/events"
 
@@ -96,26 +100,68 @@ def server_options(settings: Settings, host: str) -> dict:
     }
 
 
-def check_ready(settings: Settings) -> None:
-    """Before forking workers: Slack credentials set and accepted, Redis reachable; else one clear error."""
-    if not settings.has_slack_credentials:
-        raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
+def check_redis(settings: Settings, warn: Callable[[str], None] | None = None) -> str:
+    """Redis reachable, else one clear error; with `warn`, say what in its configuration can lose
+    the bot's keys. Returns how to name it in a log line."""
     redis = connect(settings)
     try:
         redis.ping()
+        if warn is not None:
+            for warning in durability_warnings(redis):
+                warn(f"warning: {warning}")
+        return label(settings, redis)
     except RedisError as exc:
         raise SettingsError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__})") from None
     finally:
         redis.close()
+
+
+@contextmanager
+def quiet(*loggers: str) -> Iterator[None]:
+    """Silence these loggers for a start-up check: slack_sdk logs every failed try and retry at
+    length, and the check says what failed in one line."""
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        web_client(settings).auth_test()
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def check_slack(settings: Settings) -> None:
+    """SLACK_BOT_TOKEN accepted by Slack (auth.test), else one clear error."""
+    try:
+        with quiet("slack_sdk"):
+            web_client(settings).auth_test()
     except SlackApiError as exc:
         raise SettingsError(f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})") from None
     except OSError as exc:
         raise SettingsError(f"SLACK_API_URL: cannot reach Slack ({type(exc).__name__})") from None
 
 
-def serve(settings: Settings, host: str = "0.0.0.0", app_factory: Callable[[Settings], Callable] = wsgi_app) -> None:
-    """Serve until stopped: gunicorn with threaded workers (each builds its own app after fork)."""
-    check_ready(settings)
-    _Gunicorn(settings, server_options(settings, host), app_factory).run()
+def check_ready(settings: Settings, warn: Callable[[str], None] | None = None) -> str:
+    """Before forking workers: Slack credentials set and accepted, Redis reachable; else one clear error."""
+    if not settings.has_slack_credentials:
+        raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
+    redis = check_redis(settings, warn)
+    check_slack(settings)
+    return redis
+
+
+def serve(
+    settings: Settings,
+    host: str = "0.0.0.0",
+    app_factory: Callable[[Settings], Callable] = wsgi_app,
+    *,
+    check_durability: bool = True,
+) -> None:
+    """Serve until stopped: gunicorn with threaded workers (each builds its own app after fork).
+    Says one line when it listens: where, which Redis, which VM."""
+    say = announcer("web")
+    redis = check_ready(settings, say if check_durability else None)
+    options = server_options(settings, host)
+    ready = f"ready on http://{host}:{settings.port}{EVENTS_PATH}; Redis: {redis}; {where(settings)}"
+    options["when_ready"] = lambda _server: say(ready)
+    _Gunicorn(settings, options, app_factory).run()

@@ -15,21 +15,17 @@ RECENT_SHOWN = 10
 
 
 def publish(runtime: Runtime, user: str) -> str:
-    """Publish `user`'s Home tab: open incidents, the VM now and what waits, the last incidents."""
+    """Publish `user`'s Home tab: open incidents, each VM now and what waits for it, the last incidents."""
     from runbook.queue import waiting  # the runbook imports jobs; not the other way at import
 
     store = runtime.store
     open_incidents = store.open_incidents()[:OPEN_SHOWN]
     recent = store.history(None, RECENT_SHOWN)
     links = {i.id: permalink(runtime, i) for i in (*open_incidents, *recent)}
-    blocks = wording.view(
-        open_incidents,
-        recent,
-        links,
-        runtime.settings.azure_vm_name,
-        runtime.dispatcher.running_on_vm(),
-        waiting(runtime),
-        time.time(),
-    )
+    vms = []
+    for name in runtime.settings.vm_names:
+        vm = runtime.for_vm(name)
+        vms.append((name, vm.dispatcher.running_on_vm(), waiting(vm)))
+    blocks = wording.view(open_incidents, recent, links, vms, time.time())
     runtime.slack.publish_home(user, blocks)
     return f"{len(open_incidents)} open, {len(recent)} recent"

@@ -114,6 +114,7 @@ def propose(ctx: Context, fix: Fix, facts: dict[str, str], *, source: str = "") 
         args=args,
         words=item.words,
         secret=item.secret,
+        vm=settings.vm_name,
     )
     runtime.plans.save(plan)
     message = plan_wording.message(
@@ -208,7 +209,7 @@ def decide(
     # The decision is recorded, and an apply queued, before any Slack call: no Slack error can lose them.
     runtime.store.record(plan.incident, kind, user, plan=plan.id, fix=fix.name, source=source)
     if kind is EventKind.APPROVAL:
-        runtime.dispatcher.submit_apply(plan.id, f"apply {plan.words} ({plan.incident}, {plan.id})")
+        runtime.dispatcher.submit_apply(plan.id, f"apply {plan.words} ({plan.incident}, {plan.id})", plan.vm)
     else:
         runtime.sealed.discard(plan.secret)
     _decided(runtime, thread, plan, fix)

@@ -81,7 +81,13 @@ class Outbox:
         try:
             ts = None
             if entry["attempts"]:  # an earlier try may have landed: look before posting
-                ts = self.slack.find_tagged(entry["channel"], entry["thread_ts"], entry["id"])
+                try:
+                    ts = self.slack.find_tagged(entry["channel"], entry["thread_ts"], entry["id"])
+                except SlackApiError as exc:
+                    if exc.response.status_code != 200:
+                        raise
+                    # Slack refused the lookup (a private channel without groups:history): post.
+                    log.warning("outbox lookup refused: %s", exc.response.get("error"))
             if ts is None:
                 text, blocks = entry["text"], entry["blocks"]
                 if entry["attempts"]:
@@ -89,15 +95,21 @@ class Outbox:
                     text, blocks = f"{note} {text}", [render.context(note), *(blocks or [])]
                 ts = self.slack.post_tagged(entry["channel"], text, blocks, entry["thread_ts"], entry["id"])
         except (SlackApiError, OSError) as exc:  # 429 after its retries, 5xx, timeouts, outages
-            if isinstance(exc, SlackApiError) and exc.response.status_code == 200:
+            if isinstance(exc, SlackApiError) and exc.response.status_code == 200 and exc.response.get("error"):
+                # Slack answered and refused (channel_not_found, not_in_channel...): no retry changes that.
                 log.error("Slack refused outbox entry %s: %s", entry["id"], exc.response.get("error"))
+                self._remove(entry)
+                return None
             self._retry_later(entry)
             return None
+        self._remove(entry)
+        return ts
+
+    def _remove(self, entry: dict[str, Any]) -> None:
         pipe = self.redis.pipeline()
         pipe.hdel(_box(entry["incident"]), entry["id"])
         pipe.zrem(_DUE, f"{entry['incident']}|{entry['id']}")
         pipe.execute()
-        return ts
 
     def _retry_later(self, entry: dict[str, Any]) -> None:
         entry["attempts"] += 1

@@ -36,6 +36,17 @@ class Runtime:
     dispatcher: Dispatcher = field(init=False)
     sealed: SealedStore = field(init=False)
     diagnoses: DiagnosisStore = field(init=False)
+    _vms: dict[str, Runtime] = field(init=False, default_factory=dict, repr=False)
+
+    def for_vm(self, name: str) -> Runtime:
+        """The runtime of one VM of the inventory: the same Redis and registry, that VM's settings (so its
+        queue, lease, executor, health URLs and paths). Built once per VM, on first use."""
+        settings = self.settings.for_vm(name)
+        if settings is self.settings:
+            return self
+        if settings.vm_name not in self._vms:
+            self._vms[settings.vm_name] = Runtime(settings, self.redis, self.registry)
+        return self._vms[settings.vm_name]
 
     def __post_init__(self) -> None:
         self.store = IncidentStore(self.redis)
@@ -74,4 +85,10 @@ class TaskJob(Job):
     def _execute(self) -> Any:
         if self.runtime is None or not self.func:
             raise RuntimeError("a TaskJob runs only in a nexy worker (TaskJob.bound(runtime))")
-        return self.func(self.runtime, *self.args, **self.kwargs)
+        # The job names its VM (bot.dispatch); a VM unknown to this worker's inventory (a stale job
+        # after the inventory changed) runs with the worker's own VM rather than not at all.
+        vm = (self.meta or {}).get("vm", "")
+        runtime = self.runtime
+        if vm and runtime.settings.find_vm(vm):
+            runtime = runtime.for_vm(vm)
+        return self.func(runtime, *self.args, **self.kwargs)

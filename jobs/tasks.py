@@ -23,6 +23,7 @@ from jobs.operations import OperationStore
 from jobs.progress import Progress
 from jobs.runtime import Runtime
 from jobs.thread import Thread
+from jobs.worker import ABANDONED, JobAbandoned
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,9 @@ def report_failure(job: Any, connection: Any, exc_type: Any, exc_value: Any, tra
         log.error("job %s failed outside a nexy worker; nothing was posted", job.id)
         return
     reason = (
-        "the worker stopped while it ran"
+        ABANDONED
+        if exc_type is JobAbandoned
+        else "the worker stopped while it ran"
         if exc_type is not None and exc_type.__name__ == "AbandonedJobError"
         else error_wording.reason(exc_value)
         if exc_value is not None

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from types import FrameType
 
 from redis import Redis
 from rq import SimpleWorker
+from rq.worker import WorkerStatus
 
 from bot.contract import IO_QUEUE
 from bot.redaction import install_log_redaction
@@ -27,11 +29,33 @@ def build_runtime(settings: Settings, redis: Redis) -> Runtime:
     """The runtime of a worker: the registry is built once here, with every runbook item."""
     from runbook.registry import REGISTRY
 
-    return Runtime(settings, redis, REGISTRY)
+    return Runtime(settings.for_vm(), redis, REGISTRY)
+
+
+class JobAbandoned(BaseException):
+    """Raised in the running job by a second stop signal (a second Ctrl-C): a BaseException, like
+    RQ's own SystemExit, so that no `except Exception` in a job swallows it."""
+
+
+ABANDONED = "the worker was stopped while it ran (a second Ctrl-C or stop abandoned it)"
+
+
+class Worker(SimpleWorker):
+    """RQ's SimpleWorker (jobs run in-process, no fork), whose cold shutdown says what happened:
+    the job fails with JobAbandoned (its thread is told the VM state is unknown) instead of a bare
+    SystemExit, and without RQ's traceback and warnings on the terminal."""
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        # The stop is already announced by our supervisor: RQ's "cold shut down" warning and the
+        # failed job's traceback would only repeat it, at length.
+        logging.getLogger("rq.worker").setLevel(logging.CRITICAL)
+        if self.get_state() != WorkerStatus.BUSY:
+            raise SystemExit(0)  # not running a job (still stopping): just go
+        raise JobAbandoned(ABANDONED)
 
 
 def make_worker(runtime: Runtime, queue_names: list[str], name: str | None = None) -> SimpleWorker:
-    return SimpleWorker(queue_names, connection=runtime.redis, name=name, job_class=TaskJob.bound(runtime))
+    return Worker(queue_names, connection=runtime.redis, name=name, job_class=TaskJob.bound(runtime))
 
 
 def serve(runtime: Runtime, queue_names: list[str], *, burst: bool = False, name: str | None = None) -> bool:

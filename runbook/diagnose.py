@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from rq.job import Job
 
 from bot import render
-from bot.contract import Action
+from bot.contract import WATCH_SOURCE, Action
 from bot.incidents import EventKind
 from bot.settings import Settings
 from bot.wording.refs import command
@@ -28,7 +28,7 @@ from jobs.health import HealthReport
 from runbook import deps as deps_item
 from runbook.item import Route, Symptom, check, patterns_parameter, script
 from runbook.registry import Registry
-from runbook.status import CONTEXT_LINES
+from runbook.status import JOURNAL_SIGNALS
 from runbook.version import normalize, probe_with_expected
 
 SCRIPT = script(__file__, "diagnose")
@@ -259,7 +259,7 @@ def diagnose(ctx: Context) -> str:
     runtime, settings, registry = ctx.runtime, ctx.settings, ctx.runtime.registry
     probes = runtime.dispatcher.probe("health")  # on io, while the run-command runs
     plans = tuple(f.plan_script for f in registry.fixes.values())
-    signatures = patterns_parameter((*registry.journal_patterns, *CONTEXT_LINES))
+    signatures = patterns_parameter((*registry.journal_patterns, *JOURNAL_SIGNALS))
     result = ctx.run(
         SCRIPT, ("NEXY_SIGNATURES", signatures), deps_item.pins_parameter(), includes=tuple(dict.fromkeys(plans))
     )
@@ -292,10 +292,14 @@ def diagnose(ctx: Context) -> str:
 
 
 def _plannable(ctx: Context, words: str) -> str | None:
-    """The fix whose plan goes with the diagnosis: not one that needs a form, and only for an operator."""
+    """The fix whose plan goes with the diagnosis: not one that needs a form, and only for an operator or
+    the watch (the bot itself, set up by the operators: its plan's requester is the bot, so any approver
+    may approve it)."""
     command, *args = words.split()
     fix = ctx.runtime.registry.fix_for(command, tuple(args))
-    if fix.secret is not None or not ctx.runtime.policy.can_request_fix(ctx.item.user).allowed:
+    if fix.secret is not None:
+        return None
+    if ctx.item.source != WATCH_SOURCE and not ctx.runtime.policy.can_request_fix(ctx.item.user).allowed:
         return None
     return words
 

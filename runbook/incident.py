@@ -13,7 +13,7 @@ import logging
 
 from slack_sdk.errors import SlackApiError
 
-from bot import postmortem, render
+from bot import learn, postmortem, render
 from bot.incidents import EventKind, Incident
 from bot.wording import checklist as checklist_wording
 from bot.wording import incident as wording
@@ -22,6 +22,7 @@ from jobs.lifecycle import expired_by_close
 from jobs.runtime import Runtime
 from jobs.thread import permalink
 from runbook.item import Arg, Route, Scope, check
+from runbook.status import CONTEXT_LINES
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,26 @@ def incident_close(ctx: Context) -> str:
     text, blocks = checklist_wording.message(resolved, results, ticked, resolved.head, resolved.events)
     thread.post(text, blocks, kind=EventKind.CHECKLIST, user=user, checked=ticked, head=resolved.head, source="close")
     _show_resolved(runtime, resolved)
+    _offer_learned(ctx, resolved)
     return "resolved"
+
+
+def _offer_learned(ctx: Context, incident: Incident) -> None:
+    """Runbook 10, "runbook updated": journal lines of the incident that no declared symptom matched are
+    offered as proposed symptoms (the export holds each as a runbook item stub and its test)."""
+    runtime = ctx.runtime
+    events = runtime.store.timeline(incident.id)
+    outputs = [str(e.get("output") or "") for e in events if e.kind is EventKind.RUN_COMMAND]
+    proposals = learn.unmatched(outputs, runtime.registry.journal_patterns, CONTEXT_LINES)
+    if not proposals:
+        return
+    sections = [s.section for s in runtime.registry.sections() if s.section]
+    ctx.thread.post(
+        wording.learned(incident.id, proposals, sections),
+        kind=EventKind.NOTE,
+        learn=[{"line": p.line, "pattern": p.pattern} for p in proposals],
+        sections=sections,
+    )
 
 
 def _already(incident: Incident) -> str:

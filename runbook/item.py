@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -294,6 +295,13 @@ def probe(name: str) -> Callable[[F], F]:
         return read
 
     return attach
+
+
+def symptom(declared: Symptom) -> Symptom:
+    """Declare a journal symptom from a module of its own, owned by an existing fix (a symptom the runbook
+    learned at an incident's close: `bot/learn.py` writes such a module)."""
+    DECLARED.symptoms.append((declared, sys._getframe(1).f_globals.get("__name__", "?")))
+    return declared
 
 
 def fix(cls: type[FixT]) -> type[FixT]:

@@ -75,6 +75,6 @@ def queue(ctx: Context) -> str:
     """queue: what runs on the VM now, since when, and what waits"""
     runtime = ctx.runtime
     queued = waiting(runtime)
-    report = QueueReport(ctx.settings.azure_vm_name, runtime.dispatcher.running_on_vm(), queued, time.time())
+    report = QueueReport(ctx.settings.vm_name, runtime.dispatcher.running_on_vm(), queued, time.time())
     ctx.thread.post(*render_report(report), kind=EventKind.CHECK, user=ctx.item.user, report="queue")
     return f"{len(queued)} waiting"

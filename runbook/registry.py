@@ -87,6 +87,12 @@ class Command:
     def usage(self) -> str:
         return usage_of(self.name, self.args)
 
+    @property
+    def on_vm(self) -> bool:
+        """Whether it concerns one VM of the inventory (and so takes `--vm NAME`): its run-commands,
+        and the reads about one VM from outside it (its health endpoints, its Azure resource, its queue)."""
+        return self.route in (Route.VM, Route.VM_IF_REACHABLE) or self.name in VM_READS
+
     def bind(self, values: list[str] | tuple[str, ...]) -> Problem | None:
         """What is wrong with these argument values (None if they bind)."""
         if not self.subcommands:
@@ -106,6 +112,9 @@ class Command:
             return (*bound[:-1], redact(bound[-1]))
         return bound
 
+
+VM_READS = ("health", "azure", "queue")
+"""The io commands that read about one VM: they take `--vm NAME` as the run-commands do."""
 
 RUNBOOK = Command("runbook", "each runbook section: its symptoms, the commands for it and where they run", Route.INLINE)
 

@@ -17,6 +17,12 @@ RESTART = command("restart")
 CONTEXT_LINES = ("Main process exited", "Failed with result", r"google\.genai")
 """Journal lines shown beside the symptoms' own: how the service ended (no section of their own)."""
 
+UNKNOWN_ERRORS = r"[A-Za-z]+(Error|Exception)|Traceback|CRITICAL|FATAL"
+"""Error lines of no declared symptom, shown too: what the runbook may learn at the incident's close."""
+
+JOURNAL_SIGNALS = (*CONTEXT_LINES, UNKNOWN_ERRORS)
+"""Every journal line the VM scripts keep beside the declared symptoms."""
+
 
 @dataclass(frozen=True)
 class StatusReport:
@@ -59,7 +65,7 @@ def next_step(symptom: Symptom) -> str:
 def status(ctx: Context) -> str:
     """status: service state, the journal lines that matter, and where the runbook branches"""
     registry = ctx.runtime.registry
-    signatures = patterns_parameter((*registry.journal_patterns, *CONTEXT_LINES))
+    signatures = patterns_parameter((*registry.journal_patterns, *JOURNAL_SIGNALS))
     result = ctx.run(SCRIPT, ("NEXY_SIGNATURES", signatures))
     if result.exit_code is None:
         return ctx.incomplete(result, kind="status")

@@ -5,6 +5,9 @@ It owns two directions of Slack's wire protocol:
 * Slack -> bot: slash commands, Events API callbacks and interactive payloads (block_actions,
   view_submission), form-encoded or JSON exactly as Slack sends them and signed with
   ``X-Slack-Signature: v0=HMAC-SHA256("v0:{ts}:{body}")``. Sent with httpx to ``bot_url``.
+* Slack -> bot over Socket Mode instead (``socket_mode = True``): the same payloads as envelopes on
+  a WebSocket the bot opened with ``apps.connections.open`` (``sandbox/slack_socket_mode.py``);
+  the ack's payload is returned the way an HTTP answer would be.
 * bot -> Slack: a Web API server (``POST /api/<method>``, form-encoded or JSON; GET with a query
   string also works) with Bearer-token checks, Slack's error codes, its message limits,
   ``response_url`` hooks (5 uses, 30 minutes), ``trigger_id`` expiry (3 s), rate limiting on
@@ -34,6 +37,8 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+
+from sandbox.slack_socket_mode import ACK_TIMEOUT_S, Delivery, SocketModeServer
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +280,8 @@ class SlackEmulator:
         *,
         signing_secret: str = "sandbox-signing-secret",
         bot_token: str = "xoxb-sandbox-token",
+        app_token: str = "xapp-1-A0NEXYAPP-1-sandbox",
+        socket_ack_timeout_s: float = ACK_TIMEOUT_S,
         team_id: str = "T0SANDBOX",
         bot_user_id: str = "U0NEXYBOT",
         host: str = "127.0.0.1",
@@ -286,6 +293,10 @@ class SlackEmulator:
         self.bot_user_id = bot_user_id
         self.bot_id = "B" + bot_user_id[1:]
         self.app_id = "A0NEXYAPP"
+        self.app_token = app_token  # app-level token: apps.connections.open (Socket Mode) only
+        self.socket = SocketModeServer(self.app_id, host, ack_timeout_s=socket_ack_timeout_s)
+        self.socket_mode = False  # True: requests to the bot go over Socket Mode, not signed HTTP
+        self.last_delivery: Delivery | None = None
         self.host, self._port = host, port
         self.url = ""  # http://host:port, set by start()
         self.api_url = ""
@@ -317,12 +328,13 @@ class SlackEmulator:
         self._response_urls: dict[str, dict] = {}
         self._uploads: dict[str, dict] = {}
         self._upload_keys: dict[str, str] = {}
-        self._last_send: tuple[bytes, str] | None = None
+        self._last_send: tuple[bytes, str, tuple[str, dict] | None] | None = None
         self._last_signed: tuple[bytes, str, dict] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._methods: dict[str, Callable[[dict], dict]] = {
             "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
@@ -351,9 +363,11 @@ class SlackEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="slack-emulator", daemon=True)
         self._thread.start()
+        self.socket.start()
         return self
 
     def stop(self) -> None:
+        self.socket.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -549,8 +563,13 @@ class SlackEmulator:
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else token_param
         if not token:
             return 200, {}, {"ok": False, "error": "not_authed"}
-        if token != self.bot_token:
+        if token == self.app_token:
+            if method != "apps.connections.open":  # an app-level token calls this method only
+                return 200, {}, {"ok": False, "error": "not_allowed_token_type"}
+        elif token != self.bot_token:
             return 200, {}, {"ok": False, "error": "invalid_auth"}
+        elif method == "apps.connections.open":  # it needs the app-level token, not the bot's
+            return 200, {}, {"ok": False, "error": "not_allowed_token_type"}
         with self._lock:
             limit = self._ratelimits.get(method)
             if limit and limit[0] > 0:
@@ -584,6 +603,9 @@ class SlackEmulator:
                 "user": self.users.get(self.bot_user_id, "nexy"),
                 "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id,
                 "is_enterprise_install": False}
+
+    def _apps_connections_open(self, params: dict) -> dict:
+        return {"ok": True, "url": self.socket.open_url()}
 
     def _chat_post_message(self, params: dict) -> dict:
         channel = self._channel(params)
@@ -877,13 +899,22 @@ class SlackEmulator:
         return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
 
     def _send(self, body: bytes, content_type: str, *, extra_headers: dict | None = None,
-              timestamp: int | None = None, signing_secret: str | None = None) -> httpx.Response:
+              timestamp: int | None = None, signing_secret: str | None = None,
+              envelope: tuple[str, dict] | None = None) -> httpx.Response:
+        """Send a request to the bot: signed HTTP to bot_url, or, in Socket Mode, `envelope` (its
+        type and payload) over the WebSocket."""
+        with self._lock:
+            self._last_send = (body, content_type, envelope)
+        if self.socket_mode and envelope is not None:
+            headers = {k.lower(): v for k, v in (extra_headers or {}).items()}
+            retry = headers.get("x-slack-retry-num")
+            return self._deliver(*envelope, retry_attempt=int(retry) if retry else None,
+                                 retry_reason=headers.get("x-slack-retry-reason", ""))
         if not self.bot_url:
             raise RuntimeError("SlackEmulator.bot_url is not set: where should Slack send this request?")
         headers = {"Content-Type": content_type, "User-Agent": _USER_AGENT,
                    **self.sign(body, timestamp, signing_secret), **(extra_headers or {})}
         with self._lock:
-            self._last_send = (body, content_type)
             self._last_signed = (body, content_type, headers)
         return httpx.post(self.bot_url, content=body, headers=headers, timeout=self.bot_timeout)
 
@@ -908,13 +939,29 @@ class SlackEmulator:
             body, ctype, headers = self._last_signed
         return httpx.post(self.bot_url or "", content=body, headers=headers, timeout=self.bot_timeout)
 
+    def _deliver(self, kind: str, payload: dict, **retry: Any) -> httpx.Response:
+        """One envelope over Socket Mode, answered as the bot's HTTP answer would be: 200 with the
+        ack's payload (if any); 408 when no ack came in time (Slack shows the user an error);
+        404 when no app is connected (Slack's `dispatch_failed`)."""
+        delivery = self.socket.deliver(kind, payload, **retry)
+        self.last_delivery = delivery
+        if not delivery.connected:
+            return httpx.Response(404, text="dispatch_failed: no Socket Mode connection")
+        if not delivery.acked:
+            return httpx.Response(408, text=f"no ack within {self.socket.ack_timeout_s:g} s")
+        if delivery.payload:
+            return httpx.Response(200, json=delivery.payload)
+        return httpx.Response(200, content=b"")
+
     def _send_form(self, form: dict, **kwargs: Any) -> httpx.Response:
         self.last_sent = copy.deepcopy(form)
-        return self._send(urlencode(form).encode(), "application/x-www-form-urlencoded", **kwargs)
+        return self._send(urlencode(form).encode(), "application/x-www-form-urlencoded",
+                          envelope=("slash_commands", copy.deepcopy(form)), **kwargs)
 
     def _send_payload(self, payload: dict) -> httpx.Response:
         self.last_sent = copy.deepcopy(payload)
-        return self._send(urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded")
+        return self._send(urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded",
+                          envelope=("interactive", copy.deepcopy(payload)))
 
     def _user_obj(self, user: str) -> dict:
         name = self.users.get(user, user.lower())
@@ -970,7 +1017,8 @@ class SlackEmulator:
         }
         self.last_sent = copy.deepcopy(envelope)
         return self._send(json.dumps(envelope).encode(), "application/json",
-                          extra_headers=self._retry_headers(retry_num, retry_reason), timestamp=timestamp)
+                          extra_headers=self._retry_headers(retry_num, retry_reason), timestamp=timestamp,
+                          envelope=("events_api", copy.deepcopy(envelope)))
 
     @staticmethod
     def _retry_headers(retry_num: int | None, retry_reason: str) -> dict:
@@ -983,8 +1031,8 @@ class SlackEmulator:
         with self._lock:
             if self._last_send is None:
                 raise RuntimeError("nothing was sent yet")
-            body, ctype = self._last_send
-        return self._send(body, ctype, extra_headers=self._retry_headers(retry_num, retry_reason))
+            body, ctype, envelope = self._last_send
+        return self._send(body, ctype, extra_headers=self._retry_headers(retry_num, retry_reason), envelope=envelope)
 
     def app_mention(self, text: str, *, user: str, channel: str, thread_ts: str | None = None,
                     event_id: str | None = None) -> httpx.Response:

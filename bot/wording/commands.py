@@ -95,3 +95,14 @@ def form_out_of_date() -> str:
 
 def fix_refused(words: str, reason: str, who: str) -> str:
     return f":no_entry: `{render.escape(words)}` was not queued: {reason}. Who can: {who} (NEXY_OPERATORS)."
+
+
+def which_vm(words: str, names: tuple[str, ...]) -> str:
+    """Several VMs and no `--vm`: ask which, naming each."""
+    options = ", ".join(f"`/nexy {render.escape(words)} --vm {name}`" for name in names)
+    return f":question: Which VM? I serve {len(names)}: {options}."
+
+
+def unknown_vm(name: str, names: tuple[str, ...]) -> str:
+    known = ", ".join(f"`{n}`" for n in names)
+    return f"I know no VM named `{render.escape(name)}`; the VMs are {known}."

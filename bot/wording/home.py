@@ -15,16 +15,14 @@ if TYPE_CHECKING:
     from bot.incidents import Incident
 
 HISTORY = command("history all")
-HEADER_TEXT = "nexy: incidents and the VM"
+HEADER_TEXT = "nexy: incidents and the VMs"
 
 
 def view(
     open_incidents: Sequence[Incident],
     recent: Sequence[Incident],
     links: dict[str, str],
-    vm: str,
-    running: dict[str, Any] | None,
-    waiting: Sequence[WorkItem],
+    vms: Sequence[tuple[str, dict[str, Any] | None, Sequence[WorkItem]]],
     now: float,
 ) -> list[dict]:
     """The blocks of the Home tab (a `home` view; Slack allows 100 blocks)."""
@@ -35,7 +33,9 @@ def view(
     blocks += [render.section(card(i, links.get(i.id, ""))) for i in open_incidents]
     if not open_incidents:
         blocks.append(render.context("None open. The first command in a channel opens one."))
-    blocks += [{"type": "divider"}, render.section(f"*On the VM `{vm}`*\n{_vm_lines(running, waiting, now)}")]
+    # one section per VM of the inventory: what runs on it and what waits for it
+    for vm, running, waiting in vms:
+        blocks += [{"type": "divider"}, render.section(f"*On the VM `{vm}`*\n{_vm_lines(running, waiting, now)}")]
     blocks += [{"type": "divider"}, render.section("*Last incidents*")]
     blocks += [render.section(headline(i, links.get(i.id, "")) + _resolved(i)) for i in recent]
     if not recent:

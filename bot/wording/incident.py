@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot import render
+from bot.wording.refs import command
 
 if TYPE_CHECKING:
     from bot.incidents import Event, Incident
+    from bot.learn import Proposal
 
 SUMMARY_EVENTS = 8
 """How many of the latest events `/nexy incident` shows."""
@@ -88,3 +90,18 @@ def history(incidents: Sequence[Incident], links: dict[str, str], where: str, li
     head = f"*The last incidents {where}* (up to {limit})" if incidents else f"*No incident {where} yet.*"
     blocks = [render.section(head)] + [render.section(card(i, links.get(i.id, ""))) for i in incidents]
     return f"{len(incidents)} incidents {where}", blocks
+
+
+EXPORT = command("export")
+
+
+def learned(incident: str, proposals: Sequence[Proposal], sections: Sequence[str]) -> str:
+    """At close: the journal lines no declared symptom matched, each with the symptom pattern drawn from it."""
+    lines = [
+        f":books: *The runbook could learn* from {incident}: {len(proposals)} journal line(s) matched no declared "
+        "symptom. Proposed new symptoms (choose each one's section: " + ", ".join(sections) + "):"
+    ]
+    for p in proposals:
+        lines.append(f"• `{render.escape(p.pattern)}`\n    from `{render.escape(render.cut(p.line, 300))}`")
+    lines.append(f"{EXPORT} of {incident} holds each as a ready-to-commit runbook item and its test.")
+    return "\n".join(lines)

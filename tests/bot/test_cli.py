@@ -12,6 +12,7 @@ import httpx
 from bot.embedded_redis import free_port
 from bot.local import wait_until_up
 from bot.processes import Children
+from tests.leftovers import alive_under
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,11 +21,6 @@ def _env(tmp_path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "REDIS_", "AZURE_", "GITHUB_"))}
     env.update({"NEXY_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}, **extra)
     return env
-
-
-def _descendants_alive(pid_marker: str) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if pid_marker in line and "ps -eo" not in line]
 
 
 def test_piped_console_answers_and_exits_cleanly(tmp_path):
@@ -41,7 +37,10 @@ def test_piped_console_answers_and_exits_cleanly(tmp_path):
     assert "Incident INC-1" in out
     assert "↳" in out and "2.4.0 build 240" in out
     assert time.monotonic() - started < 60
-    assert _descendants_alive(str(tmp_path / "data")) == []
+    assert alive_under(tmp_path) == []
+    # It stopped in order, and said nothing of a run-command: none was running.
+    assert "nexy run: web stopped (no new requests)" in result.stderr and "workers stopped" in result.stderr
+    assert "waiting for the running run-command" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_sandbox_ignores_redis_url_and_leaves_that_database_alone(tmp_path, redis, redis_url):
@@ -61,7 +60,7 @@ def test_sandbox_ignores_redis_url_and_leaves_that_database_alone(tmp_path, redi
     assert redis.info("persistence")["rdb_changes_since_last_save"] == writes
     assert (tmp_path / "data" / "sandbox" / "redis" / "redis.log").exists()
     assert not (tmp_path / "data" / "redis").exists()
-    assert _descendants_alive(str(tmp_path / "data")) == []
+    assert alive_under(tmp_path) == []
 
 
 def test_nexy_web_serves_healthz_and_signed_commands(tmp_path, slack, redis_url):
@@ -97,3 +96,26 @@ def test_web_without_credentials_says_what_is_missing(tmp_path):
                             cwd=tmp_path, env=_env(tmp_path, REDIS_URL="redis://127.0.0.1:1/0"))
     assert result.returncode == 2
     assert "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required" in result.stderr
+
+
+def test_version_and_every_subcommand_describes_itself(tmp_path):
+    """`nexy --version` prints the installed version; each subcommand's --help has a description; `run --help`
+    lists the scenarios and a wrong one is refused with the list."""
+    from importlib.metadata import version
+
+    from bot.cli import build_parser
+    from sandbox.stack import scenarios
+
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "--version"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, env=_env(tmp_path))
+    assert result.stdout.strip() == f"nexy {version('nexy-ops')}"
+    sub = next(a for a in build_parser()._actions if a.dest == "process")
+    assert set(sub.choices) == {"run", "web", "socket", "worker", "watch", "audit", "manifest"}
+    for name, parser in sub.choices.items():
+        assert parser.description and len(parser.description) > 40, name
+        assert "--child" not in parser.format_help()  # internal: set by a parent process only
+    run_help = sub.choices["run"].format_help()
+    assert all(name in "".join(run_help.split()) for name in scenarios())  # (help wraps lines, even at a hyphen)
+    wrong = subprocess.run([sys.executable, "-m", "bot.cli", "run", "--scenario", "nope"], capture_output=True,
+                           text=True, timeout=60, cwd=tmp_path, env=_env(tmp_path))
+    assert wrong.returncode == 2 and "invalid choice: 'nope'" in wrong.stderr and "config-perms" in wrong.stderr

@@ -1,0 +1,70 @@
+"""What the watch says: in the incident it opens, and in answer to `/nexy watch`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from bot import render
+from bot.wording.refs import command
+
+if TYPE_CHECKING:
+    from jobs.watch import VMWatch
+
+CLOSE = command("incident close <root cause>")
+PAUSE = command("watch pause 2h")
+RESUME = command("watch resume")
+
+
+def title(vm: str, problem: str, several: bool) -> str:
+    where = f"`{vm}` " if several else ""
+    return f"watch: {where}{problem}"[:150]
+
+
+def opened(vm: str, problem: str, failures: int, interval_s: float) -> str:
+    return (
+        f":eyes: *The watch opened this incident* for `{vm}`: {render.escape(problem)} "
+        f"({failures} probe{'s' if failures != 1 else ''} in a row, every {render.duration(interval_s)}). "
+        "Diagnosing now; the top fix's plan follows for an approver."
+    )
+
+
+def flapping(vm: str, problem: str) -> str:
+    return (
+        f":repeat: `{vm}` is *flapping*: it failed again soon after recovering ({render.escape(problem)}). "
+        "Said once; further failures go to the timeline only."
+    )
+
+
+def recovered_by_itself(vm: str, seconds: float) -> str:
+    return (
+        f":large_green_circle: `{vm}` *recovered by itself* after {render.duration(seconds)}, with no fix applied. "
+        f"The incident stays open for a person to close: {CLOSE}."
+    )
+
+
+def state(rows: Sequence[VMWatch], incidents: dict[str, str], pause: dict | None, channel: str, now: float) -> str:
+    """`/nexy watch`: per VM, the last probe, failures in a row, the open incident; and any pause."""
+    if not channel:
+        return "The watch is off: NEXY_WATCH_CHANNEL is not set."
+    lines = [f"*The watch* (incidents in <#{channel}>)"]
+    if pause:
+        lines.append(f":double_vertical_bar: paused until {render.date(pause['until'])} by <@{pause['by']}>; {RESUME}")
+    for row in rows:
+        probe = f"last probe {render.duration(now - row.last_probe_at)} ago" if row.last_probe_at else "not probed yet"
+        health = {True: ":large_green_circle: up", False: ":red_circle: failing", None: ":white_circle: unknown"}[
+            row.last_ok
+        ]
+        incident = incidents.get(row.incident, row.incident) if row.incident else "no open incident"
+        lines.append(f"`{row.vm}`: {health}; {probe}; {row.failures} failure(s) in a row; {incident}")
+    if not pause:
+        lines.append(f"Planned maintenance: {PAUSE}.")
+    return "\n".join(lines)
+
+
+def paused(until: float, user: str) -> str:
+    return f":double_vertical_bar: The watch is paused until {render.date(until)} (by <@{user}>); {RESUME} ends it."
+
+
+def resumed(user: str, was_paused: bool) -> str:
+    return f":arrow_forward: The watch is on again (by <@{user}>)." if was_paused else "The watch was not paused."

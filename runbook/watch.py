@@ -1,0 +1,76 @@
+"""The watch's commands: its state per VM, and a pause for planned maintenance (jobs/watch.py runs it).
+
+A pause and a resume are recorded in the timeline of every open watch incident, with who and until when.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from bot.incidents import EventKind, IncidentStatus
+from bot.wording import watch as wording
+from jobs import watch as watch_state
+from jobs.context import Context
+from runbook.item import Arg, Route, Scope, check
+
+MAX_PAUSE_S = 24 * 3600
+"""The longest pause: a forgotten pause must not silence the watch for good."""
+
+DURATION = Arg("duration", r"[1-9][0-9]{0,4}[smh]", "a duration such as 90s, 30m or 2h (at most 24h)")
+
+_UNIT_S = {"s": 1, "m": 60, "h": 3600}
+
+
+def seconds(duration: str) -> int:
+    match = re.fullmatch(r"([0-9]+)([smh])", duration)
+    assert match, duration  # the argument's pattern was checked by the parser
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+@check("watch", route=Route.IO, scope=Scope.NONE)
+def watch(ctx: Context) -> str:
+    """watch: the watch's state per VM: last probe, failures in a row, open incident, any pause"""
+    runtime = ctx.runtime
+    rows = [watch_state.VMWatch.load(runtime.redis, name) for name in ctx.settings.vm_names]
+    incidents = {r.incident: f"open incident {r.incident}" for r in rows if r.incident}
+    text = wording.state(
+        rows, incidents, watch_state.paused(runtime.redis), ctx.settings.nexy_watch_channel or "", time.time()
+    )
+    runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, text, thread_ts=ctx.item.thread_ts)
+    return "shown"
+
+
+@check("watch pause", route=Route.IO, scope=Scope.NONE, args=(DURATION,))
+def watch_pause(ctx: Context) -> str:
+    """watch pause: stop the watch's probes for a while (planned maintenance); recorded in its incidents"""
+    wanted = seconds(ctx.item.args[0])
+    if wanted > MAX_PAUSE_S:
+        ctx.runtime.slack.ephemeral(
+            ctx.item.channel, ctx.item.user, f"A pause is at most 24h; `{ctx.item.args[0]}` is longer."
+        )
+        return "refused"
+    until = watch_state.pause(ctx.runtime.redis, wanted, ctx.item.user)
+    _record(ctx, "paused", until=until)
+    ctx.runtime.slack.post(ctx.item.channel, wording.paused(until, ctx.item.user))
+    return "paused"
+
+
+@check("watch resume", route=Route.IO, scope=Scope.NONE)
+def watch_resume(ctx: Context) -> str:
+    """watch resume: end a pause of the watch"""
+    was = watch_state.resume(ctx.runtime.redis)
+    if was:
+        _record(ctx, "resumed")
+    ctx.runtime.slack.post(ctx.item.channel, wording.resumed(ctx.item.user, was))
+    return "resumed" if was else "not paused"
+
+
+def _record(ctx: Context, what: str, **details: object) -> None:
+    """The pause or resume in the timeline of each VM's open watch incident."""
+    store = ctx.runtime.store
+    for name in ctx.settings.vm_names:
+        incident_id = watch_state.VMWatch.load(ctx.runtime.redis, name).incident
+        incident = store.get(incident_id) if incident_id else None
+        if incident is not None and incident.status is IncidentStatus.OPEN:
+            store.record(incident.id, EventKind.NOTE, ctx.item.user, watch=what, vm=name, **details)
