@@ -55,6 +55,7 @@ The ``run-command-busy`` fault lives at the Azure emulator (``sandbox.azure_emul
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -63,6 +64,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import weakref
@@ -182,6 +184,47 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+_PORTS = Path(tempfile.gettempdir()) / "nexy-sandbox-ports"
+"""One lock file per port a simulated VM's service will listen on, held while that VM lives: the
+service binds its ports only when it starts, so two VMs (in two processes, say two test workers)
+must not both be handed the same free port in between."""
+
+
+class _PortReservations:
+    """The ports one simulated VM holds (flocks on files under _PORTS), released together."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, int] = {}
+
+    def take(self, wanted: int | None = None) -> int:
+        """Reserve `wanted` (kept even when another holds it: it was asked for), or a free port."""
+        _PORTS.mkdir(exist_ok=True)
+        for _ in range(100):
+            port = wanted or _free_port()
+            if port in self._held:
+                if wanted:
+                    return port
+                continue
+            fd = os.open(_PORTS / f"{port}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if wanted:
+                    return wanted
+                continue
+            self._held[port] = fd
+            return port
+        raise OSError("no free port could be reserved for the simulated VM")
+
+    def release(self) -> None:
+        for port, fd in self._held.items():
+            with contextlib.suppress(OSError):
+                os.unlink(_PORTS / f"{port}.lock")
+            os.close(fd)
+        self._held.clear()
+
+
 def _stale(version: str, build: str) -> tuple[str, str]:
     parts = [int(p) if p.isdigit() else 0 for p in version.split(".")]
     for i in range(len(parts) - 1, -1, -1):
@@ -223,6 +266,7 @@ class SimulatedVM:
         /etc/systemd/system) through a private mount namespace, so scripts and plans show the paths
         of the real VM; off where mount namespaces cannot be had (then the host paths show)."""
         self._finalizer: weakref.finalize | None = None
+        self._ports = _PortReservations()
 
     # ----------------------------------------------------------------- paths and settings
 
@@ -312,6 +356,7 @@ class SimulatedVM:
     def stop(self) -> None:
         """Stop every service of this VM and kill what is left of their processes."""
         _stop_all(self.root)
+        self._ports.release()
 
     def __enter__(self) -> "SimulatedVM":
         return self.create()
@@ -322,10 +367,10 @@ class SimulatedVM:
     def _write_vm_config(self) -> None:
         path = self.root / vmlib.SANDBOX_DIR / "vm.json"
         config = vmlib.read_json(path, {})
-        health = self._health_port or config.get("health_port") or _free_port()
-        updates = self._updates_port or config.get("updates_port") or _free_port()
+        health = self._ports.take(self._health_port or config.get("health_port"))
+        updates = self._ports.take(self._updates_port or config.get("updates_port"))
         while updates == health:
-            updates = _free_port()
+            updates = self._ports.take()
         config.update(health_port=health, updates_port=updates, hostname=self.hostname, owner_pid=os.getpid(),
                       service=self.service, service_user=self.service_user)
         vmlib.write_json_atomic(path, config)
