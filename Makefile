@@ -29,10 +29,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q -n 2
 
+# Every benchmark in turn; one JSON document on stdout (benchmarks/all.py).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ack_latency.py
-	$(BIN)/python benchmarks/serialization.py
-	$(BIN)/python benchmarks/round_trips.py
+	@$(BIN)/python benchmarks/all.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix $(PACKAGES)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -124,8 +125,9 @@ def run_load(slack: SlackEmulator, targets: dict[str, int], rate: float, seconds
     clients = {name: httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) for name, port in targets.items()}
 
     def send(name: str, record: bool) -> None:
+        # A fresh trigger_id each time, as Slack sends: the same signed body twice is refused as a replay.
         body = (f"token=x&team_id=T0SANDBOX&channel_id=C0BENCH&user_id=U0ALICE&command=%2Fnexy&text=health"
-                f"&response_url=http%3A%2F%2F127.0.0.1%3A1%2Fnone&trigger_id=t").encode()
+                f"&response_url=http%3A%2F%2F127.0.0.1%3A1%2Fnone&trigger_id={uuid.uuid4().hex}").encode()
         headers = {**slack.sign(body), "Content-Type": "application/x-www-form-urlencoded"}
         started = time.perf_counter()
         try:

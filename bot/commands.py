@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from runbook.item import SecretInput
@@ -63,7 +64,14 @@ def parse(text: object) -> Request | ParseError:
         return ParseError("I could not read that command.", usage=HELP_USAGE)
 
 
+def strip_controls(text: str) -> str:
+    """The text without control or format characters (terminal escapes, NUL, bidi overrides, zero-width
+    spaces): whatever is echoed back or recorded is what the person could see they typed."""
+    return "".join((" " if ch.isspace() else "") if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
+
+
 def _parse(text: str) -> Request | ParseError:
+    text = strip_controls(text)
     if len(text) > _MAX_INPUT:
         return ParseError(f"That is {len(text)} characters; a command is at most {_MAX_INPUT}.", usage=HELP_USAGE)
     words = text.replace("\u00a0", " ").split()

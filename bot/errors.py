@@ -36,6 +36,8 @@ class ExecutorFailure(str, Enum):
     HTTP = "http"  # another HTTP error from ARM
     UNREACHABLE = "unreachable"  # nothing was sent: the command did not start
     LOST = "lost"  # sent, but the answer was lost: it may still be running
+    ACCEPTED_UNKNOWN = "accepted-unknown"  # Azure accepted it; reading its state failed: it ran or runs
+    RUN_TIMEOUT = "run-timeout"  # Azure accepted it and it was still running past Azure's 90 minutes
     TIMEOUT = "timeout"  # the local executor stopped a script that ran too long
     LEASE = "lease"  # another worker held the VM's lease for too long: not run
 

@@ -265,10 +265,14 @@ class Intake:
                 user=user, approve=reaction in APPROVE_REACTIONS, source="reaction", channel=channel, ts=ts
             )
 
-    def button(self, *, action_id: str, plan_id: str, user: str) -> None:
-        """The Approve / Reject buttons of a plan: the same rules as the reactions."""
-        if action_id in Action.DECISIONS:
-            self.dispatcher.decide(user=user, approve=action_id == Action.APPROVE, source="button", plan_id=plan_id)
+    def button(self, *, action_id: str, plan_id: str, user: str, channel: str, ts: str) -> None:
+        """The Approve / Reject buttons of a plan: the same rules as the reactions (a channel the bot
+        answers in; a worker checks that the click is on the plan's own message)."""
+        if action_id not in Action.DECISIONS or not self.allowed_channel(channel):
+            return
+        self.dispatcher.decide(
+            user=user, approve=action_id == Action.APPROVE, source="button", plan_id=plan_id, channel=channel, ts=ts
+        )
 
     def checklist(self, *, user: str, channel: str, ts: str, block_id: str, checked: list[str]) -> None:
         """Someone ticked or unticked the final checklist: the timeline records who and what, and a

@@ -25,9 +25,12 @@ SCOPES: dict[str, str] = {
     "files:write": "output too long for a message, attached to the thread (files_upload_v2)",
     "usergroups:read": "NEXY_OPERATORS / NEXY_APPROVERS given as user-group handles (usergroups.list, "
     "usergroups.users.list)",
+    "channels:history": "a result whose post may have landed is looked up by its outbox id before any "
+    "repost (conversations.replies, conversations.history)",
 }
-"""Every bot scope the app asks for, and why. Nothing reads channel history, adds reactions or reads
-users: no `channels:history`, `groups:history`, `reactions:write` or `users:read`."""
+"""Every bot scope the app asks for, and why. History is read only to find the bot's own outbox posts
+(message metadata), never to read people's messages; nothing adds reactions or reads users: no
+`groups:history`, `reactions:write` or `users:read`."""
 
 EVENTS: dict[str, str] = {
     "app_mention": "@nexy <command> in an incident thread",

@@ -31,11 +31,53 @@ def web_client(settings: Settings) -> WebClient:
     )
 
 
+OUTBOX_EVENT = "nexy_outbox"
+"""The message metadata event type that carries an outbox entry's id: how a post that may have
+landed is found again instead of posted twice."""
+
+
 class SlackClient:
     """Posting, updating and uploading into channels and threads; redacted and clamped."""
 
     def __init__(self, client: WebClient):
         self.client = client
+        # For outbox posts: 429s waited out, but no blind retry after a dropped connection (the
+        # message may have been stored); the outbox looks it up by its metadata instead.
+        self.once = WebClient(
+            token=client.token,
+            base_url=client.base_url,
+            timeout=client.timeout,
+            retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
+        )
+
+    def post_tagged(self, channel: str, text: str, blocks: list | None, thread_ts: str | None, tag: str) -> str:
+        """Post once, with the outbox id in the message metadata; returns its ts."""
+        text, blocks = render.fit(redact(text), redact_json(blocks))
+        response = self.once.chat_postMessage(
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            metadata={"event_type": OUTBOX_EVENT, "event_payload": {"id": tag}},
+        )
+        return response["ts"]
+
+    def find_tagged(self, channel: str, thread_ts: str | None, tag: str) -> str | None:
+        """The ts of a message posted with this outbox id (in the thread, or the channel's latest), if any."""
+        if thread_ts:
+            messages = self.once.conversations_replies(
+                channel=channel, ts=thread_ts, include_all_metadata=True, limit=1000
+            )["messages"]
+        else:
+            messages = self.once.conversations_history(channel=channel, include_all_metadata=True, limit=200)[
+                "messages"
+            ]
+        for message in messages:
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == OUTBOX_EVENT and (meta.get("event_payload") or {}).get("id") == tag:
+                return str(message["ts"])
+        return None
 
     def post(self, channel: str, text: str, blocks: list | None = None, thread_ts: str | None = None) -> str:
         """Post a message (in a thread when thread_ts is given); returns its ts."""

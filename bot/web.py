@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -14,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.app import create_app
 from bot.errors import SettingsError
+from bot.guard import RequestGuard
 from bot.processes import announcer
 from bot.redis_conn import connect, durability_warnings, label
 from bot.settings import Settings
@@ -27,6 +29,7 @@ def wsgi_app(settings: Settings) -> Callable:
     """The WSGI application: Slack's requests at /slack/events, a readiness probe at /healthz."""
     redis = connect(settings)
     bolt = SlackRequestHandler(create_app(settings, redis), path=EVENTS_PATH)
+    guard = RequestGuard(settings.slack_signing_secret or "", redis)
 
     def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
@@ -38,9 +41,34 @@ def wsgi_app(settings: Settings) -> Callable:
             payload = json.dumps(body).encode()
             start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
             return [payload]
+        if environ.get("PATH_INFO") == EVENTS_PATH and environ.get("REQUEST_METHOD") == "POST":
+            refused = _guarded(guard, environ)
+            if refused is not None:
+                status, payload = refused
+                start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+                return [payload]
         return bolt(environ, start_response)
 
     return application
+
+
+def _guarded(guard: RequestGuard, environ: dict) -> tuple[str, bytes] | None:
+    """Read the body once, check it, and hand Bolt an unread copy; a refusal's status and body otherwise."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return "400 Bad Request", b'{"error": "invalid Content-Length"}'
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    refusal = guard.check(
+        body,
+        environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""),
+        environ.get("HTTP_X_SLACK_SIGNATURE", ""),
+        environ.get("CONTENT_TYPE", ""),
+    )
+    if refusal is None:
+        return None
+    return refusal.status, json.dumps({"error": refusal.reason}).encode()
 
 
 class _Gunicorn(BaseApplication):

@@ -40,7 +40,14 @@ def register(app: App, intake: Intake) -> None:
 
     @app.action(decisions)
     def plan_button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        intake.button(action_id=action.get("action_id", ""), plan_id=action.get("value", ""), user=_user(body))
+        container = body.get("container") or {}
+        intake.button(
+            action_id=action.get("action_id", ""),
+            plan_id=action.get("value", ""),
+            user=_user(body),
+            channel=str(container.get("channel_id", "")),
+            ts=str(container.get("message_ts", "")),
+        )
         ack()
 
     @app.action(Action.PLAN_FIX)

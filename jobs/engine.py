@@ -22,6 +22,7 @@ from bot.contract import VM_LOCK_WAIT_S, WorkItem, vm_lease_key, vm_running_key
 from bot.errors import ConflictError, ExecutorError, ExecutorFailure
 from bot.incidents import EventKind
 from bot.wording import vm as vm_wording
+from jobs.operations import OperationWatch
 from jobs.runcommand import RunResult, Script
 from jobs.runtime import Runtime
 from jobs.thread import Thread
@@ -96,7 +97,11 @@ def run_on_vm(runtime: Runtime, thread: Thread, item: WorkItem, script: Script) 
     with VMLease(
         runtime.redis, settings.azure_resource_group, settings.azure_vm_name, holder, settings.nexy_vm_lease_s
     ):
-        result = _run_through_conflicts(runtime, thread, script)
+        watch = OperationWatch(runtime, thread, item, script.name, plan=_plan_of(item))
+        try:
+            result = _run_through_conflicts(runtime, thread, script, watch)
+        finally:
+            watch.done()
     runtime.store.record(
         item.incident,
         EventKind.RUN_COMMAND,
@@ -112,12 +117,17 @@ def run_on_vm(runtime: Runtime, thread: Thread, item: WorkItem, script: Script) 
     return result
 
 
-def _run_through_conflicts(runtime: Runtime, thread: Thread, script: Script) -> RunResult:
+def _plan_of(item: WorkItem) -> str:
+    """The plan an apply job works on (its job id names it), for the operation record."""
+    return item.id.removeprefix("apply-") if item.command == "apply" else ""
+
+
+def _run_through_conflicts(runtime: Runtime, thread: Thread, script: Script, watch: OperationWatch) -> RunResult:
     settings = runtime.settings
     waited, delay, notice = 0.0, settings.nexy_conflict_retry_s, None
     while True:
         try:
-            result = runtime.executor.run(script)
+            result = runtime.executor.run(script, watch)
             break
         except ConflictError:
             if waited + delay > settings.nexy_conflict_max_wait_s:

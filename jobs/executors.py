@@ -22,6 +22,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.polling import LROPoller
 from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
 
 from bot.errors import AccessError, ConflictError, ExecutorError, ExecutorFailure
@@ -34,10 +35,20 @@ LOCAL_TIMEOUT_S = 90 * 60
 """The local executor gives a script as long as Azure would (90 minutes)."""
 
 
+class RunWatch(Protocol):
+    """Who follows an accepted run-command: told its continuation token once Azure accepted it (to
+    resume polling after the worker died), and the elapsed time at every poll (a heartbeat; a
+    notice when it runs long)."""
+
+    def accepted(self, token: str) -> None: ...
+
+    def polling(self, elapsed_s: float) -> None: ...
+
+
 class Executor(Protocol):
     name: str
 
-    def run(self, script: Script) -> RunResult: ...
+    def run(self, script: Script, watch: RunWatch | None = None) -> RunResult: ...
 
 
 class AzureExecutor:
@@ -49,7 +60,7 @@ class AzureExecutor:
         self.settings = settings
         self.client = compute_client(settings)
 
-    def run(self, script: Script) -> RunResult:
+    def run(self, script: Script, watch: RunWatch | None = None) -> RunResult:
         started = time.monotonic()
         command = RunCommandInput(
             command_id="RunShellScript",
@@ -63,7 +74,6 @@ class AzureExecutor:
                 command,
                 polling_interval=self.settings.nexy_azure_poll_s,
             )
-            result = poller.result()
         except ClientAuthenticationError as exc:
             code = ExecutorFailure.FORBIDDEN if exc.status_code == 403 else ExecutorFailure.AUTH
             raise AccessError(code, status=exc.status_code or 401) from None
@@ -75,9 +85,44 @@ class AzureExecutor:
             ) from None
         except ServiceResponseError as exc:  # sent, but the answer was lost: it may be running
             raise ExecutorError(ExecutorFailure.LOST, redact(str(exc))[:200]) from None
+        if watch is not None:
+            watch.accepted(poller.continuation_token())
+        return self._follow(script.name, poller, started, watch)
+
+    def resume(self, script_name: str, token: str, watch: RunWatch | None = None) -> RunResult:
+        """Poll again a run-command Azure accepted earlier (by another worker, now gone): nothing is
+        sent to the VM, only its operation is read."""
+        poller = self.client.virtual_machines.begin_run_command(
+            self.settings.azure_resource_group,
+            self.settings.azure_vm_name,
+            RunCommandInput(command_id="RunShellScript"),  # not sent: the token names the operation
+            continuation_token=token,
+            polling_interval=self.settings.nexy_azure_poll_s,
+        )
+        return self._follow(script_name, poller, time.monotonic(), watch)
+
+    def _follow(self, script_name: str, poller: LROPoller, started: float, watch: RunWatch | None) -> RunResult:
+        """Wait for an accepted run-command: any failure from here on means it ran (or runs) with an
+        outcome we could not read, never that nothing was run."""
+        settings = self.settings
+        step = min(settings.nexy_azure_poll_s, settings.nexy_heartbeat_s / 3)
+        while True:
+            try:
+                poller.wait(timeout=step)
+                if poller.done():
+                    result = poller.result()
+                    break
+            except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+                raise ExecutorError(ExecutorFailure.ACCEPTED_UNKNOWN, redact(str(exc))[:200]) from None
+            elapsed = time.monotonic() - started
+            if watch is not None:
+                watch.polling(elapsed)
+            if elapsed > settings.nexy_runcommand_timeout_s:
+                minutes = f"{settings.nexy_runcommand_timeout_s / 60:g} minutes"
+                raise ExecutorError(ExecutorFailure.RUN_TIMEOUT, minutes)
         first = result.value[0] if result.value else None
         stdout, stderr = split_message((first.message if first else None) or "")
-        return parse(script.name, stdout, stderr, limit=AZURE_OUTPUT_LIMIT, duration_s=time.monotonic() - started)
+        return parse(script_name, stdout, stderr, limit=AZURE_OUTPUT_LIMIT, duration_s=time.monotonic() - started)
 
 
 def _classify(exc: HttpResponseError) -> Exception:
@@ -103,7 +148,7 @@ class LocalExecutor:
         self.settings = settings
         self.env = env
 
-    def run(self, script: Script) -> RunResult:
+    def run(self, script: Script, watch: RunWatch | None = None) -> RunResult:
         started = time.monotonic()
         try:
             done = subprocess.run(

@@ -20,9 +20,11 @@ from bot.plans import ApplyOutcome, Plan, PlanStatus
 from bot.policy import describe
 from bot.wording import apply as apply_wording
 from bot.wording import approval as approval_wording
+from bot.wording import commands as commands_wording
 from bot.wording import plan as plan_wording
 from jobs.context import Context, verify_parameters
 from jobs.progress import Progress
+from jobs.runcommand import RunResult
 from jobs.runtime import Runtime
 from jobs.thread import Thread
 from runbook.item import Fix
@@ -184,6 +186,13 @@ def decide(
     plan = plans.get(plan_id) if plan_id else plans.by_message(channel or "", ts or "")
     if plan is None:
         return "not a plan"
+    if plan_id and (plan.channel != channel or plan.message_ts != ts):
+        # A button names its plan in its value: only a click on that plan's own message counts.
+        reason = "the click was not on this plan's message"
+        runtime.store.record(plan.incident, EventKind.IGNORED, user, plan=plan.id, source=source, reason=reason)
+        if channel:
+            runtime.slack.ephemeral(channel, user, commands_wording.button_out_of_date())
+        return "not the plan's message"
     thread = Thread(runtime, plan.incident)
     refusal = _refusal(runtime, plan, user, approve)
     if refusal:
@@ -320,10 +329,19 @@ def _apply(ctx: Context, plan: Plan, fix: Fix) -> ApplyOutcome:
         )
     finally:
         runtime.sealed.discard(plan.secret)
+    return _report_apply(runtime, ctx.thread, plan, fix, result)
+
+
+def _report_apply(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix, result: RunResult, *, late: bool = False):
+    """The plan's state follows what the VM said; then the report (marked late when it is)."""
+    settings, plans = runtime.settings, runtime.plans
     outcome = ApplyOutcome.of(result.facts, result.exit_code)
     plans.finish(plan.id, PlanStatus.APPLIED if outcome is ApplyOutcome.VERIFIED else PlanStatus.FAILED)
     commands = fix.commands(settings, plan.args)
     text, blocks = apply_wording.report(plan, fix, result, outcome, commands, settings.nexy_service)
+    if late:
+        note = apply_wording.reported_late()
+        text, blocks = f"{note} {text}", [render.context(note), *blocks]
     runtime.store.record(
         plan.incident,
         EventKind.VERIFY,
@@ -336,14 +354,38 @@ def _apply(ctx: Context, plan: Plan, fix: Fix) -> ApplyOutcome:
         facts=result.facts,
         text=render.plain(blocks),
     )
-    ctx.thread.post(text, blocks, kind=None)
+    thread.post_durable(text, blocks)
     return outcome
 
 
-def interrupted(runtime: Runtime, plan_id: str, reason: str) -> None:
-    """An apply that did not finish (its job failed or died): the plan is failed, the VM state unknown."""
+def report_resumed_apply(runtime: Runtime, plan_id: str, result: RunResult, started_at: float) -> None:
+    """The apply whose worker died, read back from Azure by another worker: reported as it went."""
     plan = runtime.plans.get(plan_id)
     if plan is None:
+        return
+    fix = runtime.registry.fixes[plan.fix]
+    thread = Thread(runtime, plan.incident)
+    outcome = _report_apply(runtime, thread, plan, fix, result, late=True)
+    item = WorkItem(
+        id=apply_job_id(plan.id),
+        command="apply",
+        args=(fix.name,),
+        user=plan.decided_by,
+        channel=plan.channel,
+        incident=plan.incident,
+        source="approval",
+        requested_at=time.time(),
+    )
+    progress = Progress(runtime, item, on_vm=True)
+    progress.started_at = started_at
+    progress.finished(outcome.value, ok=outcome is ApplyOutcome.VERIFIED)
+
+
+def interrupted(runtime: Runtime, plan_id: str, reason: str) -> None:
+    """An apply that did not finish (its job failed or died): the plan is failed, the VM state unknown.
+    A plan no longer `applying` was already reported with the VM's outcome: nothing true to add."""
+    plan = runtime.plans.get(plan_id)
+    if plan is None or plan.status is not PlanStatus.APPLYING:
         return
     runtime.plans.finish(plan_id, PlanStatus.FAILED)
     runtime.store.record(plan.incident, EventKind.APPLY_FAILED, plan.decided_by, plan=plan_id, reason=reason)

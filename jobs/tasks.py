@@ -19,6 +19,7 @@ from bot.wording import commands as command_wording
 from bot.wording import errors as error_wording
 from jobs import lifecycle
 from jobs.context import Context
+from jobs.operations import OperationStore
 from jobs.progress import Progress
 from jobs.runtime import Runtime
 from jobs.thread import Thread
@@ -171,6 +172,8 @@ def report_failure(job: Any, connection: Any, exc_type: Any, exc_value: Any, tra
         if exc_value is not None
         else "it did not finish"
     )
+    if OperationStore(runtime.redis).was_reported(job.id):
+        return  # another worker read its run-command's outcome from Azure and reported that
     try:
         if job.func_name == Task.APPLY_PLAN:
             lifecycle.interrupted(runtime, job.kwargs["plan_id"], reason)

@@ -66,6 +66,15 @@ class Thread:
             self.runtime.store.record(self.incident.id, kind, user, text=render.plain(blocks) or text, ts=ts, **details)
         return ts
 
+    def post_durable(self, text: str, blocks: list | None = None) -> str | None:
+        """Post a result through the incident's outbox: kept in Redis until Slack confirmed it, retried
+        with backoff meanwhile; its ts, or None while it waits for a retry."""
+        from jobs.outbox import Outbox
+
+        return Outbox(self.runtime.redis, self.runtime.slack).send(
+            self.incident.id, self.channel, self.ensure(), text, blocks
+        )
+
     def update(self, ts: str, text: str, blocks: list | None = None) -> None:
         self.runtime.slack.update(self.channel, ts, text, blocks)
 

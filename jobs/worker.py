@@ -8,6 +8,7 @@ run-command. SimpleWorker runs jobs in-process: no fork per job (~1 ms instead o
 from __future__ import annotations
 
 import logging
+import threading
 from types import FrameType
 
 from redis import Redis
@@ -17,7 +18,11 @@ from rq.worker import WorkerStatus
 from bot.contract import IO_QUEUE
 from bot.redaction import install_log_redaction
 from bot.settings import Settings
+from jobs.operations import resume_orphans, watchdog
+from jobs.outbox import Outbox
 from jobs.runtime import Runtime, TaskJob
+
+log = logging.getLogger(__name__)
 
 
 def build_runtime(settings: Settings, redis: Redis) -> Runtime:
@@ -58,6 +63,18 @@ def serve(runtime: Runtime, queue_names: list[str], *, burst: bool = False, name
     queue also runs RQ's scheduler (one at a time, by RQ's own lock): plan expiry notices."""
     install_log_redaction()
     with_scheduler = IO_QUEUE in queue_names
-    return make_worker(runtime, queue_names, name).work(
-        burst=burst, logging_level="WARNING", with_scheduler=with_scheduler
-    )
+    # Before any new job: read the outcome of run-commands a dead worker left behind (never re-run them).
+    try:
+        resume_orphans(runtime)
+        if IO_QUEUE in queue_names:
+            Outbox(runtime.redis, runtime.slack).drain()
+    except Exception:  # the worker still serves; the io watchdog tries again
+        log.exception("could not resume the run-commands a stopped worker left, or deliver the outbox")
+    stop = threading.Event()
+    worker = make_worker(runtime, queue_names, name)
+    if IO_QUEUE in queue_names and not burst:
+        watchdog(runtime, stop, worker)
+    try:
+        return worker.work(burst=burst, logging_level="WARNING", with_scheduler=with_scheduler)
+    finally:
+        stop.set()

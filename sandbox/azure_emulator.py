@@ -151,6 +151,7 @@ class AzureEmulator:
         self._busy: dict[tuple[str, str], int] = {}
         self._running: dict[tuple[str, str], int] = {}
         self._operations: dict[str, _Operation] = {}
+        self._fault: tuple[str, float] | None = None
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -186,6 +187,20 @@ class AzureEmulator:
             self.subscription_id = "11111111-2222-3333-4444-555555555555"
         elif name != "healthy":
             raise ValueError(f"unknown Azure scenario {name!r}")
+
+    def fail_for(self, seconds: float, mode: str = "drop") -> None:
+        """A fault switch: for `seconds`, every request is dropped without an answer (`drop`) or
+        answered 503 (`5xx`); run commands already accepted go on running meanwhile."""
+        if mode not in ("drop", "5xx"):
+            raise ValueError(f"unknown fault {mode!r}")
+        with self._lock:
+            self._fault = (mode, time.monotonic() + seconds)
+
+    def _fault_now(self) -> str | None:
+        with self._lock:
+            if self._fault is None or time.monotonic() >= self._fault[1]:
+                return None
+            return self._fault[0]
 
     def busy(self, resource_group: str, name: str, times: int) -> None:
         """The next `times` run commands on that VM get 409 Conflict, as if another one were running."""
@@ -386,6 +401,12 @@ class AzureEmulator:
 
             def _route(self, method: str) -> None:
                 body = self._read_body() if method == "POST" else b""
+                fault = emu._fault_now()
+                if fault == "drop":  # the connection closes without an answer, as in an outage
+                    self.close_connection = True
+                    return
+                if fault == "5xx":
+                    return self._error(503, "ServiceUnavailable", "The service is temporarily unavailable.")
                 parts = urlsplit(self.path)
                 query = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
                 if not self._authorized():

@@ -77,6 +77,7 @@ class Message:
     files: list = field(default_factory=list)
     reactions: dict = field(default_factory=dict)
     edits: int = 0
+    metadata: dict | None = None
 
 
 class _ApiError(Exception):
@@ -244,11 +245,20 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
+        fault = self.server.emulator._fault_now() if url.path.startswith("/api/") else None
+        if fault == "5xx":
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         try:
             status, headers, payload = self.server.emulator._route(verb, url.path, url.query, self.headers, body)
         except Exception:  # a bug in the emulator must not hang the client
             log.exception("slack emulator failed on %s %s", verb, self.path)
             status, headers, payload = 500, {}, {"ok": False, "error": "internal_error"}
+        if fault == "drop-after-store":  # the call took effect; its answer is lost with the connection
+            self.close_connection = True
+            return
         if isinstance(payload, dict):
             data, ctype = json.dumps(payload).encode(), "application/json; charset=utf-8"
         else:
@@ -313,11 +323,13 @@ class SlackEmulator:
         self._subscribers: list[Callable[[str, Message], None]] = []
         self._pending: list[tuple[str, Message]] = []
         self._ratelimits: dict[str, list[int]] = {}
+        self._fault: tuple[str, float] | None = None
         self._triggers: dict[str, dict] = {}
         self._response_urls: dict[str, dict] = {}
         self._uploads: dict[str, dict] = {}
         self._upload_keys: dict[str, str] = {}
         self._last_send: tuple[bytes, str, tuple[str, dict] | None] | None = None
+        self._last_signed: tuple[bytes, str, dict] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._methods: dict[str, Callable[[dict], dict]] = {
@@ -411,6 +423,20 @@ class SlackEmulator:
         with self._lock:
             self._subscribers.append(callback)
 
+    def fail_for(self, seconds: float, mode: str = "5xx") -> None:
+        """A fault switch for the Web API: for `seconds`, every call is answered 503 (`5xx`), or is
+        carried out and then its connection dropped without an answer (`drop-after-store`)."""
+        if mode not in ("5xx", "drop-after-store"):
+            raise ValueError(f"unknown fault {mode!r}")
+        with self._lock:
+            self._fault = (mode, time.monotonic() + seconds)
+
+    def _fault_now(self) -> str | None:
+        with self._lock:
+            if self._fault is None or time.monotonic() >= self._fault[1]:
+                return None
+            return self._fault[0]
+
     def ratelimit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         with self._lock:
             self._ratelimits[method] = [times, retry_after]
@@ -461,8 +487,9 @@ class SlackEmulator:
                 except Exception:
                     log.exception("slack emulator subscriber failed on %s", kind)
 
-    def _message_json(self, msg: Message) -> dict:
-        """A stored message in Slack's JSON shape (as in API answers and interactive payloads)."""
+    def _message_json(self, msg: Message, with_metadata: bool = False) -> dict:
+        """A stored message in Slack's JSON shape (as in API answers and interactive payloads); its
+        metadata only when asked (`include_all_metadata`), as Slack does."""
         out: dict[str, Any] = {"type": "message", "user": msg.user, "text": msg.text, "ts": msg.ts,
                                "team": self.team_id}
         if msg.user == self.bot_user_id:
@@ -481,6 +508,8 @@ class SlackEmulator:
             out["reactions"] = [{"name": n, "users": list(u), "count": len(u)} for n, u in msg.reactions.items()]
         if msg.edits:
             out["edited"] = {"user": msg.user, "ts": msg.ts}
+        if with_metadata and msg.metadata:
+            out["metadata"] = msg.metadata
         return out
 
     def _new_trigger(self) -> str:
@@ -581,8 +610,18 @@ class SlackEmulator:
     def _chat_post_message(self, params: dict) -> dict:
         channel = self._channel(params)
         text, blocks = self._content(params)
+        metadata = params.get("metadata")
+        if isinstance(metadata, str) and metadata:
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                raise _ApiError("invalid_metadata_format") from None
+        if metadata is not None and not (isinstance(metadata, dict) and isinstance(metadata.get("event_type"), str)
+                                         and isinstance(metadata.get("event_payload"), dict)):
+            raise _ApiError("invalid_metadata_schema")
         msg = self._add_message(channel=channel, text=text, blocks=blocks, user=self.bot_user_id,
                                 thread_ts=str(params.get("thread_ts") or "") or None)
+        msg.metadata = metadata or None
         return {"ok": True, "channel": channel, "ts": msg.ts, "message": self._message_json(msg)}
 
     def _chat_update(self, params: dict) -> dict:
@@ -747,7 +786,8 @@ class SlackEmulator:
         top = [m for m in self._messages if m.channel == channel and not m.ephemeral_to and not m.thread_ts]
         limit = int(params.get("limit") or 100)
         newest_first = list(reversed(top))
-        return {"ok": True, "messages": [self._message_json(m) for m in newest_first[:limit]],
+        meta = _truthy(params.get("include_all_metadata"))
+        return {"ok": True, "messages": [self._message_json(m, meta) for m in newest_first[:limit]],
                 "has_more": len(newest_first) > limit, "pin_count": 0}
 
     def _conversations_replies(self, params: dict) -> dict:
@@ -759,7 +799,8 @@ class SlackEmulator:
         root = parent.thread_ts or parent.ts
         thread = [m for m in self._messages
                   if m.channel == channel and not m.ephemeral_to and (m.ts == root or m.thread_ts == root)]
-        return {"ok": True, "messages": [self._message_json(m) for m in thread], "has_more": False}
+        meta = _truthy(params.get("include_all_metadata"))
+        return {"ok": True, "messages": [self._message_json(m, meta) for m in thread], "has_more": False}
 
     # ------------------------------------------------------------ Web API: files
     def _files_get_upload_url(self, params: dict) -> dict:
@@ -873,7 +914,30 @@ class SlackEmulator:
             raise RuntimeError("SlackEmulator.bot_url is not set: where should Slack send this request?")
         headers = {"Content-Type": content_type, "User-Agent": _USER_AGENT,
                    **self.sign(body, timestamp, signing_secret), **(extra_headers or {})}
+        with self._lock:
+            self._last_signed = (body, content_type, headers)
         return httpx.post(self.bot_url, content=body, headers=headers, timeout=self.bot_timeout)
+
+    def send_raw(self, body: bytes, content_type: str, *, timestamp_header: str | None = None,
+                 headers: dict | None = None) -> httpx.Response:
+        """Send `body` exactly as given, signed with the real secret (or with a timestamp header as
+        given, even one Slack would never send): how a malformed or replayed request reaches the bot."""
+        if not self.bot_url:
+            raise RuntimeError("SlackEmulator.bot_url is not set: where should Slack send this request?")
+        signed = self.sign(body)
+        if timestamp_header is not None:
+            signed["X-Slack-Request-Timestamp"] = timestamp_header
+        all_headers = {"Content-Type": content_type, "User-Agent": _USER_AGENT, **signed, **(headers or {})}
+        return httpx.post(self.bot_url, content=body, headers=all_headers, timeout=self.bot_timeout)
+
+    def replay_last(self) -> httpx.Response:
+        """Resend the last request byte for byte with its original signature and timestamp, as an
+        attacker who captured it would (Slack itself re-signs its retries)."""
+        with self._lock:
+            if self._last_signed is None:
+                raise RuntimeError("nothing was sent yet")
+            body, ctype, headers = self._last_signed
+        return httpx.post(self.bot_url or "", content=body, headers=headers, timeout=self.bot_timeout)
 
     def _deliver(self, kind: str, payload: dict, **retry: Any) -> httpx.Response:
         """One envelope over Socket Mode, answered as the bot's HTTP answer would be: 200 with the

@@ -137,3 +137,10 @@ def interrupted(plan: Plan, reason: str) -> str:
         f"the VM in part, so the VM state is unknown. Next: {STATUS} and {PREFLIGHT}, then a fresh "
         "plan if still needed."
     )
+
+
+def reported_late() -> str:
+    return (
+        ":information_source: Reported late: the worker stopped while this apply ran; Azure kept the "
+        "run-command's result and another worker read it. The apply ran once."
+    )

@@ -85,6 +85,17 @@ def executor(exc: ExecutorError) -> str:
             f"Azure Resource Manager stopped answering ({detail}); the command may still be running on the VM: "
             f"{QUEUE}, then {STATUS}"
         )
+    if code is ExecutorFailure.ACCEPTED_UNKNOWN:
+        return (
+            f"Azure accepted the run-command, but reading its state failed ({detail}); it ran or is still "
+            f"running on the VM, and its outcome is unknown here. To look: {QUEUE}, then {STATUS}, or the VM's "
+            "Run command history in the Azure portal"
+        )
+    if code is ExecutorFailure.RUN_TIMEOUT:
+        return (
+            f"the run-command was still running after {detail} (Azure stops a run-command at 90 minutes): it "
+            f"timed out; the VM state is unknown: run {STATUS}"
+        )
     if code is ExecutorFailure.TIMEOUT:
         return f"the script ran longer than {detail} and was stopped"
     if code is ExecutorFailure.LEASE:

@@ -17,6 +17,17 @@ def ran_on_vm(user: str, words: str, duration_s: float) -> str:
     return f"<@{user}> asked for `{words}` · one run-command on the VM, {duration_s:.1f} s"
 
 
+def still_running(script: str, elapsed_s: float) -> str:
+    return (
+        f":hourglass_flowing_sand: `{script}` is still running after {_minutes(elapsed_s)}; the VM channel stays "
+        "busy (one run-command at a time) until it ends or Azure stops it at 90 minutes."
+    )
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
 def conflict_waiting(script: str, delay_s: float, waited_s: float) -> str:
     return (
         f":hourglass: The VM is busy with another run-command (runbook 6.4: "
@@ -54,3 +65,13 @@ def script_incomplete(result: RunResult) -> tuple[str, list[dict]]:
             "Its output is below; nothing after that step ran."
         )
     return text, [render.section(text), render.section(render.code(render.tail(result.output, 2800)))]
+
+
+def resumed_result(words: str, result: RunResult) -> str:
+    """A run-command whose worker died, read back afterwards from Azure."""
+    state = f"exit code {result.exit_code}" if result.exit_code is not None else "no result line"
+    return (
+        f":information_source: Reported late: the worker stopped while `{words}` ran on the VM; Azure kept "
+        f"its result, read afterwards ({state}). It ran once. Run {STATUS} for the current state.\n"
+        + render.code(render.tail(result.output, 2000))
+    )

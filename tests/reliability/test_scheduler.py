@@ -1,0 +1,75 @@
+"""The scheduler under a Redis outage: a job scheduled before the outage fires on time after it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+
+from bot.contract import IO_QUEUE, Task
+from bot.embedded_redis import EmbeddedRedis
+from tests.conftest import settings_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except RedisError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def test_scheduled_notice_fires_after_a_redis_outage(make_settings, slack, tmp_path):
+    """Redis down for 3 s kills RQ's scheduler process; the io worker restarts it, so a notice due
+    5 s after it was scheduled is posted within seconds of being due (not after RQ's 10 minutes)."""
+    server = EmbeddedRedis(tmp_path / "outage", persist=True).start()
+    settings = make_settings(redis_url=server.url, nexy_heartbeat_s=0.5)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "AZURE_", "REDIS_"))},
+        **settings_env(settings),
+        "PYTHONPATH": str(ROOT),
+    }
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "worker", "--queue", IO_QUEUE],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
+    redis = Redis.from_url(server.url)
+    try:
+        assert _until(lambda: redis.exists(f"rq:scheduler-lock:{IO_QUEUE}"), 20), log.read_text()[-2000:]
+        due = time.time() + 5
+        Queue(IO_QUEUE, connection=redis).enqueue_in(
+            timedelta(seconds=5), Task.NOTIFY, kwargs={"channel": "C0OPS", "user": "U0ALICE", "text": "due now"}
+        )
+        server.stop()
+        time.sleep(3)
+        server.start()
+        arrived = _until(lambda: any(m.text == "due now" for m in slack.messages("C0OPS")), 15)
+        assert arrived, log.read_text()[-2000:]
+        assert time.time() - due < 8
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(5)
+        redis.close()
+        server.stop()
