@@ -269,16 +269,7 @@ def run_apply(runtime: Runtime, plan_id: str) -> str:
     if plan is None or not plans.start_apply(plan_id):
         return "not approved, or already applying"
     fix = runtime.registry.fixes[plan.fix]
-    item = WorkItem(
-        id=apply_job_id(plan.id),
-        command="apply",
-        args=(fix.name,),
-        user=plan.decided_by,
-        channel=plan.channel,
-        incident=plan.incident,
-        source="approval",
-        requested_at=time.time(),
-    )
+    item = _apply_item(plan, fix)
     ctx = Context(runtime, item)
     runtime.diagnoses.forget(plan.incident)  # the VM is about to change: no later plan may reuse it
     runtime.store.record(
@@ -358,15 +349,9 @@ def _report_apply(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix, result
     return outcome
 
 
-def report_resumed_apply(runtime: Runtime, plan_id: str, result: RunResult, started_at: float) -> None:
-    """The apply whose worker died, read back from Azure by another worker: reported as it went."""
-    plan = runtime.plans.get(plan_id)
-    if plan is None:
-        return
-    fix = runtime.registry.fixes[plan.fix]
-    thread = Thread(runtime, plan.incident)
-    outcome = _report_apply(runtime, thread, plan, fix, result, late=True)
-    item = WorkItem(
+def _apply_item(plan: Plan, fix: Fix) -> WorkItem:
+    """The request an apply runs as: the approver's, in the plan's incident."""
+    return WorkItem(
         id=apply_job_id(plan.id),
         command="apply",
         args=(fix.name,),
@@ -376,6 +361,17 @@ def report_resumed_apply(runtime: Runtime, plan_id: str, result: RunResult, star
         source="approval",
         requested_at=time.time(),
     )
+
+
+def report_resumed_apply(runtime: Runtime, plan_id: str, result: RunResult, started_at: float) -> None:
+    """The apply whose worker died, read back from Azure by another worker: reported as it went."""
+    plan = runtime.plans.get(plan_id)
+    if plan is None:
+        return
+    fix = runtime.registry.fixes[plan.fix]
+    thread = Thread(runtime, plan.incident)
+    outcome = _report_apply(runtime, thread, plan, fix, result, late=True)
+    item = _apply_item(plan, fix)
     progress = Progress(runtime, item, on_vm=True)
     progress.started_at = started_at
     progress.finished(outcome.value, ok=outcome is ApplyOutcome.VERIFIED)
