@@ -57,10 +57,18 @@ class _Run:
         self.process.stdin.flush()
 
     def wait_running(self, timeout: float = 30.0) -> None:
+        """Until a VM job holds the VM's lease."""
         key = vm_running_key("NetworkWatcherRG", "Nexy")
         deadline = time.monotonic() + timeout
         while not self.redis.exists(key):
             assert time.monotonic() < deadline, "no run-command started"
+            time.sleep(0.02)
+
+    def wait_accepted(self, timeout: float = 30.0) -> None:
+        """Until Azure accepted the run-command (its operation is recorded): it runs on the VM."""
+        deadline = time.monotonic() + timeout
+        while not self.redis.hlen("nexy:operations"):
+            assert time.monotonic() < deadline, "no run-command was accepted"
             time.sleep(0.02)
 
     def ctrl_c(self) -> None:
@@ -77,7 +85,7 @@ def test_ctrl_c_during_a_run_command_lets_it_finish_then_stops_in_order(tmp_path
     nothing left running."""
     run = _Run(tmp_path)
     run.type("/nexy status")
-    run.wait_running()
+    run.wait_accepted()
     run.ctrl_c()
     code, out, err = run.finish()
     assert code == 130
