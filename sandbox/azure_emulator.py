@@ -44,6 +44,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from sandbox.faults import FaultSwitch
 from sandbox.vm import SimulatedVM
 
 OUTPUT_TAIL_BYTES = 4096
@@ -151,7 +152,7 @@ class AzureEmulator:
         self._busy: dict[tuple[str, str], int] = {}
         self._running: dict[tuple[str, str], int] = {}
         self._operations: dict[str, _Operation] = {}
-        self._fault: tuple[str, float] | None = None
+        self._faults = FaultSwitch(("drop", "5xx"))
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -191,16 +192,10 @@ class AzureEmulator:
     def fail_for(self, seconds: float, mode: str = "drop") -> None:
         """A fault switch: for `seconds`, every request is dropped without an answer (`drop`) or
         answered 503 (`5xx`); run commands already accepted go on running meanwhile."""
-        if mode not in ("drop", "5xx"):
-            raise ValueError(f"unknown fault {mode!r}")
-        with self._lock:
-            self._fault = (mode, time.monotonic() + seconds)
+        self._faults.set(seconds, mode)
 
     def _fault_now(self) -> str | None:
-        with self._lock:
-            if self._fault is None or time.monotonic() >= self._fault[1]:
-                return None
-            return self._fault[0]
+        return self._faults.now()
 
     def busy(self, resource_group: str, name: str, times: int) -> None:
         """The next `times` run commands on that VM get 409 Conflict, as if another one were running."""

@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from sandbox.faults import FaultSwitch
 from sandbox.slack_socket_mode import ACK_TIMEOUT_S, Delivery, SocketModeServer
 
 log = logging.getLogger(__name__)
@@ -323,7 +324,7 @@ class SlackEmulator:
         self._subscribers: list[Callable[[str, Message], None]] = []
         self._pending: list[tuple[str, Message]] = []
         self._ratelimits: dict[str, list[int]] = {}
-        self._fault: tuple[str, float] | None = None
+        self._faults = FaultSwitch(("5xx", "drop-after-store"))
         self._triggers: dict[str, dict] = {}
         self._response_urls: dict[str, dict] = {}
         self._uploads: dict[str, dict] = {}
@@ -426,16 +427,10 @@ class SlackEmulator:
     def fail_for(self, seconds: float, mode: str = "5xx") -> None:
         """A fault switch for the Web API: for `seconds`, every call is answered 503 (`5xx`), or is
         carried out and then its connection dropped without an answer (`drop-after-store`)."""
-        if mode not in ("5xx", "drop-after-store"):
-            raise ValueError(f"unknown fault {mode!r}")
-        with self._lock:
-            self._fault = (mode, time.monotonic() + seconds)
+        self._faults.set(seconds, mode)
 
     def _fault_now(self) -> str | None:
-        with self._lock:
-            if self._fault is None or time.monotonic() >= self._fault[1]:
-                return None
-            return self._fault[0]
+        return self._faults.now()
 
     def ratelimit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         with self._lock:
