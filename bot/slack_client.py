@@ -41,13 +41,14 @@ class SlackClient:
 
     def __init__(self, client: WebClient):
         self.client = client
-        # For outbox posts: 429s waited out, but no blind retry after a dropped connection (the
-        # message may have been stored); the outbox looks it up by its metadata instead.
+        # For the outbox: one 429 waited out here, then the outbox keeps the entry and honours
+        # Retry-After itself (a job never sits in a rate-limit storm); no blind retry after a dropped
+        # connection (the message may have been stored): the outbox looks it up by its metadata.
         self.once = WebClient(
             token=client.token,
             base_url=client.base_url,
             timeout=client.timeout,
-            retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
+            retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=1)],
         )
 
     def post_tagged(self, channel: str, text: str, blocks: list | None, thread_ts: str | None, tag: str) -> str:
@@ -88,8 +89,9 @@ class SlackClient:
         return response["ts"]
 
     def update(self, channel: str, ts: str, text: str, blocks: list | None = None) -> None:
+        """Edit a message (safe to repeat: the outbox retries it as it is)."""
         text, blocks = render.fit(redact(text), redact_json(blocks))
-        self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])
+        self.once.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])
 
     def ephemeral(
         self, channel: str, user: str, text: str, blocks: list | None = None, thread_ts: str | None = None

@@ -77,9 +77,10 @@ class Context:
 
     def post(
         self, message: tuple[str, list[dict]], *, kind: str, duration_s: float | None = None, output: str = ""
-    ) -> str:
+    ) -> str | None:
         """Post a report in the thread with who asked (and the run-command's time); an `output` longer
-        than a message shows inline is attached whole as a file."""
+        than a message shows inline is attached whole as a file. Its ts, or None while it waits in the
+        incident's outbox."""
         text, blocks = message
         footer = (
             vm_wording.ran_on_vm(self.item.user, self.item.words, duration_s)

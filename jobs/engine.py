@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from contextlib import suppress
 
 from redis import Redis
@@ -136,7 +137,8 @@ def _run_through_conflicts(runtime: Runtime, thread: Thread, script: Script, wat
                 raise ConflictError(ExecutorFailure.CONFLICT_GAVE_UP, script.name, waited_s=waited) from None
             text = vm_wording.conflict_waiting(script.name, delay, waited)
             if notice is None:
-                notice = thread.post(text, kind=EventKind.NOTE)
+                notice = f"conflict:{uuid.uuid4().hex}"  # the notice's ref: edited in place as the wait goes on
+                thread.post(text, kind=EventKind.NOTE, ref=notice)
             else:
                 thread.update(notice, text)
             time.sleep(delay)

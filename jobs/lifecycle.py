@@ -23,6 +23,7 @@ from bot.wording import approval as approval_wording
 from bot.wording import commands as commands_wording
 from bot.wording import plan as plan_wording
 from jobs.context import Context, verify_parameters
+from jobs.outbox import plan_ref
 from jobs.progress import Progress
 from jobs.runcommand import RunResult
 from jobs.runtime import Runtime
@@ -125,9 +126,11 @@ def propose(ctx: Context, fix: Fix, facts: dict[str, str], *, source: str = "") 
         describe(settings.nexy_approvers),
         settings.nexy_allow_self_approval,
     )
-    posted = ctx.thread.post(
+    # The plan's message is recorded on the plan once Slack took it (jobs/outbox.py, ref "plan:<id>").
+    ctx.thread.post(
         *message,
         kind=EventKind.PLAN,
+        ref=plan_ref(plan.id),
         user=item.user,
         plan=plan.id,
         fix=fix.name,
@@ -137,7 +140,6 @@ def propose(ctx: Context, fix: Fix, facts: dict[str, str], *, source: str = "") 
         diff=list(assessment.diff),
         expires_at=plan.expires_at,
     )
-    runtime.plans.attach_message(plan, posted)
     previous = runtime.plans.supersede(plan, settings.vm_queue)
     if previous:
         _announce_superseded(runtime, runtime.plans.get(previous), plan)
@@ -154,7 +156,7 @@ def fix_arguments(item: WorkItem) -> tuple[str, ...]:
 def _decided(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix) -> None:
     """Replace the plan message by its decided form (no buttons left)."""
     diff = fix.assess(plan.state, runtime.settings, plan.args).diff
-    thread.update(plan.message_ts, *plan_wording.decided(plan, fix, diff))
+    thread.update(plan_ref(plan.id), *plan_wording.decided(plan, fix, diff))
 
 
 def _announce_superseded(runtime: Runtime, old: Plan | None, new: Plan) -> None:
@@ -345,7 +347,7 @@ def _report_apply(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix, result
         facts=result.facts,
         text=render.plain(blocks),
     )
-    thread.post_durable(text, blocks)
+    thread.post(text, blocks, kind=None)
     return outcome
 
 

@@ -171,7 +171,7 @@ def watchdog(runtime: Runtime, stop: threading.Event, worker: Any = None) -> thr
             try:
                 supervise_scheduler(worker)
                 resume_orphans(runtime)
-                Outbox(runtime.redis, runtime.slack).drain()
+                Outbox(runtime).drain()
             except Exception:
                 log.exception("the operation watchdog failed; it tries again")
 

@@ -5,7 +5,8 @@ The status message is made when the job must wait for the VM (queued, with its p
 job posts it, since the web process does no Slack I/O) or once it has run for
 NEXY_PROGRESS_EVERY_S; a quick job that did not wait gets none, its result is enough. The message
 is then edited: running for N s (every NEXY_PROGRESS_EVERY_S), done in N s, or failed. Writers
-(the io job, the worker, its ticker) take a per-job lock, and a state never goes backwards.
+(the io job, the worker, its ticker) take a per-job lock, and a state never goes backwards. The
+message and its edits go through the incident's outbox, like every result.
 """
 
 from __future__ import annotations
@@ -113,16 +114,23 @@ class Progress:
         )
 
     def _show(self, state: JobState, *, create: bool, message: str) -> None:
-        """Move the message to `state` (never back), posting it if `create` and there is none yet."""
+        """Move the message to `state` (never back), posting it if `create` and there is none yet.
+        The post and its edits go through the incident's outbox: a Slack fault delays them, in order,
+        and the edits find the message by its ref once Slack took it."""
         with self.redis.lock(f"{self.key}:lock", timeout=60, blocking_timeout=60):
             current = self.redis.hget(self.key, "state")
             if current is not None and _ORDER[JobState(text(current))] > _ORDER[state]:
                 return
             self.redis.hset(self.key, "state", state.value)
             self.redis.expire(self.key, RESULT_TTL_S)
-            ts = self.redis.hget(self.key, "ts")
-            if ts is not None:
-                Thread(self.runtime, self.item.incident).update(text(ts), message)
+            thread = Thread(self.runtime, self.item.incident)
+            if self.redis.hget(self.key, "posted") is not None:
+                thread.update(self.ref, message)
             elif create:
-                posted = Thread(self.runtime, self.item.incident).post(message, kind=None)
-                self.redis.hset(self.key, "ts", posted)
+                self.redis.hset(self.key, "posted", 1)
+                thread.post(message, kind=None, ref=self.ref)
+
+    @property
+    def ref(self) -> str:
+        """The ref the status message is posted under (jobs/outbox.py)."""
+        return f"progress:{self.item.id}"

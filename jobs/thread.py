@@ -1,4 +1,6 @@
-"""Posting into an incident's thread: the parent message once, then every result beneath it.
+"""Posting into an incident's thread: the parent message once, then every result beneath it, all
+through the incident's outbox (jobs/outbox.py), so a Slack fault delays what is said but never
+loses it, doubles it, or changes what the job did.
 
 What is posted is also appended to the incident's timeline as a typed event (redacted), with the
 readable text of its blocks, so the record stays whole even where Slack's own history does not.
@@ -13,8 +15,10 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot import render
+from bot.contract import KEY_PREFIX, RESULT_TTL_S
 from bot.incidents import EventKind, Incident
 from bot.wording import incident as incident_wording
+from jobs.outbox import Kind, Outbox
 from jobs.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -34,21 +38,26 @@ class Thread:
     def channel(self) -> str:
         return self.incident.channel
 
-    def ensure(self) -> str:
-        """The thread's ts, posting the incident's parent message first if nobody has yet."""
+    def ensure(self) -> str | None:
+        """The thread's ts, queueing the incident's parent message first if nobody has yet; None while
+        the parent waits in the outbox (what is said meanwhile follows it there)."""
         if self.incident.thread_ts:
             return self.incident.thread_ts
         store = self.runtime.store
-        with store.thread_lock(self.incident.id):
-            fresh = store.get(self.incident.id)
-            if fresh and fresh.thread_ts:
-                self.incident = fresh
-                return fresh.thread_ts
+        fresh = store.get(self.incident.id)
+        if fresh and fresh.thread_ts:
+            self.incident = fresh
+            return fresh.thread_ts
+        # One parent per incident, however many jobs want the thread at once.
+        if self.runtime.redis.set(
+            f"{KEY_PREFIX}:incident:{self.incident.id}:parent-queued", 1, nx=True, ex=RESULT_TTL_S
+        ):
             text, blocks = incident_wording.parent(self.incident)
-            ts = self.runtime.slack.post(self.channel, text, blocks)
-            self.incident = store.set_thread(self.incident, ts, self._fetch_permalink(ts))
-            store.record(self.incident.id, EventKind.THREAD, None, ts=ts, permalink=self.incident.permalink)
-        return ts
+            self._outbox.send(self.incident.id, Kind.PARENT, text, blocks, ref=f"parent:{self.incident.id}")
+        fresh = store.get(self.incident.id)
+        if fresh and fresh.thread_ts:
+            self.incident = fresh
+        return self.incident.thread_ts or None
 
     def post(
         self,
@@ -57,42 +66,44 @@ class Thread:
         *,
         kind: EventKind | None = EventKind.NOTE,
         user: str | None = None,
+        ref: str = "",
         **details: Any,
-    ) -> str:
-        """Post in the thread and append it to the timeline as `kind` (None: the caller recorded the
-        event itself, before posting); returns the message ts."""
-        ts = self.runtime.slack.post(self.channel, text, blocks, thread_ts=self.ensure())
+    ) -> str | None:
+        """Say something in the thread, through the incident's outbox (kept until Slack took it, in
+        order), and append it to the timeline as `kind` (None: the caller recorded the event itself);
+        the message's ts, or None while it waits. `ref` names the post for later edits."""
+        self.ensure()
+        ts = self._outbox.send(self.incident.id, Kind.POST, text, blocks, ref=ref)
         if kind is not None:
             self.runtime.store.record(self.incident.id, kind, user, text=render.plain(blocks) or text, ts=ts, **details)
         return ts
 
-    def post_durable(self, text: str, blocks: list | None = None) -> str | None:
-        """Post a result through the incident's outbox: kept in Redis until Slack confirmed it, retried
-        with backoff meanwhile; its ts, or None while it waits for a retry."""
-        from jobs.outbox import Outbox
+    def update(self, target: str, text: str, blocks: list | None = None) -> None:
+        """Edit a message of the thread (by its ts, or the ref it was posted under), through the outbox."""
+        self._outbox.send(self.incident.id, Kind.UPDATE, text, blocks, target=target)
 
-        return Outbox(self.runtime.redis, self.runtime.slack).send(
-            self.incident.id, self.channel, self.ensure(), text, blocks
-        )
-
-    def update(self, ts: str, text: str, blocks: list | None = None) -> None:
-        self.runtime.slack.update(self.channel, ts, text, blocks)
+    @property
+    def _outbox(self) -> Outbox:
+        return Outbox(self.runtime)
 
     def attach(self, content: str, filename: str, comment: str) -> None:
-        """Upload a whole output as a file in the thread (redacted), and record that it was."""
-        self.runtime.slack.upload(self.channel, self.ensure(), content, filename, comment)
+        """Upload a whole output as a file in the thread (redacted), and record that it was. Best effort:
+        the report that goes with it (through the outbox) already shows the output's end."""
+        thread_ts = self.ensure()
+        if thread_ts is None:
+            log.warning("%s not uploaded: the thread of %s is not posted yet", filename, self.incident.id)
+            return
+        try:
+            self.runtime.slack.upload(self.channel, thread_ts, content, filename, comment)
+        except (SlackApiError, OSError) as exc:
+            log.warning("%s not uploaded to %s: %s", filename, self.incident.id, type(exc).__name__)
+            return
         self.runtime.store.record(self.incident.id, EventKind.FILE, None, filename=filename, chars=len(content))
 
     def permalink(self) -> str:
         """A link to the thread (its parent message); '' if Slack cannot give one."""
+        self.ensure()
         return permalink(self.runtime, self.incident)
-
-    def _fetch_permalink(self, ts: str) -> str:
-        try:
-            return self.runtime.slack.permalink(self.channel, ts)
-        except SlackApiError as exc:
-            log.warning("no permalink for %s: %s", self.incident.id, exc.response.get("error"))
-            return ""
 
 
 def permalink(runtime: Runtime, incident: Incident) -> str:

@@ -67,7 +67,7 @@ def serve(runtime: Runtime, queue_names: list[str], *, burst: bool = False, name
     try:
         resume_orphans(runtime)
         if IO_QUEUE in queue_names:
-            Outbox(runtime.redis, runtime.slack).drain()
+            Outbox(runtime).drain()
     except Exception:  # the worker still serves; the io watchdog tries again
         log.exception("could not resume the run-commands a stopped worker left, or deliver the outbox")
     stop = threading.Event()

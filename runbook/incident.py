@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 
-from slack_sdk.errors import SlackApiError
-
 from bot import learn, postmortem, render
 from bot.incidents import EventKind, Incident
 from bot.wording import checklist as checklist_wording
@@ -20,7 +18,7 @@ from bot.wording import incident as wording
 from jobs.context import Context
 from jobs.lifecycle import expired_by_close
 from jobs.runtime import Runtime
-from jobs.thread import permalink
+from jobs.thread import Thread, permalink
 from runbook.item import Arg, Route, Scope, check
 from runbook.status import CONTEXT_LINES
 
@@ -123,10 +121,7 @@ def _show_resolved(runtime: Runtime, incident: Incident) -> None:
     someone's own message, for a thread started by a mention, cannot be edited: it stays)."""
     if not incident.thread_ts:
         return
-    try:
-        runtime.slack.update(incident.channel, incident.thread_ts, *wording.parent(incident))
-    except SlackApiError as exc:
-        log.warning("could not update the parent of %s: %s", incident.id, exc.response.get("error"))
+    Thread(runtime, incident.id).update(incident.thread_ts, *wording.parent(incident))
 
 
 def refresh_checklist(runtime: Runtime, incident_id: str, ts: str, user: str) -> str:

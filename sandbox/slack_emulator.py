@@ -252,6 +252,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if fault == "429":  # a rate-limit storm: every method, as Slack answers one (Retry-After in s)
+            data = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         try:
             status, headers, payload = self.server.emulator._route(verb, url.path, url.query, self.headers, body)
         except Exception:  # a bug in the emulator must not hang the client
@@ -324,7 +333,7 @@ class SlackEmulator:
         self._subscribers: list[Callable[[str, Message], None]] = []
         self._pending: list[tuple[str, Message]] = []
         self._ratelimits: dict[str, list[int]] = {}
-        self._faults = FaultSwitch(("5xx", "drop-after-store"))
+        self._faults = FaultSwitch(("5xx", "429", "drop-after-store"))
         self._triggers: dict[str, dict] = {}
         self._response_urls: dict[str, dict] = {}
         self._uploads: dict[str, dict] = {}
@@ -425,8 +434,9 @@ class SlackEmulator:
             self._subscribers.append(callback)
 
     def fail_for(self, seconds: float, mode: str = "5xx") -> None:
-        """A fault switch for the Web API: for `seconds`, every call is answered 503 (`5xx`), or is
-        carried out and then its connection dropped without an answer (`drop-after-store`)."""
+        """A fault switch for the Web API: for `seconds`, every call is answered 503 (`5xx`), or 429
+        with `Retry-After: 1` (`429`, a rate-limit storm), or is carried out and then its connection
+        dropped without an answer (`drop-after-store`)."""
         self._faults.set(seconds, mode)
 
     def _fault_now(self) -> str | None:

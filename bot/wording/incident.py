@@ -105,3 +105,11 @@ def learned(incident: str, proposals: Sequence[Proposal], sections: Sequence[str
         lines.append(f"• `{render.escape(p.pattern)}`\n    from `{render.escape(render.cut(p.line, 300))}`")
     lines.append(f"{EXPORT} of {incident} holds each as a ready-to-commit runbook item and its test.")
     return "\n".join(lines)
+
+
+def reported_late() -> str:
+    """The note on a message Slack did not take when it was first said (the outbox kept it)."""
+    return (
+        ":information_source: Reported late: Slack did not take this message when it was said; it was "
+        "kept and sent once Slack answered again."
+    )

@@ -3,6 +3,7 @@ arrives exactly once, and the plan's state is the VM's outcome."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -46,27 +47,39 @@ def _reports(slack) -> list:
     return [m for m in slack.messages("C0OPS") if "Fixed and verified" in m.text]
 
 
-@pytest.mark.parametrize("mode", ["5xx", "drop-after-store"])
+OUTAGE_S = float(os.environ.get("NEXY_TEST_SLACK_OUTAGE_S", "5"))
+"""How long Slack fails while the fix reports (the issue's "down for a minute":
+NEXY_TEST_SLACK_OUTAGE_S=60 .venv/bin/pytest tests/reliability/test_reporting.py)."""
+
+
+@pytest.mark.parametrize("mode", ["5xx", "429", "drop-after-store"])
 def test_apply_result_survives_slack_faults(fix_settings, slack, work, vm, azure, redis, mode):
-    """Slack failing (503, or dropping the connection after storing) while a verified apply reports:
-    the plan is applied, and once Slack is back the report is in the thread exactly once."""
+    """Slack failing (503, a 429 storm, or dropping the connection after storing) from the apply's
+    start until after it reported: the plan is applied at once, and once Slack is back every message
+    is in the thread exactly once, in order, the report marked late."""
     plan_id = _approved(slack, work, fix_settings, vm)
     azure.delay_s = 0.5
     started = time.monotonic()
-    _fault_during_apply(slack, azure, 6.0, mode)  # from the apply's start until after it reported
+    _fault_during_apply(slack, azure, OUTAGE_S + 60, mode)  # ended below, once the apply is done
     work(fix_settings, [fix_settings.vm_queue])
-    assert time.monotonic() - started < 6.0, "the apply reported after the fault window"
-    if mode == "5xx":
+    if mode != "drop-after-store":
         assert not _reports(slack)
     assert PlanStore(redis).get(plan_id).status is PlanStatus.APPLIED
     assert vm.service_active()
-    time.sleep(max(0.0, 6.2 - (time.monotonic() - started)))  # Slack is back
+    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
+    slack.fail_for(0, mode)  # Slack is back
     work(fix_settings, ["io"])  # a worker that starts delivers what is due
-    deadline = time.monotonic() + 10
-    while not _reports(slack) and time.monotonic() < deadline:
-        time.sleep(1.1)
+    deadline = time.monotonic() + 20
+    while redis.zcard("nexy:outbox-due") and time.monotonic() < deadline:
+        time.sleep(0.5)
         work(fix_settings, ["io"])
+    assert redis.zcard("nexy:outbox-due") == 0
     assert len(_reports(slack)) == 1
+    if mode != "drop-after-store":  # there the report was stored on time: not late, just unanswered
+        assert "Reported late" in _reports(slack)[0].text
     assert PlanStore(redis).get(plan_id).status is PlanStatus.APPLIED
     assert azure.run_count[KEY] == 2
-    assert redis.zcard("nexy:outbox-due") == 0
+    texts = [m.text for m in slack.messages("C0OPS") if m.user != OPERATOR and not m.ephemeral_to]
+    assert len(texts) == len(set(texts)), f"a message arrived twice: {texts}"
+    approved = next(i for i, t in enumerate(texts) if "Approved" in t or "approved" in t)
+    assert approved < next(i for i, t in enumerate(texts) if "Fixed and verified" in t)
