@@ -6,7 +6,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from bot.settings import Settings
 
@@ -16,14 +20,26 @@ def text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def connect(settings: Settings) -> Redis:
-    """A Redis client for REDIS_URL, or for the embedded server (this process joins it; started if
-    not running)."""
-    if settings.redis_url:
-        return Redis.from_url(settings.redis_url, health_check_interval=30)
-    from bot.embedded_redis import ensure_running
+RIDE_OVER = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=12)
+"""How a command rides over a Redis blip: retried on connection errors and timeouts, waiting 0.05 s
+doubling to 1 s, about 8.5 s in all. A result read back from Azure must not be lost, nor a verified
+apply marked failed, because Redis restarted as it was recorded (redis-py's default, with jitter,
+gives up after about 1.5 s on average)."""
 
-    return Redis.from_url(ensure_running(settings.nexy_data_dir), health_check_interval=30)
+
+def connect(settings: Settings, *, ride_over: bool = True) -> Redis:
+    """A Redis client for REDIS_URL, or for the embedded server (this process joins it; started if
+    not running). Without `ride_over`, a command fails at once (a start-up check answers fast)."""
+    url = settings.redis_url
+    if not url:
+        from bot.embedded_redis import ensure_running
+
+        url = ensure_running(settings.nexy_data_dir)
+    if not ride_over:
+        return Redis.from_url(url, health_check_interval=30, retry=Retry(ExponentialBackoff(), retries=0))
+    return Redis.from_url(
+        url, health_check_interval=30, retry=RIDE_OVER, retry_on_error=[RedisConnectionError, RedisTimeoutError]
+    )
 
 
 def label(settings: Settings, redis: Redis | None = None) -> str:

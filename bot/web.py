@@ -103,7 +103,7 @@ def server_options(settings: Settings, host: str) -> dict:
 def check_redis(settings: Settings, warn: Callable[[str], None] | None = None) -> str:
     """Redis reachable, else one clear error; with `warn`, say what in its configuration can lose
     the bot's keys. Returns how to name it in a log line."""
-    redis = connect(settings)
+    redis = connect(settings, ride_over=False)
     try:
         redis.ping()
         if warn is not None:

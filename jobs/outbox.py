@@ -3,11 +3,13 @@ confirmed it, and delivered in the order it was said.
 
 Each incident has one queue of entries: its parent message, posts in its thread, and edits of
 messages posted before (a status message, a plan once decided, a conflict notice). A job writes
-the entry first, then delivers the incident's queue from its head. A 429 (after slack_sdk waited
-out its `Retry-After`s), a 5xx, a timeout or an outage leaves the head where it is, due again after
-a backoff (doubling up to `MAX_BACKOFF_S`, for up to `GIVE_UP_AFTER_S`); whatever was said after it
-waits behind it, so the thread never shows a result before the one that came first. The io
-worker's watchdog and every starting worker deliver what is due.
+the entry first, then delivers the incident's queue from its head. A 429 (the client waits out one
+`Retry-After`, then the outbox honours the next), a 5xx, a timeout or an outage leaves the head
+where it is, due again after a backoff doubling up to `MAX_BACKOFF_S` (so what waits follows
+within half a minute of Slack's return, plus a watchdog beat), for up to `GIVE_UP_AFTER_S`;
+whatever was said after it waits behind it, so the thread never shows a result before the one that
+came first, and the job goes on at once. The io worker's watchdog and every starting worker
+deliver what is due.
 
 Delivery is idempotent. A post carries its entry id in the message metadata, and a post whose
 earlier try may have landed (the connection dropped after Slack stored it) is looked up in the
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 DUE = f"{KEY_PREFIX}:outbox-due"
 """A sorted set: each incident with entries waiting, scored by when its head is next tried."""
 FIRST_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 300.0
+MAX_BACKOFF_S = 30.0
 GIVE_UP_AFTER_S = 24 * 3600.0
 """An entry Slack has not taken for a day is dropped (with an error in the log)."""
 LOCK_WAIT_S = 20.0

@@ -9,7 +9,13 @@ import time
 
 import pytest
 
+from redis import Redis
+
+from bot.contract import IO_QUEUE
+from bot.embedded_redis import EmbeddedRedis
 from bot.plans import PlanStatus, PlanStore
+from bot.redis_conn import connect
+from jobs.worker import build_runtime, serve
 from tests.conftest import RG, VM_NAME
 
 KEY = (RG.lower(), VM_NAME.lower())
@@ -83,3 +89,48 @@ def test_apply_result_survives_slack_faults(fix_settings, slack, work, vm, azure
     assert len(texts) == len(set(texts)), f"a message arrived twice: {texts}"
     approved = next(i for i, t in enumerate(texts) if "Approved" in t or "approved" in t)
     assert approved < next(i for i, t in enumerate(texts) if "Fixed and verified" in t)
+
+
+def test_apply_result_survives_a_redis_blip_at_report_time(serve_bot, vm_settings, slack, vm, azure, tmp_path):
+    """Redis restarting while a verified apply records its result: the writes ride over the blip,
+    the plan is applied (not failed), and the report is in the thread once."""
+    server = EmbeddedRedis(tmp_path / "blip", persist=True).start()
+    settings = vm_settings(redis_url=server.url, nexy_operators=OPERATOR, nexy_approvers=APPROVER)
+    serve_bot(settings)
+    redis = Redis.from_url(server.url)
+
+    def work(queues: list[str]) -> None:
+        serve(build_runtime(settings, connect(settings)), queues, burst=True)
+
+    done = threading.Event()
+
+    def blip() -> None:
+        deadline = time.monotonic() + 30
+        while azure.run_count.get(KEY, 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        server.stop()
+        time.sleep(5.0)  # the run-command's result (after 1 s) arrives while Redis is down
+        server.start()
+        done.wait(60)  # the server dies with the thread that started it (PR_SET_PDEATHSIG)
+
+    try:
+        vm.break_("config-perms")
+        slack.slash_command("fix config-perms", user=OPERATOR)
+        work([IO_QUEUE, settings.vm_queue])
+        plan = next(m for m in slack.messages("C0OPS") if m.text.startswith(":clipboard: Plan"))
+        slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+        work([IO_QUEUE])
+        plan_id = plan.text.split("Plan ", 1)[1].split(":", 1)[0]
+        azure.delay_s = 1.0
+        switch = threading.Thread(target=blip, daemon=True)
+        switch.start()
+        work([settings.vm_queue])
+        assert PlanStore(redis).get(plan_id).status is PlanStatus.APPLIED
+        assert len(_reports(slack)) == 1
+        assert not [m for m in slack.messages("C0OPS") if "did not finish" in m.text or ":x:" in m.text]
+        assert azure.run_count[KEY] == 2
+    finally:
+        done.set()
+        redis.close()
+        server.stop()
