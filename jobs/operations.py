@@ -184,10 +184,14 @@ def supervise_scheduler(worker: Any) -> None:
     """RQ's scheduler process exits on a Redis error, and RQ itself restarts it only with its
     10-minute maintenance: plan expiries due meanwhile would wait. Restart it as soon as Redis
     answers (it takes the scheduler lock again, so one scheduler runs at a time)."""
-    scheduler = getattr(worker, "scheduler", None)
-    if scheduler is None:
+    guard = getattr(worker, "scheduler_guard", None)
+    if guard is None:
         return
-    process = scheduler._process  # RQ keeps the scheduler's process here; None until it ran once
-    if process is not None and process.is_alive():
-        return
-    scheduler.acquire_locks(auto_start=True)
+    with guard:  # a stop that begins waits for this restart, and its teardown then stops what started
+        scheduler = getattr(worker, "scheduler", None)
+        if scheduler is None or worker.stopping:
+            return
+        process = scheduler._process  # RQ keeps the scheduler's process here; None until it ran once
+        if process is not None and process.is_alive():
+            return
+        scheduler.acquire_locks(auto_start=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from types import FrameType
+from typing import Any
 
 from redis import Redis
 from rq import SimpleWorker
@@ -44,6 +45,23 @@ class Worker(SimpleWorker):
     """RQ's SimpleWorker (jobs run in-process, no fork), whose cold shutdown says what happened:
     the job fails with JobAbandoned (its thread is told the VM state is unknown) instead of a bare
     SystemExit, and without RQ's traceback and warnings on the terminal."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Held while the watchdog restarts RQ's scheduler and while a stop begins: a scheduler is never
+        # started once the worker stops (it would outlive the worker, holding RQ's scheduler lock).
+        self.scheduler_guard = threading.RLock()
+        self.stopping = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        with self.scheduler_guard:
+            self.stopping = True
+        super().request_stop(signum, frame)
+
+    def teardown(self) -> None:
+        with self.scheduler_guard:
+            self.stopping = True
+        super().teardown()
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         # The stop is already announced by our supervisor: RQ's "cold shut down" warning and the

@@ -7,15 +7,19 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.scheduler import RQScheduler
 
 from bot.contract import IO_QUEUE, Task
 from bot.embedded_redis import EmbeddedRedis
+from jobs.operations import supervise_scheduler
+from jobs.worker import build_runtime, make_worker
 from tests.conftest import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,3 +77,24 @@ def test_scheduled_notice_fires_after_a_redis_outage(make_settings, slack, tmp_p
             worker.wait(5)
         redis.close()
         server.stop()
+
+
+def test_the_watchdog_starts_no_scheduler_once_the_worker_stops(settings, redis):
+    """The watchdog restarts a dead scheduler while the worker serves, but never once its stop began:
+    a scheduler started then would outlive the worker and keep RQ's scheduler lock."""
+    queue = f"io-{uuid.uuid4().hex[:8]}"  # a scheduler lock of its own, whatever else runs
+    serving = make_worker(build_runtime(settings, redis), [queue])
+    serving.scheduler = RQScheduler(serving.queues, connection=redis)
+    supervise_scheduler(serving)
+    try:
+        assert serving.scheduler._process is not None and serving.scheduler._process.is_alive()
+    finally:
+        serving.teardown()
+    assert not serving.scheduler._process.is_alive()
+    redis.delete(f"rq:scheduler-lock:{queue}")
+
+    stopping = make_worker(build_runtime(settings, redis), [queue])
+    stopping.scheduler = RQScheduler(stopping.queues, connection=redis)
+    stopping.teardown()  # the stop begins (teardown, or a signal's request_stop)
+    supervise_scheduler(stopping)
+    assert stopping.scheduler._process is None
