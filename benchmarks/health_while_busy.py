@@ -3,7 +3,8 @@ VM queue, against the same with the VM idle, in the same run.
 
 The bot runs as in production (benchmarks/_running_bot.py: `nexy web` and `nexy worker` as processes, a
 real Redis, the sandbox's emulators and simulated VM, loopback). Idle: N signed `/nexy health`, one at
-a time, each timed from the request to the bot's first post (its report). Busy: the Azure emulator is
+a time, each timed from the request to the bot's first post (its report), half before the busy part
+and half after it (the load of a shared machine drifts). Busy: the Azure emulator is
 set to make each run-command last --hold seconds, a `/nexy status` is sent and, once its run-command
 runs on the VM (the VM's running key is set), up to N `/nexy health` go the same way while it still
 runs; only those answered before the status report count. Health runs on the io queue and must not
@@ -43,6 +44,15 @@ def health_once(bot: Bot) -> tuple[float, list[str]]:
         others.append(msg.text)
 
 
+def idle_healths(bot: Bot, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        bot.posts.clear()
+        times.append(health_once(bot)[0])
+        time.sleep(PAUSE_S)
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--health", type=int, default=20, help="health commands, idle and busy each")
@@ -53,11 +63,7 @@ def main() -> int:
         running = vm_running_key(s.azure_resource_group, s.azure_vm_name)
         health_once(bot)  # opens the incident (its parent message): every later report is a reply
         time.sleep(PAUSE_S)
-        idle = []
-        for _ in range(args.health):
-            bot.posts.clear()
-            idle.append(health_once(bot)[0])
-            time.sleep(PAUSE_S)
+        idle = idle_healths(bot, args.health // 2)
 
         bot.stack.azure.delay_s = args.hold
         bot.posts.clear()
@@ -82,6 +88,9 @@ def main() -> int:
             at, msg = bot.posts.next(args.hold + REPLY_TIMEOUT_S)
             if "Status" in msg.text:
                 status_at = at
+        bot.stack.azure.delay_s = 0.0
+        time.sleep(PAUSE_S)
+        idle += idle_healths(bot, args.health - args.health // 2)  # after as well: the machine's load drifts
     quiet, loaded = summary(idle), summary(busy)
     print(
         json.dumps(
