@@ -11,10 +11,11 @@ Baseline, same run: the same work done directly, without the bot: for `health` t
 probed (`jobs.health.probe`, as the job does) and one `chat.postMessage` through slack_sdk; for
 `status` the status script run through the Azure executor (same parameters) and one post. The ratio
 bot/direct says what signature check, intake, Redis, the queue and the worker add. Run-commands take
---delay seconds at the Azure emulator (0: the figure is the bot's own time, not Azure's).
+--delay seconds at the Azure emulator (0: the figure is the bot's own time, not Azure's), and both
+poll Azure every --poll seconds (the sandbox's 0.25 s would round both to quarter seconds).
 Prints JSON.
 
-    .venv/bin/python benchmarks/first_reply.py [--health 30] [--status 10] [--delay 0]
+    .venv/bin/python benchmarks/first_reply.py [--health 30] [--status 10] [--delay 0] [--poll 0.02]
 """
 
 from __future__ import annotations
@@ -85,8 +86,10 @@ def main() -> int:
     parser.add_argument("--health", type=int, default=30, help="/nexy health commands")
     parser.add_argument("--status", type=int, default=10, help="/nexy status commands (0: none)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds each run-command takes at the emulator")
+    parser.add_argument("--poll", type=float, default=0.02, help="NEXY_AZURE_POLL_S, for the bot and the direct run")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, running_bot(Path(tmp), run_command_delay_s=args.delay) as bot:
+    env = {"NEXY_AZURE_POLL_S": str(args.poll)}
+    with tempfile.TemporaryDirectory() as tmp, running_bot(Path(tmp), run_command_delay_s=args.delay, env=env) as bot:
         settings = bot.settings
         slack = web_client(settings)
         executor = AzureExecutor(settings)
