@@ -10,7 +10,7 @@ runs on the VM (the VM's running key is set), up to N `/nexy health` go the same
 runs; only those answered before the status report count. Health runs on the io queue and must not
 wait behind the VM queue: the ratio busy/idle should be close to 1. Prints JSON.
 
-    .venv/bin/python benchmarks/health_while_busy.py [--health 20] [--hold 12]
+    .venv/bin/python benchmarks/health_while_busy.py [--health 30] [--hold 15]
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def idle_healths(bot: Bot, n: int) -> list[float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--health", type=int, default=20, help="health commands, idle and busy each")
-    parser.add_argument("--hold", type=float, default=12.0, help="seconds the status run-command holds the VM")
+    parser.add_argument("--health", type=int, default=30, help="health commands, idle and busy each")
+    parser.add_argument("--hold", type=float, default=15.0, help="seconds the status run-command holds the VM")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, running_bot(Path(tmp)) as bot:
         s = bot.settings
