@@ -17,7 +17,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("ack_latency", "serialization", "round_trips", "watch_and_vms")
+BENCHMARKS = (
+    "ack_latency",
+    "first_reply",
+    "health_while_busy",
+    "serialization",
+    "round_trips",
+    "watch_and_vms",
+    "memory",
+)
 TIMEOUT_S = 600
 
 

@@ -88,7 +88,9 @@ def main() -> int:
                     "jobs": args.jobs,
                     "direct_executor": percentiles(direct),
                     "enqueue_to_result_one_worker": percentiles(overhead),
-                    "queue_and_lease_overhead_p50_ms": round(percentiles(overhead)["p50_ms"] - percentiles(direct)["p50_ms"], 2),
+                    "queue_and_lease_overhead_p50_ms": round(
+                        percentiles(overhead)["p50_ms"] - percentiles(direct)["p50_ms"], 2
+                    ),
                     "two_workers": {"jobs": args.jobs, "seconds": round(elapsed, 2),
                                     "max_concurrency_seen_by_emulator": azure.max_concurrency.get(key),
                                     "conflicts_409": len(azure.conflicts)},
