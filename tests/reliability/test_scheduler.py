@@ -88,6 +88,9 @@ def test_the_watchdog_starts_no_scheduler_once_the_worker_stops(settings, redis)
     supervise_scheduler(serving)
     try:
         assert serving.scheduler._process is not None and serving.scheduler._process.is_alive()
+        # Stop it only once it runs as a scheduler (its own signal handlers installed): a fork of this
+        # test process stopped before that would run the test process's handlers instead.
+        assert _until(lambda: redis.exists(serving.scheduler.key), 10)
     finally:
         serving.teardown()
     assert not serving.scheduler._process.is_alive()
