@@ -17,7 +17,7 @@ from bot.app import create_app
 from bot.errors import SettingsError
 from bot.guard import RequestGuard
 from bot.processes import announcer
-from bot.redis_conn import connect, durability_warnings, label
+from bot.redis_conn import Patience, connect, durability_warnings, label
 from bot.settings import Settings
 from bot.slack_client import web_client
 from bot.workers import where
@@ -27,7 +27,7 @@ EVENTS_PATH = "/slack/events"
 
 def wsgi_app(settings: Settings) -> Callable:
     """The WSGI application: Slack's requests at /slack/events, a readiness probe at /healthz."""
-    redis = connect(settings)
+    redis = connect(settings, Patience.ANSWER)
     bolt = SlackRequestHandler(create_app(settings, redis), path=EVENTS_PATH)
     guard = RequestGuard(settings.slack_signing_secret or "", redis)
 
@@ -103,7 +103,7 @@ def server_options(settings: Settings, host: str) -> dict:
 def check_redis(settings: Settings, warn: Callable[[str], None] | None = None) -> str:
     """Redis reachable, else one clear error; with `warn`, say what in its configuration can lose
     the bot's keys. Returns how to name it in a log line."""
-    redis = connect(settings, ride_over=False)
+    redis = connect(settings, Patience.NONE)
     try:
         redis.ping()
         if warn is not None:
