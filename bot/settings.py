@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     nexy_vm_health_urls: CommaList = ("http://127.0.0.1:8080/health", "http://127.0.0.1:8081/updates/health")
     nexy_diagnosis_reuse_s: int = Field(600, ge=0, le=3600)
     nexy_verify_wait_s: int = Field(30, ge=1, le=600)
+    nexy_verify_poll_s: float = Field(1.0, ge=0.01, le=60)
+    nexy_verify_settle_s: float = Field(1.0, ge=0, le=60)
     nexy_progress_every_s: float = Field(15.0, ge=0.05, le=600)
 
     nexy_vms_file: str | None = None

@@ -93,6 +93,9 @@ def vm_settings(make_settings, vm: SimulatedVM, azure: AzureEmulator, gemini: Ge
             nexy_conflict_max_wait_s=2.0,
             nexy_vm_health_urls=",".join(vm.health_urls),
             nexy_verify_wait_s=10,
+            # The simulated service answers (or fails) within ~0.1 s of a restart: look often, settle briefly.
+            nexy_verify_poll_s=0.05,
+            nexy_verify_settle_s=0.2,
             nexy_gemini_url=gemini.url,
         )
         values.update(overrides)
