@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     nexy_watch_flap_window_s: float = Field(900.0, ge=0, le=86400)
 
     nexy_data_dir: str = ".nexy"
+    nexy_sandbox_run_command_s: float = Field(2.0, ge=0, le=600)
     nexy_io_workers: int = Field(1, ge=1, le=16)
     nexy_web_workers: int = Field(2, ge=1, le=32)
     nexy_bind_host: str = "0.0.0.0"
