@@ -159,7 +159,7 @@ def serve_bot(slack: SlackEmulator, redis: Redis) -> Iterator[Callable[[Settings
 
     def start(settings: Settings) -> str:
         server = make_server("127.0.0.1", 0, wsgi_app(settings), _ThreadingWSGIServer, handler_class=_QuietHandler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         servers.append(server)
         base = f"http://127.0.0.1:{server.server_address[1]}"
         slack.bot_url = f"{base}/slack/events"
