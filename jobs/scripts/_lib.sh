@@ -56,9 +56,10 @@ nexy_journal_since_start() {
 nexy_verify() {
     ok=0
     first_url=$(printf '%s' "$NEXY_VERIFY_URLS" | cut -d, -f1)
-    # Look every NEXY_VERIFY_POLL_S until it answers or has failed, for at most NEXY_VERIFY_WAIT_S.
+    # Look every NEXY_VERIFY_POLL_S until it answers or has failed, for NEXY_VERIFY_WAIT_S (whole
+    # seconds: at least that long, less than a second more).
     deadline=$(($(date +%s) + NEXY_VERIFY_WAIT_S))
-    while [ "$(date +%s)" -lt "$deadline" ]; do
+    while [ "$(date +%s)" -le "$deadline" ]; do
         if curl -fsS --max-time 3 "$first_url" >/dev/null 2>&1; then break; fi
         state=$(systemctl is-active "$NEXY_SERVICE" 2>/dev/null || true)
         [ "$state" = failed ] && break
