@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/shellcheck $(SCRIPTS)
 
-# Two pytest workers (the machine's two cores); each starts its own Redis and emulators.
+# Two pytest workers (the machine's two cores); each starts its own Redis and emulators. They
+# share the tests by work stealing (pyproject.toml's addopts).
 test: lint
 	$(BIN)/pytest -q -n 2
 

@@ -103,7 +103,12 @@ def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False,
     folder = Path(settings.nexy_data_dir) / "sandbox"
     try:
         stack = SandboxStack(
-            folder, scenario, resource_group=settings.azure_resource_group, vm_name=settings.azure_vm_name, vms=vms
+            folder,
+            scenario,
+            resource_group=settings.azure_resource_group,
+            vm_name=settings.azure_vm_name,
+            run_command_delay_s=settings.nexy_sandbox_run_command_s,
+            vms=vms,
         )
     except ValueError as exc:
         raise NexyError(str(exc)) from None

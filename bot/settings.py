@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     nexy_vm_health_urls: CommaList = ("http://127.0.0.1:8080/health", "http://127.0.0.1:8081/updates/health")
     nexy_diagnosis_reuse_s: int = Field(600, ge=0, le=3600)
     nexy_verify_wait_s: int = Field(30, ge=1, le=600)
+    nexy_verify_poll_s: float = Field(1.0, ge=0.01, le=60)
+    nexy_verify_settle_s: float = Field(1.0, ge=0, le=60)
     nexy_progress_every_s: float = Field(15.0, ge=0.05, le=600)
 
     nexy_vms_file: str | None = None
@@ -97,6 +99,7 @@ class Settings(BaseSettings):
     nexy_watch_flap_window_s: float = Field(900.0, ge=0, le=86400)
 
     nexy_data_dir: str = ".nexy"
+    nexy_sandbox_run_command_s: float = Field(2.0, ge=0, le=600)
     nexy_io_workers: int = Field(1, ge=1, le=16)
     nexy_web_workers: int = Field(2, ge=1, le=32)
     nexy_bind_host: str = "0.0.0.0"

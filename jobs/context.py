@@ -32,10 +32,13 @@ def vm_parameters(settings: Settings) -> tuple[tuple[str, str], ...]:
 
 
 def verify_parameters(settings: Settings, patterns: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """What an apply script's verify needs: the health URLs, how long to wait, the symptoms that must be gone."""
+    """What an apply script's verify needs: the health URLs, how long to wait (and how often to look), the
+    symptoms that must be gone."""
     return (
         ("NEXY_VERIFY_URLS", ",".join(settings.nexy_vm_health_urls)),
         ("NEXY_VERIFY_WAIT_S", str(settings.nexy_verify_wait_s)),
+        ("NEXY_VERIFY_POLL_S", f"{settings.nexy_verify_poll_s:g}"),
+        ("NEXY_VERIFY_SETTLE_S", f"{settings.nexy_verify_settle_s:g}"),
         ("NEXY_SYMPTOMS", patterns_parameter(patterns)),
     )
 

@@ -71,6 +71,14 @@ class Worker(SimpleWorker):
             raise SystemExit(0)  # not running a job (still stopping): just go
         raise JobAbandoned(ABANDONED)
 
+    def unsubscribe(self) -> None:
+        # RQ unsubscribes first and stops its pubsub thread after: woken by the unsubscribe reply,
+        # the thread often loops back to a 60 s wait before it sees the stop, and RQ's join then
+        # waits its full second at every worker stop. Stopped first, the reply ends the thread.
+        if self.pubsub_thread:
+            self.pubsub_thread.stop()
+        super().unsubscribe()
+
 
 def make_worker(runtime: Runtime, queue_names: list[str], name: str | None = None) -> SimpleWorker:
     return Worker(queue_names, connection=runtime.redis, name=name, job_class=TaskJob.bound(runtime))

@@ -211,7 +211,7 @@ class AzureEmulator:
     def start(self) -> "AzureEmulator":
         self._server = ThreadingHTTPServer((self.host, self.port), self._handler())
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="azure-emulator",
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="azure-emulator",
                          daemon=True).start()
         return self
 

@@ -749,7 +749,7 @@ class GitHubEmulator:
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="github-emulator", daemon=True
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, name="github-emulator", daemon=True
         )
         self._thread.start()
         return self

@@ -27,7 +27,7 @@ class HealthServer:
         for path in ("/health", "/updates/health"):
             server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(path))
             server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
             self._servers.append((server, path))
         return self
 

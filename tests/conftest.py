@@ -93,6 +93,9 @@ def vm_settings(make_settings, vm: SimulatedVM, azure: AzureEmulator, gemini: Ge
             nexy_conflict_max_wait_s=2.0,
             nexy_vm_health_urls=",".join(vm.health_urls),
             nexy_verify_wait_s=10,
+            # The simulated service answers (or fails) within ~0.1 s of a restart: look often, settle briefly.
+            nexy_verify_poll_s=0.05,
+            nexy_verify_settle_s=0.2,
             nexy_gemini_url=gemini.url,
         )
         values.update(overrides)
@@ -156,7 +159,7 @@ def serve_bot(slack: SlackEmulator, redis: Redis) -> Iterator[Callable[[Settings
 
     def start(settings: Settings) -> str:
         server = make_server("127.0.0.1", 0, wsgi_app(settings), _ThreadingWSGIServer, handler_class=_QuietHandler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         servers.append(server)
         base = f"http://127.0.0.1:{server.server_address[1]}"
         slack.bot_url = f"{base}/slack/events"

@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2329
 # Functions shared by the VM scripts (included by the wrapper before the body).
 # They read only validated parameters: NEXY_APP_DIR, NEXY_SERVICE, NEXY_SERVICE_USER,
-# NEXY_VERIFY_URLS, NEXY_VERIFY_WAIT_S, NEXY_SYMPTOMS.
+# NEXY_VERIFY_URLS, NEXY_VERIFY_WAIT_S, NEXY_VERIFY_POLL_S, NEXY_VERIFY_SETTLE_S, NEXY_SYMPTOMS.
 
 # nexy_patterns_file BASE64: a temporary file of the patterns a parameter carries (base64 of one
 # extended regular expression a line), for `grep -E -f`; the caller removes it.
@@ -56,15 +56,16 @@ nexy_journal_since_start() {
 nexy_verify() {
     ok=0
     first_url=$(printf '%s' "$NEXY_VERIFY_URLS" | cut -d, -f1)
-    waited=0
-    while [ "$waited" -lt "$NEXY_VERIFY_WAIT_S" ]; do
+    # Look every NEXY_VERIFY_POLL_S until it answers or has failed, for NEXY_VERIFY_WAIT_S (whole
+    # seconds: at least that long, less than a second more).
+    deadline=$(($(date +%s) + NEXY_VERIFY_WAIT_S))
+    while [ "$(date +%s)" -le "$deadline" ]; do
         if curl -fsS --max-time 3 "$first_url" >/dev/null 2>&1; then break; fi
         state=$(systemctl is-active "$NEXY_SERVICE" 2>/dev/null || true)
         [ "$state" = failed ] && break
-        sleep 1
-        waited=$((waited + 1))
+        sleep "$NEXY_VERIFY_POLL_S"
     done
-    sleep 1  # a service that dies right after answering once is not healthy
+    sleep "$NEXY_VERIFY_SETTLE_S"  # a service that dies right after answering once is not healthy
     state=$(systemctl is-active "$NEXY_SERVICE" 2>/dev/null || true)
     fact verify_active "$state"
     [ "$state" = active ] || ok=1

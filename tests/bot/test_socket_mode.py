@@ -181,9 +181,11 @@ def test_nexy_socket_process_runs_health_and_fix_flows_in_the_sandbox(tmp_path):
     """`nexy run --socket-mode`: the bot is a `nexy socket` process; health, a fix plan and its approval
     by reaction and the apply all go over Socket Mode; nothing is left running."""
     script = "/nexy health\n/nexy fix config-perms\n/as U0BOB bob\n/react 5\n"
+    # Run-commands as quick as the simulated VM allows (the sandbox's own pace is 2 s each, 1 s verify steps).
+    quick = {"NEXY_SANDBOX_RUN_COMMAND_S": "0.1", "NEXY_VERIFY_POLL_S": "0.05", "NEXY_VERIFY_SETTLE_S": "0.2"}
     result = subprocess.run([sys.executable, "-m", "bot.cli", "run", "--socket-mode", "--scenario", "config-perms"],
                             input=script, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                            env=_env(tmp_path))
+                            env=_env(tmp_path, **quick))
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "Health" in out and "Plan P-" in out and "[5] nexy: :clipboard: *Plan" in out

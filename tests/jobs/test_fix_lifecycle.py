@@ -167,9 +167,11 @@ def test_unapproved_plan_expires_on_its_own(serve_bot, vm_settings, slack, work,
     serve_bot(settings)
     vm.break_("config-perms")
     plan = _ask(slack, work, settings)
-    time.sleep(2.2)
-    work(settings)  # the io worker's scheduler enqueues the due expiry
-    assert any("expired" in m.text and "before anyone approved" in m.text for m in _bot(slack))
+    deadline = time.monotonic() + 10
+    while not any("expired" in m.text and "before anyone approved" in m.text for m in _bot(slack)):
+        assert time.monotonic() < deadline, "no expiry notice 10 s after a 1 s approval window"
+        time.sleep(0.1)
+        work(settings)  # the io worker's scheduler enqueues the expiry once it is due
     assert "expired" in slack.find(plan.ts).text
     slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
     work(settings)
@@ -265,6 +267,21 @@ def test_twenty_concurrent_approvals_and_retries_apply_once(fix_settings, slack,
     work(fix_settings)
     assert azure.run_count[KEY] == 2  # plan + exactly one apply
     assert sum("Fixed and verified" in m.text for m in _bot(slack)) == 1
+
+
+def test_a_service_still_failing_after_the_restart_fails_the_verify(fix_settings, slack, work, vm, azure, redis):
+    """An apply whose change is right but whose restarted service still fails (another fault) reports verify
+    failed with the service's state, not fixed."""
+    vm.break_("config-perms")
+    plan = _ask(slack, work, fix_settings)
+    vm.break_("deps-mismatch")  # the plan's state is unchanged; the service now fails for another reason
+    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    work(fix_settings)
+    text = _thread_text(slack)
+    assert "verify failed" in text and "Fixed and verified" not in text, text[-3000:]
+    assert "but it is `failed`" in text
+    assert redis.hget(f"nexy:plan:{_plan_id(plan)}", "status") == b"failed"
+    assert azure.run_count[KEY] == 2 and not vm.service_active()
 
 
 def test_removing_a_reaction_after_apply_changes_nothing(fix_settings, slack, work, vm, azure):
