@@ -13,8 +13,7 @@ def _lines(char: str, size: int) -> str:
 def test_oversized_message_is_cut_and_accepted(slack, settings):
     """60 blocks, a 5,000-character section and 50,000 characters of text still post, marked as cut."""
     client = SlackClient(web_client(settings))
-    # Lines of 100 characters, as script output comes: one 50,000-character word would cost ~50 s in
-    # redaction (its name=value pass is quadratic in a word's length), not in what this test is about.
+    # Lines of 100 characters, as script output comes.
     blocks = [render.section(_lines("x", 5000))] + [render.section(f"row {i}") for i in range(59)]
     client.post("C0OPS", _lines("y", 50000), blocks)
     message = slack.messages("C0OPS")[-1]
