@@ -65,6 +65,11 @@ def context(*texts: str) -> Block:
     return {"type": "context", "elements": [mrkdwn(t) for t in texts if t]}
 
 
+def noted(note: str, text: str, blocks: list[Block] | None) -> tuple[str, list[Block] | None]:
+    """A message with a note ahead of it: in its text, and as a context block above its blocks."""
+    return f"{note} {text}", [context(note), *blocks] if blocks else None
+
+
 def code(text: str) -> str:
     """Text as a Slack code block; backticks inside cannot break out of it."""
     return "```" + text.replace("```", "ˋˋˋ") + "```" if text else "_(empty)_"

@@ -331,10 +331,10 @@ def _report_apply(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix, result
     outcome = ApplyOutcome.of(result.facts, result.exit_code)
     plans.finish(plan.id, PlanStatus.APPLIED if outcome is ApplyOutcome.VERIFIED else PlanStatus.FAILED)
     commands = fix.commands(settings, plan.args)
-    text, blocks = apply_wording.report(plan, fix, result, outcome, commands, settings.nexy_service)
+    message: tuple[str, list | None] = apply_wording.report(plan, fix, result, outcome, commands, settings.nexy_service)
     if late:
-        note = apply_wording.reported_late()
-        text, blocks = f"{note} {text}", [render.context(note), *blocks]
+        message = render.noted(apply_wording.reported_late(), *message)
+    text, blocks = message
     runtime.store.record(
         plan.incident,
         EventKind.VERIFY,

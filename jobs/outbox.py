@@ -102,6 +102,7 @@ class Outbox:
     def send(
         self,
         incident: str,
+        channel: str,
         kind: Kind,
         text: str,
         blocks: list | None = None,
@@ -116,7 +117,7 @@ class Outbox:
             "id": uuid.uuid4().hex,
             "incident": incident,
             "kind": kind.value,
-            "channel": self._channel(incident),
+            "channel": channel,
             "text": text,
             "blocks": blocks,
             "ref": ref,
@@ -241,8 +242,7 @@ class Outbox:
         if ts is None:
             text, blocks = entry["text"], entry["blocks"]
             if kind is Kind.POST and (entry["attempts"] or self.redis.exists(_late(entry["incident"]))):
-                note = incident_wording.reported_late()
-                text, blocks = f"{note} {text}", [render.context(note), *blocks] if blocks else None
+                text, blocks = render.noted(incident_wording.reported_late(), text, blocks)
             ts = self.slack.post_tagged(entry["channel"], text, blocks, thread_ts, entry["id"])
         return ts
 
@@ -316,12 +316,6 @@ class Outbox:
         pipe.zadd(DUE, {entry["incident"]: entry["due"]})
         pipe.set(_late(entry["incident"]), 1)
         pipe.execute()
-
-    def _channel(self, incident: str) -> str:
-        record = self.runtime.store.get(incident)
-        if record is None:
-            raise LookupError(f"incident {incident} is not in the store")
-        return record.channel
 
     def _lock(self, incident: str):
         return self.redis.lock(f"{_box(incident)}:lock", timeout=HOLD_S + 120)

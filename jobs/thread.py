@@ -53,7 +53,9 @@ class Thread:
             f"{KEY_PREFIX}:incident:{self.incident.id}:parent-queued", 1, nx=True, ex=RESULT_TTL_S
         ):
             text, blocks = incident_wording.parent(self.incident)
-            self._outbox.send(self.incident.id, Kind.PARENT, text, blocks, ref=f"parent:{self.incident.id}")
+            self._outbox.send(
+                self.incident.id, self.channel, Kind.PARENT, text, blocks, ref=f"parent:{self.incident.id}"
+            )
         fresh = store.get(self.incident.id)
         if fresh and fresh.thread_ts:
             self.incident = fresh
@@ -73,14 +75,14 @@ class Thread:
         order), and append it to the timeline as `kind` (None: the caller recorded the event itself);
         the message's ts, or None while it waits. `ref` names the post for later edits."""
         self.ensure()
-        ts = self._outbox.send(self.incident.id, Kind.POST, text, blocks, ref=ref)
+        ts = self._outbox.send(self.incident.id, self.channel, Kind.POST, text, blocks, ref=ref)
         if kind is not None:
             self.runtime.store.record(self.incident.id, kind, user, text=render.plain(blocks) or text, ts=ts, **details)
         return ts
 
     def update(self, target: str, text: str, blocks: list | None = None) -> None:
         """Edit a message of the thread (by its ts, or the ref it was posted under), through the outbox."""
-        self._outbox.send(self.incident.id, Kind.UPDATE, text, blocks, target=target)
+        self._outbox.send(self.incident.id, self.channel, Kind.UPDATE, text, blocks, target=target)
 
     @property
     def _outbox(self) -> Outbox:
