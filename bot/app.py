@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.dispatch import Dispatcher
 from bot.errors import SettingsError
-from bot.incidents import IncidentStore
+from bot.incidents import IncidentStore, Limits
 from bot.intake import Intake
 from bot.redis_conn import Patience, connect
 from bot.settings import Settings
@@ -35,7 +35,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> App:
     if not settings.has_slack_credentials:
         raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
     redis = redis or connect(settings, Patience.ANSWER)
-    intake = Intake(settings, IncidentStore(redis), Dispatcher(settings, redis))
+    intake = Intake(settings, IncidentStore(redis, Limits.of(settings)), Dispatcher(settings, redis))
     try:
         app = App(
             signing_secret=settings.slack_signing_secret,

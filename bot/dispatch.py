@@ -29,7 +29,7 @@ from bot.contract import (
     vm_job_timeout,
     vm_running_key,
 )
-from bot.incidents import EventKind, IncidentStore
+from bot.incidents import EventKind, IncidentStore, Limits
 from bot.settings import Settings, run_command_unavailable
 from runbook.item import Route
 
@@ -52,7 +52,7 @@ class Dispatcher:
     def __init__(self, settings: Settings, redis: Redis):
         self.settings = settings
         self.redis = redis
-        self.store = IncidentStore(redis)
+        self.store = IncidentStore(redis, Limits.of(settings))
         self._queues: dict[str, Queue] = {}
 
     def queue(self, name: str) -> Queue:

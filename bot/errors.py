@@ -5,9 +5,10 @@
     ├── ExecutorError        a run-command could not be run or read; `.code` says how (ExecutorFailure)
     │   ├── ConflictError    another run-command is in progress on the VM (runbook 6.4)
     │   └── AccessError      Azure refused the identity (401/403)
-    └── GitHubError          GitHub refused or did not answer a read; `.code` says how (GitHubFailure)
-        ├── GitHubNotFound        404: that repository, workflow, branch, file or release is not there
-        └── GitHubPermissionError 403: the token lacks a permission (`.permission`)
+    ├── GitHubError          GitHub refused or did not answer a read; `.code` says how (GitHubFailure)
+    │   ├── GitHubNotFound        404: that repository, workflow, branch, file or release is not there
+    │   └── GitHubPermissionError 403: the token lacks a permission (`.permission`)
+    └── IncidentLimitError   a channel opened NEXY_MAX_INCIDENTS_PER_HOUR incidents in the last hour
 
 The clients raise these with codes and facts, never Slack text: `bot.wording.errors` words them.
 """
@@ -119,3 +120,13 @@ class GitHubNotFound(GitHubError):
 
 class GitHubPermissionError(GitHubError):
     """GitHub answered 403: the token lacks the permission `.permission` names."""
+
+
+class IncidentLimitError(NexyError):
+    """A channel opened `limit` incidents in the last hour: no new one there before `retry_at`."""
+
+    def __init__(self, channel: str, limit: int, retry_at: float):
+        super().__init__(f"{channel} opened {limit} incidents in the last hour; next at {retry_at:.0f}")
+        self.channel = channel
+        self.limit = limit
+        self.retry_at = retry_at

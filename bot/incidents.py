@@ -7,31 +7,77 @@ check, plan, decision, apply, verify and note is appended to its timeline as one
 hash of the event before it, so `verify` finds the first event that was edited, reordered or
 removed. Writes that race (two commands opening an incident at once, retried events, two workers
 appending) are single atomic Redis calls.
+
+Redis runs `noeviction`, so what is kept is bounded here (`Limits`): past NEXY_MAX_EVENTS_PER_INCIDENT
+a routine event (a command, a job's steps, a report, a note...) is counted into the incident's
+pending roll-up instead of appended, and the roll-up is chained as one `rollup` event ("12 more
+commands (`health`)") right before the next event that is kept (a plan, an approval, an apply, a
+verify, the close) or when the incident is exported; a channel opens at most
+NEXY_MAX_INCIDENTS_PER_HOUR incidents an hour; a resolved incident is removed whole
+NEXY_RETENTION_DAYS after it was resolved.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from redis.exceptions import WatchError
 
-from bot.plans import PLAN_KEY_PREFIX, incident_plans_key
+from bot.contract import KEY_PREFIX, apply_job_id
+from bot.errors import IncidentLimitError
+from bot.plans import PLAN_KEY_PREFIX, PLAN_MESSAGE_KEY_PREFIX, incident_plans_key
 from bot.redaction import redact_json
 from bot.redis_conn import text
 
-_PREFIX = "nexy"
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_PREFIX = KEY_PREFIX
 EVENT_DEDUPE_TTL_S = 24 * 3600
 """How long a delivered event id is remembered: Slack retries within minutes."""
 
 MAX_DETAIL_CHARS = 6000
 """A text in an event's details is cut to this many characters (a run-command's output is at most 8 KB)."""
+
+HOUR_S = 3600
+"""The window of NEXY_MAX_INCIDENTS_PER_HOUR."""
+
+REMOVAL_GRACE_S = 24 * 3600
+"""A resolved incident's keys expire this long after its retention ends: the io worker's sweep removes
+it (and its index entries) at the end of its retention; the TTLs remove it even when no worker runs."""
+
+ROLLUP_GROUPS = 24
+"""The most (kind, command) groups a pending roll-up counts apart; further ones are counted by kind alone."""
+
+ROLLUP_LABEL_CHARS = 60
+"""A roll-up group's label (the command, script or watch outcome) is cut to this."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of Redis incidents may take (0: unbounded). The defaults are the settings' defaults."""
+
+    max_events: int = 1000  # NEXY_MAX_EVENTS_PER_INCIDENT: routine events past it are rolled up
+    incidents_per_hour: int = 20  # NEXY_MAX_INCIDENTS_PER_HOUR: new incidents a channel may open an hour
+    retention_s: int = 30 * 86400  # NEXY_RETENTION_DAYS: how long a resolved incident is kept
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            settings.nexy_max_events_per_incident,
+            settings.nexy_max_incidents_per_hour,
+            settings.nexy_retention_days * 86400,
+        )
 
 
 class IncidentStatus(str, Enum):
@@ -69,6 +115,39 @@ class EventKind(str, Enum):
     CLOSED = "closed"  # resolved, with the root cause
     CHECKLIST = "checklist"  # the section 10 checklist: posted, or boxes ticked
     EXPORT = "export"  # a postmortem was exported
+    ROLLUP = "rollup"  # routine events past NEXY_MAX_EVENTS_PER_INCIDENT, counted by kind and command
+
+
+ROUTINE = frozenset(
+    {
+        EventKind.COMMAND,
+        EventKind.REFUSED,
+        EventKind.JOB_QUEUED,
+        EventKind.JOB_STARTED,
+        EventKind.JOB_FINISHED,
+        EventKind.RUN_COMMAND,
+        EventKind.CHECK,
+        EventKind.DIAGNOSIS,
+        EventKind.NOTE,
+        EventKind.ERROR,
+        EventKind.FILE,
+        EventKind.IGNORED,
+    }
+)
+"""The kinds that come again with every command, probe or click: past the cap they are counted, not kept."""
+
+
+def routine(kind: EventKind, details: dict[str, Any]) -> bool:
+    """Whether an event may be rolled up past the cap: a routine kind, and not part of an apply (its run
+    and job steps stay next to its plan and verify) nor the symptoms proposed at close."""
+    apply_job = str(details.get("job") or "").startswith(apply_job_id(""))
+    return kind in ROUTINE and not apply_job and "learn" not in details
+
+
+def rollup_group(kind: EventKind, details: dict[str, Any]) -> str:
+    """The roll-up field an event is counted under: its kind and what it was about."""
+    label = details.get("command") or details.get("script") or details.get("watch") or details.get("report") or ""
+    return f"{kind.value} {str(label)[:ROLLUP_LABEL_CHARS]}".strip()
 
 
 @dataclass(frozen=True)
@@ -145,6 +224,7 @@ class Incident:
     events: int = 0
     head: str = ""
     sections: tuple[str, ...] = ()
+    rolled_up: int = 0  # routine events counted into roll-ups (past the cap), chained or pending
 
     @property
     def is_open(self) -> bool:
@@ -166,10 +246,16 @@ class Closing:
 
 # Open the incident a key (the channel's open incident, or a thread) points to, or a new one:
 # atomically, so that two commands arriving together never open two incidents. With ARGV[6]
-# 'new' a new incident is opened whatever is open, and becomes the channel's.
+# 'new' a new incident is opened whatever is open, and becomes the channel's. A channel that opened
+# ARGV[7] incidents since ARGV[8] (an hour ago) opens none: {'', -1, when the oldest of them opened}.
 _OPEN = """
 local current = redis.call('GET', KEYS[1])
 if current and ARGV[6] ~= 'new' then return {current, 0} end
+local limit = tonumber(ARGV[7])
+if limit > 0 and redis.call('ZCOUNT', KEYS[6], '(' .. ARGV[8], '+inf') >= limit then
+  local oldest = redis.call('ZRANGEBYSCORE', KEYS[6], '(' .. ARGV[8], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  return {'', -1, oldest[2]}
+end
 local id = 'INC-' .. redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[3] .. id, 'id', id, 'channel', ARGV[1], 'opened_by', ARGV[2],
            'opened_at', ARGV[3], 'status', 'open', 'title', ARGV[4], 'thread_ts', ARGV[5])
@@ -182,7 +268,9 @@ return {id, 1}
 """
 
 # Resolve once; free the channel only if it still points at this incident; and expire the
-# incident's pending plans in the same step, so that no approval can count after the close.
+# incident's pending plans in the same step, so that no approval can count after the close. With a
+# retention (ARGV[6] s), everything of the incident gets a TTL (ARGV[7] s: the retention and a
+# grace) and it is listed for removal at the end of its retention (KEYS[8], member 'id channel').
 _CLOSE = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'open' then return {0} end
 redis.call('HSET', KEYS[1], 'status', 'resolved', 'closed_by', ARGV[2], 'closed_at', ARGV[3], 'root_cause', ARGV[4])
@@ -196,6 +284,24 @@ for _, plan in ipairs(redis.call('SMEMBERS', KEYS[4])) do
     table.insert(result, plan)
   end
 end
+local keep = tonumber(ARGV[6])
+if keep > 0 then
+  local ttl = tonumber(ARGV[7])
+  local channel = redis.call('HGET', KEYS[1], 'channel')
+  local thread = redis.call('HGET', KEYS[1], 'thread_ts')
+  for i = 4, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
+  redis.call('EXPIRE', KEYS[1], ttl)
+  if thread and thread ~= '' then redis.call('EXPIRE', ARGV[9] .. channel .. ':' .. thread, ttl) end
+  for _, plan in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+    local key = ARGV[5] .. plan
+    redis.call('EXPIRE', key, ttl)
+    local shown = redis.call('HMGET', key, 'channel', 'message_ts')
+    if shown[1] and shown[2] and shown[2] ~= '' then
+      redis.call('EXPIRE', ARGV[8] .. shown[1] .. ':' .. shown[2], ttl)
+    end
+  end
+  redis.call('ZADD', KEYS[8], tonumber(ARGV[3]) + keep, ARGV[1] .. ' ' .. channel)
+end
 return result
 """
 
@@ -203,15 +309,17 @@ return result
 class IncidentStore:
     """Incidents, their threads and timelines, kept in Redis."""
 
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, limits: Limits | None = None):
         self.redis = redis
+        self.limits = limits or Limits()
         self._open = redis.register_script(_OPEN)
         self._close = redis.register_script(_CLOSE)
 
     # -- opening and finding -------------------------------------------------------------
 
     def open_or_attach(self, channel: str, user: str, title: str) -> tuple[Incident, bool]:
-        """The channel's open incident, opened now if there is none; and whether it is new."""
+        """The channel's open incident, opened now if there is none; and whether it is new. Opening one
+        past the channel's hourly limit raises IncidentLimitError (as do `open_new` and `for_thread`)."""
         return self._run_open(_channel_key(channel), channel, user, title, thread_ts="")
 
     def open_new(self, channel: str, user: str, title: str) -> Incident:
@@ -235,15 +343,19 @@ class IncidentStore:
             key,
             f"{_PREFIX}:incident:seq",
             f"{_PREFIX}:incident:",
-            f"{_PREFIX}:incidents",
+            _INDEX,
             _thread_key(channel, thread_ts),
             _channel_index(channel),
             _OPEN_SET,
         ]
         at = time.time()
-        incident_id, created = self._open(
-            keys=keys, args=[channel, user, f"{at:.6f}", title, thread_ts, "new" if new else "attach"]
+        limit = self.limits.incidents_per_hour
+        mode = "new" if new else "attach"
+        incident_id, created, *oldest = self._open(
+            keys=keys, args=[channel, user, f"{at:.6f}", title, thread_ts, mode, limit, f"{at - HOUR_S:.6f}"]
         )
+        if created == -1:
+            raise IncidentLimitError(channel, limit, float(text(oldest[0])) + HOUR_S)
         incident_id = text(incident_id)
         if created:
             self.record(incident_id, EventKind.OPENED, user, title=title, channel=channel)
@@ -274,6 +386,7 @@ class IncidentStore:
             events=int(data.get("events") or 0),
             head=data.get("head", ""),
             sections=tuple(sorted((text(s) for s in sections), key=section_order)),
+            rolled_up=int(data.get("rolled_up") or 0),
         )
 
     def current(self, channel: str) -> Incident | None:
@@ -304,55 +417,165 @@ class IncidentStore:
     def close(self, incident: Incident, user: str, root_cause: str) -> Closing:
         """Resolve the incident with its root cause (redacted), so the channel's next command opens a
         new one, and expire its pending plans; `closed` is False if it was already resolved."""
+        keep = self.limits.retention_s
         (won, *expired) = self._close(
-            keys=[_key(incident.id), _channel_key(incident.channel), _OPEN_SET, incident_plans_key(incident.id)],
-            args=[incident.id, user, f"{time.time():.6f}", _plain({"r": root_cause})["r"], PLAN_KEY_PREFIX],
+            keys=[
+                _key(incident.id),
+                _channel_key(incident.channel),
+                _OPEN_SET,
+                incident_plans_key(incident.id),
+                _log_key(incident.id),
+                _sections_key(incident.id),
+                _rollup_key(incident.id),
+                _REMOVALS,
+            ],
+            args=[
+                incident.id,
+                user,
+                f"{time.time():.6f}",
+                _plain({"r": root_cause})["r"],
+                PLAN_KEY_PREFIX,
+                keep,
+                keep + REMOVAL_GRACE_S,
+                PLAN_MESSAGE_KEY_PREFIX,
+                _THREAD_PREFIX,
+            ],
         )
         return Closing(bool(won), tuple(text(plan) for plan in expired))
 
     def history(self, channel: str | None = None, limit: int = 10) -> list[Incident]:
-        """The most recent incidents of a channel (of every channel without one), newest first."""
-        index = _channel_index(channel) if channel else f"{_PREFIX}:incidents"
-        ids = self.redis.zrevrange(index, 0, limit - 1)
-        return [incident for raw in ids if (incident := self.get(text(raw))) is not None]
+        """The most recent incidents of a channel (of every channel without one), newest first. An id
+        whose incident was removed (its retention ended) is taken out of the index on the way."""
+        index = _channel_index(channel) if channel else _INDEX
+        found: list[Incident] = []
+        gone: list[Any] = []
+        start = 0
+        while len(found) < limit:
+            ids = self.redis.zrevrange(index, start, start + limit - len(found) - 1)
+            if not ids:
+                break
+            start += len(ids)
+            for raw in ids:
+                incident = self.get(text(raw))
+                if incident is None:
+                    gone.append(raw)
+                else:
+                    found.append(incident)
+        if gone:
+            self.redis.zrem(index, *gone)
+        return found
 
     def open_incidents(self) -> list[Incident]:
         """Every open incident, newest first."""
         found = [incident for raw in self.redis.smembers(_OPEN_SET) if (incident := self.get(text(raw)))]
         return sorted(found, key=lambda i: i.opened_at, reverse=True)
 
+    # -- retention -----------------------------------------------------------------------
+
+    def remove_expired(self, now: float | None = None, batch: int = 100) -> list[str]:
+        """Remove the resolved incidents whose retention ended by `now`: the record, timeline,
+        sections, pending roll-up, thread key, plans (and their message keys) and every index entry.
+        Returns their ids (what other modules keep per incident, the outbox, is theirs to drop)."""
+        due = self.redis.zrangebyscore(_REMOVALS, "-inf", time.time() if now is None else now, start=0, num=batch)
+        removed = []
+        for raw in due:
+            member = text(raw)
+            incident_id, _, channel = member.partition(" ")
+            self._remove(incident_id, channel, member)
+            removed.append(incident_id)
+        return removed
+
+    def _remove(self, incident_id: str, channel: str, member: str) -> None:
+        thread_ts = self.redis.hget(_key(incident_id), "thread_ts")
+        plans = [text(p) for p in self.redis.smembers(incident_plans_key(incident_id))]
+        keys = [_key(incident_id), _log_key(incident_id), _sections_key(incident_id), _rollup_key(incident_id)]
+        keys += [f"{_key(incident_id)}:parent", f"{_key(incident_id)}:parent-queued"]  # the parent's lock and flag
+        keys += [incident_plans_key(incident_id), *(PLAN_KEY_PREFIX + plan for plan in plans)]
+        for plan in plans:
+            shown_in, ts = self.redis.hmget(PLAN_KEY_PREFIX + plan, "channel", "message_ts")
+            if shown_in and ts:
+                keys.append(f"{PLAN_MESSAGE_KEY_PREFIX}{text(shown_in)}:{text(ts)}")
+        if thread_ts:
+            keys.append(_thread_key(channel, text(thread_ts)))
+        pipe = self.redis.pipeline()
+        pipe.delete(*keys)
+        pipe.zrem(_INDEX, incident_id)
+        pipe.zrem(_channel_index(channel), incident_id)
+        pipe.srem(_OPEN_SET, incident_id)
+        pipe.zrem(_REMOVALS, member)
+        pipe.execute()
+
     # -- the timeline --------------------------------------------------------------------
 
-    def record(self, incident_id: str, kind: EventKind, who: str | None = None, **details: Any) -> Event:
+    def record(self, incident_id: str, kind: EventKind, who: str | None = None, **details: Any) -> Event | None:
         """Append one event (redacted) to the incident's timeline, chained to the one before it. A
         `section` detail adds a runbook section to the incident's. Concurrent appends from any
-        number of processes keep one chain: the append is retried if another came in between."""
-        body_details = _plain(details)
-        log_key = _log_key(incident_id)
+        number of processes keep one chain: the append is retried if another came in between.
+
+        Past the cap (`Limits.max_events`) a routine event is counted into the incident's pending
+        roll-up instead (None is returned); the next event that is kept is chained after one `rollup`
+        event holding those counts. An event for an incident that is not recorded (or was removed) is
+        dropped: None."""
+        return self._append(incident_id, kind, who, _plain(details))
+
+    def settle(self, incident_id: str) -> Event | None:
+        """Chain the incident's pending roll-up now, if it has one (an export shows every count)."""
+        return self._append(incident_id, None, None, {})
+
+    def _append(
+        self, incident_id: str, kind: EventKind | None, who: str | None, details: dict[str, Any]
+    ) -> Event | None:
+        cap = self.limits.max_events
+        log_key, rollup_key = _log_key(incident_id), _rollup_key(incident_id)
         with self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(log_key)
+                    pipe.watch(log_key, rollup_key)
                     last = pipe.lrange(log_key, -1, -1)
                     before = Event.parse(last[0]) if last else None
-                    body: dict[str, Any] = {
-                        "seq": before.seq + 1 if before else 0,
-                        "kind": kind.value,
-                        "at": round(time.time(), 3),
-                        "who": who,
-                        "details": body_details,
-                        "prev": before.hash if before else genesis(incident_id),
-                    }
-                    body["hash"] = event_hash(body)
+                    if before is None and not pipe.exists(_key(incident_id)):
+                        pipe.unwatch()
+                        log.warning("an event for %s, which is not recorded, was dropped", incident_id)
+                        return None
+                    count = before.seq + 1 if before else 0
+                    at = round(time.time(), 3)
+                    if kind is not None and cap and count >= cap and routine(kind, details):
+                        self._count(pipe, incident_id, rollup_key, rollup_group(kind, details), at)
+                        return None
+                    pending = {text(k): text(v) for k, v in pipe.hgetall(rollup_key).items()}
+                    bodies: list[dict[str, Any]] = []
+                    prev = before.hash if before else genesis(incident_id)
+                    if pending:
+                        bodies.append(_chained(count, EventKind.ROLLUP, at, None, _rollup_details(pending), prev))
+                    if kind is not None:
+                        seq = count + len(bodies)
+                        prev = bodies[-1]["hash"] if bodies else prev
+                        bodies.append(_chained(seq, kind, at, who, details, prev))
+                    if not bodies:
+                        pipe.unwatch()
+                        return None
                     pipe.multi()
-                    pipe.rpush(log_key, json.dumps(body, ensure_ascii=False))
-                    pipe.hset(_key(incident_id), mapping={"head": body["hash"], "events": body["seq"] + 1})
-                    if body_details.get("section"):
-                        pipe.sadd(_sections_key(incident_id), str(body_details["section"]))
+                    pipe.rpush(log_key, *(json.dumps(body, ensure_ascii=False) for body in bodies))
+                    pipe.delete(rollup_key)
+                    pipe.hset(_key(incident_id), mapping={"head": bodies[-1]["hash"], "events": bodies[-1]["seq"] + 1})
+                    if details.get("section") and kind is not None:
+                        pipe.sadd(_sections_key(incident_id), str(details["section"]))
                     pipe.execute()
-                    return Event.parse(json.dumps(body))
+                    return Event.parse(json.dumps(bodies[-1]))
                 except WatchError:
                     continue
+
+    @staticmethod
+    def _count(pipe: Any, incident_id: str, rollup_key: str, group: str, at: float) -> None:
+        """Count one routine event past the cap into the pending roll-up (under the caller's WATCH)."""
+        if not pipe.hexists(rollup_key, group) and pipe.hlen(rollup_key) >= ROLLUP_GROUPS + 2:
+            group = group.split(" ", 1)[0]  # too many groups: counted by kind alone
+        pipe.multi()
+        pipe.hincrby(rollup_key, group, 1)
+        pipe.hsetnx(rollup_key, _FIRST_AT, at)
+        pipe.hset(rollup_key, _LAST_AT, at)
+        pipe.hincrby(_key(incident_id), "rolled_up", 1)
+        pipe.execute()
 
     def timeline(self, incident_id: str) -> list[Event]:
         """Every event of the incident, in order."""
@@ -383,6 +606,29 @@ class IncidentStore:
     def forget_delivery(self, event_id: str) -> None:
         """Forget an event id whose handling failed, so that Slack's retry is handled."""
         self.redis.delete(f"{_PREFIX}:event:{event_id}")
+
+
+_FIRST_AT, _LAST_AT = "@first_at", "@last_at"
+"""The pending roll-up's own fields (a group's name never starts with `@`)."""
+
+
+def _chained(seq: int, kind: EventKind, at: float, who: str | None, details: dict[str, Any], prev: str) -> dict:
+    body: dict[str, Any] = {"seq": seq, "kind": kind.value, "at": at, "who": who, "details": details, "prev": prev}
+    body["hash"] = event_hash(body)
+    return body
+
+
+def _rollup_details(pending: dict[str, str]) -> dict[str, Any]:
+    """A roll-up event's details: each group's count (most first), their total, and the time span."""
+    counts = sorted(
+        ((group, int(n)) for group, n in pending.items() if not group.startswith("@")), key=lambda g: (-g[1], g[0])
+    )
+    return {
+        "counts": [{"kind": g.split(" ", 1)[0], "what": g.partition(" ")[2], "count": n} for g, n in counts],
+        "total": sum(n for _, n in counts),
+        "first_at": float(pending.get(_FIRST_AT) or 0),
+        "last_at": float(pending.get(_LAST_AT) or 0),
+    }
 
 
 # -- tamper evidence ---------------------------------------------------------------------------
@@ -467,6 +713,10 @@ def section_order(section: str) -> tuple[float, ...]:
 
 
 _OPEN_SET = f"{_PREFIX}:incidents:open"
+_INDEX = f"{_PREFIX}:incidents"
+_REMOVALS = f"{_PREFIX}:incidents:removals"
+"""Resolved incidents to remove, member `<id> <channel>`, scored by the end of their retention."""
+_THREAD_PREFIX = f"{_PREFIX}:thread:"
 
 
 def _key(incident_id: str) -> str:
@@ -490,4 +740,8 @@ def _channel_index(channel: str) -> str:
 
 
 def _thread_key(channel: str, thread_ts: str) -> str:
-    return f"{_PREFIX}:thread:{channel}:{thread_ts}"
+    return f"{_THREAD_PREFIX}{channel}:{thread_ts}"
+
+
+def _rollup_key(incident_id: str) -> str:
+    return f"{_PREFIX}:incident:{incident_id}:rollup"

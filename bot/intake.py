@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from redis.exceptions import RedisError
 from bot.commands import COMMANDS, REGISTRY, ParseError, Request, help_lines, parse, secret_input
 from bot.contract import APPROVE_REACTIONS, REJECT_REACTIONS, Action, WorkItem
 from bot.dispatch import Dispatcher
+from bot.errors import IncidentLimitError
 from bot.incidents import EventKind, Incident, IncidentStore
 from bot.policy import Decision, GroupCache, Policy
 from bot.postmortem import CHECKLIST
@@ -98,6 +100,8 @@ class Intake:
         except RedisError:
             log.exception("enqueue failed for /nexy %s", parsed.command)
             return Reply(wording.enqueue_failed())
+        except IncidentLimitError as limit:
+            return Reply(wording.incident_limit(limit.channel, limit.limit, limit.retry_at, time.time()))
         return Reply(wording.queued(parsed, incident, created), queued=True)
 
     def _vm(self, request: Request) -> Request | str:
@@ -208,6 +212,9 @@ class Intake:
         except RedisError:
             log.exception("enqueue failed for the form of /nexy %s", parsed.words)
             return {forms.SECRET_BLOCK: wording.enqueue_failed()}
+        except IncidentLimitError as limit:
+            self.sealed.discard(ref)  # sealed just before: nothing will use it
+            return {forms.SECRET_BLOCK: wording.incident_limit(limit.channel, limit.limit, limit.retry_at, time.time())}
         return None
 
     def tell(self, *, user: str, channel: str, thread_ts: str | None, text: str) -> None:

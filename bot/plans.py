@@ -21,6 +21,8 @@ from bot.redis_conn import text
 
 PLAN_KEY_PREFIX = "nexy:plan:"
 """A plan's hash is `nexy:plan:<id>` (the incident store's close expires pending plans by it)."""
+PLAN_MESSAGE_KEY_PREFIX = "nexy:plan-message:"
+"""`nexy:plan-message:<channel>:<ts>`: the plan a message shows (kept as long as its incident once resolved)."""
 
 
 def incident_plans_key(incident_id: str) -> str:
@@ -217,4 +219,4 @@ def _key(plan_id: str) -> str:
 
 
 def _message_key(channel: str, ts: str) -> str:
-    return f"nexy:plan-message:{channel}:{ts}"
+    return f"{PLAN_MESSAGE_KEY_PREFIX}{channel}:{ts}"

@@ -123,11 +123,39 @@ def line(event: Event) -> str:
         EventKind.CLOSED: lambda: f"resolved; root cause: {d.get('root_cause')}",
         EventKind.CHECKLIST: lambda: f"checklist: {len(d.get('checked') or ())} of {len(CHECKLIST)} ticked",
         EventKind.EXPORT: lambda: f"postmortem exported (chain head {str(d.get('head'))[:12]}…)",
+        EventKind.ROLLUP: lambda: rolled_up(d),
     }.get(kind)
     if words is not None:
         return words()
     first = str(d.get("text", "")).strip().splitlines()[:1]  # a report, a note, an error: its first line
     return render.cut(first[0], 200) if first else kind.value
+
+
+ROLLED_UP_NOUNS = {
+    "command": "commands",
+    "refused": "refusals",
+    "job-queued": "jobs queued",
+    "job-started": "jobs started",
+    "job-finished": "jobs finished",
+    "run-command": "run-commands",
+    "check": "reports",
+    "diagnosis": "diagnoses",
+    "note": "notes",
+    "error": "errors",
+    "file": "files",
+    "ignored": "ignored decisions",
+}
+"""How a roll-up names the events it counted, by kind."""
+
+
+def rolled_up(details: dict) -> str:
+    """A roll-up event: `12 more commands (`health`), 12 more reports (`health`)`."""
+    parts = [
+        f"{c.get('count')} more {ROLLED_UP_NOUNS.get(c.get('kind'), c.get('kind'))}"
+        + (f" (`{c['what']}`)" if c.get("what") else "")
+        for c in details.get("counts") or ()
+    ]
+    return f"past the cap, counted not kept: {', '.join(parts) or 'none'}"
 
 
 def markdown(incident: Incident, events: Sequence[Event], permalink: str) -> str:

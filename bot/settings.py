@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     nexy_verify_poll_s: float = Field(1.0, ge=0.01, le=60)
     nexy_verify_settle_s: float = Field(1.0, ge=0, le=60)
     nexy_progress_every_s: float = Field(15.0, ge=0.05, le=600)
+    nexy_max_events_per_incident: int = Field(1000, ge=0, le=1_000_000)
+    nexy_max_incidents_per_hour: int = Field(20, ge=0, le=10_000)
+    nexy_retention_days: int = Field(30, ge=0, le=3650)
 
     nexy_vms_file: str | None = None
 

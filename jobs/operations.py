@@ -24,6 +24,7 @@ from bot.errors import ExecutorError
 from bot.incidents import EventKind
 from bot.wording import errors as error_wording
 from bot.wording import vm as vm_wording
+from jobs import outbox
 from jobs.outbox import Outbox
 from jobs.runtime import Runtime
 from jobs.thread import Thread
@@ -164,7 +165,8 @@ def resume_orphans(runtime: Runtime) -> int:
 
 def watchdog(runtime: Runtime, stop: threading.Event, worker: Any = None) -> threading.Thread:
     """The io worker's watchdog: every heartbeat, resume what a dead worker left, deliver the
-    outbox entries that are due, and restart RQ's scheduler if it died (in a thread of its own)."""
+    outbox entries that are due, restart RQ's scheduler if it died, and remove the resolved
+    incidents whose retention ended (in a thread of its own)."""
 
     def loop() -> None:
         while not stop.wait(runtime.settings.nexy_heartbeat_s):
@@ -172,12 +174,23 @@ def watchdog(runtime: Runtime, stop: threading.Event, worker: Any = None) -> thr
                 supervise_scheduler(worker)
                 resume_orphans(runtime)
                 Outbox(runtime).drain()
+                remove_expired(runtime)
             except Exception:
                 log.exception("the operation watchdog failed; it tries again")
 
     thread = threading.Thread(target=loop, name="operation-watchdog", daemon=True)
     thread.start()
     return thread
+
+
+def remove_expired(runtime: Runtime) -> list[str]:
+    """Remove the resolved incidents past NEXY_RETENTION_DAYS, and what their outbox still holds."""
+    removed = runtime.store.remove_expired()
+    for incident in removed:
+        outbox.forget(runtime.redis, incident)
+    if removed:
+        log.info("removed %d incidents past their retention: %s", len(removed), ", ".join(removed))
+    return removed
 
 
 def supervise_scheduler(worker: Any) -> None:

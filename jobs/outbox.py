@@ -314,11 +314,19 @@ class Outbox:
         pipe = self.redis.pipeline()
         pipe.hset(_box(entry["incident"]), entry["id"], json.dumps(entry))
         pipe.zadd(DUE, {entry["incident"]: entry["due"]})
-        pipe.set(_late(entry["incident"]), 1)
+        pipe.set(_late(entry["incident"]), 1, ex=int(GIVE_UP_AFTER_S) * 2)
         pipe.execute()
 
     def _lock(self, incident: str):
         return self.redis.lock(f"{_box(incident)}:lock", timeout=HOLD_S + 120)
+
+
+def forget(redis: Any, incident: str) -> None:
+    """Drop whatever an incident's outbox still holds: the incident itself was removed (its retention ended)."""
+    pipe = redis.pipeline()
+    pipe.delete(_box(incident), _order(incident), _late(incident))
+    pipe.zrem(DUE, incident)
+    pipe.execute()
 
 
 _RETRY = object()

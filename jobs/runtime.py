@@ -12,7 +12,7 @@ from rq.job import Job
 
 from bot.diagnoses import DiagnosisStore
 from bot.dispatch import Dispatcher
-from bot.incidents import IncidentStore
+from bot.incidents import IncidentStore, Limits
 from bot.plans import PlanStore
 from bot.policy import GroupCache, Policy
 from bot.sealed import SealedStore
@@ -49,7 +49,7 @@ class Runtime:
         return self._vms[settings.vm_name]
 
     def __post_init__(self) -> None:
-        self.store = IncidentStore(self.redis)
+        self.store = IncidentStore(self.redis, Limits.of(self.settings))
         self.plans = PlanStore(self.redis)
         self.dispatcher = Dispatcher(self.settings, self.redis)
         self.sealed = SealedStore(self.redis, self.settings.slack_signing_secret or "")

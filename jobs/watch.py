@@ -31,6 +31,7 @@ from enum import Enum
 from redis import Redis
 
 from bot.contract import KEY_PREFIX, WATCH_SOURCE, WorkItem
+from bot.errors import IncidentLimitError
 from bot.incidents import EventKind, IncidentStatus
 from bot.wording import watch as wording
 from jobs.health import HealthReport, probe
@@ -176,8 +177,8 @@ class Watch:
             if incident is not None and state.last_ok is not False:
                 outcome = self._failing_again(runtime, state, incident.id, problem, now)
             elif incident is None and (state.failures >= self.settings.nexy_watch_failures or report.all_up):
-                self._open(runtime, state, problem, headline(report, problem))
-                outcome = Outcome.OPENED
+                opened = self._open(runtime, state, problem, headline(report, problem))
+                outcome = Outcome.OPENED if opened else Outcome.FAILING
             state.last_ok = False
         else:
             if incident is not None and state.last_ok is False:
@@ -187,18 +188,30 @@ class Watch:
         state.save(redis)
         return outcome
 
-    def _open(self, runtime: Runtime, state: VMWatch, problem: str, title: str) -> None:
-        """Open the VM's watch incident, say why, and queue its one diagnose on the VM."""
+    def _open(self, runtime: Runtime, state: VMWatch, problem: str, title: str) -> bool:
+        """Open the VM's watch incident, say why, and queue its one diagnose on the VM. Past the channel's
+        hourly limit of new incidents, the channel's open incident is the VM's watch incident; with none
+        open, nothing is opened (the next tick tries again): whether it opened or found one."""
         requester = self.requester()
         several = len(self.settings.vm_names) > 1
-        incident = runtime.store.open_new(self.channel, requester, wording.title(state.vm, title, several))
+        interval = self.settings.nexy_watch_interval_s
+        try:
+            incident = runtime.store.open_new(self.channel, requester, wording.title(state.vm, title, several))
+            said = wording.opened(state.vm, problem, state.failures, interval)
+        except IncidentLimitError as limit:
+            current = runtime.store.current(self.channel)
+            if current is None:
+                log.warning(
+                    "the watch found %s failing, but %s may open no incident before %.0f",
+                    state.vm,
+                    limit.channel,
+                    limit.retry_at,
+                )
+                return False
+            incident = current
+            said = wording.opened_here(state.vm, problem, state.failures, interval, limit.limit)
         thread = Thread(runtime, incident.id)
-        thread.post(
-            wording.opened(state.vm, problem, state.failures, self.settings.nexy_watch_interval_s),
-            kind=EventKind.NOTE,
-            watch=Outcome.OPENED.value,
-            vm=state.vm,
-        )
+        thread.post(said, kind=EventKind.NOTE, watch=Outcome.OPENED.value, vm=state.vm)
         item = WorkItem.new(
             "diagnose",
             (),
@@ -211,6 +224,7 @@ class Watch:
         runtime.store.record(incident.id, EventKind.COMMAND, requester, command=item.words, source=WATCH_SOURCE)
         runtime.dispatcher.submit(item, Route.VM)
         state.incident, state.recovered_at, state.flapping_said = incident.id, 0.0, False
+        return True
 
     def _failing_again(self, runtime: Runtime, state: VMWatch, incident: str, problem: str, now: float) -> Outcome:
         """A failure while the VM's watch incident is open: its timeline; flapping is said once."""

@@ -172,6 +172,7 @@ def _history(ctx: Context, channel: str | None) -> str:
 def export(ctx: Context) -> str:
     """export: the incident (the open one, or the last) as a Markdown postmortem in its thread"""
     runtime, thread = ctx.runtime, ctx.thread
+    runtime.store.settle(thread.incident.id)  # the counts of events rolled up past the cap, chained first
     events = runtime.store.timeline(thread.incident.id)
     link = thread.permalink()
     document = postmortem.markdown(thread.incident, events, link)

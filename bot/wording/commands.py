@@ -106,3 +106,12 @@ def which_vm(words: str, names: tuple[str, ...]) -> str:
 def unknown_vm(name: str, names: tuple[str, ...]) -> str:
     known = ", ".join(f"`{n}`" for n in names)
     return f"I know no VM named `{render.escape(name)}`; the VMs are {known}."
+
+
+def incident_limit(channel: str, limit: int, retry_at: float, now: float) -> str:
+    """A command that would open an incident in a channel that opened its hourly share of them."""
+    return (
+        f":no_entry: No new incident in <#{channel}>: {limit} were opened there in the last hour "
+        f"(NEXY_MAX_INCIDENTS_PER_HOUR), so nothing was queued. A new one can be opened from "
+        f"{render.date(retry_at)} (in {render.duration(max(1.0, retry_at - now))})."
+    )

@@ -68,3 +68,13 @@ def paused(until: float, user: str) -> str:
 
 def resumed(user: str, was_paused: bool) -> str:
     return f":arrow_forward: The watch is on again (by <@{user}>)." if was_paused else "The watch was not paused."
+
+
+def opened_here(vm: str, problem: str, failures: int, interval_s: float, limit: int) -> str:
+    """The watch found a VM failing while its channel may open no new incident: it reports in the open one."""
+    return (
+        f":eyes: *The watch found `{vm}` failing*: {render.escape(problem)} ({failures} probe"
+        f"{'s' if failures != 1 else ''} in a row, every {render.duration(interval_s)}). This channel opened "
+        f"{limit} incidents in the last hour (NEXY_MAX_INCIDENTS_PER_HOUR), so the watch reports in this one. "
+        "Diagnosing now; the top fix's plan follows for an approver."
+    )

@@ -78,10 +78,10 @@ def test_a_removed_event_is_found(recorded, redis):
     verdict = recorded.verify("INC-1")
     assert verdict.tamper is Tamper.REMOVED and verdict.seq == 4
     redis.delete(LOG)
-    IncidentStore(redis).record("INC-2", EventKind.NOTE, None, text="a")
-    IncidentStore(redis).record("INC-2", EventKind.NOTE, None, text="b")
     redis.hset("nexy:incident:INC-2", mapping={"id": "INC-2", "channel": "C0OPS", "opened_by": "U0ALICE",
                                                 "opened_at": "1", "status": "open", "title": "t"})
+    IncidentStore(redis).record("INC-2", EventKind.NOTE, None, text="a")
+    IncidentStore(redis).record("INC-2", EventKind.NOTE, None, text="b")
     redis.rpop("nexy:incident:INC-2:log")
     verdict = recorded.verify("INC-2")
     assert verdict.tamper is Tamper.REMOVED and verdict.seq == 1
