@@ -25,6 +25,7 @@ BENCHMARKS = (
     "round_trips",
     "watch_and_vms",
     "memory",
+    "redis_memory",
 )
 TIMEOUT_S = 600
 

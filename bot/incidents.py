@@ -267,6 +267,23 @@ if ARGV[5] ~= '' then redis.call('SET', KEYS[5], id) end
 return {id, 1}
 """
 
+# Count a routine event into the incident's pending roll-up once its timeline holds ARGV[1] events
+# (1), or not (0: the caller appends it); -1: no such incident. A new group past ARGV[4] groups is
+# counted under its kind alone (ARGV[3]). One call: nothing can come in between the length and the count.
+_ROLL = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+if redis.call('LLEN', KEYS[1]) < tonumber(ARGV[1]) then return 0 end
+local group = ARGV[2]
+if redis.call('HEXISTS', KEYS[2], group) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4]) + 2 then
+  group = ARGV[3]
+end
+redis.call('HINCRBY', KEYS[2], group, 1)
+redis.call('HSETNX', KEYS[2], '@first_at', ARGV[5])
+redis.call('HSET', KEYS[2], '@last_at', ARGV[5])
+redis.call('HINCRBY', KEYS[3], 'rolled_up', 1)
+return 1
+"""
+
 # Resolve once; free the channel only if it still points at this incident; and expire the
 # incident's pending plans in the same step, so that no approval can count after the close. With a
 # retention (ARGV[6] s), everything of the incident gets a TTL (ARGV[7] s: the retention and a
@@ -314,6 +331,7 @@ class IncidentStore:
         self.limits = limits or Limits()
         self._open = redis.register_script(_OPEN)
         self._close = redis.register_script(_CLOSE)
+        self._roll = redis.register_script(_ROLL)
 
     # -- opening and finding -------------------------------------------------------------
 
@@ -527,22 +545,36 @@ class IncidentStore:
     ) -> Event | None:
         cap = self.limits.max_events
         log_key, rollup_key = _log_key(incident_id), _rollup_key(incident_id)
+        if kind is not None and cap and routine(kind, details):
+            group = rollup_group(kind, details)
+            counted = self._roll(
+                keys=[log_key, rollup_key, _key(incident_id)],
+                args=[cap, group, kind.value, ROLLUP_GROUPS, round(time.time(), 3)],
+            )
+            if counted == 1:
+                return None
+            if counted == -1:
+                log.warning("an event for %s, which is not recorded, was dropped", incident_id)
+                return None
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(log_key, rollup_key)
-                    last = pipe.lrange(log_key, -1, -1)
-                    before = Event.parse(last[0]) if last else None
-                    if before is None and not pipe.exists(_key(incident_id)):
+                    # One round trip for the reads, on another connection: the WATCH above still
+                    # fails the transaction if either key changed since.
+                    reads = self.redis.pipeline(transaction=False)
+                    reads.lrange(log_key, -1, -1)
+                    reads.hgetall(rollup_key)
+                    reads.exists(_key(incident_id))
+                    last, raw_pending, recorded = reads.execute()
+                    if not recorded:
                         pipe.unwatch()
                         log.warning("an event for %s, which is not recorded, was dropped", incident_id)
                         return None
+                    before = Event.parse(last[0]) if last else None
                     count = before.seq + 1 if before else 0
                     at = round(time.time(), 3)
-                    if kind is not None and cap and count >= cap and routine(kind, details):
-                        self._count(pipe, incident_id, rollup_key, rollup_group(kind, details), at)
-                        return None
-                    pending = {text(k): text(v) for k, v in pipe.hgetall(rollup_key).items()}
+                    pending = {text(k): text(v) for k, v in raw_pending.items()}
                     bodies: list[dict[str, Any]] = []
                     prev = before.hash if before else genesis(incident_id)
                     if pending:
@@ -564,18 +596,6 @@ class IncidentStore:
                     return Event.parse(json.dumps(bodies[-1]))
                 except WatchError:
                     continue
-
-    @staticmethod
-    def _count(pipe: Any, incident_id: str, rollup_key: str, group: str, at: float) -> None:
-        """Count one routine event past the cap into the pending roll-up (under the caller's WATCH)."""
-        if not pipe.hexists(rollup_key, group) and pipe.hlen(rollup_key) >= ROLLUP_GROUPS + 2:
-            group = group.split(" ", 1)[0]  # too many groups: counted by kind alone
-        pipe.multi()
-        pipe.hincrby(rollup_key, group, 1)
-        pipe.hsetnx(rollup_key, _FIRST_AT, at)
-        pipe.hset(rollup_key, _LAST_AT, at)
-        pipe.hincrby(_key(incident_id), "rolled_up", 1)
-        pipe.execute()
 
     def timeline(self, incident_id: str) -> list[Event]:
         """Every event of the incident, in order."""
@@ -609,7 +629,7 @@ class IncidentStore:
 
 
 _FIRST_AT, _LAST_AT = "@first_at", "@last_at"
-"""The pending roll-up's own fields (a group's name never starts with `@`)."""
+"""The pending roll-up's own fields (a group's name never starts with `@`; `_ROLL` writes them)."""
 
 
 def _chained(seq: int, kind: EventKind, at: float, who: str | None, details: dict[str, Any], prev: str) -> dict:
