@@ -183,9 +183,9 @@ def watchdog(runtime: Runtime, stop: threading.Event, worker: Any = None) -> thr
     return thread
 
 
-def remove_expired(runtime: Runtime) -> list[str]:
-    """Remove the resolved incidents past NEXY_RETENTION_DAYS, and what their outbox still holds."""
-    removed = runtime.store.remove_expired()
+def remove_expired(runtime: Runtime, now: float | None = None) -> list[str]:
+    """Remove the resolved incidents past NEXY_RETENTION_DAYS (by `now`), and what their outbox still holds."""
+    removed = runtime.store.remove_expired(now)
     for incident in removed:
         outbox.forget(runtime.redis, incident)
     if removed:
