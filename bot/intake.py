@@ -139,7 +139,7 @@ class Intake:
     def once(self, event_id: str | None, take: Callable[[], None]) -> None:
         """Take an Events API event once (Bolt does not dedupe): claimed first, counted as delivered
         only once `take` returned (its work queued). A retry of a delivered event is dropped; one
-        that comes while the first is handled raises EventInProgress (Slack gets a 500 and comes
+        that comes while the first is handled raises EventInProgress (Slack gets a 503 and comes
         back later); a failed `take` releases the claim and raises, so that Slack's retry runs it."""
         if not event_id:
             take()
