@@ -96,7 +96,7 @@ SCHEMAS: dict[tuple[Kind, str], tuple[Field, ...]] = {
     ),
     (Kind.EVENT, "app_mention"): (
         _f("event.text", str, required=True),
-        _f("event.user", str, required=True),
+        _f("event.user", str),  # a mention by another app may carry only its bot_id
         _f("event.channel", str, required=True),
         _f("event.thread_ts", str),
     ),

@@ -45,7 +45,9 @@ def wsgi_app(settings: Settings) -> Callable:
             refused = _guarded(guard, environ)
             if refused is not None:
                 status, payload = refused
-                start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+                # Slack retries an event it got no 2xx for; sent again, a refused request is refused again.
+                headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+                start_response(status, [*headers, ("X-Slack-No-Retry", "1")])
                 return [payload]
         return bolt(environ, start_response)
 

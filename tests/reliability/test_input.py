@@ -344,6 +344,7 @@ def test_a_wrong_shape_gets_400_with_its_reason(bot, slack, case):
     body, content_type = _signed(kind, _set(base(), path, value))
     response = slack.send_raw(body, content_type)
     assert (response.status_code, response.json()) == (400, {"error": reason})
+    assert response.headers["X-Slack-No-Retry"] == "1"  # no retry would change the answer
 
 
 @pytest.mark.parametrize("field", REPEATED)
