@@ -617,16 +617,6 @@ class IncidentStore:
             expected_head=expected_head,
         )
 
-    # -- Slack delivery ------------------------------------------------------------------
-
-    def first_delivery(self, event_id: str) -> bool:
-        """True the first time an event id is seen: Slack retries events and Bolt does not dedupe."""
-        return bool(self.redis.set(f"{_PREFIX}:event:{event_id}", 1, nx=True, ex=EVENT_DEDUPE_TTL_S))
-
-    def forget_delivery(self, event_id: str) -> None:
-        """Forget an event id whose handling failed, so that Slack's retry is handled."""
-        self.redis.delete(f"{_PREFIX}:event:{event_id}")
-
 
 _FIRST_AT, _LAST_AT = "@first_at", "@last_at"
 """The pending roll-up's own fields (a group's name never starts with `@`; `_ROLL` writes them)."""

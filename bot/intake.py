@@ -8,7 +8,6 @@ only, no Slack I/O, so the ack leaves within milliseconds.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -21,6 +20,7 @@ from redis.exceptions import RedisError
 
 from bot.commands import COMMANDS, REGISTRY, ParseError, Request, help_lines, parse, secret_input
 from bot.contract import APPROVE_REACTIONS, REJECT_REACTIONS, Action, WorkItem
+from bot.delivery import Claim, Deliveries, EventInProgress
 from bot.dispatch import Dispatcher
 from bot.errors import IncidentLimitError
 from bot.incidents import EventKind, Incident, IncidentStore
@@ -64,6 +64,7 @@ class Intake:
         self.store = store
         self.dispatcher = dispatcher
         self.policy = Policy(settings, GroupCache(dispatcher.redis))
+        self.deliveries = Deliveries(dispatcher.redis)
         self.sealed = SealedStore(dispatcher.redis, settings.slack_signing_secret or "")
 
     def allowed_channel(self, channel: str) -> bool:
@@ -140,18 +141,30 @@ class Intake:
         return current, False
 
     def once(self, event_id: str | None, take: Callable[[], None]) -> None:
-        """Take an Events API event once: a retry of a delivered event is dropped (Bolt does not
-        dedupe). If Redis fails, the event id is forgotten and the error raised, so that Slack gets a
-        500 and its retry is handled."""
-        if event_id and not self.store.first_delivery(event_id):
+        """Take an Events API event once (Bolt does not dedupe): claimed first, counted as delivered
+        only once `take` returned (its work queued). A retry of a delivered event is dropped; one
+        that comes while the first is handled raises EventInProgress (Slack gets a 503 and comes
+        back later); a failed `take` releases the claim and raises, so that Slack's retry runs it."""
+        if not event_id:
+            take()
             return
+        claim = self.deliveries.claim(event_id)
+        if claim is Claim.DELIVERED:
+            return
+        if claim is Claim.IN_PROGRESS:
+            raise EventInProgress(event_id)
         try:
             take()
-        except RedisError:
-            if event_id:
-                with contextlib.suppress(RedisError):
-                    self.store.forget_delivery(event_id)
+        except BaseException:
+            try:
+                self.deliveries.release(event_id, claim)
+            except RedisError:  # the claim expires by itself before Slack's next retry
+                log.warning("event %s: its claim could not be released (Redis)", event_id)
             raise
+        try:
+            self.deliveries.confirm(event_id)
+        except RedisError:  # its work is queued: answer 200; only a retry after the claim expired runs twice
+            log.warning("event %s: queued, but not marked delivered (Redis)", event_id)
 
     def mention(self, *, text: str, user: str, channel: str, thread_ts: str | None) -> None:
         """`@nexy <command>`: in an incident's thread it attaches to that incident. A mention carries

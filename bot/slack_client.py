@@ -7,6 +7,8 @@ posted can carry a secret or be rejected for its size. 429s are retried as Slack
 
 from __future__ import annotations
 
+import logging
+
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
@@ -14,8 +16,15 @@ from bot import render
 from bot.redaction import redact, redact_json
 from bot.settings import Settings
 
+log = logging.getLogger(__name__)
+
 RATE_LIMIT_RETRIES = 5
 """How many 429 answers one call waits out before it gives up."""
+LOOKUP_PAGE_SIZE = 200
+"""Messages asked for per page when the outbox looks a post up (Slack recommends at most 200; an app
+distributed outside the Marketplace gets 15 whatever it asks)."""
+LOOKUP_PAGES = 25
+"""Pages the outbox's lookup reads at most: 5,000 messages since the entry was written, at 200 a page."""
 
 
 def web_client(settings: Settings) -> WebClient:
@@ -64,20 +73,39 @@ class SlackClient:
         )
         return response["ts"]
 
-    def find_tagged(self, channel: str, thread_ts: str | None, tag: str) -> str | None:
-        """The ts of a message posted with this outbox id (in the thread, or the channel's latest), if any."""
-        if thread_ts:
-            messages = self.once.conversations_replies(
-                channel=channel, ts=thread_ts, include_all_metadata=True, limit=1000
-            )["messages"]
-        else:
-            messages = self.once.conversations_history(channel=channel, include_all_metadata=True, limit=200)[
-                "messages"
-            ]
-        for message in messages:
-            meta = message.get("metadata") or {}
-            if meta.get("event_type") == OUTBOX_EVENT and (meta.get("event_payload") or {}).get("id") == tag:
-                return str(message["ts"])
+    def find_tagged(self, channel: str, thread_ts: str | None, tag: str, since: float) -> str | None:
+        """The ts of a message posted with this outbox id since `since` (in the thread, else at the
+        channel's top level), if any. Slack answers a page at a time: the thread oldest first, the
+        channel newest first, each from `since` on; the lookup follows Slack's cursor for at most
+        LOOKUP_PAGES pages, then says so and gives up (the caller posts: a rare copy shown twice is
+        better than a report lost)."""
+        cursor = ""
+        for _ in range(LOOKUP_PAGES):
+            if thread_ts:
+                page = self.once.conversations_replies(
+                    channel=channel,
+                    ts=thread_ts,
+                    oldest=f"{since:.6f}",
+                    include_all_metadata=True,
+                    limit=LOOKUP_PAGE_SIZE,
+                    cursor=cursor or None,
+                )
+            else:
+                page = self.once.conversations_history(
+                    channel=channel,
+                    oldest=f"{since:.6f}",
+                    include_all_metadata=True,
+                    limit=LOOKUP_PAGE_SIZE,
+                    cursor=cursor or None,
+                )
+            for message in page.get("messages") or []:
+                meta = message.get("metadata") or {}
+                if meta.get("event_type") == OUTBOX_EVENT and (meta.get("event_payload") or {}).get("id") == tag:
+                    return str(message["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or ""
+            if not cursor:
+                return None
+        log.warning("outbox entry %s not found in %d pages of %s: posted (may show twice)", tag, LOOKUP_PAGES, channel)
         return None
 
     def post(self, channel: str, text: str, blocks: list | None = None, thread_ts: str | None = None) -> str:

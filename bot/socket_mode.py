@@ -2,7 +2,8 @@
 
 Before it connects it checks, each with one clear line: the two tokens are set, Redis answers,
 Slack accepts the bot token (auth.test), Slack accepts the app-level token (apps.connections.open)
-and the WebSocket opens. Then it serves until SIGINT/SIGTERM and closes the connection, letting
+and the WebSocket opens. Each envelope's payload is checked as a signed HTTP body is (bot/guard.py)
+before Bolt sees it. Then it serves until SIGINT/SIGTERM and closes the connection, letting
 the envelopes in hand finish (each is acked once its work is queued).
 """
 
@@ -15,9 +16,13 @@ from collections.abc import Callable
 
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.builtin import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bot.app import create_app
 from bot.errors import SettingsError
+from bot.guard import Kind, shape_problem
 from bot.processes import announcer
 from bot.settings import Settings
 from bot.web import check_redis, check_slack, quiet
@@ -31,6 +36,25 @@ _log = logging.getLogger("nexy.socket")
 _log.setLevel(logging.WARNING)
 
 
+_ENVELOPES = {"events_api": Kind.EVENT, "slash_commands": Kind.COMMAND, "interactive": Kind.INTERACTIVE}
+"""Which payload each envelope type carries: checked as a signed HTTP body is (bot/guard.py)."""
+
+
+class GuardedHandler(SocketModeHandler):
+    """Bolt's handler behind the same shape checks as `nexy web`: a malformed envelope is acked (so
+    Slack does not send it again: no retry would change it) and dropped with a log line; Bolt and
+    the listeners never see it."""
+
+    def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        kind = _ENVELOPES.get(req.type)
+        problem = shape_problem(kind, req.payload) if kind is not None else ""
+        if problem:
+            _log.warning("Socket Mode %s envelope %s dropped: %s", req.type, req.envelope_id, problem)
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            return
+        super().handle(client, req)
+
+
 def connect(settings: Settings, app_token: str, redis_check: Callable[[], str]) -> tuple[SocketModeHandler, str]:
     """A connected SocketModeHandler, or a SettingsError naming what is wrong."""
     if not settings.has_slack_credentials:
@@ -39,7 +63,7 @@ def connect(settings: Settings, app_token: str, redis_check: Callable[[], str]) 
         )
     redis = redis_check()
     check_slack(settings)
-    handler = SocketModeHandler(create_app(settings), app_token, logger=_log)
+    handler = GuardedHandler(create_app(settings), app_token, logger=_log)
     hello = threading.Event()  # Slack's first message on a new connection: from then on it delivers
     handler.client.message_listeners.append(
         lambda _client, message, _raw: hello.set() if message.get("type") == "hello" else None

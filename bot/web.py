@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.app import create_app
 from bot.errors import SettingsError
-from bot.guard import RequestGuard
+from bot.guard import MAX_BODY_BYTES, RequestGuard
 from bot.processes import announcer
 from bot.redis_conn import Patience, connect, durability_warnings, label
 from bot.settings import Settings
@@ -45,7 +45,9 @@ def wsgi_app(settings: Settings) -> Callable:
             refused = _guarded(guard, environ)
             if refused is not None:
                 status, payload = refused
-                start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+                # Slack retries an event it got no 2xx for; sent again, a refused request is refused again.
+                headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+                start_response(status, [*headers, ("X-Slack-No-Retry", "1")])
                 return [payload]
         return bolt(environ, start_response)
 
@@ -53,22 +55,36 @@ def wsgi_app(settings: Settings) -> Callable:
 
 
 def _guarded(guard: RequestGuard, environ: dict) -> tuple[str, bytes] | None:
-    """Read the body once, check it, and hand Bolt an unread copy; a refusal's status and body otherwise."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return "400 Bad Request", b'{"error": "invalid Content-Length"}'
-    body = environ["wsgi.input"].read(length) if length > 0 else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    refusal = guard.check(
-        body,
-        environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""),
-        environ.get("HTTP_X_SLACK_SIGNATURE", ""),
-        environ.get("CONTENT_TYPE", ""),
-    )
+    """Check the headers, then read the body (at most one byte over the limit) once, check it, and
+    hand Bolt an unread copy; a refusal's status and body otherwise. A refusal made before the body
+    is read leaves it unread: the server closes or drains the connection (gunicorn: at most 64 KB
+    within 5 s), it never reads a 400 MB body to answer it."""
+    timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+    refusal = guard.check_headers(timestamp, environ.get("CONTENT_LENGTH"))
+    if refusal is None:
+        environ["wsgi.input"] = io.BytesIO(_body(environ))
+        refusal = guard.check(
+            environ["wsgi.input"].getvalue(),
+            timestamp,
+            environ.get("HTTP_X_SLACK_SIGNATURE", ""),
+            environ.get("CONTENT_TYPE", ""),
+        )
     if refusal is None:
         return None
     return refusal.status, json.dumps({"error": refusal.reason}).encode()
+
+
+def _body(environ: dict) -> bytes:
+    """The body, never more than MAX_BODY_BYTES + 1 bytes of it: by Content-Length when sent (a body
+    longer than it says is not read past it); without one (chunked), to its end where the server
+    says the input ends there (`wsgi.input_terminated`: gunicorn), else none (wsgiref)."""
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH")
+    if length:
+        return stream.read(min(int(length), MAX_BODY_BYTES + 1)) if int(length) > 0 else b""
+    if environ.get("wsgi.input_terminated"):
+        return stream.read(MAX_BODY_BYTES + 1)
+    return b""
 
 
 class _Gunicorn(BaseApplication):

@@ -1,17 +1,30 @@
 """Events: `@nexy <command>` mentions, reactions (approvals), and the App Home opened. Each is
-taken once per `event_id` (Slack retries; Bolt does not dedupe); a Redis failure raises, so Slack
-gets a 500."""
+taken once per `event_id` (Slack retries; Bolt does not dedupe: bot/delivery.py); a failure raises,
+so Slack gets a 500 and retries, and so does a retry that comes while the first is being handled."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 
+from bot.delivery import EventInProgress
 from bot.intake import Intake
+
+log = logging.getLogger(__name__)
 
 
 def register(app: App, intake: Intake) -> None:
+    @app.error
+    def failed(error: Exception) -> BoltResponse | None:
+        """Bolt answers 500 to anything a listener raises; an event still being handled is no error."""
+        if isinstance(error, EventInProgress):
+            log.info("event %s is being handled: Slack's retry is asked to come back later", error)
+            return BoltResponse(status=503, body="")
+        log.error("listener failed", exc_info=error)
+        return None
+
     @app.event("app_mention")
     def mention(body: dict[str, Any], event: dict[str, Any]) -> None:
         intake.once(

@@ -12,8 +12,11 @@ came first, and the job goes on at once. The io worker's watchdog and every star
 deliver what is due.
 
 Delivery is idempotent. A post carries its entry id in the message metadata, and a post whose
-earlier try may have landed (the connection dropped after Slack stored it) is looked up in the
-thread first, never posted a second time; an edit (`chat.update`) is safe to repeat, and a newer
+earlier try may have landed (the connection dropped after Slack stored it) is looked up first, never
+posted a second time: in its thread (oldest first) or, for a parent, in the channel (newest first),
+from a little before the entry was written, page by page with Slack's cursor, for at most
+`slack_client.LOOKUP_PAGES` pages (5,000 messages; past that it is posted, as a copy shown twice is
+better than a report lost); an edit (`chat.update`) is safe to repeat, and a newer
 edit of the same message replaces one still waiting. A post delivered after a failed try (its own
 or one ahead of it) says it was reported late. Slack refusing an entry outright (not_in_channel,
 message_not_found...) drops it with a log line: no retry would change the answer.
@@ -55,6 +58,8 @@ LOCK_WAIT_S = 20.0
 watchdog (the entry is in Redis already; nothing is lost by not waiting longer)."""
 HOLD_S = 60.0
 """How long one delivery keeps going through an incident's queue before it lets others in."""
+CLOCK_SKEW_S = 300.0
+"""How far before an entry was written the lookup of its post starts: Slack's clock may be behind ours."""
 
 
 class Kind(str, Enum):
@@ -248,7 +253,7 @@ class Outbox:
 
     def _find(self, entry: dict[str, Any], thread_ts: str | None) -> str | None:
         try:
-            return self.slack.find_tagged(entry["channel"], thread_ts, entry["id"])
+            return self.slack.find_tagged(entry["channel"], thread_ts, entry["id"], entry["created"] - CLOCK_SKEW_S)
         except SlackApiError as exc:
             if exc.response.status_code != 200:
                 raise

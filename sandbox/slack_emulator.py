@@ -12,6 +12,12 @@ It owns two directions of Slack's wire protocol:
   string also works) with Bearer-token checks, Slack's error codes, its message limits,
   ``response_url`` hooks (5 uses, 30 minutes), ``trigger_id`` expiry (3 s), rate limiting on
   demand (HTTP 429 + ``Retry-After``) and the three-step ``files_upload_v2`` upload.
+  ``conversations.history`` (newest first) and ``conversations.replies`` (the parent, then the
+  replies oldest first) page as Slack does: ``limit`` (each method's default and largest,
+  ``PAGE_LIMITS``; ``page_limit`` lowers both, as Slack does to 15 for an app distributed outside
+  the Marketplace), ``oldest``/``latest``/``inclusive``, an opaque ``cursor`` answered by
+  ``has_more`` and ``response_metadata.next_cursor`` (empty on the last page), ``invalid_cursor``
+  for a cursor it did not give.
 
 The server is stdlib only (ThreadingHTTPServer on a daemon thread); every piece of state is
 guarded by one lock, and subscribers are called outside it. Time used for expiry can be moved
@@ -20,6 +26,7 @@ forward with ``advance()``; signatures always use the real clock (the bot checks
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import hmac
@@ -61,6 +68,9 @@ TRIGGER_TTL_SECONDS = 3.0
 RESPONSE_URL_USES = 5
 RESPONSE_URL_TTL_SECONDS = 30 * 60
 VERIFICATION_TOKEN = "sandbox-verification-token"
+PAGE_LIMITS = {"conversations.history": (100, 999), "conversations.replies": (1000, 1000)}
+"""Slack's default and largest `limit` per cursor-paginated method (its method reference); a larger
+`limit` is cut to the largest, as Slack does."""
 _USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
 
 
@@ -203,6 +213,32 @@ def _parse_blocks(value: Any) -> list:
     return value
 
 
+def _in_range(messages: list[Message], params: dict) -> list[Message]:
+    """The messages between `oldest` and `latest` (exclusive unless `inclusive`), as Slack filters them."""
+    inclusive = _truthy(params.get("inclusive"))
+    try:
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params.get("latest") or "inf")
+    except (TypeError, ValueError):
+        raise _ApiError("invalid_ts_oldest") from None
+    if inclusive:
+        return [m for m in messages if oldest <= float(m.ts) <= latest]
+    return [m for m in messages if oldest < float(m.ts) < latest]
+
+
+def _cursor_for(msg: Message) -> str:
+    """An opaque cursor in Slack's shape: base64 of `next_ts:<ts without the dot>`."""
+    return base64.b64encode(f"next_ts:{msg.ts.replace('.', '')}".encode()).decode()
+
+
+def _cursor_index(cursor: str, messages: list[Message]) -> int:
+    """Where a cursor this emulator gave points in `messages`; `invalid_cursor` for any other."""
+    for index, msg in enumerate(messages):
+        if _cursor_for(msg) == cursor:
+            return index
+    raise _ApiError("invalid_cursor")
+
+
 def _rich_text(text: str) -> list:
     """The rich_text block Slack attaches to a user's message (mentions split out)."""
     elements: list[dict] = []
@@ -312,6 +348,7 @@ class SlackEmulator:
         self.api_url = ""
         self.bot_url: str | None = None
         self.bot_timeout = 10.0  # seconds to wait for the bot's HTTP answer (Slack itself gives 3)
+        self.page_limit: int | None = None  # a cap on every paginated method's limit (Slack's 15 for some apps)
         self.users: dict[str, str] = {
             "U0ALICE": "alice",
             "U0BOB": "bob",
@@ -789,11 +826,11 @@ class SlackEmulator:
     def _conversations_history(self, params: dict) -> dict:
         channel = self._channel(params)
         top = [m for m in self._messages if m.channel == channel and not m.ephemeral_to and not m.thread_ts]
-        limit = int(params.get("limit") or 100)
-        newest_first = list(reversed(top))
+        newest_first = _in_range(list(reversed(top)), params)
+        page, more = self._page("conversations.history", params, newest_first)
         meta = _truthy(params.get("include_all_metadata"))
-        return {"ok": True, "messages": [self._message_json(m, meta) for m in newest_first[:limit]],
-                "has_more": len(newest_first) > limit, "pin_count": 0}
+        return {"ok": True, "messages": [self._message_json(m, meta) for m in page], "has_more": bool(more),
+                "pin_count": 0, "response_metadata": {"next_cursor": more}}
 
     def _conversations_replies(self, params: dict) -> dict:
         channel = self._channel(params)
@@ -803,9 +840,29 @@ class SlackEmulator:
             raise _ApiError("thread_not_found")
         root = parent.thread_ts or parent.ts
         thread = [m for m in self._messages
-                  if m.channel == channel and not m.ephemeral_to and (m.ts == root or m.thread_ts == root)]
+                  if m.channel == channel and not m.ephemeral_to and m.thread_ts == root and m.ts != root]
+        page, more = self._page("conversations.replies", params, _in_range(thread, params))
+        if not params.get("cursor"):  # the parent comes first, whatever the range
+            page = [self._by_ts[root], *page]
         meta = _truthy(params.get("include_all_metadata"))
-        return {"ok": True, "messages": [self._message_json(m, meta) for m in thread], "has_more": False}
+        return {"ok": True, "messages": [self._message_json(m, meta) for m in page], "has_more": bool(more),
+                "response_metadata": {"next_cursor": more}}
+
+    def _page(self, method: str, params: dict, messages: list[Message]) -> tuple[list[Message], str]:
+        """One page of `messages` (in the order the method answers), and the cursor of the next ('' at the end)."""
+        default, largest = PAGE_LIMITS[method]
+        if self.page_limit:
+            default, largest = min(default, self.page_limit), min(largest, self.page_limit)
+        try:
+            limit = int(params.get("limit") or default)
+        except (TypeError, ValueError):
+            raise _ApiError("invalid_arguments") from None
+        limit = max(1, min(limit, largest))
+        start = 0
+        if params.get("cursor"):
+            start = _cursor_index(str(params["cursor"]), messages)
+        page, rest = messages[start:start + limit], messages[start + limit:]
+        return page, _cursor_for(rest[0]) if rest else ""
 
     # ------------------------------------------------------------ Web API: files
     def _files_get_upload_url(self, params: dict) -> dict:

@@ -1,6 +1,11 @@
 """End to end: `@nexy` mentions in threads, and Slack's retried deliveries of the same event."""
 from __future__ import annotations
 
+from rq import Queue
+
+from bot.contract import vm_running_key
+from bot.delivery import Claim, Deliveries
+
 
 def _parent(slack, channel="C0OPS"):
     return next(m for m in slack.messages(channel) if m.thread_ts is None and not m.ephemeral_to)
@@ -62,3 +67,37 @@ def test_slash_command_says_when_nothing_could_be_queued(serve_bot, make_setting
     serve_bot(make_settings(redis_url="redis://127.0.0.1:1/0"))
     text = slack.slash_command("health").json()["text"]
     assert "could not queue" in text and "Nothing was run" in text
+
+
+def _vm_jobs(settings, redis) -> int:
+    return Queue(settings.vm_queue, connection=redis).count
+
+
+def test_a_mention_whose_handling_failed_runs_on_slack_retry(bot, slack, settings, redis):
+    """A mention whose handling fails after its event was claimed (the record of what runs on the VM is
+    unreadable) gets a 500; Slack's retry, once the record reads again, queues the command, once."""
+    running = vm_running_key(settings.azure_resource_group, settings.azure_vm_name)
+    redis.set(running, "{cut short")
+    text = f"<@{slack.bot_user_id}> preflight"
+    assert slack.app_mention(text, user="U0BOB", channel="C0OPS", event_id="Ev0FAILED").status_code == 500
+    assert _vm_jobs(settings, redis) == 0
+    redis.delete(running)
+    retries = [slack.event(slack.last_sent["event"], event_id="Ev0FAILED", retry_num=n).status_code for n in (1, 2)]
+    assert retries == [200, 200]
+    assert _vm_jobs(settings, redis) == 1
+
+
+def test_a_retry_while_the_first_delivery_is_handled_runs_nothing(bot, slack, settings, redis):
+    """A retry that comes while another process still handles the event (its claim held) is asked to come
+    back (503) and queues nothing; once that handling failed and let go, the next retry runs it once."""
+    other = Deliveries(redis)
+    claim = other.claim("Ev0BUSY")
+    assert isinstance(claim, str)
+    text = f"<@{slack.bot_user_id}> preflight"
+    assert slack.app_mention(text, user="U0BOB", channel="C0OPS", event_id="Ev0BUSY").status_code == 503
+    assert _vm_jobs(settings, redis) == 0
+    other.release("Ev0BUSY", claim)
+    assert slack.event(slack.last_sent["event"], event_id="Ev0BUSY", retry_num=1).status_code == 200
+    assert slack.event(slack.last_sent["event"], event_id="Ev0BUSY", retry_num=2).status_code == 200
+    assert _vm_jobs(settings, redis) == 1
+    assert other.claim("Ev0BUSY") is Claim.DELIVERED

@@ -5,6 +5,7 @@ one-line failures."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -192,3 +193,29 @@ def test_nexy_socket_process_runs_health_and_fix_flows_in_the_sandbox(tmp_path):
     assert "approved by @bob" in out and "Fixed and verified" in out
     assert "nexy run: socket stopped (no new requests)" in result.stderr and "Traceback" not in result.stderr
     assert alive_under(tmp_path) == []
+
+
+MALFORMED_ENVELOPES = {
+    "events_api": {"type": "event_callback", "event_id": "Ev0BADSHAPE", "team_id": "T0SANDBOX",
+                   "event": {"type": "app_mention", "user": "U0BOB", "text": 42, "channel": "C0OPS"}},
+    "interactive": {"type": "view_submission", "user": {"id": "U0BOB"},
+                    "view": {"type": "modal", "callback_id": "secret_form", "state": []}},
+    "slash_commands": {"command": "/nexy", "text": ["health"], "user_id": "U0BOB", "channel_id": "C0OPS"},
+}
+
+
+def test_a_malformed_envelope_is_acked_and_dropped(socket_bot, make_settings, slack, caplog):
+    """An event, a form and a slash command of the wrong shape are each acked at once (never sent
+    again), dropped with a log line naming the field, and the client goes on serving."""
+    slack.socket.ack_timeout_s = 1.0
+    socket_bot(make_settings(slack_app_token=slack.app_token))
+    with caplog.at_level(logging.WARNING, logger="nexy.socket"):
+        for kind, payload in MALFORMED_ENVELOPES.items():
+            delivery = slack.socket.deliver(kind, payload)
+            assert delivery.acked and delivery.attempts == 1, kind
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 3, dropped
+    assert "body.event.text is not a string" in dropped[0]
+    assert "payload.view.state is not an object" in dropped[1]
+    assert "command.text is not a string" in dropped[2]
+    assert "queued" in slack.slash_command("health").json()["text"]

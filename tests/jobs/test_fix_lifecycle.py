@@ -263,7 +263,8 @@ def test_twenty_concurrent_approvals_and_retries_apply_once(fix_settings, slack,
         t.start()
     for t in threads:
         t.join()
-    assert statuses == [200] * 20
+    # A retry that comes while the same event is still being handled is asked to come back (503).
+    assert set(statuses) <= {200, 503} and statuses.count(200) >= 7 + 4, statuses  # every click, one per event
     work(fix_settings)
     assert azure.run_count[KEY] == 2  # plan + exactly one apply
     assert sum("Fixed and verified" in m.text for m in _bot(slack)) == 1

@@ -4,13 +4,24 @@ answered once, control characters are not echoed, and plan buttons are checked l
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
+from pathlib import Path
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 from redis import Redis
 
-from bot.plans import PlanStore, PlanStatus
+from bot.embedded_redis import free_port
+from bot.guard import RequestGuard
+from bot.local import wait_until_up
+from bot.plans import PlanStatus, PlanStore
+from bot.processes import Children
 from tests.conftest import RG, VM_NAME
+
+ROOT = Path(__file__).resolve().parents[2]
 
 KEY = (RG.lower(), VM_NAME.lower())
 OPERATOR, APPROVER = "U0ALICE", "U0BOB"
@@ -111,3 +122,234 @@ def test_button_on_another_message_is_ignored(channel_settings, slack, work, vm,
     slack.block_action(user=APPROVER, channel="C0OPS", message_ts=message.ts, action_id="plan_approve", value=plan_id)
     work(channel_settings)
     assert PlanStore(redis).get(plan_id).status is not PlanStatus.PENDING  # the plan's own button still works
+
+
+# -- size and time before the body is read ------------------------------------------------------
+
+HUGE = 400 * 1024 * 1024
+
+
+def _huge_post(base: str, headers: dict[str, str], sent: int = 64 * 1024) -> tuple[bytes, float]:
+    """Send headers claiming a 400 MB body and only `sent` bytes of it, then wait for the answer
+    without sending more: (the answer's first bytes, seconds it took)."""
+    host, port = base.removeprefix("http://").split(":")
+    lines = ["POST /slack/events HTTP/1.1", f"Host: {host}", f"Content-Length: {HUGE}",
+             *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        started = time.monotonic()
+        conn.sendall("\r\n".join(lines).encode() + b"x" * sent)
+        answer = b""
+        while not _whole(answer):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return answer, time.monotonic() - started
+
+
+def _whole(answer: bytes) -> bool:
+    """An HTTP answer with its head and as much body as its Content-Length says."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if not _:
+        return False
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    return len(body) >= length
+
+
+def _status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_a_body_claiming_400_mb_is_refused_before_it_is_read(bot, slack):
+    """Headers claiming a 400 MB body get a 413 at once (signed timestamp) or a 401 (none), without the
+    server waiting for the rest of the body."""
+    fresh = {"Content-Type": FORM, "X-Slack-Request-Timestamp": str(int(time.time())),
+             "X-Slack-Signature": "v0=" + "0" * 64}
+    answer, took = _huge_post(bot, fresh)
+    assert _status(answer) == 413 and took < 2.0, (answer[:200], took)
+    answer, took = _huge_post(bot, {"Content-Type": FORM})
+    assert _status(answer) == 401 and took < 2.0, (answer[:200], took)
+    stale = {**fresh, "X-Slack-Request-Timestamp": str(int(time.time()) - 3600)}
+    answer, took = _huge_post(bot, stale)
+    assert _status(answer) == 401 and b"stale request" in answer and took < 2.0
+
+
+def test_nexy_web_refuses_a_400_mb_body_before_reading_it(tmp_path, slack, redis_url):
+    """Under `nexy web` (gunicorn), headers claiming 400 MB get a 413 at once and a chunked body
+    longer than 1 MiB is refused after at most 1 MiB + 1 byte; a signed command still works."""
+    port = free_port()
+    children = Children()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "REDIS_", "AZURE_"))}
+    env.update(SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=slack.signing_secret, REDIS_URL=redis_url,
+               SLACK_API_URL=slack.api_url, PORT=str(port), NEXY_BIND_HOST="127.0.0.1",
+               NEXY_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    try:
+        children.nexy("web", "web", env=env)
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{base}/healthz", children)
+        headers = {"Content-Type": FORM, "X-Slack-Request-Timestamp": str(int(time.time())),
+                   "X-Slack-Signature": "v0=" + "0" * 64}
+        answer, took = _huge_post(base, headers)
+        assert _status(answer) == 413 and took < 2.0, (answer[:200], took)
+
+        def chunks():  # no Content-Length: 2 MiB in 64 KiB chunks, signed as if it were whole
+            for _ in range(32):
+                yield b"x" * 65536
+
+        chunked = httpx.post(f"{base}/slack/events", content=chunks(), headers=headers, timeout=10)
+        assert chunked.status_code == 413
+        slack.bot_url = f"{base}/slack/events"
+        assert "queued" in slack.slash_command("health").json()["text"]
+    finally:
+        children.stop()
+
+
+# -- replays ------------------------------------------------------------------------------------
+
+def test_a_future_timestamp_cannot_be_replayed_while_it_is_valid(bot, slack, redis: Redis):
+    """A command signed 290 s ahead of our clock stays valid for 590 s: its replay is refused all that
+    time, so the signature is kept at least that long."""
+    ahead = int(time.time()) + 290
+    assert slack.slash_command("help", timestamp=ahead).status_code == 200
+    assert slack.replay_last().status_code == 409
+    ttls = [redis.ttl(key) for key in redis.scan_iter("nexy:signature:*")]
+    assert len(ttls) == 1 and ttls[0] >= 590, ttls
+
+
+def test_replay_refused_until_the_timestamp_itself_is_stale(slack, redis: Redis):
+    """With the guard's clock moved past five minutes but not past the future timestamp's window, the
+    replay is still refused; once the timestamp is stale, it is refused as stale."""
+    now = [time.time()]
+    guard = RequestGuard(slack.signing_secret, redis, clock=lambda: now[0])
+    body = urlencode({"command": "/nexy", "text": "help", "user_id": "U0ALICE", "channel_id": "C0OPS"}).encode()
+    headers = slack.sign(body, timestamp=int(now[0]) + 290)
+    args = (body, headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"], FORM)
+    assert guard.check(*args) is None
+    now[0] += 400
+    refusal = guard.check(*args)
+    assert refusal is not None and refusal.status.startswith("409")
+    now[0] += 200
+    refusal = guard.check(*args)
+    assert refusal is not None and refusal.reason == "stale request"
+
+
+# -- shapes -------------------------------------------------------------------------------------
+
+def _view_submission() -> dict:
+    return {"type": "view_submission", "team": {"id": "T0"}, "user": {"id": "U0ALICE"},
+            "view": {"id": "V1", "type": "modal", "callback_id": "secret_form", "private_metadata": "{}",
+                     "state": {"values": {"secret": {"value": {"type": "plain_text_input", "value": "x"}}}}}}
+
+
+def _block_actions() -> dict:
+    return {"type": "block_actions", "user": {"id": "U0ALICE"}, "trigger_id": "1.2.3",
+            "container": {"type": "message", "channel_id": "C0OPS", "message_ts": "1.000001"},
+            "actions": [{"action_id": "incident_checklist", "block_id": "checklist:INC-1", "type": "checkboxes",
+                         "selected_options": [{"value": "a", "text": {"type": "plain_text", "text": "a"}}]}]}
+
+
+def _mention() -> dict:
+    return {"type": "app_mention", "user": "U0ALICE", "text": "<@U0NEXYBOT> health", "channel": "C0OPS",
+            "ts": "1.000001"}
+
+
+def _reaction() -> dict:
+    return {"type": "reaction_added", "user": "U0BOB", "reaction": "white_check_mark",
+            "item": {"type": "message", "channel": "C0OPS", "ts": "1.000001"}}
+
+
+def _command() -> dict:
+    return {"command": "/nexy", "text": "health", "user_id": "U0ALICE", "channel_id": "C0OPS", "team_id": "T0"}
+
+
+def _set(data: dict, path: str, value: object) -> dict:
+    """`data` with the field at a dotted path (list indexes as numbers) replaced; DELETE removes it."""
+    *parents, last = path.split(".")
+    node: object = data
+    for step in parents:
+        node = node[int(step)] if isinstance(node, list) else node[step]  # type: ignore[index]
+    if value is DELETE:
+        del node[last]  # type: ignore[union-attr]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value  # type: ignore[index]
+    return data
+
+
+DELETE = object()
+
+WRONG_SHAPES = [
+    # (payload kind, base, path, wrong value, reason)
+    ("interactive", _view_submission, "view.state", [], "payload.view.state is not an object"),
+    ("interactive", _view_submission, "view.state.values", "x", "payload.view.state.values is not an object"),
+    ("interactive", _view_submission, "view.state.values.secret", [1], "payload.view.state.values.secret is not an object"),
+    ("interactive", _view_submission, "view.state.values.secret.value", "x",
+     "payload.view.state.values.secret.value is not an object"),
+    ("interactive", _view_submission, "view.state.values.secret.value.value", 5,
+     "payload.view.state.values.secret.value.value is not a string"),
+    ("interactive", _view_submission, "view.state", DELETE, "payload.view.state is missing"),
+    ("interactive", _view_submission, "view.private_metadata", {"words": "x"},
+     "payload.view.private_metadata is not a string"),
+    ("interactive", _view_submission, "view.type", DELETE, "payload.view.type is missing"),
+    ("interactive", _view_submission, "view.callback_id", 7, "payload.view.callback_id is not a string"),
+    ("interactive", _view_submission, "user.id", ["U0"], "payload.user.id is not a string"),
+    ("interactive", _block_actions, "actions.0.selected_options", "a", "payload.actions[0].selected_options is not a list"),
+    ("interactive", _block_actions, "actions.0.selected_options.0", "a",
+     "payload.actions[0].selected_options[0] is not an object"),
+    ("interactive", _block_actions, "actions.0.selected_options.0.value", 1,
+     "payload.actions[0].selected_options[0].value is not a string"),
+    ("interactive", _block_actions, "actions.0.action_id", 3, "payload.actions[0].action_id is not a string"),
+    ("interactive", _block_actions, "actions.0.value", ["p"], "payload.actions[0].value is not a string"),
+    ("interactive", _block_actions, "actions.0.block_id", {}, "payload.actions[0].block_id is not a string"),
+    ("interactive", _block_actions, "actions", [], "payload.actions is empty"),
+    ("interactive", _block_actions, "container.channel_id", 1, "payload.container.channel_id is not a string"),
+    ("interactive", _block_actions, "container.message_ts", 1.5, "payload.container.message_ts is not a string"),
+    ("interactive", _block_actions, "container.thread_ts", [], "payload.container.thread_ts is not a string"),
+    ("interactive", _block_actions, "trigger_id", 9, "payload.trigger_id is not a string"),
+    ("interactive", _block_actions, "type", None, "payload.type is not a string"),
+    ("event", _mention, "text", {"t": 1}, "body.event.text is not a string"),
+    ("event", _mention, "user", {"id": "U0"}, "body.event.user is not a string"),
+    ("event", _mention, "channel", ["C0OPS"], "body.event.channel is not a string"),
+    ("event", _mention, "thread_ts", 1.5, "body.event.thread_ts is not a string"),
+    ("event", _mention, "text", DELETE, "body.event.text is missing"),
+    ("event", _reaction, "item.ts", 1.000001, "body.event.item.ts is not a string"),
+    ("event", _reaction, "item.channel", {"id": "C0OPS"}, "body.event.item.channel is not a string"),
+    ("event", _reaction, "item.type", None, "body.event.item.type is not a string"),
+    ("event", _reaction, "reaction", ["x"], "body.event.reaction is not a string"),
+    ("event", _reaction, "type", 5, "body.event.type is not a string"),
+    ("event", lambda: {"type": "app_home_opened", "user": "U0BOB", "tab": "home"}, "user", ["U0BOB"],
+     "body.event.user is not a string"),
+    ("command", _command, "user_id", DELETE, "command.user_id is missing"),
+    ("command", _command, "channel_id", DELETE, "command.channel_id is missing"),
+]
+REPEATED = ["text", "user_id", "channel_id", "command"]
+
+
+def _signed(kind: str, data: dict) -> tuple[bytes, str]:
+    if kind == "interactive":
+        return _form(data), FORM
+    if kind == "event":
+        return _event(data), "application/json"
+    return urlencode(data).encode(), FORM
+
+
+@pytest.mark.parametrize("case", WRONG_SHAPES, ids=lambda case: case[4])
+def test_a_wrong_shape_gets_400_with_its_reason(bot, slack, case):
+    """A signed payload with a field of the wrong shape (or missing) is answered 400 naming that field,
+    where the same payload with that field right is taken."""
+    kind, base, path, value, reason = case
+    assert slack.send_raw(*_signed(kind, base())).status_code == 200
+    body, content_type = _signed(kind, _set(base(), path, value))
+    response = slack.send_raw(body, content_type)
+    assert (response.status_code, response.json()) == (400, {"error": reason})
+    assert response.headers["X-Slack-No-Retry"] == "1"  # no retry would change the answer
+
+
+@pytest.mark.parametrize("field", REPEATED)
+def test_a_repeated_slash_command_field_gets_400(bot, slack, field):
+    """A slash command with a field sent twice (Bolt would take the first, a proxy the last) is refused."""
+    body = urlencode({**_command(), field: ["health", "fix config-perms"]}, doseq=True).encode()
+    response = slack.send_raw(body, FORM)
+    assert (response.status_code, response.json()) == (400, {"error": f"form field {field} is repeated"})

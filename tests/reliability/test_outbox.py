@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from slack_sdk import WebClient
 
 from bot.slack_client import OUTBOX_EVENT
 from jobs.outbox import Outbox
@@ -85,3 +86,48 @@ def test_an_edit_of_a_message_slack_refused_is_dropped_not_retried(settings, sla
     thread.update("1700000000.000100", "an edit of a message that does not exist")
     assert thread.post("after it")
     assert Outbox(runtime).pending(incident.id) == 0
+
+
+def _tagged(messages, text: str) -> list:
+    return [m for m in messages if m.metadata and m.metadata.get("event_type") == OUTBOX_EVENT and text in m.text]
+
+
+def test_a_post_that_landed_in_a_long_thread_is_not_posted_twice(settings, slack, redis):
+    """A report whose first try landed (Slack stored it, the connection dropped) after 250 replies in its
+    thread is found by paging the thread (15 a page, as Slack serves apps outside the Marketplace) and
+    is not posted again."""
+    slack.page_limit = 15
+    runtime = build_runtime(settings, redis)
+    incident = runtime.store.open_new(CHANNEL, "U0ALICE", "deploy broke")
+    thread = Thread(runtime, incident.id)
+    assert thread.post("opened")
+    parent = runtime.store.get(incident.id).thread_ts
+    people = WebClient(token=slack.bot_token, base_url=slack.api_url)
+    for n in range(250):
+        people.chat_postMessage(channel=CHANNEL, thread_ts=parent, text=f"reply {n}")
+    slack.fail_for(60, "drop-after-store")
+    assert thread.post("the report") is None
+    slack.fail_for(0, "drop-after-store")
+    _delivered(runtime, incident.id)
+    assert len(_tagged(slack.thread(CHANNEL, parent), "the report")) == 1, "the report was posted twice"
+    assert len(slack.calls_to("conversations.replies")) > 1, "the lookup did not page"
+
+
+def test_a_parent_that_landed_in_a_busy_channel_is_not_posted_twice(settings, slack, redis):
+    """An incident's parent message whose first try landed, followed by 250 other messages in the channel,
+    is found by paging the channel's history (newest first, 15 a page) and is not posted again."""
+    slack.page_limit = 15
+    runtime = build_runtime(settings, redis)
+    incident = runtime.store.open_new(CHANNEL, "U0ALICE", "deploy broke")
+    slack.fail_for(60, "drop-after-store")
+    assert Thread(runtime, incident.id).post("first report") is None
+    slack.fail_for(0, "drop-after-store")
+    people = WebClient(token=slack.bot_token, base_url=slack.api_url)
+    for n in range(250):
+        people.chat_postMessage(channel=CHANNEL, text=f"chatter {n}")
+    _delivered(runtime, incident.id)
+    parents = [m for m in slack.messages(CHANNEL) if m.thread_ts is None and m.metadata]
+    assert len(parents) == 1, "the parent was posted twice"
+    assert runtime.store.get(incident.id).thread_ts == parents[0].ts
+    assert [m.text for m in slack.thread(CHANNEL, parents[0].ts)[1:]][-1].endswith("first report")
+    assert len(slack.calls_to("conversations.history")) > 1, "the lookup did not page"

@@ -130,6 +130,56 @@ def test_post_thread_and_update(client, emu):
     assert [m["text"] for m in history] == ["incident resolved"]
 
 
+def _walk(call, **kwargs) -> list[dict]:
+    """Every page of a paginated method, by following its cursor; each page's answer."""
+    pages, cursor = [], None
+    while True:
+        page = call(cursor=cursor, **kwargs).data
+        pages.append(page)
+        cursor = page["response_metadata"]["next_cursor"]
+        if not cursor:
+            return pages
+
+
+def test_history_pages_newest_first(client, emu):
+    """conversations.history gives `limit` top-level messages a page, newest first, with has_more and a
+    cursor to the next page; the last page says has_more false and an empty next_cursor."""
+    posted = [client.chat_postMessage(channel=CHANNEL, text=f"m{n}")["ts"] for n in range(25)]
+    pages = _walk(client.conversations_history, channel=CHANNEL, limit=10)
+    assert [len(p["messages"]) for p in pages] == [10, 10, 5]
+    assert [p["has_more"] for p in pages] == [True, True, False]
+    assert [m["ts"] for p in pages for m in p["messages"]] == posted[::-1]
+    assert len(client.conversations_history(channel=CHANNEL)["messages"]) == 25  # default limit 100
+    since = client.conversations_history(channel=CHANNEL, oldest=posted[19], limit=3)
+    assert [m["text"] for m in since["messages"]] == ["m24", "m23", "m22"] and since["has_more"]
+
+
+def test_replies_page_oldest_first_with_the_parent_first(client, emu):
+    """conversations.replies gives the parent, then the replies oldest first, `limit` a page, through the
+    cursor to the last reply."""
+    parent = client.chat_postMessage(channel=CHANNEL, text="parent")["ts"]
+    replies = [client.chat_postMessage(channel=CHANNEL, text=f"r{n}", thread_ts=parent)["ts"] for n in range(7)]
+    pages = _walk(client.conversations_replies, channel=CHANNEL, ts=parent, limit=3)
+    assert pages[0]["messages"][0]["ts"] == parent
+    assert [m["ts"] for p in pages for m in p["messages"] if m["ts"] != parent] == replies
+    assert [p["has_more"] for p in pages] == [True, True, False]
+
+
+def test_limits_are_capped_and_cursors_checked(client, emu):
+    """A limit over a method's largest is cut to it (and to `page_limit`, Slack's 15 for apps outside the
+    Marketplace); a cursor Slack did not give answers invalid_cursor."""
+    for n in range(20):
+        client.chat_postMessage(channel=CHANNEL, text=f"m{n}")
+    assert len(client.conversations_history(channel=CHANNEL, limit=5000)["messages"]) == 20
+    emu.page_limit = 15
+    first = client.conversations_history(channel=CHANNEL, limit=200)
+    assert len(first["messages"]) == 15 and first["response_metadata"]["next_cursor"]
+    assert len(client.conversations_history(channel=CHANNEL)["messages"]) == 15
+    with pytest.raises(SlackApiError) as bad:
+        client.conversations_history(channel=CHANNEL, cursor="bm90IGEgY3Vyc29y")
+    assert bad.value.response["error"] == "invalid_cursor"
+
+
 def test_form_encoded_blocks_are_parsed(client, emu):
     """A form-encoded call with blocks as a JSON string is stored like the JSON one."""
     blocks = _button_blocks()
