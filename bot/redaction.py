@@ -143,7 +143,10 @@ _P_SPACED = re.compile(r"\b(?:(?:docker|podman|nerdctl|buildah|helm|skopeo)\b.*\
 _USER_PASS = re.compile(
     r"""(?<!\S)(?:-u|-U|--user|--proxy-user)(?:[ \t]+|=)?(?P<user>['"]?[^\s:'"]*):(?P<value>[^\s'"]+)"""
 )
-_NETRC = re.compile(r"(?im)^(?P<head>[ \t]*(?:(?:machine|default)\b[^\n]*?[ \t])?)password[ \t]+(?P<value>\S+)")
+_NETRC = re.compile(
+    r"(?im)(?:^[ \t]*|\b(?:machine[ \t]+\S+|default)(?:[ \t]+(?:login|account)[ \t]+\S+)*[ \t]+)"
+    r"password[ \t]+(?P<value>\S+)"
+)
 
 # Key bodies whose BEGIN line is gone (cut by Azure's 4 KB tail): seen line by line.
 _JOURNAL_PREFIX = re.compile(
@@ -152,6 +155,10 @@ _JOURNAL_PREFIX = re.compile(
 _BODY = re.compile(r"[A-Za-z0-9+/]+={0,3}|=[A-Za-z0-9+/]{4}")
 _BODY_END = re.compile(rf"{_PRIVATE_END}|Private-MAC: *\S+")
 _PUTTY_LINES = re.compile(r"Private-Lines: *([0-9]+)")
+_BODY_WORD = re.compile(
+    r"(?<![A-Za-z0-9+/=])(?:[A-Za-z0-9+/]{16,}={0,3}|[A-Za-z0-9+/]+={1,3}|=[A-Za-z0-9+/]{4})[ \t]*$"
+)
+"""The base64 word that ends a line of a key body (a PEM line, its short last line, PGP's checksum)."""
 
 _known: dict[str, float] = {}
 """Values this process holds, and until when (monotonic seconds; inf: for its whole life)."""
@@ -276,39 +283,41 @@ def _command_line(text: str) -> str:
 
 def _key_bodies(text: str) -> str:
     """Private-key bodies without their BEGIN line: the base64 lines just before an END line (PEM,
-    PGP) or a PuTTY `Private-MAC:`, and the lines a PuTTY `Private-Lines: N` announces."""
+    PGP) or a PuTTY `Private-MAC:` (a line may carry a prefix: a log level, the rest of a line a cut
+    split; its base64 word is hidden), and the lines a PuTTY `Private-Lines: N` announces."""
     if "-----END" not in text and "Private-" not in text:
         return text
     lines = text.splitlines(keepends=True)
-    hidden: set[int] = set()
-    run: list[int] = []
+    hidden: dict[int, int] = {}  # line -> where its hidden part starts
+    run: list[tuple[int, int]] = []
     announced = 0
     public = False
     for n, line in enumerate(lines):
-        content = line.rstrip("\r\n")
-        prefix = _JOURNAL_PREFIX.match(content)
-        content = content[prefix.end() :] if prefix else content
-        content = content.strip()
+        body = line.rstrip("\r\n")
+        prefix = _JOURNAL_PREFIX.match(body)
+        start = prefix.end() if prefix else len(body) - len(body.lstrip())
+        content = body[start:].strip()
         if public:
-            public = not content.startswith("-----END")
+            public = "-----END" not in content
             continue
-        if content.startswith("-----BEGIN"):  # a certificate or public key: evidence, not a secret
+        if "-----BEGIN" in content:  # a certificate or public key: evidence, not a secret
             public, run = True, []
             continue
-        if announced and _BODY.fullmatch(content):
-            hidden.add(n)
+        word = _BODY_WORD.search(body) if content else None
+        if announced and word:
+            hidden[n] = word.start()
             announced -= 1
             continue
         announced = 0
         putty = _PUTTY_LINES.match(content)
         if putty:
             announced, run = int(putty.group(1)), []
-        elif _BODY_END.match(content):
+        elif end := _BODY_END.search(content):
             hidden.update(run)
-            hidden.add(n)
+            hidden[n] = body.index(end.group(0))
             run = []
-        elif content and _BODY.fullmatch(content):
-            run.append(n)
+        elif word:
+            run.append((n, start if _BODY.fullmatch(content) else word.start()))
         else:
             run = []
     if not hidden:
@@ -317,9 +326,7 @@ def _key_bodies(text: str) -> str:
     for n, line in enumerate(lines):
         if n in hidden:
             body = line.rstrip("\r\n")
-            prefix = _JOURNAL_PREFIX.match(body)
-            indent = len(body) - len(body.lstrip()) if prefix is None else prefix.end()
-            line = body[:indent] + f"{MARK}:private-key" + line[len(body) :]
+            line = body[: hidden[n]] + f"{MARK}:private-key" + line[len(body) :]
         out.append(line)
     return "".join(out)
 
