@@ -23,7 +23,7 @@ marker that keeps at most its kind, never a part of it:
 5. a long high-entropy word right after a secret-looking word (`client secret is 8Q~...`).
 
 A text in which nothing was found comes back exactly as it was (not normalised). Every pass is
-linear in the text's length: a 1 MB line redacts in well under a second.
+linear in the text's length: a 1 MB line redacts in about a second.
 
 No general-purpose detector (detect-secrets' entropy plugins) runs as a further pass: they flag
 commit SHAs, sha256 digests and build ids, which the bot's reports must show as evidence.
