@@ -62,3 +62,13 @@ def test_posted_messages_are_redacted_at_slack(slack, settings):
     for method, params in slack.calls:
         assert "AIzaSyA1234567890" not in str(params), method
     assert all("AIzaSyA1234567890" not in f.get("content", "") for m in slack.messages() for f in m.files)
+
+
+def test_a_one_megabyte_line_redacts_in_linear_time():
+    """Lines built to make a pattern backtrack (dotted words, repeated flags, key-like lines) take seconds, not hours."""
+    import time
+
+    for line in ("a." * 500_000, "mysql " + "-p " * 333_000, ("QUJD" * 16 + "\n") * 15_000 + "-----END RSA PRIVATE KEY-----"):
+        started = time.perf_counter()
+        redact(line)
+        assert time.perf_counter() - started < 15, line[:20]
