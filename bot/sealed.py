@@ -7,9 +7,10 @@ when web and worker run on different machines), else `<NEXY_DATA_DIR>/seal.key`,
 ciphertext is stored in Redis, under a random reference with a short TTL. Jobs carry the
 reference, never the value; the worker unseals it for the one run-command that needs it and
 discards it when the plan is applied, rejected, superseded or expired: the sealed copy is deleted
-and the value forgotten by the redaction list of the process that discards it (every other
-process that held it forgets it when its seal would have expired). A value never appears in clear
-in Redis, in job arguments, in logs or in Slack.
+and the value forgotten by the redaction list of the process that discards it. No other process
+keeps it longer: the web forgets it a minute after sealing it, the worker that made the plan as
+soon as the plan's run-command is done, and any process once its seal would have expired. A value
+never appears in clear in Redis, in job arguments, in logs or in Slack.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from bot.settings import Settings
 
 KEY_FILE = "seal.key"
 """The generated sealing key's file under NEXY_DATA_DIR (when NEXY_SEAL_KEY is unset)."""
+SEALER_HOLDS_S = 60
+"""How long the process that sealed a value keeps it in its redaction list (the form's request)."""
 
 
 def seal_key(settings: Settings) -> bytes:
@@ -76,7 +79,9 @@ class SealedStore:
 
     def seal(self, value: str, ttl_s: int) -> str:
         """Store the value sealed for ttl_s seconds; returns its reference (safe to put in a job)."""
-        remember(value, ttl_s=ttl_s)  # this process redacts it wherever it would appear, while it lives
+        # The process that seals it (the web, answering the form) needs it no more once sealed: it
+        # redacts it by value only while that request may still log something.
+        remember(value, ttl_s=min(ttl_s, SEALER_HOLDS_S))
         ref = secrets.token_urlsafe(16)
         self.redis.set(_key(ref), self._fernet.encrypt(value.encode()), ex=ttl_s)
         return ref
