@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     socket = add(
         "socket",
         "connect to Slack over Socket Mode",
-        "No public URL needed: needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (it keys the sealed secrets web and "
-        "worker share) and the app-level SLACK_APP_TOKEN (xapp-, connections:write).",
+        "No public URL needed: needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and the app-level SLACK_APP_TOKEN "
+        "(xapp-, connections:write).",
     )
     worker = add(
         "worker",

@@ -65,7 +65,7 @@ class Intake:
         self.dispatcher = dispatcher
         self.policy = Policy(settings, GroupCache(dispatcher.redis))
         self.deliveries = Deliveries(dispatcher.redis)
-        self.sealed = SealedStore(dispatcher.redis, settings.slack_signing_secret or "")
+        self.sealed = SealedStore.of(dispatcher.redis, settings)
 
     def allowed_channel(self, channel: str) -> bool:
         return not self.settings.nexy_channels or channel in self.settings.nexy_channels

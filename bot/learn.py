@@ -99,22 +99,24 @@ def module_name(pattern: str) -> str:
 
 
 def item_stub(proposal: Proposal, incident: str, sections: Sequence[str]) -> str:
-    """A ready-to-commit runbook module declaring the symptom (its section, title and fix to be chosen)."""
+    """A ready-to-commit runbook module declaring the symptom (its section, title and fix to be chosen).
+    Journal text enters it only as string literals (`repr`) or as one-line comments: whatever the
+    line holds (quotes, triple quotes, backslashes, newlines, `#`), the module stays one declaration."""
     return "\n".join(
         [
-            f'"""A journal symptom learned at the close of {incident}: choose its section and title,',
+            f'"""A journal symptom learned at the close of {_word(incident)}: choose its section and title,',
             "and the fix that owns it (an existing fix command), then commit this module with its test.",
-            "",
-            f"The line it was drawn from: {proposal.line}",
-            f"Sections: {', '.join(sections)}.",
             '"""',
+            "",
+            f"# The line it was drawn from: {_comment(proposal.line)}",
+            f"# Sections of the incident: {_comment(', '.join(sections))}",
             "",
             "from __future__ import annotations",
             "",
             "from runbook.item import Symptom, symptom",
             "",
             "SYMPTOM = symptom(",
-            f'    Symptom("5", "Learned: {_title(proposal)}", {proposal.pattern!r}, fix="restart", rank=9)',
+            f'    Symptom("5", {"Learned: " + _title(proposal)!r}, {proposal.pattern!r}, fix="restart", rank=9)',
             ")",
             "",
         ]
@@ -126,14 +128,14 @@ def stub_test(proposal: Proposal, incident: str) -> str:
     name = module_name(proposal.pattern)
     return "\n".join(
         [
-            f'"""The symptom learned from {incident} is found in the line it was drawn from."""',
+            f'"""The symptom learned from {_word(incident)} is found in the line it was drawn from."""',
             "",
             f"from runbook.{name} import SYMPTOM",
             "from runbook.registry import REGISTRY",
             "",
             "",
             f"def test_{name}_is_found_in_its_line():",
-            f'    """Fast Branching names the learned symptom for the journal line of {incident}."""',
+            f'    """Fast Branching names the learned symptom for the journal line of {_word(incident)}."""',
             f"    line = {proposal.line!r}",
             "    assert SYMPTOM in [s for s, _ in REGISTRY.fast_branching(line)]",
             "",
@@ -141,7 +143,17 @@ def stub_test(proposal: Proposal, incident: str) -> str:
     )
 
 
+def _comment(text: str) -> str:
+    """Text safe on one comment line: `repr`'s escapes for every line break and control character."""
+    return repr(text)[1:-1]
+
+
+def _word(text: str) -> str:
+    """An identifier such as an incident id, safe inside a docstring (anything else is dropped)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "", text)[:40] or "an incident"
+
+
 def _title(proposal: Proposal) -> str:
     message = JOURNAL_LINE.match(proposal.line)
     text = message.group(2) if message else proposal.line
-    return re.sub(r"[\"\\]", "", text)[:40]
+    return text[:40]

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     nexy_watch_flap_window_s: float = Field(900.0, ge=0, le=86400)
 
     nexy_data_dir: str = ".nexy"
+    # The key that seals a secret typed in a form (bot/sealed.py): a Fernet key (44 characters, urlsafe
+    # base64). Unset: generated once in NEXY_DATA_DIR/seal.key (mode 600), shared by the processes of
+    # one machine; web and worker on different machines need this setting, the same on both.
+    nexy_seal_key: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{43}=$")
+    _seal_key_unset = field_validator("nexy_seal_key", mode="before")(lambda value: value or None)
     nexy_sandbox_run_command_s: float = Field(2.0, ge=0, le=600)
     nexy_io_workers: int = Field(1, ge=1, le=16)
     nexy_web_workers: int = Field(2, ge=1, le=32)
@@ -389,6 +394,7 @@ def load_settings(**overrides: Any) -> Settings:
         settings.slack_app_token,
         settings.azure_access_token,
         settings.github_token,
+        settings.nexy_seal_key,
         os.environ.get("AZURE_CLIENT_SECRET"),
     )
     return settings

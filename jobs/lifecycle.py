@@ -66,9 +66,13 @@ def run_plan(ctx: Context) -> str:
         secrets = ((fix.secret.parameter, value),)
     recent = runtime.diagnoses.recent(item.incident, ctx.settings.nexy_diagnosis_reuse_s)
     if recent is not None:  # the diagnosis batched this plan script: no second run-command
+        runtime.sealed.release(item.secret)
         facts, age = recent
         return propose(ctx, fix, facts, source=plan_wording.from_diagnosis(age))
-    result = ctx.run(fix.plan_script, *fix.plan_parameters(), secrets=secrets)
+    try:
+        result = ctx.run(fix.plan_script, *fix.plan_parameters(), secrets=secrets)
+    finally:  # the apply unseals it again: until then this process holds it no longer
+        runtime.sealed.release(item.secret)
     if result.exit_code != 0:
         runtime.sealed.discard(item.secret)
         return ctx.incomplete(result, kind="plan")

@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.redaction import redact
 from runbook.item import ScriptFile
 
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
@@ -21,6 +22,8 @@ RESULT_PREFIX = "@@nexy-result "
 FACT_PREFIX = "@@nexy-fact "
 AZURE_OUTPUT_LIMIT = 4096
 """Azure Run Command keeps only the last 4,096 bytes of each of stdout and stderr."""
+FRAGMENT_NOTE = "… (the start of this line was cut by Azure: left out)"
+"""What stands for the first line of an output whose start Azure cut: a fragment is never shown."""
 
 _PARAM_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _PARAM_VALUE = re.compile(r"^[A-Za-z0-9_./:@+=,-]{0,2048}$")
@@ -119,7 +122,13 @@ def split_message(message: str) -> tuple[str, str]:
 
 
 def parse(script: str, stdout: str, stderr: str, *, limit: int | None = None, duration_s: float = 0.0) -> RunResult:
-    """Read the wrapper's summary lines off the end of stdout; the rest is the script's own output."""
+    """Read the wrapper's summary lines off the end of stdout; the rest is the script's own output,
+    redacted whole here, before anything downstream cuts or tails it. Where Azure cut the start,
+    the first line is a fragment whose beginning (a secret's name, a key's BEGIN line) is gone: it
+    is dropped, and what follows is still redacted by shape."""
+    cut = limit is not None and (len(stdout.encode()) >= limit - 1 or len(stderr.encode()) >= limit - 1)
+    if limit is not None:
+        stdout, stderr = _without_fragment(stdout, limit), _without_fragment(stderr, limit)
     facts: dict[str, str] = {}
     exit_code: int | None = None
     kept: list[str] = []
@@ -129,8 +138,16 @@ def parse(script: str, stdout: str, stderr: str, *, limit: int | None = None, du
             exit_code = int(match.group(1)) if match else None
         elif line.startswith(FACT_PREFIX):
             key, _, value = line[len(FACT_PREFIX) :].partition("=")
-            facts[key.strip()] = value.strip()
+            facts[key.strip()] = redact(value.strip())
         else:
             kept.append(line)
-    cut = limit is not None and (len(stdout.encode()) >= limit - 1 or len(stderr.encode()) >= limit - 1)
-    return RunResult(script, exit_code, facts, "\n".join(kept).strip("\n"), stderr, cut, round(duration_s, 3))
+    output = redact("\n".join(kept).strip("\n"))
+    return RunResult(script, exit_code, facts, output, redact(stderr), cut, round(duration_s, 3))
+
+
+def _without_fragment(text: str, limit: int) -> str:
+    """The text without its first line when Azure cut it at the start (a line that began before the cut)."""
+    if len(text.encode()) < limit - 1:
+        return text
+    _, newline, rest = text.partition("\n")
+    return f"{FRAGMENT_NOTE}\n{rest}" if newline else FRAGMENT_NOTE

@@ -52,7 +52,7 @@ class Runtime:
         self.store = IncidentStore(self.redis, Limits.of(self.settings))
         self.plans = PlanStore(self.redis)
         self.dispatcher = Dispatcher(self.settings, self.redis)
-        self.sealed = SealedStore(self.redis, self.settings.slack_signing_secret or "")
+        self.sealed = SealedStore.of(self.redis, self.settings)
         self.diagnoses = DiagnosisStore(self.redis)
 
     @cached_property

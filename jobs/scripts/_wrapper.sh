@@ -5,7 +5,14 @@
 # Parameters arrive as validated, shell-quoted assignments (never raw user text).
 set -u
 # @@PARAMETERS@@
-__nexy_facts=$(mktemp 2>/dev/null || echo "/tmp/nexy-facts.$$")
+# Every temporary file of the run lives in one private directory (TMPDIR for the body: `mktemp`
+# creates there), removed however the run ends: a failed or killed apply leaves nothing behind.
+__nexy_tmp=$(mktemp -d 2>/dev/null || { mkdir "/tmp/nexy-run.$$" && echo "/tmp/nexy-run.$$"; })
+trap 'rm -rf "$__nexy_tmp"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+__nexy_facts="$__nexy_tmp/facts"
 : > "$__nexy_facts"
 
 # shellcheck disable=SC2329 # called by the body
@@ -17,6 +24,8 @@ fact() {
 # @@LIBRARY@@
 
 (
+TMPDIR=$__nexy_tmp
+export TMPDIR
 set -eEu
 # A failing command ends the body (set -e); record which one, so the report can name it.
 trap 'fact failed_command "$BASH_COMMAND (exit $?)"' ERR
@@ -26,5 +35,5 @@ __nexy_rc=$?
 printf '\n'
 head -c 3072 "$__nexy_facts" | sed 's/^/@@nexy-fact /'
 printf '@@nexy-result rc=%s\n' "$__nexy_rc"
-rm -f "$__nexy_facts"
+rm -rf "$__nexy_tmp"
 exit 0

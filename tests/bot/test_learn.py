@@ -1,10 +1,14 @@
 """The runbook learns: at `/nexy incident close`, journal lines that matched no declared symptom are
 offered as proposed symptoms, and the export holds a ready-to-commit runbook item and its test."""
+
 from __future__ import annotations
 
+import ast
 import re
 
-from bot.learn import Proposal, item_stub, pattern_of, stub_test, unmatched
+import pytest
+
+from bot.learn import Proposal, item_stub, module_name, pattern_of, stub_test, unmatched
 from runbook.item import Symptom
 from runbook.registry import REGISTRY
 from tests.runbook.test_fixes import OPERATOR, bot_messages
@@ -67,3 +71,51 @@ def test_closing_offers_the_unmatched_line_and_the_export_holds_the_stub(serve_b
     document = upload.files[0]["content"]
     assert "## Runbook updated: proposed symptoms" in document
     assert "from runbook.item import Symptom, symptom" in document and "def test_learned_runtimeerror" in document
+
+
+HOSTILE = [
+    'Dec 02 00:07:36 Nexy python3[4242]: RuntimeError: """ + __import__(\'os\').system(\'touch /tmp/pwned\') + """',
+    "Dec 02 00:07:36 Nexy python3[4242]: ValueError: ''' ; __import__('os').system('id') ; '''",
+    "Dec 02 00:07:36 Nexy python3[4242]: KeyError: \\\" \\' \\\\ trailing backslash \\",
+    "Dec 02 00:07:36 Nexy python3[4242]: OSError: # comment\nimport os; os.system('id')\n#",
+    "Dec 02 00:07:36 Nexy python3[4242]: TypeError: \")\nSYMPTOM = __import__('os').system('id')\n(\"",
+    "Dec 02 00:07:36 Nexy python3[4242]: Error: \r__import__('subprocess').run(['id'])\x0c\u2028\x00",
+    "Dec 02 00:07:36 Nexy python3[4242]: Failed: {__import__('os').system('id')} f\"{exec('1')}\"",
+]
+
+
+def _names(tree: ast.AST) -> set[str]:
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
+def _imports(body: list[ast.stmt]) -> list[tuple[str | None, list[str]]]:
+    return [(n.module, [a.name for a in n.names]) for n in body if isinstance(n, ast.ImportFrom | ast.Import)]
+
+
+@pytest.mark.parametrize("line", HOSTILE)
+def test_a_hostile_journal_line_stays_a_literal_in_the_stub_and_its_test(line):
+    """Quotes, triple quotes, backslashes, newlines and `__import__` in a line never become code."""
+    message = line.split(": ", 1)[1]
+    proposal = Proposal(line, pattern_of(message))
+    stub = ast.parse(item_stub(proposal, 'INC-3"""\n__import__(\'os\')', ("5", "6.1\nimport os")))
+    docstring, *statements = stub.body
+    assert isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant)
+    assert _imports(statements) == [("__future__", ["annotations"]), ("runbook.item", ["Symptom", "symptom"])]
+    (declaration,) = [s for s in statements if not isinstance(s, ast.ImportFrom)]
+    assert isinstance(declaration, ast.Assign) and [t.id for t in declaration.targets] == ["SYMPTOM"]  # type: ignore[attr-defined]
+    allowed = (ast.Call, ast.Name, ast.Load, ast.Store, ast.Constant, ast.keyword)
+    assert all(isinstance(node, allowed) for node in ast.walk(declaration.value))
+    assert _names(stub) == {"SYMPTOM", "symptom", "Symptom"}
+    literals = [n.value for n in ast.walk(declaration.value) if isinstance(n, ast.Constant)]
+    assert proposal.pattern in literals
+    test = ast.parse(stub_test(proposal, "INC-3\n__import__('os')"))
+    assert _imports(test.body) == [
+        (f"runbook.{module_name(proposal.pattern)}", ["SYMPTOM"]),
+        ("runbook.registry", ["REGISTRY"]),
+    ]
+    (function,) = [s for s in test.body if isinstance(s, ast.FunctionDef)]
+    assert len(test.body) == 4 and not function.args.args and not function.decorator_list
+    assert _names(test) == {"SYMPTOM", "REGISTRY", "line", "s", "_"}
+    calls = [ast.unparse(n.func) for n in ast.walk(test) if isinstance(n, ast.Call)]
+    assert calls == ["REGISTRY.fast_branching"]
+    assert line in [n.value for n in ast.walk(test) if isinstance(n, ast.Constant)]

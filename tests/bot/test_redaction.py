@@ -62,3 +62,28 @@ def test_posted_messages_are_redacted_at_slack(slack, settings):
     for method, params in slack.calls:
         assert "AIzaSyA1234567890" not in str(params), method
     assert all("AIzaSyA1234567890" not in f.get("content", "") for m in slack.messages() for f in m.files)
+
+
+def test_a_one_megabyte_line_redacts_in_linear_time():
+    """Lines built to make a pattern backtrack (dotted words, repeated flags, key-like lines) take seconds, not hours."""
+    import time
+
+    for line in ("a." * 500_000, "mysql " + "-p " * 333_000, ("QUJD" * 16 + "\n") * 15_000 + "-----END RSA PRIVATE KEY-----"):
+        started = time.perf_counter()
+        redact(line)
+        assert time.perf_counter() - started < 15, line[:20]
+
+
+def test_a_value_remembered_for_a_while_is_forgotten_after_it_and_forget_is_at_once():
+    """`remember(..., ttl_s=)` redacts a value only that long; `forget` drops one at once."""
+    import time
+
+    from bot.redaction import forget, is_remembered, remember
+
+    remember("held-briefly-value-0051", ttl_s=0.05)
+    remember("held-until-forgotten-0052")
+    assert redact("a held-briefly-value-0051 b") == f"a {MARK}:known b"
+    time.sleep(0.1)
+    assert redact("a held-briefly-value-0051 b") == "a held-briefly-value-0051 b"
+    forget("held-until-forgotten-0052")
+    assert not is_remembered("held-until-forgotten-0052") and "0052" in redact("held-until-forgotten-0052")

@@ -1,0 +1,115 @@
+"""`fix api-key` on the simulated VM: the key is never on a process's command line (every external
+command the plan and apply start is recorded by a PATH shim), and a failed apply leaves no
+temporary file behind (no copy of the key or of config.env)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from jobs.context import verify_parameters, vm_parameters
+from jobs.executors import LocalExecutor
+from jobs.runcommand import Script
+from runbook.api_key import ApiKey
+from runbook.registry import REGISTRY
+from sandbox.vm import new_gemini_key
+
+FIX = REGISTRY.fix_for("fix api-key", ())
+
+
+def _recording_path(tmp_path: Path, path: str, log: Path, hang: str = "") -> str:
+    """A directory of shims, one per executable on `path`, each logging its argv before running the
+    real one (`hang`: a command whose shim only sleeps, to kill the run while it waits)."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for entry in path.split(os.pathsep):
+        if not os.path.isdir(entry):
+            continue
+        for name in sorted(os.listdir(entry)):
+            real = os.path.join(entry, name)
+            shim = shims / name
+            if shim.exists() or not os.path.isfile(real) or not os.access(real, os.X_OK):
+                continue
+            run = "exec sleep 30" if name == hang else f'exec {shlex.quote(real)} "$@"'
+            shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >> {shlex.quote(str(log))}\n{run}\n')
+            shim.chmod(0o755)
+    return f"{shims}{os.pathsep}{path}"
+
+
+def _scripts(settings, key: str, fingerprint: str = "") -> tuple[Script, Script]:
+    secrets = (("NEXY_GEMINI_KEY", key),)
+    plan = Script.of(ApiKey.plan_script, vm_parameters(settings), secrets)
+    apply = Script.of(
+        ApiKey.apply_script,
+        (
+            *vm_parameters(settings),
+            ("NEXY_EXPECT", fingerprint),
+            *FIX.apply_parameters(settings, ()),
+            *verify_parameters(settings, FIX.verify_patterns(REGISTRY)),
+        ),
+        secrets,
+    )
+    return plan, apply
+
+
+def _left_in(directory: Path) -> list[str]:
+    return [str(p.relative_to(directory)) for p in directory.rglob("*")]
+
+
+def test_the_key_is_on_no_command_line_of_the_plan_or_the_apply(vm, vm_settings, tmp_path):
+    """Plan, apply (smoke test, replace, restart, verify) and a second plan: no recorded argv holds the key."""
+    settings = vm_settings()
+    vm.break_("api-key-expired")
+    key, log, tmp = new_gemini_key(), tmp_path / "argv.log", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**vm.env(), "TMPDIR": str(tmp)}
+    env["PATH"] = _recording_path(tmp_path, env["PATH"], log)
+    executor = LocalExecutor(settings, env=env)
+    plan, _ = _scripts(settings, key)
+    planned = executor.run(plan)
+    assert planned.facts["key_matches"] == "no", planned.output
+    _, apply = _scripts(settings, key, planned.facts["config_sha"])
+    applied = executor.run(apply)
+    assert applied.facts.get("outcome") == "verified", (applied.facts, applied.output)
+    assert executor.run(plan).facts["key_matches"] == "yes"
+    assert vm.gemini_key == key and vm.service_active()
+    recorded = log.read_text()
+    assert "curl " in recorded and "systemctl restart" in recorded and "sha256sum" in recorded
+    assert key not in recorded and key[:20] not in recorded
+    assert _left_in(tmp) == []
+
+
+def test_an_apply_killed_midway_leaves_no_temporary_file(vm, vm_settings, tmp_path):
+    """The apply is killed while its smoke test waits: no file is left in TMPDIR, so no copy of the key."""
+    settings = vm_settings()
+    key, log, tmp = new_gemini_key(), tmp_path / "argv.log", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**vm.env(), "TMPDIR": str(tmp), "NEXY_GEMINI_KEY": key}
+    env["PATH"] = _recording_path(tmp_path, env["PATH"], log, hang="curl")
+    planned = LocalExecutor(settings, env=vm.env()).run(_scripts(settings, key)[0])
+    _, apply = _scripts(settings, key, planned.facts["config_sha"])
+    before = (vm.app_dir / "config.env").read_text()
+    run = subprocess.Popen(
+        ["bash", "-s"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        start_new_session=True,
+    )
+    assert run.stdin is not None
+    run.stdin.write(apply.render())
+    run.stdin.close()
+    deadline = time.monotonic() + 20
+    while not (log.exists() and "curl " in log.read_text()):
+        assert time.monotonic() < deadline and run.poll() is None, "the smoke test never started"
+        time.sleep(0.02)
+    os.killpg(run.pid, signal.SIGTERM)
+    run.wait(timeout=10)
+    assert _left_in(tmp) == []
+    assert (vm.app_dir / "config.env").read_text() == before
