@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from bot.policy import Reach, Role
 from bot.redaction import redact
 from bot.settings import Settings
 from bot.wording.refs import REFERENCED
@@ -78,9 +79,10 @@ class Command:
     route: Route
     section: str = ""
     args: tuple[Arg, ...] = ()
-    changes_vm: bool = False  # a fix: only operators may request it, and it runs only once approved
+    changes_vm: bool = False  # a fix: it runs only once approved
     scope: Scope = Scope.CHANNEL
-    operator: bool = False  # only operators may run it (closing an incident)
+    role: Role = Role.MEMBER  # who may run it (bot/policy.py)
+    reach: Reach = Reach.OWN  # which incidents it may touch
     subcommands: tuple[tuple[str, tuple[Arg, ...]], ...] = ()
 
     @property
@@ -116,13 +118,21 @@ class Command:
 VM_READS = ("health", "azure", "queue")
 """The io commands that read about one VM: they take `--vm NAME` as the run-commands do."""
 
-RUNBOOK = Command("runbook", "each runbook section: its symptoms, the commands for it and where they run", Route.INLINE)
+RUNBOOK = Command(
+    "runbook",
+    "each runbook section: its symptoms, the commands for it and where they run",
+    Route.INLINE,
+    scope=Scope.NONE,
+    reach=Reach.NONE,
+)
 
 HELP = Command(
     "help",
     "the command list, or one command's usage",
     Route.INLINE,
     args=(Arg("command", "", "a command name", optional=True, text=True, max_chars=40),),
+    scope=Scope.NONE,
+    reach=Reach.NONE,
 )
 
 
@@ -149,7 +159,8 @@ class Registry:
                     item.section,
                     item.args,
                     scope=item.scope,
-                    operator=item.operator,
+                    role=item.role,
+                    reach=item.reach,
                 )
             )
             self.checks[item.command] = item
@@ -161,7 +172,9 @@ class Registry:
             if fix.command.startswith("fix "):
                 targets.append(fix)
             else:
-                self._add(Command(fix.command, fix.help, Route.VM, fix.section, fix.args, changes_vm=True))
+                self._add(
+                    Command(fix.command, fix.help, Route.VM, fix.section, fix.args, changes_vm=True, role=fix.role)
+                )
         if targets:
             self._add(
                 Command(
@@ -171,6 +184,7 @@ class Registry:
                     "",
                     (Arg("target", r"[a-z-]+", "a fix", choices=tuple(f.name for f in targets)),),
                     changes_vm=True,
+                    role=Role.OPERATOR,
                     subcommands=tuple((f.name, f.args) for f in targets),
                 )
             )

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def refused(plan: Plan, reason: str, who: str) -> str:
-    return f":no_entry: Your reaction on plan {plan.id} does not count: {reason}. Approvers: {who} (NEXY_APPROVERS)."
+    return f":no_entry: Your reaction on plan {plan.id} does not count: {reason}. Approvers: {who}."
 
 
 def already(plan: Plan, status: str) -> str:

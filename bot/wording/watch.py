@@ -62,9 +62,23 @@ def state(rows: Sequence[VMWatch], incidents: dict[str, str], pause: dict | None
     return "\n".join(lines)
 
 
-def paused(until: float, user: str) -> str:
-    return f":double_vertical_bar: The watch is paused until {render.date(until)} (by <@{user}>); {RESUME} ends it."
+def paused(until: float, user: str, seconds: float, channel: str) -> str:
+    return (
+        f":double_vertical_bar: <@{user}> paused the watch for {render.duration(seconds)}, from <#{channel}>: "
+        f"no probes until {render.date(until)}; {RESUME} ends it."
+    )
 
 
-def resumed(user: str, was_paused: bool) -> str:
-    return f":arrow_forward: The watch is on again (by <@{user}>)." if was_paused else "The watch was not paused."
+def resumed(user: str, was_paused: bool, channel: str) -> str:
+    if not was_paused:
+        return "The watch was not paused."
+    return f":arrow_forward: <@{user}> resumed the watch, from <#{channel}>: it probes again."
+
+
+def over_budget(asked: str, spent: float, budget: float) -> str:
+    left = max(0.0, budget - spent)
+    return (
+        f":no_entry: The watch may be paused at most {render.duration(budget)} in any 24 h "
+        f"(NEXY_WATCH_PAUSE_BUDGET_S); {render.duration(spent)} of that is spent, so `{asked}` is too long "
+        f"(at most {render.duration(left)} now). The watch keeps probing."
+    )

@@ -68,7 +68,8 @@ def test_nexy_web_serves_healthz_and_signed_commands(tmp_path, slack, redis_url)
     port = free_port()
     children = Children()
     env = _env(tmp_path, SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=slack.signing_secret,
-               SLACK_API_URL=slack.api_url, REDIS_URL=redis_url, PORT=str(port), NEXY_BIND_HOST="127.0.0.1")
+               SLACK_API_URL=slack.api_url, REDIS_URL=redis_url, PORT=str(port), NEXY_BIND_HOST="127.0.0.1",
+               NEXY_CHANNELS="*")
     try:
         children.nexy("web", "web", env=env)
         wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
