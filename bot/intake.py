@@ -288,8 +288,8 @@ class Intake:
             return
         approve = reaction in APPROVE_REACTIONS
         plan = self.plans.by_message(channel, ts)
-        if plan is not None and self._refused(plan, user, approve, source="reaction"):
-            return
+        if plan is None or self._refused(plan, user, approve, source="reaction"):
+            return  # a check mark on any other message is no decision
         self.dispatcher.decide(user=user, approve=approve, source="reaction", channel=channel, ts=ts)
 
     def button(self, *, action_id: str, plan_id: str, user: str, channel: str, ts: str) -> None:
@@ -299,8 +299,15 @@ class Intake:
             return
         approve = action_id == Action.APPROVE
         plan = self.plans.get(plan_id) if plan_id else None
-        own = plan is not None and plan.channel == channel and plan.message_ts == ts
-        if plan is not None and own and self._refused(plan, user, approve, source="button"):
+        if plan is None:
+            return
+        if plan.channel != channel or plan.message_ts != ts:
+            # A button names its plan in its value: only a click on that plan's own message counts.
+            reason = "the click was not on this plan's message"
+            self.store.record(plan.incident, EventKind.IGNORED, user, plan=plan.id, source="button", reason=reason)
+            self.dispatcher.notify(channel=channel, user=user, text=wording.button_out_of_date())
+            return
+        if self._refused(plan, user, approve, source="button"):
             return
         self.dispatcher.decide(user=user, approve=approve, source="button", plan_id=plan_id, channel=channel, ts=ts)
 

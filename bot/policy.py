@@ -65,8 +65,18 @@ ACTION_ROLES: dict[str, Role | None] = {
 }
 """Who may press each button the bot posts (by `action_id`), and submit its form (`callback_id`)."""
 
-if set(ACTION_ROLES) != {*Action.ALL, Action.SECRET_FORM}:
-    raise ValueError("every Action id needs its role in bot.policy.ACTION_ROLES")
+ACTION_LABELS: dict[str, str] = {
+    Action.APPROVE: "*Approve* button, :white_check_mark: reaction on a plan",
+    Action.REJECT: "*Reject* button, :x: reaction on a plan",
+    Action.PLAN_FIX: "a diagnosis finding's fix button",
+    Action.OPEN_FORM: "the button that opens a fix's private form",
+    Action.SECRET_FORM: "that form's submission (`fix api-key`)",
+    Action.CHECKLIST: "the final checklist's boxes",
+}
+"""How the roles table (README) names each of them."""
+
+if set(ACTION_ROLES) != {*Action.ALL, Action.SECRET_FORM} or set(ACTION_LABELS) != set(ACTION_ROLES):
+    raise ValueError("every Action id needs its role and label in bot.policy.ACTION_ROLES and ACTION_LABELS")
 
 _SETTING = {Role.OPERATOR: "NEXY_OPERATORS", Role.APPROVER: "NEXY_APPROVERS"}
 
@@ -202,15 +212,20 @@ class Policy:
             requester=requester,
         )
 
-    def may_see_details(self, user: str) -> bool | None:
-        """Whether the App Home may show incident titles and root causes: operators and approvers."""
+    def for_home(self, user: str) -> Decision:
+        """May the App Home show `user` the incidents (titles, root causes, who ran what)? Operators and
+        approvers only: the Home tab has no channel to check, and anyone in the workspace may open it."""
         operator = self._member(user, self.settings.nexy_operators)
-        if operator:
-            return True
         approver = self._member(user, self.settings.nexy_approvers)
-        if approver:
-            return True
-        return None if operator is None or approver is None else False
+        who = (
+            f"operators {describe(self.settings.nexy_operators)} (NEXY_OPERATORS) and approvers "
+            f"{describe(self.settings.nexy_approvers)} (NEXY_APPROVERS)"
+        )
+        if operator or approver:
+            return Decision(True, who=who)
+        if operator is None or approver is None:
+            return Decision(None, who=who)
+        return Decision(False, "incident details are shown to operators and approvers only", who)
 
     # -- the parts -------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from bot.policy import Reach, Role
+from bot.contract import Action
+from bot.policy import ACTION_LABELS, ACTION_ROLES, Reach, Role
 from bot.redaction import redact
 from bot.settings import Settings
 from bot.wording.refs import REFERENCED
@@ -269,6 +270,34 @@ class Registry:
             Section(key, item["title"], tuple(item["symptoms"]), tuple(item["commands"]))
             for key, item in sorted(found.items(), key=lambda pair: _section_key(pair[0]))
         ]
+
+    def roles_table(self) -> str:
+        """Who may run each command and press each button, and which incidents each touches, as the
+        declarations say (a Markdown table: README's "Who may do what from where")."""
+        who = {
+            Role.MEMBER: "anyone in `NEXY_CHANNELS`",
+            Role.OPERATOR: "`NEXY_OPERATORS`",
+            Role.APPROVER: "`NEXY_APPROVERS`",
+        }
+        reach = {
+            Reach.NONE: "none",
+            Reach.OWN: "its own channel's",
+            Reach.ACROSS: "every channel's (reads only)",
+        }
+        rows = ["| command or button | who may | incidents it touches |", "|---|---|---|"]
+        for command in self.commands.values():
+            usage = ("/nexy fix <target>" if command.subcommands else command.usage).replace("|", "\\|")
+            rows.append(f"| `{usage}` | {who[command.role]} | {reach[command.reach]} |")
+        for action, role in ACTION_ROLES.items():
+            if action == Action.REJECT:
+                allowed = f"{who[Role.APPROVER]}, or the plan's requester (withdraws it)"
+            elif action == Action.APPROVE:
+                allowed = f"{who[Role.APPROVER]}, not the requester (unless `NEXY_ALLOW_SELF_APPROVAL`)"
+            else:
+                allowed = who[role] if role is not None else "as the command it asks for"
+            rows.append(f"| {ACTION_LABELS[action]} | {allowed} | its own channel's |")
+        rows.append(f"| App Home tab | incidents shown to {who[Role.OPERATOR]} and {who[Role.APPROVER]} only | - |")
+        return "\n".join(rows) + "\n"
 
     @cached_property
     def journal_patterns(self) -> tuple[str, ...]:
