@@ -49,7 +49,8 @@ def state(rows: Sequence[VMWatch], incidents: dict[str, str], pause: dict | None
         return "The watch is off: NEXY_WATCH_CHANNEL is not set."
     lines = [f"*The watch* (incidents in <#{channel}>)"]
     if pause:
-        lines.append(f":double_vertical_bar: paused until {render.date(pause['until'])} by <@{pause['by']}>; {RESUME}")
+        until, by = render.date(pause["until"]), pause["by"]
+        lines.append(f":double_vertical_bar: paused until {until} by <@{by}>; {RESUME} (operators)")
     for row in rows:
         probe = f"last probe {render.duration(now - row.last_probe_at)} ago" if row.last_probe_at else "not probed yet"
         health = {True: ":large_green_circle: up", False: ":red_circle: failing", None: ":white_circle: unknown"}[
@@ -58,7 +59,7 @@ def state(rows: Sequence[VMWatch], incidents: dict[str, str], pause: dict | None
         incident = incidents.get(row.incident, row.incident) if row.incident else "no open incident"
         lines.append(f"`{row.vm}`: {health}; {probe}; {row.failures} failure(s) in a row; {incident}")
     if not pause:
-        lines.append(f"Planned maintenance: {PAUSE}.")
+        lines.append(f"Planned maintenance: {PAUSE} (operators).")
     return "\n".join(lines)
 
 
