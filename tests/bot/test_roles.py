@@ -57,6 +57,12 @@ def _work_jobs(redis: Redis) -> list[str]:
             if job.func_name != Task.NOTIFY]
 
 
+def _notices(redis: Redis) -> list[str]:
+    """The texts of the ephemeral notices queued so far (answers to mentions and clicks)."""
+    jobs = Queue(IO_QUEUE, connection=redis).get_jobs()
+    return [str(job.kwargs.get("text", "")) for job in jobs if job.func_name == Task.NOTIFY]
+
+
 def _words(command: Command) -> list[str]:
     """The command with a sample for each of its arguments (optional ones too): one per fix target."""
     if command.subcommands:
@@ -95,9 +101,9 @@ def test_sensitive_declarations():
 
 @pytest.mark.parametrize("name", list(REGISTRY.commands))
 def test_every_command_by_every_role_from_every_channel(name, make_settings, serve_bot, slack, redis):
-    """Each command, by each role, from its own allowed channel, another allowed one, one outside
-    NEXY_CHANNELS and a DM: refused (said at once, nothing queued or recorded) exactly where its
-    declaration says."""
+    """Each command, typed (`/nexy`) and mentioned (`@nexy`), by each role, from its own allowed channel,
+    another allowed one, one outside NEXY_CHANNELS and a DM: refused (said to that person, nothing queued
+    or recorded; a mention outside the channels is ignored) exactly where its declaration says."""
     serve_bot(_settings(make_settings))
     assert "INC-1" in slack.slash_command("incident new first", user=USERS["member"], channel=OWN).json()["text"]
     store = IncidentStore(redis)
@@ -115,6 +121,13 @@ def test_every_command_by_every_role_from_every_channel(name, make_settings, ser
                     wrong.append(f"{words!r} by {who} in {channel}: refused, yet something was queued or recorded")
                 if refused == _expected_command(command, who, channel):
                     wrong.append(f"{words!r} by {who} in {channel}: {'refused' if refused else 'allowed'}: {text}")
+                before, notices = _work_jobs(redis), len(_notices(redis))
+                assert slack.app_mention(f"<@{slack.bot_user_id}> {words}", user=user, channel=channel).status_code == 200
+                said = _notices(redis)[notices:]
+                queued = _work_jobs(redis) != before
+                refused = not queued and not any(not t.startswith(":no_entry:") for t in said)
+                if refused == _expected_command(command, who, channel):
+                    wrong.append(f"@nexy {words} by {who} in {channel}: {'refused' if refused else 'allowed'}: {said}")
     assert not wrong, "\n".join(wrong)
 
 
