@@ -293,8 +293,8 @@ class Intake:
         self.dispatcher.decide(user=user, approve=approve, source="reaction", channel=channel, ts=ts)
 
     def button(self, *, action_id: str, plan_id: str, user: str, channel: str, ts: str) -> None:
-        """The Approve / Reject buttons of a plan: the same rules as the reactions (a worker also checks
-        that the click is on the plan's own message, and decides once)."""
+        """The Approve / Reject buttons of a plan: the same rules as the reactions, and only a click on the
+        plan's own message counts (a worker checks again, with user groups resolved, and decides once)."""
         if action_id not in Action.DECISIONS or not self.policy.channel_allowed(channel):
             return
         approve = action_id == Action.APPROVE
@@ -339,7 +339,8 @@ class Intake:
         ticked = [value for value, _ in CHECKLIST if value in checked]
         if decision.allowed is False:
             text = wording.action_refused(decision.reason, decision.who)
-            self.dispatcher.notify(channel=channel, user=user, text=text, thread_ts=incident.thread_ts or None)
+            thread_ts = incident.thread_ts if incident.channel == channel and incident.thread_ts else None
+            self.dispatcher.notify(channel=channel, user=user, text=text, thread_ts=thread_ts)
             return
         if decision.allowed is None:  # a worker resolves the operators' user groups, then records or refuses
             self.dispatcher.checklist(incident=incident.id, ts=ts, user=user, checked=ticked)

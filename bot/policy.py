@@ -78,8 +78,6 @@ ACTION_LABELS: dict[str, str] = {
 if set(ACTION_ROLES) != {*Action.ALL, Action.SECRET_FORM} or set(ACTION_LABELS) != set(ACTION_ROLES):
     raise ValueError("every Action id needs its role and label in bot.policy.ACTION_ROLES and ACTION_LABELS")
 
-_SETTING = {Role.OPERATOR: "NEXY_OPERATORS", Role.APPROVER: "NEXY_APPROVERS"}
-
 
 @dataclass(frozen=True)
 class Decision:
