@@ -383,10 +383,11 @@ class SlackEmulator:
 
     def _http(self) -> httpx.Client:
         """One client for every request to the bot: building one costs tens of milliseconds (its TLS
-        context), more than the bot takes to answer."""
+        context), more than the bot takes to answer. No connection is kept open between requests (as
+        Slack's are not ours to hold): a server stopping gracefully must not wait for an idle one."""
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client()
+                self._client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
             return self._client
 
     def stop(self) -> None:

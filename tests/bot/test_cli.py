@@ -111,7 +111,7 @@ def test_version_and_every_subcommand_describes_itself(tmp_path):
                             timeout=60, cwd=tmp_path, env=_env(tmp_path))
     assert result.stdout.strip() == f"nexy {version('nexy-ops')}"
     sub = next(a for a in build_parser()._actions if a.dest == "process")
-    assert set(sub.choices) == {"run", "web", "socket", "worker", "watch", "audit", "manifest"}
+    assert set(sub.choices) == {"run", "web", "socket", "worker", "watch", "audit", "manifest", "commands"}
     for name, parser in sub.choices.items():
         assert parser.description and len(parser.description) > 40, name
         assert "--child" not in parser.format_help()  # internal: set by a parent process only
