@@ -102,6 +102,7 @@ def running_bot(tmp: Path, *, run_command_delay_s: float = 0.0, env: dict[str, s
             "NEXY_BIND_HOST": "127.0.0.1",
             "NEXY_DATA_DIR": str(tmp / "data"),
             "PYTHONPATH": str(ROOT),
+            "NEXY_CHANNELS": "*",  # the benchmarks speak from many channels
             **(env or {}),
         }
         settings = load_settings(_env_file=None, **{k.lower(): v for k, v in full_env.items() if k != "PYTHONPATH"})

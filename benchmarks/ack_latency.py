@@ -89,7 +89,7 @@ def main() -> int:
         nexy_port, bare_port = free_port(), free_port()
         env = {
             "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
-            "SLACK_API_URL": slack.api_url, "REDIS_URL": redis.url, "NEXY_BIND_HOST": "127.0.0.1",
+            "SLACK_API_URL": slack.api_url, "REDIS_URL": redis.url, "NEXY_BIND_HOST": "127.0.0.1", "NEXY_CHANNELS": "*",
             "NEXY_HEALTH_URLS": ",".join(health.urls), "PYTHONPATH": str(ROOT),
         }
         try:

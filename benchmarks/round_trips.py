@@ -85,7 +85,7 @@ class Bench:
             azure_subscription_id=azure.subscription_id, azure_arm_url=azure.url, azure_access_token=azure.token,
             azure_resource_group=RG, azure_vm_name=VM_NAME, nexy_azure_poll_s=0.02,
             nexy_vm_health_urls=",".join(vm.health_urls), nexy_verify_wait_s=10, nexy_gemini_url=gemini.url,
-            nexy_operators=OPERATOR, nexy_approvers=APPROVER,
+            nexy_operators=OPERATOR, nexy_approvers=APPROVER, nexy_channels="*",
             **{k.lower(): v for k, v in vm.settings_env().items()})
         self.redis = Redis.from_url(redis_url)
         self.server = make_server("127.0.0.1", 0, wsgi_app(self.settings), _Server, handler_class=_Quiet)

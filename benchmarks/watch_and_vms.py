@@ -157,6 +157,7 @@ def main() -> int:
                     slack_bot_token=slack.bot_token,
                     slack_signing_secret=slack.signing_secret,
                     slack_api_url=slack.api_url,
+                    nexy_channels="*",
                     redis_url=server.url,
                     nexy_data_dir=str(tmp / "data"),
                     azure_subscription_id=azure.subscription_id,

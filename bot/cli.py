@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     manifest.add_argument("--url", default=None, help="the public base URL of `nexy web` (HTTP mode)")
     manifest.add_argument("--socket-mode", action="store_true", help="for `nexy socket`: no request URLs")
+    commands = add(
+        "commands",
+        "print who may run each command and press each button",
+        "From the runbook's declarations (bot/policy.py checks them): each command's role and which "
+        "incidents it touches. README.md holds the same table between its roles markers.",
+    )
+    commands.add_argument("--markdown", action="store_true", help="as a Markdown table (the only format)")
     return parser
 
 
@@ -132,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         from bot.manifest import DEFAULT_URL, render
 
         print(render(args.url or DEFAULT_URL, socket_mode=args.socket_mode), end="")
+        return 0
+    if args.process == "commands":
+        from runbook.registry import REGISTRY
+
+        print(REGISTRY.roles_table(), end="")
         return 0
 
     install_log_redaction()

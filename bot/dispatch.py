@@ -194,9 +194,12 @@ class Dispatcher:
             failure_ttl=FAILURE_TTL_S,
         )
 
-    def checklist(self, *, incident: str, ts: str, user: str) -> Job:
-        """Show a ticked checklist to everyone (the worker updates its message)."""
-        return self._io_notice(Task.CHECKLIST, incident=incident, ts=ts, user=user)
+    def checklist(self, *, incident: str, ts: str, user: str, checked: list[str] | None = None) -> Job:
+        """Show a ticked checklist to everyone (the worker updates its message); with `checked`, the
+        worker first checks that the ticker is an operator and records the ticks."""
+        if checked is None:
+            return self._io_notice(Task.CHECKLIST, incident=incident, ts=ts, user=user)
+        return self._io_notice(Task.CHECKLIST, incident=incident, ts=ts, user=user, checked=checked)
 
     def publish_home(self, user: str) -> Job:
         """Publish a user's App Home tab (the worker gathers and posts it)."""

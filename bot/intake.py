@@ -1,9 +1,10 @@
 """What the bot does with each incoming Slack payload, before any work runs.
 
-The handlers pass typed values in and ack with what comes back. Intake parses, checks where
-the bot may answer and who may run what, finds the incident the command works on (opening one
-when its scope says so), records the command in that incident's timeline and enqueues: Redis
-only, no Slack I/O, so the ack leaves within milliseconds.
+The handlers pass typed values in and ack with what comes back. Intake parses, asks the policy
+(bot/policy.py, the one check: channel, role, reach) whether this person may do this from here,
+finds the incident the command works on (opening one when its scope says so), records the command
+in that incident's timeline and enqueues: Redis only, no Slack I/O, so the ack leaves within
+milliseconds.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from bot.delivery import Claim, Deliveries, EventInProgress
 from bot.dispatch import Dispatcher
 from bot.errors import IncidentLimitError
 from bot.incidents import EventKind, Incident, IncidentStore
-from bot.policy import Decision, GroupCache, Policy
+from bot.plans import Plan, PlanStore
+from bot.policy import Decision, GroupCache, Policy, outsider
 from bot.postmortem import CHECKLIST
 from bot.sealed import SealedStore
 from bot.settings import Settings
+from bot.wording import approval as approval_wording
 from bot.wording import checklist as checklist_wording
 from bot.wording import commands as wording
 from bot.wording import forms
@@ -65,15 +68,17 @@ class Intake:
         self.dispatcher = dispatcher
         self.policy = Policy(settings, GroupCache(dispatcher.redis))
         self.deliveries = Deliveries(dispatcher.redis)
+        self.plans = PlanStore(dispatcher.redis)
         self.sealed = SealedStore.of(dispatcher.redis, settings)
 
-    def allowed_channel(self, channel: str) -> bool:
-        return not self.settings.nexy_channels or channel in self.settings.nexy_channels
+    def outsider(self, *, home_team: str, team: str, user_team: str) -> str:
+        """Why a request from this workspace and user's team is refused before anything else ('' if not)."""
+        return outsider(home_team, team, user_team)
 
     def slash(self, *, text: str, user: str, channel: str) -> Reply:
         """`/nexy <words>`: answer help and errors at once; queue real work on the channel's incident."""
-        if not self.allowed_channel(channel):
-            return Reply(wording.channel_not_allowed(self.settings.nexy_channels))
+        if not self.policy.channel_allowed(channel):
+            return Reply(wording.not_here(self.policy.channels_reason()))
         parsed = parse(text)
         answer = _inline_answer(parsed)
         if answer is not None or isinstance(parsed, ParseError):
@@ -87,9 +92,9 @@ class Intake:
             return Reply(resolved)
         parsed = resolved
         try:
-            decision = self.policy.for_command(parsed.spec, user)
-            if decision is not None and decision.allowed is False:
-                return Reply(wording.fix_refused(parsed.words, decision.reason, decision.who))
+            decision = self._decision(parsed, user, where)
+            if decision.allowed is False:
+                return Reply(wording.refused(parsed.words, decision.reason, decision.who))
             secret = secret_input(parsed)
             if secret is not None:
                 return Reply(modal=forms.secret_modal(secret, parsed.words, _metadata(parsed.words, where)))
@@ -104,6 +109,20 @@ class Intake:
         except IncidentLimitError as limit:
             return Reply(wording.incident_limit(limit.channel, limit.limit, limit.retry_at, time.time()))
         return Reply(wording.queued(parsed, incident, created), queued=True)
+
+    def _decision(self, request: Request, user: str, where: Where) -> Decision:
+        """The policy's answer for this command, here; an incident named by id is looked up first (no
+        side effect) so that its channel is checked against the command's reach."""
+        named = None
+        if request.spec.scope is Scope.RECORDED and request.args:
+            named = self.store.get(request.args[0].upper())
+        return self.policy.for_command(
+            request.spec,
+            user,
+            where.channel,
+            incident=named.id if named else "",
+            incident_channel=named.channel if named else "",
+        )
 
     def _vm(self, request: Request) -> Request | str:
         """The request with its VM as the inventory spells it, or what to answer: a VM command with
@@ -169,7 +188,7 @@ class Intake:
     def mention(self, *, text: str, user: str, channel: str, thread_ts: str | None) -> None:
         """`@nexy <command>`: in an incident's thread it attaches to that incident. A mention carries
         no trigger to open a form with: a fix that needs one gets a button that opens it."""
-        if not self.allowed_channel(channel):
+        if not self.policy.channel_allowed(channel):
             return
         parsed = parse(_MENTION.sub(" ", text or "").strip())
         answer = _inline_answer(parsed)
@@ -178,6 +197,11 @@ class Intake:
             return
         where = Where(channel, thread_ts)
         if secret_input(parsed) is not None:
+            decision = self._decision(parsed, user, where)
+            if decision.allowed is False:
+                refusal = wording.refused(parsed.words, decision.reason, decision.who)
+                self.dispatcher.notify(channel=channel, user=user, text=refusal, thread_ts=thread_ts)
+                return
             text, blocks = forms.open_form_prompt(parsed.words, _metadata(parsed.words, where))
             self.dispatcher.notify(channel=channel, user=user, text=text, blocks=blocks, thread_ts=thread_ts)
             return
@@ -186,18 +210,18 @@ class Intake:
             self.dispatcher.notify(channel=channel, user=user, text=reply.text, thread_ts=thread_ts)
 
     def plan_button(self, *, words: str, user: str, channel: str, thread_ts: str | None) -> Reply:
-        """A button that asks for a fix (a diagnosis's finding): as if the person typed it in that thread."""
-        if not self.allowed_channel(channel):
-            return Reply(wording.channel_not_allowed(self.settings.nexy_channels))
+        """A button that asks for a fix (a diagnosis's finding): as if the person typed it in that thread
+        (checked as that command)."""
         parsed = parse(words)
         if isinstance(parsed, ParseError) or not parsed.spec.changes_vm:
             return Reply(wording.button_out_of_date())
         return self._request(parsed, user, Where(channel, thread_ts), source="button")
 
-    def open_form(self, *, metadata: str, user: str) -> Reply:
-        """The button of a form prompt: open the form it names."""
+    def open_form(self, *, metadata: str, user: str, channel: str) -> Reply:
+        """The button of a form prompt: open the form it names (checked as that command, in the channel
+        of the prompt, which must be where the button was clicked)."""
         where, parsed = _from_metadata(metadata)
-        if where is None or parsed is None or not self.allowed_channel(where.channel):
+        if where is None or parsed is None or where.channel != channel:
             return Reply(wording.button_out_of_date())
         return self._request(parsed, user, where, source="form")
 
@@ -206,7 +230,7 @@ class Intake:
         is sealed at once and only its reference travels; it is never echoed, logged or stored in clear."""
         where, parsed = _from_metadata(metadata)
         secret = secret_input(parsed) if parsed is not None else None
-        if where is None or parsed is None or secret is None or not self.allowed_channel(where.channel):
+        if where is None or parsed is None or secret is None:
             return {forms.SECRET_BLOCK: wording.form_out_of_date()}
         resolved = self._vm(parsed)
         if isinstance(resolved, str):
@@ -215,9 +239,9 @@ class Intake:
         value = value.strip()
         if not re.fullmatch(secret.pattern, value):
             return {forms.SECRET_BLOCK: f"That is not {secret.expected}."}
-        decision = self.policy.for_command(parsed.spec, user)
-        if decision is not None and decision.allowed is False:
-            return {forms.SECRET_BLOCK: wording.fix_refused(parsed.words, decision.reason, decision.who)}
+        decision = self._decision(parsed, user, where)
+        if decision.allowed is False:
+            return {forms.SECRET_BLOCK: wording.refused(parsed.words, decision.reason, decision.who)}
         try:
             ref = self.sealed.seal(value, self.settings.nexy_approval_ttl_s + SEAL_MARGIN_S)
             incident, _ = self._incident(parsed, user, where)
@@ -237,7 +261,7 @@ class Intake:
     def _submit(
         self,
         request: Request,
-        decision: Decision | None,
+        decision: Decision,
         *,
         user: str,
         where: Where,
@@ -263,7 +287,7 @@ class Intake:
             thread_ts=where.thread_ts,
             vm=request.vm,
         )
-        if decision is not None and decision.allowed is None:
+        if decision.allowed is None:
             self.dispatcher.authorize(item)
             return
         self.dispatcher.submit(item, request.spec.route)
@@ -276,31 +300,71 @@ class Intake:
     # -- approvals -----------------------------------------------------------------------
 
     def reaction(self, *, reaction: str, user: str, channel: str, ts: str, added: bool) -> None:
-        """A reaction: :white_check_mark: approves and :x: rejects the plan it is on. A worker checks
-        the rest; other reactions, and removing one, change nothing."""
-        if not added or not self.allowed_channel(channel):
+        """A reaction: :white_check_mark: approves and :x: rejects the plan it is on, checked as the
+        Approve / Reject buttons; other reactions, and removing one, change nothing."""
+        if not added or not (reaction in APPROVE_REACTIONS or reaction in REJECT_REACTIONS):
             return
-        if reaction in APPROVE_REACTIONS or reaction in REJECT_REACTIONS:
-            self.dispatcher.decide(
-                user=user, approve=reaction in APPROVE_REACTIONS, source="reaction", channel=channel, ts=ts
-            )
+        if not self.policy.channel_allowed(channel):
+            return
+        approve = reaction in APPROVE_REACTIONS
+        plan = self.plans.by_message(channel, ts)
+        if plan is None or self._refused(plan, user, approve, source="reaction"):
+            return  # a check mark on any other message is no decision
+        self.dispatcher.decide(user=user, approve=approve, source="reaction", channel=channel, ts=ts)
 
     def button(self, *, action_id: str, plan_id: str, user: str, channel: str, ts: str) -> None:
-        """The Approve / Reject buttons of a plan: the same rules as the reactions (a channel the bot
-        answers in; a worker checks that the click is on the plan's own message)."""
-        if action_id not in Action.DECISIONS or not self.allowed_channel(channel):
+        """The Approve / Reject buttons of a plan: the same rules as the reactions, and only a click on the
+        plan's own message counts (a worker checks again, with user groups resolved, and decides once)."""
+        if action_id not in Action.DECISIONS or not self.policy.channel_allowed(channel):
             return
-        self.dispatcher.decide(
-            user=user, approve=action_id == Action.APPROVE, source="button", plan_id=plan_id, channel=channel, ts=ts
+        approve = action_id == Action.APPROVE
+        plan = self.plans.get(plan_id) if plan_id else None
+        if plan is None:
+            return
+        if plan.channel != channel or plan.message_ts != ts:
+            # A button names its plan in its value: only a click on that plan's own message counts.
+            reason = "the click was not on this plan's message"
+            self.store.record(plan.incident, EventKind.IGNORED, user, plan=plan.id, source="button", reason=reason)
+            self.dispatcher.notify(channel=channel, user=user, text=wording.button_out_of_date())
+            return
+        if self._refused(plan, user, approve, source="button"):
+            return
+        self.dispatcher.decide(user=user, approve=approve, source="button", plan_id=plan_id, channel=channel, ts=ts)
+
+    def _refused(self, plan: Plan, user: str, approve: bool, *, source: str) -> bool:
+        """A decision the policy refuses is recorded as ignored and explained to that person only;
+        nothing is queued. Unknown (a user group not cached yet): a worker decides."""
+        action = Action.APPROVE if approve else Action.REJECT
+        decision = self.policy.for_action(
+            action, user, plan.channel, requester=plan.requester, incident=plan.incident, incident_channel=plan.channel
         )
+        if decision.allowed is not False:
+            return False
+        text = approval_wording.refused(plan, decision.reason, decision.who)
+        self.store.record(plan.incident, EventKind.IGNORED, user, plan=plan.id, source=source, reason=text)
+        incident = self.store.get(plan.incident)
+        thread_ts = incident.thread_ts if incident is not None and incident.thread_ts else None
+        self.dispatcher.notify(channel=plan.channel, user=user, text=text, thread_ts=thread_ts)
+        return True
 
     def checklist(self, *, user: str, channel: str, ts: str, block_id: str, checked: list[str]) -> None:
-        """Someone ticked or unticked the final checklist: the timeline records who and what, and a
-        worker updates the message, so everyone sees the same boxes."""
+        """An operator ticked or unticked the final checklist: the timeline records who and what, and a
+        worker updates the message, so everyone sees the same boxes. Anyone else is told, and nothing changes."""
         incident = self.store.get(checklist_wording.incident_of(block_id))
-        if incident is None or incident.channel != channel or not self.allowed_channel(channel):
+        if incident is None or not self.policy.channel_allowed(channel):
             return
+        decision = self.policy.for_action(
+            Action.CHECKLIST, user, channel, incident=incident.id, incident_channel=incident.channel
+        )
         ticked = [value for value, _ in CHECKLIST if value in checked]
+        if decision.allowed is False:
+            text = wording.action_refused(decision.reason, decision.who)
+            thread_ts = incident.thread_ts if incident.channel == channel and incident.thread_ts else None
+            self.dispatcher.notify(channel=channel, user=user, text=text, thread_ts=thread_ts)
+            return
+        if decision.allowed is None:  # a worker resolves the operators' user groups, then records or refuses
+            self.dispatcher.checklist(incident=incident.id, ts=ts, user=user, checked=ticked)
+            return
         self.store.record(incident.id, EventKind.CHECKLIST, user, checked=ticked, ts=ts, source="tick")
         self.dispatcher.checklist(incident=incident.id, ts=ts, user=user)
 

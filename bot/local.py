@@ -133,6 +133,9 @@ def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False,
             "PORT": str(port),
             "NEXY_BIND_HOST": "127.0.0.1",
             "NEXY_WEB_WORKERS": "1",
+            # Its channels are set, never left empty (a Slack-facing process refuses that): the
+            # emulated workspace's, unless NEXY_CHANNELS names others.
+            "NEXY_CHANNELS": ",".join(settings.nexy_channels or tuple(stack.slack.channels)),
         }
         served = load_settings(**{name.lower(): value for name, value in env.items()})
         # --child: a not-persisted Redis is what the sandbox wants, not something to warn about.

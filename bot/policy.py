@@ -1,10 +1,22 @@
-"""Access policy: who may run checks, request fixes, close incidents, and approve plans.
+"""Access policy: the one authorization model. Who may do what, from where, to which incident.
 
-Everyone in the allowed channels (NEXY_CHANNELS, empty = all) may run checks. Fixes and closing
-an incident need an operator (NEXY_OPERATORS); plans need an approver (NEXY_APPROVERS), never the requester unless
-NEXY_ALLOW_SELF_APPROVAL. Entries are user ids or user-group handles; group members come from
+Every entry path asks `Policy.authorize` (through `for_command` or `for_action`): slash commands,
+mentions, reactions, every button and checkbox, the key form, App Home, the watch's commands.
+Each command declares its `Role` and `Reach` in its runbook declaration (`@check`, `@fix`); each
+button's is declared here (`ACTION_ROLES`). The rules, in the order they are checked:
+
+- the channel: only NEXY_CHANNELS (`*`: every channel and DM, set on purpose; empty: none, and a
+  Slack-facing process refuses to start, see `channels_problem`);
+- the role: `member` is anyone in an allowed channel; `operator` needs NEXY_OPERATORS; `approver`
+  needs NEXY_APPROVERS, never the plan's requester unless NEXY_ALLOW_SELF_APPROVAL (the requester may
+  still withdraw, i.e. reject, their own plan);
+- the reach: a command about a named incident touches only an incident of the channel it was typed
+  in; reading across channels (`history all`) is an operator's.
+
+Requests from another workspace, or from a Slack Connect user of another organisation, are refused
+before any of this (`outsider`). Entries are user ids or user-group handles; group members come from
 a short Redis cache that workers fill from Slack (`usergroups.users.list`), so the web process
-decides from Redis alone, and says "unknown" when a group is not cached yet.
+decides from Redis alone, and says "unknown" when a group is not cached yet (a worker then decides).
 """
 
 from __future__ import annotations
@@ -12,11 +24,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from redis import Redis
 
-from bot.settings import Settings
+from bot.contract import Action
+from bot.settings import ALL_CHANNELS, Settings
 
 if TYPE_CHECKING:
     from runbook.registry import Command
@@ -25,9 +39,49 @@ GROUP_CACHE_TTL_S = 300
 """How long a user group's members are trusted before Slack is asked again."""
 
 
+class Role(str, Enum):
+    """Who may run a command or press a button."""
+
+    MEMBER = "member"  # anyone in an allowed channel
+    OPERATOR = "operator"  # NEXY_OPERATORS
+    APPROVER = "approver"  # NEXY_APPROVERS (a plan's requester only withdraws)
+
+
+class Reach(str, Enum):
+    """Which incidents a command may touch."""
+
+    NONE = "none"  # no incident
+    OWN = "own"  # only incidents of the channel it is typed in
+    ACROSS = "across"  # reads every channel's incidents: operators only
+
+
+ACTION_ROLES: dict[str, Role | None] = {
+    Action.APPROVE: Role.APPROVER,
+    Action.REJECT: Role.APPROVER,  # or the plan's requester, withdrawing it
+    Action.PLAN_FIX: None,  # None: as the command the button asks for (a fix: an operator)
+    Action.OPEN_FORM: None,
+    Action.SECRET_FORM: None,
+    Action.CHECKLIST: Role.OPERATOR,  # the final checklist is part of closing the incident
+}
+"""Who may press each button the bot posts (by `action_id`), and submit its form (`callback_id`)."""
+
+ACTION_LABELS: dict[str, str] = {
+    Action.APPROVE: "*Approve* button, :white_check_mark: reaction on a plan",
+    Action.REJECT: "*Reject* button, :x: reaction on a plan",
+    Action.PLAN_FIX: "a diagnosis finding's fix button",
+    Action.OPEN_FORM: "the button that opens a fix's private form",
+    Action.SECRET_FORM: "that form's submission (`fix api-key`)",
+    Action.CHECKLIST: "the final checklist's boxes",
+}
+"""How the roles table (README) names each of them."""
+
+if set(ACTION_ROLES) != {*Action.ALL, Action.SECRET_FORM} or set(ACTION_LABELS) != set(ACTION_ROLES):
+    raise ValueError("every Action id needs its role and label in bot.policy.ACTION_ROLES and ACTION_LABELS")
+
+
 @dataclass(frozen=True)
 class Decision:
-    """Allowed, refused, or unknown until a user group is resolved; and who could do it instead."""
+    """Allowed, refused, or unknown until a user group is resolved; why not, and who could do it instead."""
 
     allowed: bool | None
     reason: str = ""
@@ -43,6 +97,28 @@ def describe(entries: tuple[str, ...]) -> str:
     if not entries:
         return "nobody (the list is empty)"
     return ", ".join(f"<@{e}>" if is_user_id(e) else f"@{e.lstrip('@')}" for e in entries)
+
+
+def channels_problem(settings: Settings) -> str | None:
+    """Why a process that answers Slack must not start with these channels (fail closed), or None."""
+    if settings.has_slack_credentials and not settings.nexy_channels:
+        return (
+            "NEXY_CHANNELS is empty: set the channel ids where nexy answers (C0123,C0456), "
+            "or `*` to answer in every channel and DM on purpose"
+        )
+    return None
+
+
+def outsider(home_team: str, team: str, user_team: str) -> str:
+    """Why a request comes from outside the app's workspace ('' when it does not): another workspace's
+    request, or a Slack Connect user of another organisation in a shared channel."""
+    if not home_team:
+        return ""
+    if team and team != home_team:
+        return "this request comes from another Slack workspace"
+    if user_team and user_team != home_team:
+        return "nexy answers only people of its own workspace (not Slack Connect guests)"
+    return ""
 
 
 class GroupCache:
@@ -67,6 +143,99 @@ class Policy:
         self.groups = groups
         self.resolve = resolve
 
+    # -- the one check ---------------------------------------------------------------------
+
+    def authorize(
+        self,
+        user: str,
+        channel: str,
+        role: Role,
+        *,
+        what: str,
+        reach: Reach = Reach.NONE,
+        incident: str = "",
+        incident_channel: str = "",
+        requester: str | None = None,
+    ) -> Decision:
+        """May `user`, in `channel`, do `what` (which needs `role`), to `incident` (of `incident_channel`)?"""
+        if not self.channel_allowed(channel):
+            return Decision(False, self.channels_reason())
+        if reach is Reach.OWN and incident and incident_channel and incident_channel != channel:
+            return Decision(False, f"{incident} belongs to <#{incident_channel}>: {what} works there only")
+        if role is Role.MEMBER:
+            return Decision(True)
+        if role is Role.APPROVER:
+            return self.can_approve(user, requester)
+        return self._operator(user, f"only operators may {what}")
+
+    def for_command(
+        self, command: Command, user: str, channel: str, *, incident: str = "", incident_channel: str = ""
+    ) -> Decision:
+        """The check of a command, as its declaration says (role, reach)."""
+        what = "request fixes" if command.changes_vm else _WHAT.get(command.name, f"run `/nexy {command.name}`")
+        return self.authorize(
+            user,
+            channel,
+            command.role,
+            what=what,
+            reach=command.reach,
+            incident=incident,
+            incident_channel=incident_channel,
+        )
+
+    def for_action(
+        self,
+        action_id: str,
+        user: str,
+        channel: str,
+        *,
+        requester: str | None = None,
+        incident: str = "",
+        incident_channel: str = "",
+    ) -> Decision:
+        """The check of a button with a role of its own (ACTION_ROLES); the others are checked as their command."""
+        role = ACTION_ROLES[action_id]
+        assert role is not None, f"{action_id} is checked as the command it asks for"
+        if action_id == Action.REJECT and requester is not None and user == requester:
+            role = Role.MEMBER  # the requester withdraws their own plan
+        what = "tick the final checklist" if action_id == Action.CHECKLIST else "approve or reject a plan"
+        return self.authorize(
+            user,
+            channel,
+            role,
+            what=what,
+            reach=Reach.OWN,
+            incident=incident,
+            incident_channel=incident_channel,
+            requester=requester,
+        )
+
+    def for_home(self, user: str) -> Decision:
+        """May the App Home show `user` the incidents (titles, root causes, who ran what)? Operators and
+        approvers only: the Home tab has no channel to check, and anyone in the workspace may open it."""
+        operator = self._member(user, self.settings.nexy_operators)
+        approver = self._member(user, self.settings.nexy_approvers)
+        who = (
+            f"operators {describe(self.settings.nexy_operators)} (NEXY_OPERATORS) and approvers "
+            f"{describe(self.settings.nexy_approvers)} (NEXY_APPROVERS)"
+        )
+        if operator or approver:
+            return Decision(True, who=who)
+        if operator is None or approver is None:
+            return Decision(None, who=who)
+        return Decision(False, "incident details are shown to operators and approvers only", who)
+
+    # -- the parts -------------------------------------------------------------------------
+
+    def channel_allowed(self, channel: str) -> bool:
+        """NEXY_CHANNELS holds it, or is `*` (every channel and DM); empty allows nothing (fail closed)."""
+        channels = self.settings.nexy_channels
+        return bool(channel) and (channels == (ALL_CHANNELS,) or channel in channels)
+
+    def channels_reason(self) -> str:
+        channels = ", ".join(f"<#{c}>" for c in self.settings.nexy_channels)
+        return f"I answer only in {channels}" if channels else "I answer in no channel (NEXY_CHANNELS is empty)"
+
     def _member(self, user: str, entries: tuple[str, ...]) -> bool | None:
         unknown = False
         for entry in entries:
@@ -84,23 +253,11 @@ class Policy:
                 return True
         return None if unknown else False
 
-    def for_command(self, command: Command, user: str) -> Decision | None:
-        """The operator check a command needs (None: anyone in the channels may run it)."""
-        if command.changes_vm:
-            return self.can_request_fix(user)
-        if command.operator:
-            return self.can_close(user)
-        return None
-
     def can_request_fix(self, user: str) -> Decision:
         return self._operator(user, "only operators may request fixes")
 
-    def can_close(self, user: str) -> Decision:
-        """Closing an incident (the root cause, the final checklist) is an operator's call."""
-        return self._operator(user, "only operators may close an incident")
-
     def _operator(self, user: str, refusal: str) -> Decision:
-        who = describe(self.settings.nexy_operators)
+        who = f"{describe(self.settings.nexy_operators)} (NEXY_OPERATORS)"
         member = self._member(user, self.settings.nexy_operators)
         if member is None:
             return Decision(None, who=who)
@@ -108,8 +265,8 @@ class Policy:
             return Decision(False, refusal, who)
         return Decision(True, who=who)
 
-    def can_approve(self, user: str, requester: str) -> Decision:
-        who = describe(self.settings.nexy_approvers)
+    def can_approve(self, user: str, requester: str | None) -> Decision:
+        who = f"{describe(self.settings.nexy_approvers)} (NEXY_APPROVERS)"
         if user == requester and not self.settings.nexy_allow_self_approval:
             return Decision(
                 False,
@@ -122,3 +279,12 @@ class Policy:
         if not member:
             return Decision(False, "only approvers may approve or reject a plan", who)
         return Decision(True, who=who)
+
+
+_WHAT = {
+    "incident close": "close an incident",
+    "history all": "read incidents across channels (`/nexy history all`)",
+    "watch pause": "pause the watch",
+    "watch resume": "resume the watch",
+}
+"""How a refusal names what an operator's command does (default: run `/nexy <command>`)."""

@@ -25,6 +25,9 @@ CommaList = Annotated[tuple[str, ...], NoDecode]
 
 _SLACK_ID = re.compile(r"^[UWBSC][A-Z0-9]{2,}$")
 
+ALL_CHANNELS = "*"
+"""NEXY_CHANNELS set to this alone: the bot answers in every channel and DM (on purpose, never by default)."""
+
 
 def _split_commas(value: object) -> object:
     if isinstance(value, str):
@@ -100,6 +103,7 @@ class Settings(BaseSettings):
     nexy_watch_interval_s: float = Field(60.0, ge=0.05, le=3600)
     nexy_watch_failures: int = Field(2, ge=1, le=100)
     nexy_watch_flap_window_s: float = Field(900.0, ge=0, le=86400)
+    nexy_watch_pause_budget_s: int = Field(8 * 3600, ge=60, le=86400)
 
     nexy_data_dir: str = ".nexy"
     # The key that seals a secret typed in a form (bot/sealed.py): a Fernet key (44 characters, urlsafe
@@ -215,6 +219,16 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}", name) or ".." in name or name.endswith((".", "/")):
             raise ValueError("a branch or tag name: letters, digits and . _ - /")
         return name
+
+    @field_validator("nexy_channels")
+    @classmethod
+    def _channels(cls, items: tuple[str, ...]) -> tuple[str, ...]:
+        if ALL_CHANNELS in items and items != (ALL_CHANNELS,):
+            raise ValueError("`*` (every channel) stands alone, or list channel ids")
+        for item in items:
+            if item != ALL_CHANNELS and not re.fullmatch(r"[CGD][A-Z0-9]{2,}", item):
+                raise ValueError(f"{item!r} is not a channel id (C..., G..., D...) nor `*`")
+        return items
 
     @field_validator("nexy_operators", "nexy_approvers")
     @classmethod

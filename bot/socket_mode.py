@@ -23,6 +23,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from bot.app import create_app
 from bot.errors import SettingsError
 from bot.guard import Kind, shape_problem
+from bot.policy import channels_problem
 from bot.processes import announcer
 from bot.settings import Settings
 from bot.web import check_redis, check_slack, quiet
@@ -61,6 +62,9 @@ def connect(settings: Settings, app_token: str, redis_check: Callable[[], str]) 
         raise SettingsError(
             "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required for Socket Mode (with SLACK_APP_TOKEN)"
         )
+    problem = channels_problem(settings)
+    if problem:
+        raise SettingsError(problem)
     redis = redis_check()
     check_slack(settings)
     handler = GuardedHandler(create_app(settings), app_token, logger=_log)

@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from bot.app import create_app
 from bot.errors import SettingsError
 from bot.guard import MAX_BODY_BYTES, RequestGuard
+from bot.policy import channels_problem
 from bot.processes import announcer
 from bot.redis_conn import Patience, connect, durability_warnings, label
 from bot.settings import Settings
@@ -161,6 +162,9 @@ def check_ready(settings: Settings, warn: Callable[[str], None] | None = None) -
     """Before forking workers: Slack credentials set and accepted, Redis reachable; else one clear error."""
     if not settings.has_slack_credentials:
         raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
+    problem = channels_problem(settings)
+    if problem:
+        raise SettingsError(problem)
     redis = check_redis(settings, warn)
     check_slack(settings)
     return redis

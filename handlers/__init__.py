@@ -9,11 +9,12 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.intake import Intake
-from handlers import actions, commands, events
+from handlers import actions, commands, events, workspace
 
 
 def register(app: App, intake: Intake) -> None:
-    """Attach every listener."""
+    """Attach every listener, behind the check that a request comes from the app's own workspace."""
+    workspace.register(app, intake)
     events.register(app, intake)
     commands.register(app, intake)
     actions.register(app, intake)

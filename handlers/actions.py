@@ -74,7 +74,7 @@ def register(app: App, intake: Intake) -> None:
     @app.action(Action.OPEN_FORM)
     def form_button(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         channel, thread_ts = _where(body)
-        reply = intake.open_form(metadata=str(action.get("value", "")), user=_user(body))
+        reply = intake.open_form(metadata=str(action.get("value", "")), user=_user(body), channel=channel)
         _answer(client, body, reply, intake, channel, thread_ts)
         ack()
 

@@ -15,17 +15,23 @@ RECENT_SHOWN = 10
 
 
 def publish(runtime: Runtime, user: str) -> str:
-    """Publish `user`'s Home tab: open incidents, each VM now and what waits for it, the last incidents."""
+    """Publish `user`'s Home tab: open incidents, each VM now and what waits for it, the last incidents.
+    Only operators and approvers see incidents (bot/policy.py); anyone else sees the VMs' queues with
+    no incident, person or typed text in them."""
     from runbook.queue import waiting  # the runbook imports jobs; not the other way at import
 
-    store = runtime.store
-    open_incidents = store.open_incidents()[:OPEN_SHOWN]
-    recent = store.history(None, RECENT_SHOWN)
-    links = {i.id: permalink(runtime, i) for i in (*open_incidents, *recent)}
     vms = []
     for name in runtime.settings.vm_names:
         vm = runtime.for_vm(name)
         vms.append((name, vm.dispatcher.running_on_vm(), waiting(vm)))
+    decision = runtime.policy.for_home(user)  # a worker: user groups are resolved here
+    if not decision.allowed:
+        runtime.slack.publish_home(user, wording.limited_view(vms, decision.who, time.time()))
+        return "limited"
+    store = runtime.store
+    open_incidents = store.open_incidents()[:OPEN_SHOWN]
+    recent = store.history(None, RECENT_SHOWN)
+    links = {i.id: permalink(runtime, i) for i in (*open_incidents, *recent)}
     blocks = wording.view(open_incidents, recent, links, vms, time.time())
     runtime.slack.publish_home(user, blocks)
     return f"{len(open_incidents)} open, {len(recent)} recent"

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 
 from bot import render
-from bot.contract import WorkItem, apply_job_id
+from bot.contract import Action, WorkItem, apply_job_id
 from bot.incidents import EventKind
 from bot.plans import ApplyOutcome, Plan, PlanStatus
 from bot.policy import describe
@@ -229,10 +229,16 @@ def decide(
 
 
 def _refusal(runtime: Runtime, plan: Plan, user: str, approve: bool) -> str:
-    """Why this user's decision does not count ('' if it does). The requester may withdraw a plan."""
-    if not approve and user == plan.requester:
-        return ""
-    decision = runtime.policy.can_approve(user, plan.requester)
+    """Why this user's decision does not count ('' if it does): the same check as the web side's
+    (bot/policy.py), now with user groups resolved. The requester may withdraw a plan."""
+    decision = runtime.policy.for_action(
+        Action.APPROVE if approve else Action.REJECT,
+        user,
+        plan.channel,
+        requester=plan.requester,
+        incident=plan.incident,
+        incident_channel=plan.channel,
+    )
     return "" if decision.allowed else approval_wording.refused(plan, decision.reason, decision.who)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.contract import IO_QUEUE, Task, WorkItem
+from bot.contract import IO_QUEUE, Action, Task, WorkItem
 from bot.dispatch import queue_for
 from bot.errors import NexyError
 from bot.incidents import EventKind
@@ -91,12 +91,18 @@ def decide(runtime: Runtime, **decision: Any) -> str:
 
 
 def authorize(runtime: Runtime, payload: dict[str, Any]) -> str:
-    """A request whose operator check (a fix, closing an incident) needs a user group resolved:
-    resolve, then queue or refuse."""
+    """A request whose policy check (an operator's command) needs a user group resolved: resolve, then
+    queue or refuse (the same check as the web side's, bot/policy.py)."""
     item = WorkItem.from_payload(payload)
     try:
-        decision = runtime.policy.for_command(runtime.registry.commands[item.command], item.user)
-        assert decision is not None, f"{item.command} needs no operator"
+        incident = runtime.store.get(item.incident) if item.incident else None
+        decision = runtime.policy.for_command(
+            runtime.registry.commands[item.command],
+            item.user,
+            item.channel,
+            incident=incident.id if incident else "",
+            incident_channel=incident.channel if incident else "",
+        )
     except Exception as exc:
         log.exception("authorizing %s failed", item.id)
         runtime.slack.ephemeral(
@@ -105,7 +111,7 @@ def authorize(runtime: Runtime, payload: dict[str, Any]) -> str:
         return "failed"
     if not decision.allowed:
         runtime.slack.ephemeral(
-            item.channel, item.user, command_wording.fix_refused(item.words, decision.reason, decision.who)
+            item.channel, item.user, command_wording.refused(item.words, decision.reason, decision.who)
         )
         runtime.store.record(item.incident, EventKind.REFUSED, item.user, command=item.words, reason=decision.reason)
         return "refused"
@@ -141,10 +147,23 @@ def queued(runtime: Runtime, *, payload: dict[str, Any], position: int, running:
     Progress(runtime, WorkItem.from_payload(payload), on_vm=True).queued(position, running)
 
 
-def checklist(runtime: Runtime, *, incident: str, ts: str, user: str) -> str:
-    """Someone ticked the final checklist: show its boxes to everyone."""
+def checklist(runtime: Runtime, *, incident: str, ts: str, user: str, checked: list[str] | None = None) -> str:
+    """Someone ticked the final checklist: show its boxes to everyone. With `checked`, the web side could
+    not tell yet whether they are an operator (a user group): check, record the ticks, then show them."""
     from runbook.incident import refresh_checklist  # the runbook imports jobs; not the other way at import
 
+    if checked is not None:
+        found = runtime.store.get(incident)
+        if found is None:
+            return "no such incident"
+        decision = runtime.policy.for_action(
+            Action.CHECKLIST, user, found.channel, incident=found.id, incident_channel=found.channel
+        )
+        if not decision.allowed:
+            text = command_wording.action_refused(decision.reason, decision.who)
+            runtime.slack.ephemeral(found.channel, user, text, thread_ts=found.thread_ts or None)
+            return "refused"
+        runtime.store.record(found.id, EventKind.CHECKLIST, user, checked=checked, ts=ts, source="tick")
     return refresh_checklist(runtime, incident, ts, user)
 
 

@@ -3,8 +3,8 @@ checklist, list past incidents, export one as a postmortem.
 
 These commands change nothing on the VM and run on the io queue (their answers need Slack: the
 thread, permalinks, files). The web process has already found the incident each works on (its
-scope) and checked that closing is an operator's. Typed text (a title, a root cause) arrives
-cleaned and redacted, and never reaches a script.
+scope) and checked each command against its declared role and reach (bot/policy.py). Typed text
+(a title, a root cause) arrives cleaned and redacted, and never reaches a script.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 
 from bot import learn, postmortem, render
 from bot.incidents import EventKind, Incident
+from bot.policy import Reach, Role
 from bot.wording import checklist as checklist_wording
 from bot.wording import incident as wording
 from jobs.context import Context
@@ -59,7 +60,7 @@ def incident_new(ctx: Context) -> str:
     title="Final Checklist",
     route=Route.IO,
     scope=Scope.CURRENT,
-    operator=True,
+    role=Role.OPERATOR,
     args=(ROOT_CAUSE,),
 )
 def incident_close(ctx: Context) -> str:
@@ -145,15 +146,15 @@ def refresh_checklist(runtime: Runtime, incident_id: str, ts: str, user: str) ->
     return "shown"
 
 
-@check("history", route=Route.IO, scope=Scope.NONE, args=(COUNT,))
+@check("history", route=Route.IO, scope=Scope.NONE, reach=Reach.OWN, args=(COUNT,))
 def history(ctx: Context) -> str:
     """history: the last incidents in this channel: status, times, duration, sections, root cause, link"""
     return _history(ctx, ctx.item.channel)
 
 
-@check("history all", route=Route.IO, scope=Scope.NONE, args=(COUNT,))
+@check("history all", route=Route.IO, scope=Scope.NONE, role=Role.OPERATOR, reach=Reach.ACROSS, args=(COUNT,))
 def history_all(ctx: Context) -> str:
-    """history all: the last incidents in every channel"""
+    """history all: the last incidents in every channel (operators only)"""
     return _history(ctx, None)
 
 

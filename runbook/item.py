@@ -20,6 +20,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from bot.policy import Reach, Role
+
 if TYPE_CHECKING:
     from bot.settings import Settings
     from jobs.context import Context
@@ -151,7 +153,13 @@ class Check:
     scripts: tuple[ScriptFile, ...] = ()
     title: str = ""  # the runbook section's title
     scope: Scope = Scope.CHANNEL
-    operator: bool = False  # only NEXY_OPERATORS may run it (closing an incident)
+    role: Role = Role.MEMBER  # who may run it (bot/policy.py)
+    reach: Reach = Reach.OWN  # which incidents it may touch
+
+
+def default_reach(scope: Scope) -> Reach:
+    """A command about no incident touches none; the others touch their own channel's."""
+    return Reach.NONE if scope is Scope.NONE else Reach.OWN
 
 
 @dataclass(frozen=True)
@@ -195,6 +203,7 @@ class Fix:
     symptoms: ClassVar[tuple[Symptom, ...]] = ()
     args: ClassVar[tuple[Arg, ...]] = ()  # its own arguments after the command words (`fix version <X.Y.Z.Build>`)
     secret: ClassVar[SecretInput | None] = None  # a value typed in a private form (a modal), never in the channel
+    role: ClassVar[Role] = Role.OPERATOR  # a fix changes the VM: only operators may ask for one
 
     @property
     def name(self) -> str:
@@ -267,17 +276,23 @@ def check(
     args: tuple[Arg, ...] = (),
     scripts: tuple[ScriptFile, ...] = (),
     scope: Scope = Scope.CHANNEL,
-    operator: bool = False,
+    role: Role = Role.MEMBER,
+    reach: Reach | None = None,
 ) -> Callable[[F], F]:
     """Declare a command that changes nothing on the VM; the decorated function runs it
-    (`run(ctx) -> status`). A command may be two words (`incident close`). The commands its report
-    recommends are named with `bot.wording.refs.command` (checked at start-up)."""
+    (`run(ctx) -> status`). A command may be two words (`incident close`). `role` says who may run it,
+    `reach` which incidents it may touch (default: none for `Scope.NONE`, else its own channel's;
+    `Reach.ACROSS` is an operator's). The commands its report recommends are named with
+    `bot.wording.refs.command` (checked at start-up)."""
     if any(arg.text for arg in args[:-1]) or (args and args[-1].text and any(a.optional for a in args[:-1])):
         raise ValueError(f"{command}: a free-text argument comes last, after required arguments only")
+    reached = reach or default_reach(scope)
+    if reached is Reach.ACROSS and role is not Role.OPERATOR:
+        raise ValueError(f"{command}: reading across channels is an operator's (role=Role.OPERATOR)")
 
     def attach(run: F) -> F:
         DECLARED.checks.append(
-            Check(command, section, _help_line(run), route, run, args, scripts, title, scope, operator)
+            Check(command, section, _help_line(run), route, run, args, scripts, title, scope, role, reached)
         )
         return run
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from bot.contract import Action
+from bot.policy import ACTION_LABELS, ACTION_ROLES, Reach, Role
 from bot.redaction import redact
 from bot.settings import Settings
 from bot.wording.refs import REFERENCED
@@ -78,9 +80,10 @@ class Command:
     route: Route
     section: str = ""
     args: tuple[Arg, ...] = ()
-    changes_vm: bool = False  # a fix: only operators may request it, and it runs only once approved
+    changes_vm: bool = False  # a fix: it runs only once approved
     scope: Scope = Scope.CHANNEL
-    operator: bool = False  # only operators may run it (closing an incident)
+    role: Role = Role.MEMBER  # who may run it (bot/policy.py)
+    reach: Reach = Reach.OWN  # which incidents it may touch
     subcommands: tuple[tuple[str, tuple[Arg, ...]], ...] = ()
 
     @property
@@ -116,13 +119,21 @@ class Command:
 VM_READS = ("health", "azure", "queue")
 """The io commands that read about one VM: they take `--vm NAME` as the run-commands do."""
 
-RUNBOOK = Command("runbook", "each runbook section: its symptoms, the commands for it and where they run", Route.INLINE)
+RUNBOOK = Command(
+    "runbook",
+    "each runbook section: its symptoms, the commands for it and where they run",
+    Route.INLINE,
+    scope=Scope.NONE,
+    reach=Reach.NONE,
+)
 
 HELP = Command(
     "help",
     "the command list, or one command's usage",
     Route.INLINE,
     args=(Arg("command", "", "a command name", optional=True, text=True, max_chars=40),),
+    scope=Scope.NONE,
+    reach=Reach.NONE,
 )
 
 
@@ -149,7 +160,8 @@ class Registry:
                     item.section,
                     item.args,
                     scope=item.scope,
-                    operator=item.operator,
+                    role=item.role,
+                    reach=item.reach,
                 )
             )
             self.checks[item.command] = item
@@ -161,7 +173,9 @@ class Registry:
             if fix.command.startswith("fix "):
                 targets.append(fix)
             else:
-                self._add(Command(fix.command, fix.help, Route.VM, fix.section, fix.args, changes_vm=True))
+                self._add(
+                    Command(fix.command, fix.help, Route.VM, fix.section, fix.args, changes_vm=True, role=fix.role)
+                )
         if targets:
             self._add(
                 Command(
@@ -171,6 +185,7 @@ class Registry:
                     "",
                     (Arg("target", r"[a-z-]+", "a fix", choices=tuple(f.name for f in targets)),),
                     changes_vm=True,
+                    role=Role.OPERATOR,
                     subcommands=tuple((f.name, f.args) for f in targets),
                 )
             )
@@ -255,6 +270,34 @@ class Registry:
             Section(key, item["title"], tuple(item["symptoms"]), tuple(item["commands"]))
             for key, item in sorted(found.items(), key=lambda pair: _section_key(pair[0]))
         ]
+
+    def roles_table(self) -> str:
+        """Who may run each command and press each button, and which incidents each touches, as the
+        declarations say (a Markdown table: README's "Who may do what from where")."""
+        who = {
+            Role.MEMBER: "anyone in `NEXY_CHANNELS`",
+            Role.OPERATOR: "`NEXY_OPERATORS`",
+            Role.APPROVER: "`NEXY_APPROVERS`",
+        }
+        reach = {
+            Reach.NONE: "none",
+            Reach.OWN: "its own channel's",
+            Reach.ACROSS: "every channel's (reads only)",
+        }
+        rows = ["| command or button | who may | incidents it touches |", "|---|---|---|"]
+        for command in self.commands.values():
+            usage = ("/nexy fix <target>" if command.subcommands else command.usage).replace("|", "\\|")
+            rows.append(f"| `{usage}` | {who[command.role]} | {reach[command.reach]} |")
+        for action, role in ACTION_ROLES.items():
+            if action == Action.REJECT:
+                allowed = f"{who[Role.APPROVER]}, or the plan's requester (withdraws it)"
+            elif action == Action.APPROVE:
+                allowed = f"{who[Role.APPROVER]}, not the requester (unless `NEXY_ALLOW_SELF_APPROVAL`)"
+            else:
+                allowed = who[role] if role is not None else "as the command it asks for"
+            rows.append(f"| {ACTION_LABELS[action]} | {allowed} | its own channel's |")
+        rows.append(f"| App Home tab | incidents shown to {who[Role.OPERATOR]} and {who[Role.APPROVER]} only | - |")
+        return "\n".join(rows) + "\n"
 
     @cached_property
     def journal_patterns(self) -> tuple[str, ...]:

@@ -1,6 +1,8 @@
 """The watch's commands: its state per VM, and a pause for planned maintenance (jobs/watch.py runs it).
 
-A pause and a resume are recorded in the timeline of every open watch incident, with who and until when.
+Pausing and resuming are an operator's (declared below, checked by bot/policy.py). Each is announced
+in NEXY_WATCH_CHANNEL (who, for how long, from which channel) and recorded in the timeline of every
+open watch incident; the paused time within any 24 h is capped by NEXY_WATCH_PAUSE_BUDGET_S.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import re
 import time
 
 from bot.incidents import EventKind, IncidentStatus
+from bot.policy import Role
 from bot.wording import watch as wording
 from jobs import watch as watch_state
 from jobs.context import Context
@@ -41,29 +44,44 @@ def watch(ctx: Context) -> str:
     return "shown"
 
 
-@check("watch pause", route=Route.IO, scope=Scope.NONE, args=(DURATION,))
+@check("watch pause", route=Route.IO, scope=Scope.NONE, role=Role.OPERATOR, args=(DURATION,))
 def watch_pause(ctx: Context) -> str:
     """watch pause: stop the watch's probes for a while (planned maintenance); recorded in its incidents"""
-    wanted = seconds(ctx.item.args[0])
+    wanted, item, redis = seconds(ctx.item.args[0]), ctx.item, ctx.runtime.redis
     if wanted > MAX_PAUSE_S:
-        ctx.runtime.slack.ephemeral(
-            ctx.item.channel, ctx.item.user, f"A pause is at most 24h; `{ctx.item.args[0]}` is longer."
-        )
+        ctx.runtime.slack.ephemeral(item.channel, item.user, f"A pause is at most 24h; `{item.args[0]}` is longer.")
         return "refused"
-    until = watch_state.pause(ctx.runtime.redis, wanted, ctx.item.user)
-    _record(ctx, "paused", until=until)
-    ctx.runtime.slack.post(ctx.item.channel, wording.paused(until, ctx.item.user))
+    budget = ctx.settings.nexy_watch_pause_budget_s
+    current = watch_state.paused(redis)
+    # A pause in force is replaced: what is left of it is not spent.
+    spent = watch_state.paused_time(redis, time.time()) - (max(0.0, current["until"] - time.time()) if current else 0)
+    if spent + wanted > budget:
+        ctx.runtime.slack.ephemeral(item.channel, item.user, wording.over_budget(item.args[0], spent, budget))
+        return "refused"
+    until = watch_state.pause(redis, wanted, item.user, item.channel)
+    _record(ctx, "paused", until=until, channel=item.channel)
+    _announce(ctx, wording.paused(until, item.user, wanted, item.channel))
     return "paused"
 
 
-@check("watch resume", route=Route.IO, scope=Scope.NONE)
+@check("watch resume", route=Route.IO, scope=Scope.NONE, role=Role.OPERATOR)
 def watch_resume(ctx: Context) -> str:
     """watch resume: end a pause of the watch"""
     was = watch_state.resume(ctx.runtime.redis)
-    if was:
-        _record(ctx, "resumed")
-    ctx.runtime.slack.post(ctx.item.channel, wording.resumed(ctx.item.user, was))
-    return "resumed" if was else "not paused"
+    if not was:
+        ctx.runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, wording.resumed(ctx.item.user, False, ""))
+        return "not paused"
+    _record(ctx, "resumed", channel=ctx.item.channel)
+    _announce(ctx, wording.resumed(ctx.item.user, True, ctx.item.channel))
+    return "resumed"
+
+
+def _announce(ctx: Context, text: str) -> None:
+    """Said in the watch's channel (where its incidents open), and to the asker when that is elsewhere."""
+    watch_channel = ctx.settings.nexy_watch_channel or ctx.item.channel
+    ctx.runtime.slack.post(watch_channel, text)
+    if watch_channel != ctx.item.channel:
+        ctx.runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, text, thread_ts=ctx.item.thread_ts)
 
 
 def _record(ctx: Context, what: str, **details: object) -> None:

@@ -357,6 +357,10 @@ class SlackEmulator:
         }
         self.channels: dict[str, str] = {"C0OPS": "ops", "C0DEPLOYS": "deploys"}
         self.usergroups: dict[str, list[str]] = {"oncall": ["U0ALICE", "U0BOB"]}
+        # Slack Connect: people of another organisation in a shared channel, by user id -> their team.
+        # Slack sends their team (not the app's) in `user.team_id` and `team` of interactive payloads,
+        # in `team_id` of their slash commands, and as `user_team` / `source_team` on their messages.
+        self.user_teams: dict[str, str] = {}
         self.calls: list[tuple[str, dict]] = []
         self.last_view: dict | None = None
         self.home_views: dict[str, dict] = {}  # user id -> the Home tab view published for them
@@ -379,6 +383,7 @@ class SlackEmulator:
         self._last_signed: tuple[bytes, str, dict] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._client: httpx.Client | None = None
         self._methods: dict[str, Callable[[dict], dict]] = {
             "auth.test": self._auth_test,
             "apps.connections.open": self._apps_connections_open,
@@ -413,7 +418,20 @@ class SlackEmulator:
         self.socket.start()
         return self
 
+    def _http(self) -> httpx.Client:
+        """One client for every request to the bot: building one costs tens of milliseconds (its TLS
+        context), more than the bot takes to answer. No connection is kept open between requests (as
+        Slack's are not ours to hold): a server stopping gracefully must not wait for an idle one."""
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+            return self._client
+
     def stop(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
         self.socket.stop()
         if self._server is not None:
             self._server.shutdown()
@@ -978,7 +996,7 @@ class SlackEmulator:
                    **self.sign(body, timestamp, signing_secret), **(extra_headers or {})}
         with self._lock:
             self._last_signed = (body, content_type, headers)
-        return httpx.post(self.bot_url, content=body, headers=headers, timeout=self.bot_timeout)
+        return self._http().post(self.bot_url, content=body, headers=headers, timeout=self.bot_timeout)
 
     def send_raw(self, body: bytes, content_type: str, *, timestamp_header: str | None = None,
                  headers: dict | None = None) -> httpx.Response:
@@ -990,7 +1008,7 @@ class SlackEmulator:
         if timestamp_header is not None:
             signed["X-Slack-Request-Timestamp"] = timestamp_header
         all_headers = {"Content-Type": content_type, "User-Agent": _USER_AGENT, **signed, **(headers or {})}
-        return httpx.post(self.bot_url, content=body, headers=all_headers, timeout=self.bot_timeout)
+        return self._http().post(self.bot_url, content=body, headers=all_headers, timeout=self.bot_timeout)
 
     def replay_last(self) -> httpx.Response:
         """Resend the last request byte for byte with its original signature and timestamp, as an
@@ -999,7 +1017,7 @@ class SlackEmulator:
             if self._last_signed is None:
                 raise RuntimeError("nothing was sent yet")
             body, ctype, headers = self._last_signed
-        return httpx.post(self.bot_url or "", content=body, headers=headers, timeout=self.bot_timeout)
+        return self._http().post(self.bot_url or "", content=body, headers=headers, timeout=self.bot_timeout)
 
     def _deliver(self, kind: str, payload: dict, **retry: Any) -> httpx.Response:
         """One envelope over Socket Mode, answered as the bot's HTTP answer would be: 200 with the
@@ -1025,18 +1043,24 @@ class SlackEmulator:
         return self._send(urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded",
                           envelope=("interactive", copy.deepcopy(payload)))
 
+    def _team_of(self, user: str) -> str:
+        return self.user_teams.get(user, self.team_id)
+
     def _user_obj(self, user: str) -> dict:
         name = self.users.get(user, user.lower())
-        return {"id": user, "username": name, "name": name, "team_id": self.team_id}
+        return {"id": user, "username": name, "name": name, "team_id": self._team_of(user)}
 
-    def _team_obj(self) -> dict:
-        return {"id": self.team_id, "domain": "sandbox"}
+    def _team_obj(self, user: str | None = None) -> dict:
+        team = self._team_of(user) if user else self.team_id
+        return {"id": team, "domain": "sandbox" if team == self.team_id else team.lower()}
 
     def slash_command(self, text: str, *, user: str = "U0ALICE", channel: str = "C0OPS", command: str = "/nexy",
-                      timestamp: int | None = None, signing_secret: str | None = None) -> httpx.Response:
-        """Send a slash command; a visible ack body (text/blocks) is stored as Slack would show it."""
+                      timestamp: int | None = None, signing_secret: str | None = None,
+                      team_id: str | None = None) -> httpx.Response:
+        """Send a slash command; a visible ack body (text/blocks) is stored as Slack would show it.
+        `team_id`: as if sent from another workspace where the app is installed (default: the user's)."""
         response_url = self._new_response_url("commands", channel=channel, user=user, original=None)
-        form = {"token": VERIFICATION_TOKEN, "team_id": self.team_id, "team_domain": "sandbox",
+        form = {"token": VERIFICATION_TOKEN, "team_id": team_id or self._team_of(user), "team_domain": "sandbox",
                 "channel_id": channel, "channel_name": self.channels.get(channel, channel.lower()),
                 "user_id": user, "user_name": self.users.get(user, user.lower()), "command": command, "text": text,
                 "api_app_id": self.app_id, "is_enterprise_install": "false", "response_url": response_url,
@@ -1065,17 +1089,21 @@ class SlackEmulator:
         self._flush()
 
     def event(self, event: dict, *, event_id: str | None = None, retry_num: int | None = None,
-              retry_reason: str = "http_timeout", timestamp: int | None = None) -> httpx.Response:
-        """Send an Events API callback wrapping `event` (JSON body, retry headers on request)."""
+              retry_reason: str = "http_timeout", timestamp: int | None = None,
+              team_id: str | None = None) -> httpx.Response:
+        """Send an Events API callback wrapping `event` (JSON body, retry headers on request).
+        `team_id`: as if from another workspace where the app is installed (its envelope and
+        authorization name that team)."""
         event = copy.deepcopy(event)
         event.setdefault("event_ts", self._next_ts())
+        team = team_id or self.team_id
         envelope = {
-            "token": VERIFICATION_TOKEN, "team_id": self.team_id, "api_app_id": self.app_id, "event": event,
+            "token": VERIFICATION_TOKEN, "team_id": team, "api_app_id": self.app_id, "event": event,
             "type": "event_callback", "event_id": event_id or f"Ev{secrets.token_hex(5).upper()}",
             "event_time": int(time.time()),
-            "authorizations": [{"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id,
+            "authorizations": [{"enterprise_id": None, "team_id": team, "user_id": self.bot_user_id,
                                 "is_bot": True, "is_enterprise_install": False}],
-            "is_ext_shared_channel": False, "event_context": f"4-{secrets.token_urlsafe(24)}",
+            "is_ext_shared_channel": "user_team" in event, "event_context": f"4-{secrets.token_urlsafe(24)}",
         }
         self.last_sent = copy.deepcopy(envelope)
         return self._send(json.dumps(envelope).encode(), "application/json",
@@ -1102,8 +1130,10 @@ class SlackEmulator:
         msg = self._add_message(channel=channel, text=text, blocks=[], user=user, thread_ts=thread_ts)
         self._flush()
         event = {"type": "app_mention", "user": user, "text": text, "ts": msg.ts, "channel": channel,
-                 "event_ts": msg.ts, "team": self.team_id, "client_msg_id": str(uuid.uuid4()),
+                 "event_ts": msg.ts, "team": self._team_of(user), "client_msg_id": str(uuid.uuid4()),
                  "blocks": _rich_text(text)}
+        if user in self.user_teams:  # a Slack Connect guest's message in a shared channel
+            event["user_team"] = event["source_team"] = self.user_teams[user]
         if msg.thread_ts:
             event["thread_ts"] = msg.thread_ts
         return self.event(event, event_id=event_id)
@@ -1160,7 +1190,7 @@ class SlackEmulator:
             container["thread_ts"] = thread_ts
         payload = {"type": "block_actions", "user": self._user_obj(user), "api_app_id": self.app_id,
                    "token": VERIFICATION_TOKEN, "container": container, "trigger_id": self._new_trigger(),
-                   "team": self._team_obj(), "enterprise": None, "is_enterprise_install": False,
+                   "team": self._team_obj(user), "enterprise": None, "is_enterprise_install": False,
                    "channel": {"id": channel, "name": self.channels.get(channel, channel.lower())},
                    "state": {"values": {}},
                    "response_url": self._new_response_url("actions", channel=channel, user=user, original=message_ts),
@@ -1190,7 +1220,7 @@ class SlackEmulator:
             container["thread_ts"] = msg.thread_ts
         payload = {"type": "block_actions", "user": self._user_obj(user), "api_app_id": self.app_id,
                    "token": VERIFICATION_TOKEN, "container": container, "trigger_id": self._new_trigger(),
-                   "team": self._team_obj(), "enterprise": None, "is_enterprise_install": False,
+                   "team": self._team_obj(user), "enterprise": None, "is_enterprise_install": False,
                    "channel": {"id": channel, "name": self.channels.get(channel, channel.lower())},
                    "message": message_json,
                    "state": {"values": {block_id: {action_id: {"type": "checkboxes",
@@ -1224,7 +1254,7 @@ class SlackEmulator:
         view["state"] = {"values": copy.deepcopy(values)}
         if private_metadata:
             view["private_metadata"] = private_metadata
-        payload = {"type": "view_submission", "team": self._team_obj(), "user": self._user_obj(user),
+        payload = {"type": "view_submission", "team": self._team_obj(user), "user": self._user_obj(user),
                    "api_app_id": self.app_id, "token": VERIFICATION_TOKEN, "trigger_id": self._new_trigger(),
                    "view": view, "response_urls": [], "is_enterprise_install": False, "enterprise": None}
         return self._send_payload(payload)

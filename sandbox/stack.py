@@ -135,6 +135,7 @@ class SandboxStack:
             # The console's users: alice and bob may ask for fixes, bob and carol may approve them.
             "NEXY_OPERATORS": "U0ALICE,U0BOB",
             "NEXY_APPROVERS": "U0BOB,U0CAROL",
+            "NEXY_CHANNELS": ",".join(self.slack.channels),  # never empty: a Slack-facing process refuses that
             **self._inventory_env(),
         }
 

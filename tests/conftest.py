@@ -126,6 +126,7 @@ def make_settings(redis_url: str, slack: SlackEmulator, nexy_server: HealthServe
             "nexy_health_urls": ",".join(nexy_server.urls),
             "nexy_health_timeout_s": 2.0,
             "nexy_data_dir": str(tmp_path / "data"),
+            "nexy_channels": "*",  # a Slack-facing process refuses an empty list (fail closed)
         }
         if emulated_github is not None:
             values.update(github_token=emulated_github.token, github_api_url=emulated_github.url)

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 def refused(plan: Plan, reason: str, who: str) -> str:
-    return f":no_entry: Your reaction on plan {plan.id} does not count: {reason}. Approvers: {who} (NEXY_APPROVERS)."
+    approvers = f" Approvers: {who}." if who else ""
+    return f":no_entry: Your reaction on plan {plan.id} does not count: {reason}.{approvers}"
 
 
 def already(plan: Plan, status: str) -> str:

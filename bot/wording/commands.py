@@ -76,9 +76,9 @@ def no_incident(channel: str, named: str | None, *, in_thread: bool) -> str:
     )
 
 
-def channel_not_allowed(allowed: tuple[str, ...]) -> str:
-    channels = ", ".join(f"<#{c}>" for c in allowed)
-    return f":no_entry: I answer only in {channels}."
+def not_here(reason: str) -> str:
+    """A request from a channel the bot does not answer in (the policy's reason names where it does)."""
+    return f":no_entry: {reason}."
 
 
 def enqueue_failed() -> str:
@@ -93,8 +93,16 @@ def form_out_of_date() -> str:
     return "This form is out of date: close it and type the command again."
 
 
-def fix_refused(words: str, reason: str, who: str) -> str:
-    return f":no_entry: `{render.escape(words)}` was not queued: {reason}. Who can: {who} (NEXY_OPERATORS)."
+def refused(words: str, reason: str, who: str) -> str:
+    """A command the policy refused: why, and who may do it instead (when a role is what is missing)."""
+    can = f" Who can: {who}." if who else ""
+    return f":no_entry: `{render.escape(words)}` was not queued: {reason}.{can}"
+
+
+def action_refused(reason: str, who: str) -> str:
+    """A click the policy refused (a checklist box): nothing changed."""
+    can = f" Who can: {who}." if who else ""
+    return f":no_entry: That changed nothing: {reason}.{can}"
 
 
 def which_vm(words: str, names: tuple[str, ...]) -> str:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from bot.incidents import Incident
 
 HISTORY = command("history all")
+CHANNEL_HISTORY = command("history")
 HEADER_TEXT = "nexy: incidents and the VMs"
 
 
@@ -40,24 +41,38 @@ def view(
     blocks += [render.section(headline(i, links.get(i.id, "")) + _resolved(i)) for i in recent]
     if not recent:
         blocks.append(render.context("No incident yet."))
-    blocks.append(render.context(f"As of {render.date(now)}. {HISTORY} lists more, with root causes."))
+    blocks.append(render.context(f"As of {render.date(now)}. {HISTORY} (operators) lists more, with root causes."))
     return blocks
 
 
-def _vm_lines(running: dict[str, Any] | None, waiting: Sequence[WorkItem], now: float) -> str:
+def limited_view(
+    vms: Sequence[tuple[str, dict[str, Any] | None, Sequence[WorkItem]]], who: str, now: float
+) -> list[dict]:
+    """The Home tab of someone who is neither operator nor approver: what runs on each VM and waits for it
+    (VM commands carry no typed text), without incidents or people, and who may see the incidents."""
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": HEADER_TEXT}},
+        render.section(f"Incidents are shown here to {who}. In an incident channel, {CHANNEL_HISTORY} lists its own."),
+    ]
+    for vm, running, waiting in vms:
+        lines = _vm_lines(running, waiting, now, details=False)
+        blocks += [{"type": "divider"}, render.section(f"*On the VM `{vm}`*\n{lines}")]
+    blocks.append(render.context(f"As of {render.date(now)}."))
+    return blocks
+
+
+def _vm_lines(running: dict[str, Any] | None, waiting: Sequence[WorkItem], now: float, *, details: bool = True) -> str:
     lines = []
     if running:
         since = max(0, int(now - running.get("since", now)))
-        lines.append(
-            f":arrow_forward: running: `{running.get('words')}` ({running.get('incident')}, "
-            f"<@{running.get('user')}>) for {render.duration(since)}"
-        )
+        words = str(running.get("words") or "")
+        whose = f" ({running.get('incident')}, <@{running.get('user')}>)" if details else ""
+        lines.append(f":arrow_forward: running: `{words}`{whose} for {render.duration(since)}")
     else:
         lines.append(":white_circle: nothing running")
     for n, item in enumerate(waiting[:10], 1):
-        lines.append(
-            f"{n}. `{item.words}` ({item.incident}, <@{item.user}>) waiting {render.duration(now - item.requested_at)}"
-        )
+        whose = f" ({item.incident}, <@{item.user}>)" if details else ""
+        lines.append(f"{n}. `{item.words}`{whose} waiting {render.duration(now - item.requested_at)}")
     if len(waiting) > 10:
         lines.append(f"… and {len(waiting) - 10} more")
     if not waiting:

@@ -49,7 +49,8 @@ def state(rows: Sequence[VMWatch], incidents: dict[str, str], pause: dict | None
         return "The watch is off: NEXY_WATCH_CHANNEL is not set."
     lines = [f"*The watch* (incidents in <#{channel}>)"]
     if pause:
-        lines.append(f":double_vertical_bar: paused until {render.date(pause['until'])} by <@{pause['by']}>; {RESUME}")
+        until, by = render.date(pause["until"]), pause["by"]
+        lines.append(f":double_vertical_bar: paused until {until} by <@{by}>; {RESUME} (operators)")
     for row in rows:
         probe = f"last probe {render.duration(now - row.last_probe_at)} ago" if row.last_probe_at else "not probed yet"
         health = {True: ":large_green_circle: up", False: ":red_circle: failing", None: ":white_circle: unknown"}[
@@ -58,16 +59,21 @@ def state(rows: Sequence[VMWatch], incidents: dict[str, str], pause: dict | None
         incident = incidents.get(row.incident, row.incident) if row.incident else "no open incident"
         lines.append(f"`{row.vm}`: {health}; {probe}; {row.failures} failure(s) in a row; {incident}")
     if not pause:
-        lines.append(f"Planned maintenance: {PAUSE}.")
+        lines.append(f"Planned maintenance: {PAUSE} (operators).")
     return "\n".join(lines)
 
 
-def paused(until: float, user: str) -> str:
-    return f":double_vertical_bar: The watch is paused until {render.date(until)} (by <@{user}>); {RESUME} ends it."
+def paused(until: float, user: str, seconds: float, channel: str) -> str:
+    return (
+        f":double_vertical_bar: <@{user}> paused the watch for {render.duration(seconds)}, from <#{channel}>: "
+        f"no probes until {render.date(until)}; {RESUME} ends it."
+    )
 
 
-def resumed(user: str, was_paused: bool) -> str:
-    return f":arrow_forward: The watch is on again (by <@{user}>)." if was_paused else "The watch was not paused."
+def resumed(user: str, was_paused: bool, channel: str) -> str:
+    if not was_paused:
+        return "The watch was not paused."
+    return f":arrow_forward: <@{user}> resumed the watch, from <#{channel}>: it probes again."
 
 
 def opened_here(vm: str, problem: str, failures: int, interval_s: float, limit: int) -> str:
@@ -77,4 +83,13 @@ def opened_here(vm: str, problem: str, failures: int, interval_s: float, limit: 
         f"{'s' if failures != 1 else ''} in a row, every {render.duration(interval_s)}). This channel opened "
         f"{limit} incidents in the last hour (NEXY_MAX_INCIDENTS_PER_HOUR), so the watch reports in this one. "
         "Diagnosing now; the top fix's plan follows for an approver."
+    )
+
+
+def over_budget(asked: str, spent: float, budget: float) -> str:
+    left = max(0.0, budget - spent)
+    return (
+        f":no_entry: The watch may be paused at most {render.duration(budget)} in any 24 h "
+        f"(NEXY_WATCH_PAUSE_BUDGET_S); {render.duration(spent)} of that is spent, so `{asked}` is too long "
+        f"(at most {render.duration(left)} now). The watch keeps probing."
     )

@@ -68,7 +68,8 @@ def test_nexy_web_serves_healthz_and_signed_commands(tmp_path, slack, redis_url)
     port = free_port()
     children = Children()
     env = _env(tmp_path, SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=slack.signing_secret,
-               SLACK_API_URL=slack.api_url, REDIS_URL=redis_url, PORT=str(port), NEXY_BIND_HOST="127.0.0.1")
+               SLACK_API_URL=slack.api_url, REDIS_URL=redis_url, PORT=str(port), NEXY_BIND_HOST="127.0.0.1",
+               NEXY_CHANNELS="*")
     try:
         children.nexy("web", "web", env=env)
         wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
@@ -110,7 +111,7 @@ def test_version_and_every_subcommand_describes_itself(tmp_path):
                             timeout=60, cwd=tmp_path, env=_env(tmp_path))
     assert result.stdout.strip() == f"nexy {version('nexy-ops')}"
     sub = next(a for a in build_parser()._actions if a.dest == "process")
-    assert set(sub.choices) == {"run", "web", "socket", "worker", "watch", "audit", "manifest"}
+    assert set(sub.choices) == {"run", "web", "socket", "worker", "watch", "audit", "manifest", "commands"}
     for name, parser in sub.choices.items():
         assert parser.description and len(parser.description) > 40, name
         assert "--child" not in parser.format_help()  # internal: set by a parent process only

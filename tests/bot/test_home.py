@@ -10,7 +10,7 @@ from bot.contract import IO_QUEUE
 def test_home_tab_shows_incidents_and_the_vm_queue(serve_bot, vm_settings, slack, work):
     """Opening the Home tab publishes a view the Slack emulator accepts as Block Kit, with an open incident, a
     resolved one with its root cause and link, and the commands waiting for the VM."""
-    settings = vm_settings(nexy_operators="U0ALICE")
+    settings = vm_settings(nexy_operators="U0ALICE", nexy_approvers="U0BOB")
     serve_bot(settings)
     slack.slash_command("health", channel="C0DEPLOYS")
     slack.slash_command("incident close the load balancer dropped 8081", channel="C0DEPLOYS")

@@ -152,7 +152,7 @@ class _Process:
 
 def _slack_env(slack, **extra: str) -> dict[str, str]:
     return {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
-            "SLACK_API_URL": slack.api_url, "NEXY_BIND_HOST": "127.0.0.1", **extra}
+            "SLACK_API_URL": slack.api_url, "NEXY_BIND_HOST": "127.0.0.1", "NEXY_CHANNELS": "*", **extra}
 
 
 def test_web_and_worker_share_one_embedded_redis_and_the_last_stops_it(tmp_path, slack, nexy_server):

@@ -165,7 +165,7 @@ def test_nexy_socket_fails_in_one_line(tmp_path, slack, redis_url, case, expecte
     nothing left running."""
     api = slack.api_url if case == "refused" else "http://127.0.0.1:9/api/"
     env = _env(tmp_path, SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=slack.signing_secret, SLACK_API_URL=api,
-               SLACK_APP_TOKEN="xapp-1-A0NEXYAPP-1-wrong")
+               SLACK_APP_TOKEN="xapp-1-A0NEXYAPP-1-wrong", NEXY_CHANNELS="*")
     if case == "refused":
         env["REDIS_URL"] = redis_url  # the unreachable case runs the embedded Redis: it must not be left behind
     result = subprocess.run([sys.executable, "-m", "bot.cli", "socket"], capture_output=True, text=True, timeout=60,

@@ -1,0 +1,28 @@
+"""README's table of who may do what from where is the one the registry generates (`nexy commands
+--markdown`), so a new command or a changed role cannot leave it stale."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bot.cli import main
+from runbook.registry import REGISTRY
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_roles_table_is_current():
+    """The table between README's roles markers is exactly what the registry's declarations generate."""
+    found = re.search(r"<!-- roles:begin -->\n(.*?)<!-- roles:end -->", README.read_text(), re.S)
+    assert found, "README.md has no <!-- roles:begin --> / <!-- roles:end --> markers"
+    assert found.group(1) == REGISTRY.roles_table(), "README's roles table is stale: paste `nexy commands --markdown`"
+
+
+def test_nexy_commands_prints_the_table(capsys):
+    """`nexy commands --markdown` prints the table, one row per registered command and per button."""
+    assert main(["commands", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out == REGISTRY.roles_table()
+    for command in REGISTRY.commands.values():
+        assert f"`{'/nexy fix <target>' if command.subcommands else command.usage}`" in out
+    assert "| `/nexy history all [count]` | `NEXY_OPERATORS` | every channel's (reads only) |" in out
