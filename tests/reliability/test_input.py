@@ -183,7 +183,7 @@ def test_nexy_web_refuses_a_400_mb_body_before_reading_it(tmp_path, slack, redis
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "REDIS_", "AZURE_"))}
     env.update(SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=slack.signing_secret, REDIS_URL=redis_url,
                SLACK_API_URL=slack.api_url, PORT=str(port), NEXY_BIND_HOST="127.0.0.1",
-               NEXY_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+               NEXY_DATA_DIR=str(tmp_path / "data"), NEXY_CHANNELS="*", PYTHONPATH=str(ROOT))
     try:
         children.nexy("web", "web", env=env)
         base = f"http://127.0.0.1:{port}"
