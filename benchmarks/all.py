@@ -25,6 +25,7 @@ BENCHMARKS = (
     "round_trips",
     "watch_and_vms",
     "memory",
+    "queue_fairness",
 )
 TIMEOUT_S = 600
 
