@@ -127,8 +127,9 @@ def running_bot(tmp: Path, *, run_command_delay_s: float = 0.0, env: dict[str, s
 
 
 def _reap(pids: list[int], timeout: float = 10.0) -> None:
-    """Wait until every process of ours is gone (RQ's scheduler, a child of the io worker, does not die
-    with its parent by itself); kill what is left after timeout, so that Redis stops last."""
+    """Wait until every process of ours is gone (RQ's schedulers, children of the io and decisions
+    workers, do not die with their parents by themselves); kill what is left after timeout, so that
+    Redis stops last."""
     deadline = time.monotonic() + timeout
     while True:
         left = [pid for pid in pids if _is_ours(pid)]

@@ -263,29 +263,25 @@ def test_joining_never_races_the_worker_taking_the_job(fair_settings, redis):
 def test_queue_shows_what_runs_then_fixes_then_checks(fair_settings, slack, work, azure, redis, tmp_path):
     """`/nexy queue` shows what runs now, then what waits in the order it will run (the fix first), each
     with its command, incident, who asked (and how many joined a shared run) and its age."""
-    azure.delay_s = 4.0
+    azure.delay_s = 5.0  # the first status holds the VM (a worker process) while the others queue
     slack.slash_command("status", user=DEV)
-    listing: list[str] = []
-
-    def while_running() -> None:
-        _when(lambda: _running(redis))
+    log = tmp_path / "vm.log"
+    vm_worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--queue", fair_settings.vm_queue,
+                                  "--burst"], env=_worker_env(fair_settings), cwd=tmp_path,
+                                 stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        _when(lambda: _running(redis), timeout=30)
         slack.slash_command("status", user=EVE)
         slack.slash_command("status", user="U0FOO")  # joins EVE's
         slack.slash_command("preflight", user=EVE)
         slack.slash_command("fix config-perms", user=OPERATOR)
         slack.slash_command("queue", user=DEV)
-        log = tmp_path / "io.log"
-        done = subprocess.run([sys.executable, "-m", "bot.cli", "worker", "--queue", IO_QUEUE, "--burst"],
-                              env=_worker_env(fair_settings), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=log.open("w"), timeout=60)
-        assert done.returncode == 0, log.read_text()[-2000:]
-        listing.extend(m.text for m in _bot(slack) if "Run-command queue" in m.text)
+        work(fair_settings, [IO_QUEUE])
+        assert _running(redis)  # still the first status
         azure.delay_s = 0.0
-
-    thread = threading.Thread(target=while_running)
-    thread.start()
-    work(fair_settings, [fair_settings.vm_queue])
-    thread.join()
+    finally:
+        assert vm_worker.wait(timeout=60) == 0, log.read_text()[-2000:]
+    listing = [m.text for m in _bot(slack) if "Run-command queue" in m.text]
     assert len(listing) == 1, listing
     lines = listing[0].splitlines()
     assert lines[1].startswith(":arrow_forward: running: `status` (INC-1, <@U0DEV>) for ")
