@@ -73,7 +73,7 @@ def test_thirty_identical_diagnose_then_a_fix_plan_after_at_most_one_run_command
     fix's plan starts after at most one run-command; the waiting ones share one run, and every asker
     (another person's in another channel too) is answered in their own incident thread."""
     vm.break_("config-perms")
-    azure.delay_s = 1.5  # the first diagnose holds the VM while the others arrive
+    azure.delay_s = 3.0  # the first diagnose holds the VM while the others arrive
     acks: list[str] = [_ack(slack.slash_command("diagnose", user=DEV))]
 
     def arrive() -> None:
@@ -145,7 +145,7 @@ def test_plans_and_applies_go_ahead_of_waiting_checks(fair_settings, slack, work
 
 
 class _SlowHealth(BaseHTTPRequestHandler):
-    delay_s = 3.0
+    delay_s = 6.0
 
     def do_GET(self) -> None:  # noqa: N802
         time.sleep(self.delay_s)
@@ -168,7 +168,7 @@ def test_an_approval_is_decided_while_the_io_worker_is_busy_with_a_slow_probe(se
     threading.Thread(target=server.serve_forever, daemon=True).start()
     slow = f"http://127.0.0.1:{server.server_address[1]}/health"
     settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=APPROVER, nexy_health_urls=slow,
-                           nexy_health_timeout_s=5.0)
+                           nexy_health_timeout_s=10.0)
     serve_bot(settings)
     try:
         vm.break_("config-perms")
@@ -204,7 +204,7 @@ def test_a_request_after_the_run_started_gets_its_own_run(fair_settings, slack, 
     """An identical check asked once the waiting one has started is not joined to it: it gets a job and a
     run-command of its own (the run closes to riders before its run-command); a third one, asked while
     that second one still waits, joins the second."""
-    azure.delay_s = 1.0
+    azure.delay_s = 2.0  # the first status holds the VM while the others arrive
     acks = [_ack(slack.slash_command("status", user=DEV))]
 
     def later() -> None:
