@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from redis import Redis
+from redis.exceptions import ResponseError
 from rq import Callback, Queue
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
@@ -220,7 +221,10 @@ class Dispatcher:
 
     def _position_of(self, settings: Settings, job: str) -> int | None:
         """Where a waiting check's job stands now (None once it left the queue)."""
-        index = self.redis.lpos(self.queue(settings.vm_queue).key, job)
+        try:
+            index = self.redis.lpos(self.queue(settings.vm_queue).key, job)
+        except ResponseError:  # LPOS needs Redis 6.0.6: the position is then not told
+            return None
         if not isinstance(index, int):
             return None
         ahead = self.queue(fixes_queue_name(settings.vm_queue)).count + index
