@@ -2,10 +2,10 @@
 
 `running_bot()` starts the sandbox's emulators and simulated VM (`sandbox.stack.SandboxStack`: Slack,
 Azure Run Command, GitHub, Gemini), a redis-server of its own (not persisted), and the Procfile's two
-processes, `nexy web` (gunicorn master and its workers) and `nexy worker` (which starts the VM worker
-and the io worker as its own children), all on loopback. Everything it started is stopped when the
-`with` block ends, also on an error, Ctrl-C or SIGTERM: the processes through `bot.processes.Children`
-(each also dies with its parent), then Redis and the emulators.
+processes, `nexy web` (gunicorn master and its workers) and `nexy worker` (which starts the VM worker,
+the io worker and the decisions worker as its own children), all on loopback. Everything it started is
+stopped when the `with` block ends, also on an error, Ctrl-C or SIGTERM: the processes through
+`bot.processes.Children` (each also dies with its parent), then Redis and the emulators.
 
 `Posts` timestamps every message the bot posts as the Slack emulator records it, so a benchmark can
 time a signed slash command to the bot's first message after it.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from redis import Redis  # noqa: E402
 from rq import Worker  # noqa: E402
 
-from bot.contract import IO_QUEUE  # noqa: E402
+from bot.contract import DECISIONS_QUEUE, IO_QUEUE, fixes_queue_name  # noqa: E402
 from bot.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 from bot.local import wait_until_up  # noqa: E402
 from bot.processes import Children  # noqa: E402
@@ -111,7 +111,7 @@ def running_bot(tmp: Path, *, run_command_delay_s: float = 0.0, env: dict[str, s
         children.nexy("worker", "worker", "--child", env=full_env)
         wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
         redis = Redis.from_url(server.url)
-        _wait_workers(redis, [IO_QUEUE, settings.vm_queue], children)
+        _wait_workers(redis, [DECISIONS_QUEUE, IO_QUEUE, fixes_queue_name(settings.vm_queue), settings.vm_queue], children)
         stack.slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
         posts = Posts(stack.slack)
         yield Bot(stack, stack.slack, settings, redis, children, posts)
@@ -128,8 +128,9 @@ def running_bot(tmp: Path, *, run_command_delay_s: float = 0.0, env: dict[str, s
 
 
 def _reap(pids: list[int], timeout: float = 10.0) -> None:
-    """Wait until every process of ours is gone (RQ's scheduler, a child of the io worker, does not die
-    with its parent by itself); kill what is left after timeout, so that Redis stops last."""
+    """Wait until every process of ours is gone (RQ's schedulers, children of the io and decisions
+    workers, do not die with their parents by themselves); kill what is left after timeout, so that
+    Redis stops last."""
     deadline = time.monotonic() + timeout
     while True:
         left = [pid for pid in pids if _is_ours(pid)]

@@ -26,6 +26,7 @@ BENCHMARKS = (
     "watch_and_vms",
     "memory",
     "redis_memory",
+    "queue_fairness",
 )
 TIMEOUT_S = 600
 

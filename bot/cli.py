@@ -1,5 +1,5 @@
-"""`nexy`: the entry points. `web` (HTTP), `socket` (Socket Mode), `worker` (the VM worker and
-the io workers), `run` (all on one machine; the sandbox and a console without Slack credentials),
+"""`nexy`: the entry points. `web` (HTTP), `socket` (Socket Mode), `worker` (the VM worker, the io
+workers and the decisions worker), `run` (all on one machine; the sandbox and a console without Slack credentials),
 `audit verify <incident>` (recompute an incident's hash chain) and `manifest` (the Slack app
 manifest for this bot's commands)."""
 
@@ -85,12 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker = add(
         "worker",
-        "run the VM worker and the io worker(s)",
-        "Exactly one worker for the VM queue vm:<resource-group>:<vm> (run-commands never overlap) and "
-        "NEXY_IO_WORKERS for io, each its own process, restarted if it dies. On Ctrl-C or SIGTERM a running "
-        "run-command is finished first.",
+        "run the VM worker, the io worker(s) and the decisions worker",
+        "Exactly one worker for the VM queue vm:<resource-group>:<vm> (run-commands never overlap; it takes "
+        "the VM's plans and applies, queue vm:<resource-group>:<vm>:fixes, first), NEXY_IO_WORKERS for io "
+        "and one for decisions (approvals, rejections, expiries), each its own process, restarted if it "
+        "dies. On Ctrl-C or SIGTERM a running run-command is finished first.",
     )
-    worker.add_argument("--queue", help="serve only this queue, in this process")
+    worker.add_argument(
+        "--queue", help="serve only this queue, in this process (a VM's queue: with its fixes queue, first)"
+    )
     worker.add_argument("--vm", help="serve only this VM of the inventory (its queue; no io worker), in this process")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     add(

@@ -13,6 +13,10 @@ from typing import Any
 IO_QUEUE = "io"
 """The queue of HTTP and GitHub probes and of posting: it never waits behind a run-command."""
 
+DECISIONS_QUEUE = "decisions"
+"""Approvals, rejections, plan expiries and the operator check of a fix request: its own worker does
+nothing else, so a decision never waits behind a probe or a GitHub read."""
+
 IO_JOB_TIMEOUT_S = 180
 """An io job (probes, posting) is cut off after this long: each probe has its own, shorter timeout."""
 
@@ -66,6 +70,12 @@ class Task:
 def vm_queue_name(resource_group: str, vm_name: str) -> str:
     """`vm:<resource-group>:<vm>`, the per-VM queue (README, "Architecture"): exactly one worker serves it."""
     return f"vm:{resource_group}:{vm_name}"
+
+
+def fixes_queue_name(vm_queue: str) -> str:
+    """`vm:<resource-group>:<vm>:fixes`, the VM's plans and applies: the VM's one worker takes from it
+    before the VM's queue of read-only checks, so a fix never waits behind checks asked before it."""
+    return f"{vm_queue}:fixes"
 
 
 def vm_job_timeout(conflict_max_wait_s: float) -> int:

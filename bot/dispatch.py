@@ -1,7 +1,10 @@
 """Handing work to the worker: enqueueing on the right queue with the contract's ids and timeouts.
 
 The web process does no Slack or VM I/O itself: it enqueues, and the worker posts. Run-commands
-go to the VM's own queue (`vm:<resource-group>:<vm>`, one worker); probes go to `io`. Workers
+go to the VM's queues, served by its one worker: plans and applies on `vm:<rg>:<vm>:fixes`, taken
+first; read-only checks on `vm:<resource-group>:<vm>`, admitted by bot/vmqueue.py (an identical
+waiting check is joined; a person has at most NEXY_MAX_WAITING_PER_USER waiting). Probes go to
+`io`; approvals, rejections, expiries and a fix request's operator check to `decisions`. Workers
 enqueue through this module too (an approved plan's apply, an expiry, a notice).
 """
 
@@ -10,33 +13,59 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from redis import Redis
+from redis.exceptions import ResponseError
 from rq import Callback, Queue
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
 from bot.contract import (
+    DECISIONS_QUEUE,
     FAILURE_TTL_S,
     IO_JOB_TIMEOUT_S,
     IO_QUEUE,
     NOTICE_RESULT_TTL_S,
     RESULT_TTL_S,
+    WATCH_SOURCE,
     Task,
     WorkItem,
     apply_job_id,
+    fixes_queue_name,
     vm_job_timeout,
     vm_running_key,
 )
 from bot.incidents import EventKind, IncidentStore, Limits
 from bot.settings import Settings, run_command_unavailable
+from bot.vmqueue import Admission, VMQueue, Waiting
 from runbook.item import Route
 
 log = logging.getLogger(__name__)
 
 REPORT_FAILURE = Callback(Task.REPORT_FAILURE)
 """RQ's failure callback: a job that dies with its worker or times out is reported in its thread."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What became of a request: queued as its own job, joined to an identical waiting run, or refused
+    (the person's limit on waiting checks; `waiting` names theirs)."""
+
+    admission: Admission
+    job: str  # the job that answers it
+    position: int | None  # on a VM: 1 runs at once, 2 waits for one command, ...; None on io
+    riders: int = 0  # joined: how many requests ride on that run now
+    waiting: tuple[Waiting, ...] = ()
+
+    @property
+    def refused(self) -> bool:
+        return self.admission is Admission.REFUSED
+
+    @property
+    def joined(self) -> bool:
+        return self.admission is Admission.JOINED
 
 
 def queue_for(route: Route, settings: Settings) -> str:
@@ -54,6 +83,7 @@ class Dispatcher:
         self.redis = redis
         self.store = IncidentStore(redis, Limits.of(settings))
         self._queues: dict[str, Queue] = {}
+        self._admissions: dict[str, VMQueue] = {}
 
     def queue(self, name: str) -> Queue:
         if name not in self._queues:
@@ -72,13 +102,52 @@ class Dispatcher:
     def _timeout(self, queue: str) -> int:
         return IO_JOB_TIMEOUT_S if queue == IO_QUEUE else vm_job_timeout(self.settings.nexy_conflict_max_wait_s)
 
-    def submit(self, item: WorkItem, route: Route) -> Job:
-        """Enqueue a request for its route's queue, recorded in its incident's timeline first (so the
-        worker's `started` comes after it); a job that must wait for the VM gets a status message
-        with its position (posted by an io job). Returns the RQ job."""
+    def admission(self, settings: Settings) -> VMQueue:
+        """The admission state of a VM's queue of checks (bot/vmqueue.py)."""
+        if settings.vm_queue not in self._admissions:
+            self._admissions[settings.vm_queue] = VMQueue(
+                self.redis, settings.azure_resource_group, settings.azure_vm_name, settings.nexy_conflict_max_wait_s
+            )
+        return self._admissions[settings.vm_queue]
+
+    def submit(self, item: WorkItem, route: Route, *, fix: bool) -> Submitted:
+        """Queue a request for its route: `fix` (a plan: it changes the VM) on the VM's fixes queue,
+        a read-only check on the VM's queue of checks once admitted (joined to an identical waiting
+        run, or refused past the person's limit), the rest on io. Recorded in its incident's timeline
+        first (so the worker's `started` comes after it); a job that must wait for the VM gets a
+        status message with its position (posted by an io job)."""
         settings = self.vm(item.vm)
         name = queue_for(route, settings)
-        position = self._position(settings) if name != IO_QUEUE else None
+        if name != IO_QUEUE and fix:
+            name = fixes_queue_name(name)
+        elif name != IO_QUEUE:
+            limit = 0 if item.source == WATCH_SOURCE else settings.nexy_max_waiting_per_user
+            admitted = self.admission(settings).admit(item, limit)
+            if admitted.admission is Admission.REFUSED:
+                if item.incident:
+                    self.store.record(
+                        item.incident,
+                        EventKind.REFUSED,
+                        item.user,
+                        command=item.words,
+                        reason=f"{len(admitted.waiting)} requests of theirs wait for the VM",
+                    )
+                return Submitted(Admission.REFUSED, item.id, None, waiting=admitted.waiting)
+            if admitted.admission is Admission.JOINED:
+                position = self._position_of(settings, admitted.job)
+                if item.incident:
+                    self.store.record(
+                        item.incident,
+                        EventKind.JOB_QUEUED,
+                        item.user,
+                        job=item.id,
+                        command=item.words,
+                        queue=name,
+                        position=position,
+                        joined=admitted.job,
+                    )
+                return Submitted(Admission.JOINED, admitted.job, position, riders=admitted.riders)
+        position = self._position(settings, fixes=name != settings.vm_queue) if name != IO_QUEUE else None
         if item.incident:
             self.store.record(
                 item.incident,
@@ -89,7 +158,7 @@ class Dispatcher:
                 queue=name,
                 position=position,
             )
-        job = self.queue(name).enqueue_call(
+        self.queue(name).enqueue_call(
             Task.RUN_REQUEST,
             args=(item.payload(),),
             job_id=item.id,
@@ -108,12 +177,12 @@ class Dispatcher:
                 running=self._running_words(settings),
                 vm=settings.vm_name,
             )
-        return job
+        return Submitted(Admission.NEW, item.id, position)
 
     def submit_apply(self, plan_id: str, description: str, vm: str = "") -> Job | None:
-        """Queue apply-and-verify of an approved plan on its VM's queue, once: a second call finds the job."""
+        """Queue apply-and-verify of an approved plan on its VM's fixes queue, once: a second call finds the job."""
         settings = self.vm(vm)
-        queue = settings.vm_queue
+        queue = fixes_queue_name(settings.vm_queue)
         try:
             return self.queue(queue).enqueue_call(
                 Task.APPLY_PLAN,
@@ -131,8 +200,8 @@ class Dispatcher:
             return None
 
     def schedule_expiry(self, plan_id: str, after_s: float) -> Job:
-        """Look at a plan when its approval window closes (RQ's scheduler runs in an io worker)."""
-        return self.queue(IO_QUEUE).enqueue_in(
+        """Look at a plan when its approval window closes (RQ's scheduler runs in the decisions worker)."""
+        return self.queue(DECISIONS_QUEUE).enqueue_in(
             timedelta(seconds=after_s), Task.EXPIRE_PLAN, plan_id=plan_id, meta=self._meta()
         )
 
@@ -142,18 +211,33 @@ class Dispatcher:
         raw = self.redis.get(vm_running_key(vm.azure_resource_group, vm.azure_vm_name))
         return json.loads(raw) if raw else None
 
-    def _position(self, settings: Settings) -> int:
-        """Where a job queued now on the VM stands: 1 runs at once; 2 waits for one command, ..."""
-        return self.queue(settings.vm_queue).count + 1 + (1 if self.running_on_vm(settings) else 0)
+    def _position(self, settings: Settings, *, fixes: bool) -> int:
+        """Where a job queued now on the VM stands: 1 runs at once; 2 waits for one command, ... A fix
+        waits only for the fixes ahead of it; a check for every fix and every check ahead of it."""
+        ahead = self.queue(fixes_queue_name(settings.vm_queue)).count
+        if not fixes:
+            ahead += self.queue(settings.vm_queue).count
+        return ahead + 1 + (1 if self.running_on_vm(settings) else 0)
+
+    def _position_of(self, settings: Settings, job: str) -> int | None:
+        """Where a waiting check's job stands now (None once it left the queue)."""
+        try:
+            index = self.redis.lpos(self.queue(settings.vm_queue).key, job)
+        except ResponseError:  # LPOS needs Redis 6.0.6: the position is then not told
+            return None
+        if not isinstance(index, int):
+            return None
+        ahead = self.queue(fixes_queue_name(settings.vm_queue)).count + index
+        return ahead + 1 + (1 if self.running_on_vm(settings) else 0)
 
     def _running_words(self, settings: Settings) -> str | None:
         running = self.running_on_vm(settings)
         return running.get("words") if running else None
 
     def authorize(self, item: WorkItem) -> Job:
-        """Queue a fix request on io first: a worker resolves the operators' user groups, then queues
-        it for the VM or refuses it."""
-        return self.queue(IO_QUEUE).enqueue_call(
+        """Queue a fix request on decisions first: a worker resolves the operators' user groups, then
+        queues it for the VM or refuses it."""
+        return self.queue(DECISIONS_QUEUE).enqueue_call(
             Task.AUTHORIZE,
             args=(item.payload(),),
             timeout=IO_JOB_TIMEOUT_S,
@@ -162,8 +246,8 @@ class Dispatcher:
         )
 
     def decide(self, **decision: object) -> Job:
-        """Queue an approval or rejection for a worker to check and decide."""
-        return self.queue(IO_QUEUE).enqueue_call(
+        """Queue an approval or rejection for a worker to check and decide (never behind a probe)."""
+        return self.queue(DECISIONS_QUEUE).enqueue_call(
             Task.DECIDE,
             kwargs={**decision, "at": time.time()},
             timeout=IO_JOB_TIMEOUT_S,

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from bot.commands import COMMANDS, REGISTRY, ParseError, Request, help_lines, parse, secret_input
 from bot.contract import APPROVE_REACTIONS, REJECT_REACTIONS, Action, WorkItem
 from bot.delivery import Claim, Deliveries, EventInProgress
-from bot.dispatch import Dispatcher
+from bot.dispatch import Dispatcher, Submitted
 from bot.errors import IncidentLimitError
 from bot.incidents import EventKind, Incident, IncidentStore
 from bot.plans import Plan, PlanStore
@@ -34,6 +34,7 @@ from bot.wording import approval as approval_wording
 from bot.wording import checklist as checklist_wording
 from bot.wording import commands as wording
 from bot.wording import forms
+from bot.wording import queue as queue_wording
 from runbook.item import Route, Scope
 
 log = logging.getLogger(__name__)
@@ -102,12 +103,21 @@ class Intake:
             if incident is None and parsed.spec.scope is not Scope.NONE:
                 named = parsed.args[0].upper() if parsed.spec.scope is Scope.RECORDED and parsed.args else None
                 return Reply(wording.no_incident(where.channel, named, in_thread=bool(where.thread_ts)))
-            self._submit(parsed, decision, user=user, where=where, incident=incident, source=source)
+            submitted = self._submit(parsed, decision, user=user, where=where, incident=incident, source=source)
         except RedisError:
             log.exception("enqueue failed for /nexy %s", parsed.command)
             return Reply(wording.enqueue_failed())
         except IncidentLimitError as limit:
             return Reply(wording.incident_limit(limit.channel, limit.limit, limit.retry_at, time.time()))
+        if submitted is not None and submitted.refused:
+            vm = self.settings.for_vm(parsed.vm or None)
+            waiting = vm.nexy_max_waiting_per_user
+            return Reply(queue_wording.refused(parsed.words, vm.vm_name, waiting, submitted.waiting))
+        if submitted is not None and submitted.joined:
+            incident_id = incident.id if incident else ""
+            return Reply(
+                queue_wording.joined(parsed.words, incident_id, submitted.position, submitted.riders), queued=True
+            )
         return Reply(wording.queued(parsed, incident, created), queued=True)
 
     def _decision(self, request: Request, user: str, where: Where) -> Decision:
@@ -268,9 +278,9 @@ class Intake:
         incident: Incident | None,
         source: str,
         secret: str = "",
-    ) -> None:
-        """Record the command in its incident's timeline and queue it; `decision.allowed is None`:
-        a worker resolves the operators' user groups first."""
+    ) -> Submitted | None:
+        """Record the command in its incident's timeline and queue it (None: `decision.allowed is None`,
+        a worker resolves the operators' user groups first)."""
         incident_id = incident.id if incident else ""
         if incident is not None:
             self.store.record(
@@ -289,8 +299,8 @@ class Intake:
         )
         if decision.allowed is None:
             self.dispatcher.authorize(item)
-            return
-        self.dispatcher.submit(item, request.spec.route)
+            return None
+        return self.dispatcher.submit(item, request.spec.route, fix=request.spec.changes_vm)
 
     def home(self, *, user: str, tab: str) -> None:
         """The App Home opened on its Home tab: a worker publishes the view (Slack I/O)."""

@@ -23,7 +23,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from bot import workers
-from bot.contract import IO_QUEUE
+from bot.contract import DECISIONS_QUEUE, IO_QUEUE, fixes_queue_name
 from bot.embedded_redis import EmbeddedRedis, free_port
 from bot.errors import NexyError
 from bot.processes import Children, Stage, announcer, stop_in_order, supervise
@@ -151,7 +151,7 @@ def run_sandbox(settings: Settings, scenario: str, *, socket_mode: bool = False,
         if not workers.registered(redis, children, names):
             raise NexyError("the workers did not start; see the messages above")
         say(workers.ready_line(served, redis_server.url))
-        queue_names = [IO_QUEUE, *served.vm_queues]
+        queue_names = [DECISIONS_QUEUE, IO_QUEUE, *(q for vm in served.vm_queues for q in (fixes_queue_name(vm), vm))]
         console = Console(
             stack.slack,
             idle=lambda: queues_idle(redis, queue_names),

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     nexy_conflict_retry_s: float = Field(15.0, ge=0.01, le=600)
     nexy_conflict_max_wait_s: float = Field(900.0, ge=0, le=5400)
     nexy_vm_lease_s: float = Field(60.0, ge=1, le=3600)
+    nexy_max_waiting_per_user: int = Field(3, ge=1, le=100)
     nexy_runcommand_slow_s: float = Field(600.0, ge=0.05, le=5400)
     nexy_runcommand_timeout_s: float = Field(5400.0, ge=0.1, le=5400)
     nexy_heartbeat_s: float = Field(15.0, ge=0.2, le=600)

@@ -1,7 +1,9 @@
 """The worker processes of `nexy worker` and `nexy run`: exactly one for each VM of the inventory
-(run-commands never overlap on a VM; VMs run in parallel), NEXY_IO_WORKERS for io, and the watch
-when NEXY_WATCH_CHANNEL is set, each its own process; started together, awaited until RQ has
-registered the workers, and stopped as one stage in which a running run-command is finished first.
+(run-commands never overlap on a VM; VMs run in parallel; it takes the VM's plans and applies before
+its checks), NEXY_IO_WORKERS for io, one for decisions (approvals, rejections, expiries: never behind
+a probe), and the watch when NEXY_WATCH_CHANNEL is set, each its own process; started together,
+awaited until RQ has registered the workers, and stopped as one stage in which a running run-command
+is finished first.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
 
-from bot.contract import IO_QUEUE, vm_job_timeout, vm_running_key
+from bot.contract import DECISIONS_QUEUE, IO_QUEUE, vm_job_timeout, vm_running_key
 from bot.processes import Children, Stage
 from bot.settings import Settings
 
@@ -21,6 +23,7 @@ READY_TIMEOUT_S = 30.0
 """How long the workers may take to register with RQ."""
 
 VM_WORKER = "vm-worker"
+DECISIONS_WORKER = "decisions-worker"
 
 
 def start(children: Children, settings: Settings, env: dict[str, str] | None = None) -> list[str]:
@@ -33,6 +36,8 @@ def start(children: Children, settings: Settings, env: dict[str, str] | None = N
     for n in range(settings.nexy_io_workers):
         names.append(f"io-worker-{n}")
         children.nexy(names[-1], "worker", "--queue", IO_QUEUE, "--child", env=env)
+    names.append(DECISIONS_WORKER)
+    children.nexy(DECISIONS_WORKER, "worker", "--queue", DECISIONS_QUEUE, "--child", env=env)
     if settings.nexy_watch_channel:
         children.nexy("watch", "watch", env=env)
     return names
@@ -63,8 +68,8 @@ def ready_line(settings: Settings, redis_label: str) -> str:
     queues = ", ".join(settings.for_vm(vm).vm_queue for vm in settings.vm_names)
     watch = f"; the watch posts in {settings.nexy_watch_channel}" if settings.nexy_watch_channel else ""
     return (
-        f"ready: 1 worker on {'each of ' if len(settings.vm_names) > 1 else ''}{queues}, "
-        f"{settings.nexy_io_workers} on {IO_QUEUE}; Redis: {redis_label}; "
+        f"ready: 1 worker on {'each of ' if len(settings.vm_names) > 1 else ''}{queues} (fixes first), "
+        f"{settings.nexy_io_workers} on {IO_QUEUE}, 1 on {DECISIONS_QUEUE}; Redis: {redis_label}; "
         f"{where(settings)}{watch}"
     )
 

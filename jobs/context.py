@@ -46,10 +46,13 @@ def verify_parameters(settings: Settings, patterns: tuple[str, ...]) -> tuple[tu
 class Context:
     """One request being run by a worker."""
 
-    def __init__(self, runtime: Runtime, item: WorkItem, thread: Thread | None = None):
+    def __init__(self, runtime: Runtime, item: WorkItem, thread: Thread | None = None, *, runs: dict | None = None):
         self.runtime = runtime
         self.item = item
         self._thread = thread
+        # A run that answers several requests (a check others joined): each script runs once on the
+        # VM; the others' contexts get the same result (or the same error).
+        self.runs = runs
 
     @property
     def thread(self) -> Thread:
@@ -76,7 +79,7 @@ class Context:
         """Run one of the item's scripts on the VM (under the VM's lease), with the common parameters;
         `secrets` reach the script as parameters that are never in its text."""
         script = Script.of(file, (*vm_parameters(self.settings), *extra), secrets, includes)
-        return run_on_vm(self.runtime, self.thread, self.item, script)
+        return run_on_vm(self.runtime, self.thread, self.item, script, shared=self.runs)
 
     def post(
         self, message: tuple[str, list[dict]], *, kind: str, duration_s: float | None = None, output: str = ""

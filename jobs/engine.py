@@ -91,18 +91,27 @@ class VMLease:
             self.lock.release()
 
 
-def run_on_vm(runtime: Runtime, thread: Thread, item: WorkItem, script: Script) -> RunResult:
-    """Run one script on the VM under its lease, waiting out run-command conflicts; audit the run."""
-    settings = runtime.settings
-    holder = {"job": item.id, "words": item.words, "incident": item.incident, "user": item.user}
-    with VMLease(
-        runtime.redis, settings.azure_resource_group, settings.azure_vm_name, holder, settings.nexy_vm_lease_s
-    ):
-        watch = OperationWatch(runtime, thread, item, script.name, plan=_plan_of(item))
+def run_on_vm(
+    runtime: Runtime, thread: Thread, item: WorkItem, script: Script, shared: dict | None = None
+) -> RunResult:
+    """Run one script on the VM under its lease, waiting out run-command conflicts; audit the run.
+    `shared`: the runs of a job that answers several requests; a script already run there is not
+    run again (its result, or its error, is this request's too), and is audited in this request's
+    incident as well."""
+    if shared is not None and script in shared:
+        earlier = shared[script]
+        if isinstance(earlier, BaseException):
+            raise earlier
+        result = earlier
+    else:
         try:
-            result = _run_through_conflicts(runtime, thread, script, watch)
-        finally:
-            watch.done()
+            result = _run_under_lease(runtime, thread, item, script)
+        except Exception as exc:
+            if shared is not None and not script.secrets:
+                shared[script] = exc
+            raise
+        if shared is not None and not script.secrets:
+            shared[script] = result
     runtime.store.record(
         item.incident,
         EventKind.RUN_COMMAND,
@@ -116,6 +125,19 @@ def run_on_vm(runtime: Runtime, thread: Thread, item: WorkItem, script: Script) 
         output=render.tail(result.output, RECORDED_OUTPUT_CHARS),
     )
     return result
+
+
+def _run_under_lease(runtime: Runtime, thread: Thread, item: WorkItem, script: Script) -> RunResult:
+    settings = runtime.settings
+    holder = {"job": item.id, "words": item.words, "incident": item.incident, "user": item.user}
+    with VMLease(
+        runtime.redis, settings.azure_resource_group, settings.azure_vm_name, holder, settings.nexy_vm_lease_s
+    ):
+        watch = OperationWatch(runtime, thread, item, script.name, plan=_plan_of(item))
+        try:
+            return _run_through_conflicts(runtime, thread, script, watch)
+        finally:
+            watch.done()
 
 
 def _plan_of(item: WorkItem) -> str:

@@ -163,15 +163,20 @@ def resume_orphans(runtime: Runtime) -> int:
     return count
 
 
-def watchdog(runtime: Runtime, stop: threading.Event, worker: Any = None) -> threading.Thread:
+def watchdog(
+    runtime: Runtime, stop: threading.Event, worker: Any = None, *, scheduler_only: bool = False
+) -> threading.Thread:
     """The io worker's watchdog: every heartbeat, resume what a dead worker left, deliver the
     outbox entries that are due, restart RQ's scheduler if it died, and remove the resolved
-    incidents whose retention ended (in a thread of its own)."""
+    incidents whose retention ended (in a thread of its own). The decisions worker's
+    (`scheduler_only`) only restarts its scheduler: plan expiries."""
 
     def loop() -> None:
         while not stop.wait(runtime.settings.nexy_heartbeat_s):
             try:
                 supervise_scheduler(worker)
+                if scheduler_only:
+                    continue
                 resume_orphans(runtime)
                 Outbox(runtime).drain()
                 remove_expired(runtime)

@@ -50,10 +50,13 @@ def progress_key(job_id: str) -> str:
 class Progress:
     """One request's progress in its incident (nothing for a job with no incident: `history`)."""
 
-    def __init__(self, runtime: Runtime, item: WorkItem, on_vm: bool):
+    def __init__(self, runtime: Runtime, item: WorkItem, on_vm: bool, *, silent: bool = False):
         self.runtime = runtime
         self.item = item
         self.on_vm = on_vm
+        # A request that joined a run answered in its thread for someone else's (the same person
+        # asking again there): its events are recorded, but it has no status message of its own.
+        self.silent = silent
         self.key = progress_key(item.id)
         self.started_at = 0.0
         self._stop = threading.Event()
@@ -63,9 +66,9 @@ class Progress:
     def redis(self) -> Redis:
         return self.runtime.redis
 
-    def queued(self, position: int, running: str | None) -> None:
+    def queued(self, position: int, running: str | None, fix: bool = False) -> None:
         """The job waits behind others: post its status message with its position (io job)."""
-        self._show(JobState.QUEUED, create=True, message=wording.queued(self.item.words, position, running))
+        self._show(JobState.QUEUED, create=True, message=wording.queued(self.item.words, position, running, fix))
 
     def started(self) -> None:
         """The worker starts it: record, show it running, and keep the message current meanwhile."""
@@ -117,6 +120,8 @@ class Progress:
         """Move the message to `state` (never back), posting it if `create` and there is none yet.
         The post and its edits go through the incident's outbox: a Slack fault delays them, in order,
         and the edits find the message by its ref once Slack took it."""
+        if self.silent:
+            return
         with self.redis.lock(f"{self.key}:lock", timeout=60, blocking_timeout=60):
             current = self.redis.hget(self.key, "state")
             if current is not None and _ORDER[JobState(text(current))] > _ORDER[state]:

@@ -17,6 +17,7 @@ from bot.errors import NexyError
 from bot.incidents import EventKind
 from bot.wording import commands as command_wording
 from bot.wording import errors as error_wording
+from bot.wording import queue as queue_wording
 from jobs import lifecycle
 from jobs.context import Context
 from jobs.operations import OperationStore
@@ -29,25 +30,45 @@ log = logging.getLogger(__name__)
 
 
 def run_request(runtime: Runtime, payload: dict[str, Any]) -> str:
-    """Run one queued request and post its result in the incident thread; returns a short status."""
+    """Run one queued request and post its result in the incident thread; returns a short status.
+
+    A read-only check may carry riders: identical requests that joined it while it waited
+    (bot/vmqueue.py). They are taken (and the run closed to new ones) before the run-command; the
+    check then answers each person in each incident once, its run-commands shared: one run on the VM."""
     item = WorkItem.from_payload(payload)
-    ctx = Context(runtime, item)
     registry = runtime.registry
     if item.command in registry.checks:
         run = registry.checks[item.command].run
     elif item.command in registry.commands and registry.fix_command(item.command):
         run = lifecycle.run_plan
     else:
-        ctx.thread.post(
+        Context(runtime, item).thread.post(
             error_wording.job_failed(item.words, "this worker does not know that command; is it up to date?"),
             kind=EventKind.ERROR,
         )
         return "unknown"
-    progress = _progress(runtime, item)
-    progress.started()
-    status = "failed"
+    riders = _riders(runtime, item)
+    shared: dict | None = {} if riders else None
+    heads = _answer_once(item, riders)
+    requests = (item, *riders)
+    progresses = [_progress(runtime, request, silent=request not in heads) for request in requests]
+    for progress in progresses:
+        progress.started()
+    statuses: dict[str, str] = {}
     try:
-        status = run(ctx) or "done"
+        for head in heads:
+            statuses[head.id] = _run_check(run, Context(runtime, head, runs=shared))
+    finally:
+        for request, progress in zip(requests, progresses, strict=True):
+            progress.finished(statuses.get(_head_of(request, heads).id, "failed"))
+    return statuses.get(item.id, "failed")
+
+
+def _run_check(run: Any, ctx: Context) -> str:
+    """One answer: the item's run, its error posted in its thread if it fails."""
+    item = ctx.item
+    try:
+        return run(ctx) or "done"
     except Exception as exc:
         if not isinstance(exc, NexyError):
             log.exception("job %s failed", item.id)
@@ -57,14 +78,33 @@ def run_request(runtime: Runtime, payload: dict[str, Any]) -> str:
             user=item.user,
             command=item.words,
         )
-    finally:
-        progress.finished(status)
-    return status
+        return "failed"
 
 
-def _progress(runtime: Runtime, item: WorkItem) -> Progress:
+def _riders(runtime: Runtime, item: WorkItem) -> tuple[WorkItem, ...]:
+    """A check on the VM's queue: the requests that joined it, taken now (none may join any more)."""
     route = runtime.registry.commands[item.command].route
-    return Progress(runtime, item, on_vm=queue_for(route, runtime.settings) != IO_QUEUE)
+    if item.command not in runtime.registry.checks or queue_for(route, runtime.settings) == IO_QUEUE:
+        return ()
+    return runtime.dispatcher.admission(runtime.settings).close(item)
+
+
+def _answer_once(item: WorkItem, riders: tuple[WorkItem, ...]) -> list[WorkItem]:
+    """Whom the run answers: each person in each incident once (the same person asking again in the
+    same thread gets one answer), the job's own request first."""
+    heads: dict[tuple[str, str], WorkItem] = {}
+    for request in (item, *riders):
+        heads.setdefault((request.incident, request.user), request)
+    return list(heads.values())
+
+
+def _head_of(request: WorkItem, heads: list[WorkItem]) -> WorkItem:
+    return next(h for h in heads if (h.incident, h.user) == (request.incident, request.user))
+
+
+def _progress(runtime: Runtime, item: WorkItem, *, silent: bool = False) -> Progress:
+    route = runtime.registry.commands[item.command].route
+    return Progress(runtime, item, on_vm=queue_for(route, runtime.settings) != IO_QUEUE, silent=silent)
 
 
 def apply_plan(runtime: Runtime, *, plan_id: str) -> str:
@@ -115,7 +155,17 @@ def authorize(runtime: Runtime, payload: dict[str, Any]) -> str:
         )
         runtime.store.record(item.incident, EventKind.REFUSED, item.user, command=item.words, reason=decision.reason)
         return "refused"
-    runtime.dispatcher.submit(item, runtime.registry.commands[item.command].route)
+    submitted = runtime.dispatcher.submit(
+        item, runtime.registry.commands[item.command].route, fix=runtime.registry.fix_command(item.command)
+    )
+    if submitted.refused:
+        settings = runtime.settings.for_vm(item.vm) if item.vm else runtime.settings
+        runtime.slack.ephemeral(
+            item.channel,
+            item.user,
+            queue_wording.refused(item.words, settings.vm_name, settings.nexy_max_waiting_per_user, submitted.waiting),
+        )
+        return "refused"
     return "queued"
 
 
@@ -144,7 +194,9 @@ def probe(runtime: Runtime, *, name: str) -> Any:
 
 def queued(runtime: Runtime, *, payload: dict[str, Any], position: int, running: str | None) -> None:
     """A job waits for the VM: post its status message with its position (unless it started already)."""
-    Progress(runtime, WorkItem.from_payload(payload), on_vm=True).queued(position, running)
+    item = WorkItem.from_payload(payload)
+    fix = item.command in runtime.registry.commands and runtime.registry.fix_command(item.command)
+    Progress(runtime, item, on_vm=True).queued(position, running, fix)
 
 
 def checklist(runtime: Runtime, *, incident: str, ts: str, user: str, checked: list[str] | None = None) -> str:
@@ -198,11 +250,17 @@ def report_failure(job: Any, connection: Any, exc_type: Any, exc_value: Any, tra
             lifecycle.interrupted(runtime, job.kwargs["plan_id"], reason)
         elif job.func_name == Task.RUN_REQUEST and job.args:
             item = WorkItem.from_payload(job.args[0])
-            if item.incident:
-                Thread(runtime, item.incident).post(
-                    error_wording.job_interrupted(item.words, reason), kind=EventKind.ERROR, command=item.words
-                )
-                progress = _progress(runtime, item)
+            vm = (job.meta or {}).get("vm", "")
+            on_vm = runtime.for_vm(vm) if vm and runtime.settings.find_vm(vm) else runtime
+            riders = on_vm.dispatcher.admission(on_vm.settings).riders(job.id)
+            heads = _answer_once(item, riders)
+            for request in (item, *riders):  # the requests that joined the run are told too
+                if not request.incident:
+                    continue
+                if request in heads:
+                    interrupted = error_wording.job_interrupted(request.words, reason)
+                    Thread(runtime, request.incident).post(interrupted, kind=EventKind.ERROR, command=request.words)
+                progress = _progress(runtime, request, silent=request not in heads)
                 progress.started_at = job.started_at.timestamp() if job.started_at else 0.0
                 progress.finished("failed")
     except Exception:

@@ -256,7 +256,7 @@ class Watch:
             vm=state.vm if several else "",
         )
         runtime.store.record(incident.id, EventKind.COMMAND, requester, command=item.words, source=WATCH_SOURCE)
-        runtime.dispatcher.submit(item, Route.VM)
+        runtime.dispatcher.submit(item, Route.VM, fix=False)
         state.incident, state.recovered_at, state.flapping_said = incident.id, 0.0, False
         return True
 

@@ -1,8 +1,10 @@
 """One RQ worker process, serving one queue with its runtime bound to every job.
 
-`nexy worker` starts one of these for the VM queue (exactly one: run-commands never overlap)
-and one or more for `io`, each in its own process, so a health probe never waits behind a
-run-command. SimpleWorker runs jobs in-process: no fork per job (~1 ms instead of ~6 ms).
+`nexy worker` starts one of these for each VM (exactly one: run-commands never overlap; it takes
+the VM's plans and applies before its read-only checks), one or more for `io`, so a health probe
+never waits behind a run-command, and one for `decisions`, so an approval never waits behind a
+probe; each in its own process. SimpleWorker runs jobs in-process: no fork per job (~1 ms instead
+of ~6 ms).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from redis import Redis
 from rq import SimpleWorker
 from rq.worker import WorkerStatus
 
-from bot.contract import IO_QUEUE
+from bot.contract import DECISIONS_QUEUE, IO_QUEUE, fixes_queue_name
 from bot.redaction import install_log_redaction
 from bot.settings import Settings
 from jobs.operations import resume_orphans, watchdog
@@ -84,22 +86,40 @@ def make_worker(runtime: Runtime, queue_names: list[str], name: str | None = Non
     return Worker(queue_names, connection=runtime.redis, name=name, job_class=TaskJob.bound(runtime))
 
 
+def served_queues(runtime: Runtime, queue_names: list[str]) -> list[str]:
+    """The queues a worker listens to, in the order it takes from them: a VM's queue of checks is
+    never served without its fixes queue, taken first (RQ takes from its queues in order)."""
+    vm_queues = set(runtime.settings.vm_queues)
+    served: list[str] = []
+    for name in queue_names:
+        if name in vm_queues and fixes_queue_name(name) not in queue_names:
+            served.append(fixes_queue_name(name))
+        served.append(name)
+    return served
+
+
 def serve(runtime: Runtime, queue_names: list[str], *, burst: bool = False, name: str | None = None) -> bool:
-    """Work the queues until stopped (or, in burst mode, until they are empty). A worker of the io
-    queue also runs RQ's scheduler (one at a time, by RQ's own lock): plan expiry notices."""
+    """Work the queues until stopped (or, in burst mode, until they are empty). A worker of the io or
+    the decisions queue also runs RQ's scheduler for its queues (one at a time per queue, by RQ's own
+    lock): plan expiries are scheduled on decisions. The decisions worker does nothing else: no resume
+    of run-commands, no outbox delivery (those may wait on Azure or Slack); its watchdog only keeps
+    its scheduler alive."""
     install_log_redaction()
-    with_scheduler = IO_QUEUE in queue_names
+    queue_names = served_queues(runtime, queue_names)
+    with_scheduler = IO_QUEUE in queue_names or DECISIONS_QUEUE in queue_names
+    decisions_only = queue_names == [DECISIONS_QUEUE]
     # Before any new job: read the outcome of run-commands a dead worker left behind (never re-run them).
     try:
-        resume_orphans(runtime)
+        if not decisions_only:
+            resume_orphans(runtime)
         if IO_QUEUE in queue_names:
             Outbox(runtime).drain()
     except Exception:  # the worker still serves; the io watchdog tries again
         log.exception("could not resume the run-commands a stopped worker left, or deliver the outbox")
     stop = threading.Event()
     worker = make_worker(runtime, queue_names, name)
-    if IO_QUEUE in queue_names and not burst:
-        watchdog(runtime, stop, worker)
+    if with_scheduler and not burst:
+        watchdog(runtime, stop, worker, scheduler_only=IO_QUEUE not in queue_names)
     try:
         return worker.work(burst=burst, logging_level="WARNING", with_scheduler=with_scheduler)
     finally:

@@ -10,7 +10,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 from redis import Redis
 
-from bot.contract import IO_QUEUE
+from bot.contract import DECISIONS_QUEUE, IO_QUEUE
 from bot.embedded_redis import EmbeddedRedis
 from bot.settings import Settings, load_settings
 from jobs.worker import build_runtime, serve
@@ -180,11 +180,11 @@ def bot(serve_bot, settings: Settings) -> str:
 
 @pytest.fixture
 def work(settings: Settings, redis: Redis) -> Callable[..., bool]:
-    """Run a burst worker over the io and VM queues in this process until they are empty."""
+    """Run a burst worker over the decisions, io and VM queues in this process until they are empty."""
 
     def run(use: Settings | None = None, queues: list[str] | None = None) -> bool:
         current = use or settings
-        return serve(build_runtime(current, redis), queues or [IO_QUEUE, current.vm_queue], burst=True)
+        return serve(build_runtime(current, redis), queues or [DECISIONS_QUEUE, IO_QUEUE, current.vm_queue], burst=True)
 
     return run
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 from bot import render
 
 
-def queued(words: str, position: int, running: str | None) -> str:
+def queued(words: str, position: int, running: str | None, fix: bool = False) -> str:
+    """Position `position` when queued: a fix waits only for the fixes ahead of it; a check may move
+    back when a plan or apply is asked after it (they go first)."""
     ahead = f"`{running}` is running" if running else "a command is running"
+    order = "plans and applies go ahead of waiting checks" if fix else "plans and applies asked later still go first"
     return (
-        f":hourglass_flowing_sand: `{render.escape(words)}` waits for the VM: position {position} in its queue "
-        f"({ahead}; run-commands run one at a time)."
+        f":hourglass_flowing_sand: `{render.escape(words)}` waits for the VM: position {position} when queued "
+        f"({ahead}; run-commands run one at a time; {order})."
     )
 
 

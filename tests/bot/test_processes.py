@@ -163,7 +163,7 @@ def test_web_and_worker_share_one_embedded_redis_and_the_last_stops_it(tmp_path,
     worker = _Process(tmp_path, "worker", **_slack_env(slack, NEXY_HEALTH_URLS=",".join(nexy_server.urls)))
     try:
         web_redis = web.wait_for(r"nexy web: ready on http://127.0.0.1:\d+/slack/events; Redis: (.*?);").group(1)
-        worker_redis = worker.wait_for(r"nexy worker: ready: 1 worker on vm:NetworkWatcherRG:Nexy, 1 on io; "
+        worker_redis = worker.wait_for(r"nexy worker: ready: 1 worker on vm:NetworkWatcherRG:Nexy \(fixes first\), 1 on io, 1 on decisions; "
                                        r"Redis: (.*?);").group(1)
         assert web_redis == worker_redis and "embedded redis-server under" in web_redis
         servers = [p for p in alive_under(tmp_path) if "redis-server 127.0.0.1:" in p]
@@ -200,7 +200,7 @@ def test_nexy_run_with_credentials_runs_web_and_workers_on_the_embedded_redis(tm
     port = free_port()
     run = _Process(tmp_path, "run", **_slack_env(slack, PORT=str(port), NEXY_HEALTH_URLS=",".join(nexy_server.urls)))
     try:
-        run.wait_for(r"nexy run: ready: 1 worker on vm:NetworkWatcherRG:Nexy, 1 on io; Redis: embedded")
+        run.wait_for(r"nexy run: ready: 1 worker on vm:NetworkWatcherRG:Nexy \(fixes first\), 1 on io, 1 on decisions; Redis: embedded")
         run.wait_for(r"nexy web: ready on http://127.0.0.1:\d+/slack/events")
         slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
         deadline = time.monotonic() + 20

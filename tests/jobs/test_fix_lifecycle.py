@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from bot.contract import IO_QUEUE
+from bot.contract import DECISIONS_QUEUE, IO_QUEUE
 from runbook.registry import REGISTRY
 from tests.conftest import RG, VM_NAME
 
@@ -356,6 +356,6 @@ def test_queued_apply_shows_in_the_queue(fix_settings, slack, work, vm):
     plan = _ask(slack, work, fix_settings)
     slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
     slack.slash_command("queue")
-    work(fix_settings, [IO_QUEUE])
+    work(fix_settings, [DECISIONS_QUEUE, IO_QUEUE])
     listing = next(m for m in _bot(slack) if "Run-command queue" in m.text)
     assert f"1. `apply config-perms {_plan_id(plan)}`" in listing.text and "<@U0BOB>" in listing.text

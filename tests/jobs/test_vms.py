@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bot.commands import ParseError, Request, parse
-from bot.contract import IO_QUEUE
+from bot.contract import DECISIONS_QUEUE, IO_QUEUE
 from bot.errors import SettingsError
 from bot.settings import load_settings
 from sandbox.stack import inventory_toml
@@ -95,10 +95,9 @@ def test_three_vms_run_in_parallel_each_strictly_serialized(fleet_settings, slac
     """Commands to three VMs at once, one `nexy worker --vm` each: never two run-commands at once on one VM,
     while different VMs run at the same time; each report names its VM."""
     azure.delay_s = 0.4
-    for _ in range(2):
+    for n, words in enumerate(("status", "preflight", "deps", "version")):  # identical waiting checks would be joined
         for name in ("vm1", "vm2", "vm3"):
-            for words in ("status", "preflight"):
-                assert "queued" in slack.slash_command(f"{words} --vm {name}").json()["text"]
+            assert "queued" in slack.slash_command(f"{words} --vm {name}", user=f"U0USER{n}").json()["text"]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "AZURE_"))},
            **settings_env(fleet_settings), "PYTHONPATH": str(ROOT)}
     logs = [tmp_path / f"worker-{name}.log" for name in ("vm1", "vm2", "vm3")]
@@ -123,7 +122,7 @@ def test_a_fix_on_one_vm_is_planned_applied_and_verified_there(fleet_settings, s
     vms = three_vms[0]
     vm2 = vms["vm2"][2]
     vm2.break_("config-perms")
-    queues = [IO_QUEUE, *fleet_settings.vm_queues]
+    queues = [DECISIONS_QUEUE, IO_QUEUE, *fleet_settings.vm_queues]
     assert "queued" in slack.slash_command("fix config-perms --vm vm2", user=OPERATOR).json()["text"]
     work(fleet_settings, queues)
     plan = bot_messages(slack)[-1]

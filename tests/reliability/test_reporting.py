@@ -11,7 +11,7 @@ import pytest
 
 from redis import Redis
 
-from bot.contract import IO_QUEUE
+from bot.contract import DECISIONS_QUEUE, IO_QUEUE
 from bot.embedded_redis import EmbeddedRedis
 from bot.plans import PlanStatus, PlanStore
 from bot.redis_conn import connect
@@ -35,7 +35,7 @@ def _approved(slack, work, settings, vm) -> str:
     work(settings)
     plan = next(m for m in slack.messages("C0OPS") if m.text.startswith(":clipboard: Plan"))
     slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
-    work(settings, ["io"])
+    work(settings, [DECISIONS_QUEUE, IO_QUEUE])
     return plan.text.split("Plan ", 1)[1].split(":", 1)[0]
 
 
@@ -120,7 +120,7 @@ def test_apply_result_survives_a_redis_blip_at_report_time(serve_bot, vm_setting
         work([IO_QUEUE, settings.vm_queue])
         plan = next(m for m in slack.messages("C0OPS") if m.text.startswith(":clipboard: Plan"))
         slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
-        work([IO_QUEUE])
+        work([DECISIONS_QUEUE, IO_QUEUE])
         plan_id = plan.text.split("Plan ", 1)[1].split(":", 1)[0]
         azure.delay_s = 1.0
         switch = threading.Thread(target=blip, daemon=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.contract import DECISIONS_QUEUE
 from bot.plans import PlanStatus, PlanStore
 from tests.conftest import RG, VM_NAME, settings_env
 
@@ -79,7 +80,7 @@ def test_worker_killed_during_apply_reports_the_real_outcome(apply_settings, sla
     plan_msg = next(m for m in slack.messages("C0OPS") if m.text.startswith(":clipboard: Plan"))
     plan_id = plan_msg.text.split("Plan ", 1)[1].split(":", 1)[0]
     slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan_msg.ts)
-    work(apply_settings, ["io"])  # the decision queues the apply on the VM queue
+    work(apply_settings, [DECISIONS_QUEUE])  # the decision queues the apply on the VM's fixes queue
     azure.delay_s = 2.0
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "AZURE_"))},

@@ -11,12 +11,13 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.scheduler import RQScheduler
 
-from bot.contract import IO_QUEUE, Task
+from bot.contract import DECISIONS_QUEUE, IO_QUEUE, Task
 from bot.embedded_redis import EmbeddedRedis
 from jobs.operations import supervise_scheduler
 from jobs.worker import build_runtime, make_worker
@@ -37,9 +38,11 @@ def _until(predicate, timeout: float) -> bool:
     return False
 
 
-def test_scheduled_notice_fires_after_a_redis_outage(make_settings, slack, tmp_path):
-    """Redis down for 3 s kills RQ's scheduler process; the io worker restarts it, so a notice due
-    5 s after it was scheduled is posted within seconds of being due (not after RQ's 10 minutes)."""
+@pytest.mark.parametrize("queue", [IO_QUEUE, DECISIONS_QUEUE])
+def test_scheduled_notice_fires_after_a_redis_outage(make_settings, slack, tmp_path, queue):
+    """Redis down for 3 s kills RQ's scheduler process; the worker's watchdog restarts it (the io
+    worker's, and the decisions worker's, where plan expiries are scheduled), so a notice due 5 s
+    after it was scheduled is posted within seconds of being due (not after RQ's 10 minutes)."""
     server = EmbeddedRedis(tmp_path / "outage", persist=True).start()
     settings = make_settings(redis_url=server.url, nexy_heartbeat_s=0.5)
     env = {
@@ -49,7 +52,7 @@ def test_scheduled_notice_fires_after_a_redis_outage(make_settings, slack, tmp_p
     }
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "worker", "--queue", IO_QUEUE],
+        [sys.executable, "-m", "bot.cli", "worker", "--queue", queue],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -57,9 +60,9 @@ def test_scheduled_notice_fires_after_a_redis_outage(make_settings, slack, tmp_p
     )
     redis = Redis.from_url(server.url)
     try:
-        assert _until(lambda: redis.exists(f"rq:scheduler-lock:{IO_QUEUE}"), 20), log.read_text()[-2000:]
+        assert _until(lambda: redis.exists(f"rq:scheduler-lock:{queue}"), 20), log.read_text()[-2000:]
         due = time.time() + 5
-        Queue(IO_QUEUE, connection=redis).enqueue_in(
+        Queue(queue, connection=redis).enqueue_in(
             timedelta(seconds=5), Task.NOTIFY, kwargs={"channel": "C0OPS", "user": "U0ALICE", "text": "due now"}
         )
         server.stop()
