@@ -135,29 +135,10 @@ class Dispatcher:
                 return Submitted(Admission.REFUSED, item.id, None, waiting=admitted.waiting)
             if admitted.admission is Admission.JOINED:
                 position = self._position_of(settings, admitted.job)
-                if item.incident:
-                    self.store.record(
-                        item.incident,
-                        EventKind.JOB_QUEUED,
-                        item.user,
-                        job=item.id,
-                        command=item.words,
-                        queue=name,
-                        position=position,
-                        joined=admitted.job,
-                    )
+                self._record_queued(item, name, position, joined=admitted.job)
                 return Submitted(Admission.JOINED, admitted.job, position, riders=admitted.riders)
         position = self._position(settings, fixes=name != settings.vm_queue) if name != IO_QUEUE else None
-        if item.incident:
-            self.store.record(
-                item.incident,
-                EventKind.JOB_QUEUED,
-                item.user,
-                job=item.id,
-                command=item.words,
-                queue=name,
-                position=position,
-            )
+        self._record_queued(item, name, position)
         self.queue(name).enqueue_call(
             Task.RUN_REQUEST,
             args=(item.payload(),),
@@ -178,6 +159,20 @@ class Dispatcher:
                 vm=settings.vm_name,
             )
         return Submitted(Admission.NEW, item.id, position)
+
+    def _record_queued(self, item: WorkItem, queue: str, position: int | None, **joined: str) -> None:
+        """The request's `job_queued` event in its incident's timeline (`joined`: the run it rides on)."""
+        if item.incident:
+            self.store.record(
+                item.incident,
+                EventKind.JOB_QUEUED,
+                item.user,
+                job=item.id,
+                command=item.words,
+                queue=queue,
+                position=position,
+                **joined,
+            )
 
     def submit_apply(self, plan_id: str, description: str, vm: str = "") -> Job | None:
         """Queue apply-and-verify of an approved plan on its VM's fixes queue, once: a second call finds the job."""
