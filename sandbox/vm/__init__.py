@@ -58,6 +58,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import secrets
 import shlex
 import shutil
@@ -178,10 +179,29 @@ def new_gemini_key() -> str:
     return "AIzaSy" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(33))
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections and `bind(0)` (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port below the ephemeral range: the service binds it only when it starts, and
+    in between an ephemeral port may become any process's outgoing connection (the service would
+    then fail with `Address already in use`); below the range only another `_free_port` could take
+    it, and the reservations below keep those apart."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port below the ephemeral range")
 
 
 _PORTS = Path(tempfile.gettempdir()) / "nexy-sandbox-ports"
