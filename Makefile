@@ -25,10 +25,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/shellcheck $(SCRIPTS)
 
-# Two pytest workers (the machine's two cores); each starts its own Redis and emulators. They
-# share the tests by work stealing (pyproject.toml's addopts).
+# Three pytest workers on the machine's two cores: the tests mostly wait on processes, sockets
+# and Redis (two workers keep the cores about 60 % busy); each starts its own Redis and
+# emulators. They share the tests by work stealing (pyproject.toml's addopts).
 test: lint
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 3
 
 # Every benchmark in turn; one JSON document on stdout (benchmarks/all.py).
 bench: $(STAMP)
