@@ -3,8 +3,9 @@ argument by `TaskJob` (so no task looks anything up globally or rebuilds a store
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from redis import Redis
@@ -74,7 +75,10 @@ class Runtime:
 
 class TaskJob(Job):
     """An RQ job that calls its task with the worker's runtime first: `task(runtime, *args, **kwargs)`.
-    A worker binds its runtime with `TaskJob.bound(runtime)`."""
+    A worker binds its runtime with `TaskJob.bound(runtime)` (RQ's public `job_class` option).
+
+    Only public RQ API: the job's `func`, which RQ's `Job.perform` calls with the job's arguments,
+    is the task with its runtime already bound (tests/jobs/test_runtime.py checks RQ still does so)."""
 
     runtime: ClassVar[Runtime | None] = None
 
@@ -82,8 +86,10 @@ class TaskJob(Job):
     def bound(cls, runtime: Runtime) -> type[TaskJob]:
         return type("BoundTaskJob", (cls,), {"runtime": runtime})
 
-    def _execute(self) -> Any:
-        if self.runtime is None or not self.func:
+    @property
+    def func(self) -> Callable[..., Any]:
+        task = super().func
+        if self.runtime is None or not task:
             raise RuntimeError("a TaskJob runs only in a nexy worker (TaskJob.bound(runtime))")
         # The job names its VM (bot.dispatch); a VM unknown to this worker's inventory (a stale job
         # after the inventory changed) runs with the worker's own VM rather than not at all.
@@ -91,4 +97,4 @@ class TaskJob(Job):
         runtime = self.runtime
         if vm and runtime.settings.find_vm(vm):
             runtime = runtime.for_vm(vm)
-        return self.func(runtime, *self.args, **self.kwargs)
+        return partial(task, runtime)
