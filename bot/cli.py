@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = add(
         "manifest",
         "print the Slack app manifest",
-        "The manifest of slack-app-manifest.yml, its /nexy usage hint generated from the runbook's commands.",
+        "Generated, never committed: its /nexy usage hint lists the runbook's commands, its scopes are the "
+        "fewest the code needs. Paste it at https://api.slack.com/apps (Create New App, From an app manifest).",
     )
     manifest.add_argument("--url", default=None, help="the public base URL of `nexy web` (HTTP mode)")
     manifest.add_argument("--socket-mode", action="store_true", help="for `nexy socket`: no request URLs")
