@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint format clean
+.PHONY: run test bench lint format readme clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: lint
 # Every benchmark in turn; one JSON document on stdout (benchmarks/all.py).
 bench: $(STAMP)
 	@$(BIN)/python benchmarks/all.py
+
+# README's command and roles tables, generated from the runbook's declarations
+# (tests/test_readme_commands.py and tests/test_readme_roles.py fail while they are stale).
+readme: $(STAMP)
+	$(BIN)/nexy commands --readme README.md
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix $(PACKAGES)

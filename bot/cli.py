@@ -1,7 +1,7 @@
 """`nexy`: the entry points. `web` (HTTP), `socket` (Socket Mode), `worker` (the VM worker, the io
 workers and the decisions worker), `run` (all on one machine; the sandbox and a console without Slack credentials),
-`audit verify <incident>` (recompute an incident's hash chain) and `manifest` (the Slack app
-manifest for this bot's commands)."""
+`audit verify <incident>` (recompute an incident's hash chain), `manifest` (the Slack app
+manifest for this bot's commands) and `commands` (README's command and roles tables)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from bot.errors import NexyError, SettingsError
 from bot.processes import announcer
@@ -33,6 +34,10 @@ class _Scenarios:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
+
+
+README_TABLES = ("roles", "commands")
+"""The tables `nexy commands` prints, each generated from the registry and held in README.md."""
 
 
 def _version() -> str:
@@ -122,17 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = add(
         "manifest",
         "print the Slack app manifest",
-        "The manifest of slack-app-manifest.yml, its /nexy usage hint generated from the runbook's commands.",
+        "Generated, never committed: its /nexy usage hint lists the runbook's commands, its scopes are the "
+        "fewest the code needs. Paste it at https://api.slack.com/apps (Create New App, From an app manifest).",
     )
     manifest.add_argument("--url", default=None, help="the public base URL of `nexy web` (HTTP mode)")
     manifest.add_argument("--socket-mode", action="store_true", help="for `nexy socket`: no request URLs")
     commands = add(
         "commands",
-        "print who may run each command and press each button",
-        "From the runbook's declarations (bot/policy.py checks them): each command's role and which "
-        "incidents it touches. README.md holds the same table between its roles markers.",
+        "print the command tables README.md holds",
+        "From the runbook's declarations: `--table roles` (default), who may run each command and press each "
+        "button and which incidents it touches (bot/policy.py checks them); `--table commands`, what each "
+        "command does and its runbook section (the docstring after its help line). README.md holds each "
+        "between its `<!-- NAME:begin -->` and `<!-- NAME:end -->` markers; `--readme FILE` rewrites both there.",
     )
     commands.add_argument("--markdown", action="store_true", help="as a Markdown table (the only format)")
+    commands.add_argument("--table", choices=README_TABLES, default="roles", help="which table (default: roles)")
+    commands.add_argument("--readme", metavar="FILE", help="rewrite every table between its markers in FILE")
     return parser
 
 
@@ -146,7 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.process == "commands":
         from runbook.registry import REGISTRY
 
-        print(REGISTRY.roles_table(), end="")
+        tables = {"roles": REGISTRY.roles_table(), "commands": REGISTRY.commands_table()}
+        if args.readme:
+            path = Path(args.readme)
+            try:
+                path.write_text(with_tables(path.read_text(), tables))
+            except (OSError, ValueError) as exc:
+                print(f"nexy: {args.readme}: {exc}", file=sys.stderr)
+                return 2
+            return 0
+        print(tables[args.table], end="")
         return 0
 
     install_log_redaction()
@@ -183,6 +202,17 @@ def main(argv: list[str] | None = None) -> int:
             # so does a one-off read (audit).
             quiet = failed or getattr(args, "child", False) or args.process == "audit"
             _leave_redis(settings, None if quiet else say)
+
+
+def with_tables(text: str, tables: dict[str, str]) -> str:
+    """The text with each table put between its `<!-- NAME:begin -->` and `<!-- NAME:end -->` markers."""
+    for name, table in tables.items():
+        begin, end = f"<!-- {name}:begin -->\n", f"<!-- {name}:end -->"
+        start, stop = text.find(begin), text.find(end)
+        if start < 0 or stop < start:
+            raise ValueError(f"no {begin.strip()} ... {end} markers to put the {name} table between")
+        text = text[: start + len(begin)] + table + text[stop:]
+    return text
 
 
 def _leave_redis(settings: Settings, say: Callable[[str], None] | None) -> None:

@@ -1,10 +1,11 @@
-"""The Slack app manifest (`slack-app-manifest.yml`, printed by `nexy manifest`).
+"""The Slack app manifest, printed by `nexy manifest`: no copy is committed, so adding a command
+leaves no file to regenerate.
 
 One template: the `/nexy` usage hint is generated from the registry (so it lists exactly the
 commands the parser takes), and the app asks for the fewest scopes the code needs, each with why.
-`tests/test_manifest.py` derives the Web API methods the code calls and the events it listens to,
-maps them to Slack's scopes, and checks the manifest asks for exactly those; it also validates the
-manifest against Slack's manifest schema and checks the committed file is this module's output.
+`tests/bot/test_manifest.py` derives the Web API methods the code calls and the events it listens to,
+maps them to Slack's scopes, and checks the manifest asks for exactly those; it also validates what
+`nexy manifest` prints against Slack's manifest schema.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 
 DEFAULT_URL = "https://nexy-ops.example.com"
-"""The placeholder public URL of `nexy web` in the committed manifest."""
+"""The placeholder public URL of `nexy web` when `nexy manifest` is given no `--url`."""
 
 EVENTS_PATH = "/slack/events"
 

@@ -23,7 +23,16 @@ KEY_SHAPE = r"AIza[0-9A-Za-z_-]{35}"
 
 @fix
 class ApiKey(Fix):
-    """fix api-key: a new GEMINI_API_KEY typed in a private form, smoke-tested, then restart under the preflight"""
+    """fix api-key: a new GEMINI_API_KEY typed in a private form, smoke-tested, then restart under the preflight
+
+    the new key is typed in a private Slack form (never in the channel), smoke-tested against Gemini
+    (`NEXY_GEMINI_URL`) before any plan, sealed until the apply (with `NEXY_SEAL_KEY` or the generated
+    `NEXY_DATA_DIR/seal.key`) and sent to the VM as a run-command parameter, never in the script text and never on a
+    VM command line (the scripts compare and write it with bash builtins; curl reads its header from stdin);
+    forgotten and its seal deleted once the plan is applied, rejected, superseded or expired; apply: a smoke test
+    from the VM before any change, the key replaced in place (no temporary copy of `config.env`), restart under the
+    preflight, verify the journal is free of `API_KEY_INVALID` and TextProcessor errors (runbook 6 and 6.3)
+    """
 
     command = "fix api-key"
     section = "6"

@@ -295,7 +295,12 @@ def _azure_fix(r: AzureReport) -> str:
 
 @check("azure", section="1", title="Azure Auth / Access", route=Route.IO)
 def azure(ctx: Context) -> str:
-    """azure: Azure access: credential, subscription, the VM's power and provisioning state, run-command permission"""
+    """azure: Azure access: credential, subscription, the VM's power and provisioning state, run-command permission
+
+    what `az vm show` would tell: the credential type, the subscription, whether the VM can be read, its power and
+    provisioning state and VM agent (instance view), whether the identity holds `runCommand/action` (ARM's
+    permissions list, when readable); a 401/403/404 says which login, role or setting fixes it
+    """
     report = read(ctx.settings)
     ctx.post(render_report(report), kind="azure")
     return "ok" if report.healthy else (report.failure.value if report.failure else "attention")

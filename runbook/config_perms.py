@@ -17,7 +17,12 @@ PREFLIGHT = command("preflight")
 
 @fix
 class ConfigPerms(Fix):
-    """fix config-perms: config.env back to root and the service user's group, mode 640; restart under the preflight"""
+    """fix config-perms: config.env back to root and the service user's group, mode 640; restart under the preflight
+
+    plan: one run-command captures `config.env`'s owner and mode; the plan shows the diff (`root:root 600` →
+    `root:azureuser 640`), the exact commands, who asked, who may approve, when it expires. Once approved, one
+    run-command: re-check, `chown`/`chmod`, preflight, restart, verify
+    """
 
     command = "fix config-perms"
     section = "6.1"

@@ -666,7 +666,14 @@ def _deploy_fixes(r: DeployReport, file_name: str) -> list[str]:
 
 @check("deploy", section="2", title="GitHub Actions Deploy Not Triggered", route=Route.IO)
 def deploy(ctx: Context) -> str:
-    """deploy: the deploy workflow: triggers, the latest commit against its runs, the AZURE_CREDENTIALS secret"""
+    """deploy: the deploy workflow: triggers, the latest commit against its runs, the AZURE_CREDENTIALS secret
+
+    the deploy workflow (`NEXY_DEPLOY_WORKFLOW`) on `NEXY_SERVER_REPO`: its push triggers (branches, paths, from the
+    YAML), the latest commit on `NEXY_DEPLOY_BRANCH`, the run for that commit (status, conclusion, link) or why
+    there is none: the changes since the last deploy run (GitHub's compare, as GitHub judges a push's paths filter)
+    either touch the trigger paths (not triggered) or not (correctly not deployed), whether the `AZURE_CREDENTIALS`
+    secret exists (by name); then the runbook's fix
+    """
     settings = ctx.settings
     try:
         with GitHubClient(settings) as client:

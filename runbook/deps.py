@@ -96,7 +96,11 @@ def render_report(report: DepsReport) -> tuple[str, list[dict]]:
 
 @check("deps", section="3", title="Dependency Mismatch After Deploy", route=Route.VM, scripts=(SCRIPT,))
 def deps(ctx: Context) -> str:
-    """deps: installed packages against server/requirements.txt and the protobuf/grpcio pins"""
+    """deps: installed packages against server/requirements.txt and the protobuf/grpcio pins
+
+    one run-command: every package of `server/requirements.txt` and of the section 3 protobuf/grpcio pins the venv
+    does not satisfy, and python's version
+    """
     result = ctx.run(SCRIPT, pins_parameter())
     if result.exit_code is None:
         return ctx.incomplete(result, kind="deps")
@@ -107,7 +111,11 @@ def deps(ctx: Context) -> str:
 
 @fix
 class Deps(Fix):
-    """fix deps: the runbook's pip install lines in the venv, then restart under the preflight"""
+    """fix deps: the runbook's pip install lines in the venv, then restart under the preflight
+
+    plan: the package changes; apply: the runbook's `pip install --upgrade -r server/requirements.txt` and the pins
+    in the venv, the packages checked again, restart under the preflight, verify
+    """
 
     command = "fix deps"
     section = "3"

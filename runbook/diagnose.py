@@ -255,7 +255,16 @@ def render_report(d: Diagnosis, registry: Registry, planned: str | None) -> tupl
 
 @check("diagnose", section="all", title="Every Check At Once", route=Route.VM, scripts=(SCRIPT,))
 def diagnose(ctx: Context) -> str:
-    """diagnose: every check in one run-command, the findings ranked, and the top fix's plan"""
+    """diagnose: every check in one run-command, the findings ranked, and the top fix's plan
+
+    every VM check in ONE run-command (service state, the journal since the last start against every declared
+    signature, config.env's owner/mode/readability for the service user, ExecStart, whether `GEMINI_API_KEY` is set
+    and not a placeholder (never its value), VERSION and the manifest, python and the packages) while the health
+    probes and the expected version run on the io queue; the findings ranked by likelihood with their section,
+    evidence and a button for their fix, and the top finding's plan posted with it; a healthy VM gets an all-clear
+    with the figures. A plan asked within `NEXY_DIAGNOSIS_REUSE_S` uses the diagnosis's facts: from `diagnose` to a
+    verified fix in two run-commands
+    """
     runtime, settings, registry = ctx.runtime, ctx.settings, ctx.runtime.registry
     probes = runtime.dispatcher.probe("health")  # on io, while the run-command runs
     plans = tuple(f.plan_script for f in registry.fixes.values())

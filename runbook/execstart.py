@@ -14,7 +14,12 @@ from runbook.restart import verify_commands
 
 @fix
 class ExecStart(Fix):
-    """fix execstart: point the unit's ExecStart at server/main.py, daemon-reload; restart under the preflight"""
+    """fix execstart: point the unit's ExecStart at server/main.py, daemon-reload; restart under the preflight
+
+    plan: one run-command captures the unit's `ExecStart` line; the plan shows its diff, the exact commands, who
+    asked, who may approve, when it expires. Once approved, one run-command: re-check, `sed`, `daemon-reload`,
+    preflight, restart, verify; the thread shows the unit file's real `diff -u`
+    """
 
     command = "fix execstart"
     section = "6.2"

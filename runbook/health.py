@@ -49,7 +49,12 @@ def render_report(report: HealthReport) -> tuple[str, list[dict]]:
 
 @check("health", section="4", title="Wrong Runtime Version In /health", route=Route.IO)
 def health(ctx: Context) -> str:
-    """health: 8080 /health and 8081 /updates/health: status, version and build"""
+    """health: 8080 /health and 8081 /updates/health: status, version and build
+
+    `/health` (8080) and `/updates/health` (8081): status, latency, version and build, whether they agree and match
+    the expected version (`NEXY_EXPECTED_VERSION`, else the latest release's when `GITHUB_TOKEN` is set); the verify
+    of runbook 4
+    """
     report = probe_with_expected(ctx.settings)
     ctx.post(render_report(report), kind="health")
     return "healthy" if report.healthy else "unhealthy"

@@ -38,7 +38,11 @@ INCIDENT = Arg("incident", r"[Ii][Nn][Cc]-[0-9]{1,9}", "an incident id such as I
 
 @check("incident", route=Route.IO, scope=Scope.CURRENT)
 def incident(ctx: Context) -> str:
-    """incident: the open incident: its thread, status and latest events"""
+    """incident: the open incident: its thread, status and latest events
+
+    the open incident (the thread's, from `@nexy` in a thread): link, status, sections, its latest events; only to
+    you
+    """
     store, current = ctx.runtime.store, ctx.thread.incident
     events = [e for e in store.timeline(current.id) if e.kind not in postmortem.BOOKKEEPING]
     lines = [postmortem.line(e) for e in events]
@@ -49,7 +53,11 @@ def incident(ctx: Context) -> str:
 
 @check("incident new", route=Route.IO, scope=Scope.NEW, args=(TITLE,))
 def incident_new(ctx: Context) -> str:
-    """incident new: open a new incident and its thread, even while one is open"""
+    """incident new: open a new incident and its thread, even while one is open
+
+    opens a new incident and its thread even while one is open (that one stays open, reachable in its thread); later
+    commands in the channel go to the new one
+    """
     ctx.thread.ensure()
     return ctx.thread.incident.id
 
@@ -64,7 +72,13 @@ def incident_new(ctx: Context) -> str:
     args=(ROOT_CAUSE,),
 )
 def incident_close(ctx: Context) -> str:
-    """incident close: resolve it with its root cause and the final checklist; the next command opens a new one"""
+    """incident close: resolve it with its root cause and the final checklist; the next command opens a new one
+
+    operators only: resolves the incident (the thread's, from `@nexy` in a thread): posts the final checklist, edits
+    the parent (resolved, root cause, duration), expires its pending plans; offers the incident's journal error
+    lines that matched no declared symptom as proposed new symptoms (a pattern drawn from each; its section to be
+    chosen); the channel's next command opens a new incident
+    """
     runtime, thread, user = ctx.runtime, ctx.thread, ctx.item.user
     store = runtime.store
     closing = store.close(thread.incident, user, ctx.item.args[0])
@@ -148,13 +162,20 @@ def refresh_checklist(runtime: Runtime, incident_id: str, ts: str, user: str) ->
 
 @check("history", route=Route.IO, scope=Scope.NONE, reach=Reach.OWN, args=(COUNT,))
 def history(ctx: Context) -> str:
-    """history: the last incidents in this channel: status, times, duration, sections, root cause, link"""
+    """history: the last incidents in this channel: status, times, duration, sections, root cause, link
+
+    the channel's last incidents (10; at most 20): id and link, title, status, opened and resolved times, duration,
+    runbook sections, root cause; only to you
+    """
     return _history(ctx, ctx.item.channel)
 
 
 @check("history all", route=Route.IO, scope=Scope.NONE, role=Role.OPERATOR, reach=Reach.ACROSS, args=(COUNT,))
 def history_all(ctx: Context) -> str:
-    """history all: the last incidents in every channel (operators only)"""
+    """history all: the last incidents in every channel (operators only)
+
+    operators only: the same across every channel
+    """
     return _history(ctx, None)
 
 
@@ -171,7 +192,13 @@ def _history(ctx: Context, channel: str | None) -> str:
 
 @check("export", route=Route.IO, scope=Scope.RECORDED, args=(INCIDENT,))
 def export(ctx: Context) -> str:
-    """export: the incident (the open one, or the last) as a Markdown postmortem in its thread"""
+    """export: the incident (the open one, or the last) as a Markdown postmortem in its thread
+
+    the incident (`INC-3`; by default the open one, else the channel's last) as a Markdown postmortem uploaded into
+    its thread: summary, timeline, commands, what the VM said (the end of each output), plans and diffs, verify
+    results, checklist, the proposed symptoms (each a ready-to-commit runbook module and its test), root cause,
+    chain head. A named incident only from its own channel (from elsewhere: refused, nothing uploaded or recorded)
+    """
     runtime, thread = ctx.runtime, ctx.thread
     runtime.store.settle(thread.incident.id)  # the counts of events rolled up past the cap, chained first
     events = runtime.store.timeline(thread.incident.id)

@@ -2,10 +2,10 @@
 
 A runbook item is one module in this package. It declares, with `@check` on a function or
 `@fix` on a `Fix` subclass, its command words, runbook section, one-line help (the first line
-of the docstring, so help cannot drift from the code), argument grammar, route, scripts (files
-next to the module) and the symptoms it owns. The decorators only record; `runbook.registry`
-builds the plain tables at start-up and fails on a duplicate command or a reference to a
-command that does not exist.
+of the docstring, so help cannot drift from the code; the rest of the docstring is what README's
+command table says it does), argument grammar, route, scripts (files next to the module) and the
+symptoms it owns. The decorators only record; `runbook.registry` builds the plain tables at
+start-up and fails on a duplicate command or a reference to a command that does not exist.
 """
 
 from __future__ import annotations
@@ -140,6 +140,13 @@ def _help_line(thing: object) -> str:
     return first.split(": ", 1)[1] if ": " in first else first
 
 
+def _details(thing: object) -> str:
+    """The docstring after its first line, as one line: what README's command table says the command
+    does (the help line when the docstring has no more)."""
+    rest = (getattr(thing, "__doc__", None) or "").strip().split("\n", 1)[1:]
+    return " ".join(" ".join(rest).split()) or _help_line(thing)
+
+
 @dataclass(frozen=True)
 class Check:
     """A command that reads and reports: it changes nothing."""
@@ -155,6 +162,7 @@ class Check:
     scope: Scope = Scope.CHANNEL
     role: Role = Role.MEMBER  # who may run it (bot/policy.py)
     reach: Reach = Reach.OWN  # which incidents it may touch
+    details: str = ""  # what it does, in full (README's command table): the docstring after its first line
 
 
 def default_reach(scope: Scope) -> Reach:
@@ -217,6 +225,11 @@ class Fix:
     @property
     def help(self) -> str:
         return _help_line(type(self))
+
+    @property
+    def details(self) -> str:
+        """What it does, in full (README's command table): the docstring after its first line."""
+        return _details(type(self))
 
     def commands(self, settings: Settings, args: tuple[str, ...] = ()) -> list[str]:
         """The exact commands the apply runs, as shown in the plan."""
@@ -292,7 +305,9 @@ def check(
 
     def attach(run: F) -> F:
         DECLARED.checks.append(
-            Check(command, section, _help_line(run), route, run, args, scripts, title, scope, role, reached)
+            Check(
+                command, section, _help_line(run), route, run, args, scripts, title, scope, role, reached, _details(run)
+            )
         )
         return run
 

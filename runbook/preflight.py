@@ -95,7 +95,12 @@ def render_report(report: PreflightReport) -> tuple[str, list[dict]]:
 
 @check("preflight", section="0.1", title="Incident Guardrails", route=Route.VM, scripts=(SCRIPT,))
 def preflight(ctx: Context) -> str:
-    """preflight: the four guardrails that must pass before any restart"""
+    """preflight: the four guardrails that must pass before any restart
+
+    one run-command: the four guardrails (config.env exists; `GEMINI_API_KEY` present, not a placeholder, never
+    shown; readable by `NEXY_SERVICE_USER`; `ExecStart` points to `server/main.py`), each pass or fail with the
+    reason
+    """
     result = ctx.run(SCRIPT)
     if result.exit_code is None:
         return ctx.incomplete(result, kind="preflight")

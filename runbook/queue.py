@@ -111,7 +111,13 @@ def _waiting(job: Any, plans: PlanStore) -> WorkItem | None:
 
 @check("queue", route=Route.IO)
 def queue(ctx: Context) -> str:
-    """queue: what runs on the VM now, since when, and what waits, in the order it will run"""
+    """queue: what runs on the VM now, since when, and what waits, in the order it will run
+
+    what runs on the VM now (which command, which incident, who asked, since when) and what waits in the order it
+    will run: plans and applies first, then read-only checks; each with its command, incident, who asked, how many
+    identical requests joined it (`+2 joined`, and their incidents) and how long it has waited (runbook 6.4: why a
+    request waits)
+    """
     runtime = ctx.runtime
     queued = waiting_runs(runtime)
     running = runtime.dispatcher.running_on_vm()

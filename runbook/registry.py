@@ -271,6 +271,28 @@ class Registry:
             for key, item in sorted(found.items(), key=lambda pair: _section_key(pair[0]))
         ]
 
+    def commands_table(self) -> str:
+        """Every command (a row per fix target), what it does and its runbook section, in runbook order,
+        as the declarations say: the docstring after its help line (README's "Commands")."""
+        rows: list[tuple[str, str, str]] = []  # (usage, what it does, section)
+        for command in self.commands.values():
+            if command.subcommands:
+                rows.extend(
+                    (usage_of(fix.command, fix.args), fix.details, fix.section)
+                    for fix in (self.fixes[name] for name in command.args[0].choices)
+                )
+            elif command.name in self.checks:
+                rows.append((command.usage, self.checks[command.name].details, command.section))
+            elif command.changes_vm:
+                rows.append((command.usage, self.fix_for(command.name, ()).details, command.section))
+            else:
+                rows.append((command.usage, command.summary, command.section))
+        lines = ["| command | what it does | runbook |", "|---|---|---|"]
+        for usage, details, section in sorted(rows, key=lambda row: _section_key(row[2])):
+            cells = (f"`{usage}`", details, section)
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        return "\n".join(lines) + "\n"
+
     def roles_table(self) -> str:
         """Who may run each command and press each button, and which incidents each touches, as the
         declarations say (a Markdown table: README's "Who may do what from where")."""

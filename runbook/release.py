@@ -385,7 +385,16 @@ def _publish_commands(r: ReleaseReport, *, inbox: bool) -> str:
     scripts=(VM_SCRIPT,),
 )
 def release(ctx: Context) -> str:
-    """release: release `Update` assets (Nexy.dmg, Nexy.pkg) against the VM's manifest.json: url, version, build"""
+    """release: release `Update` assets (Nexy.dmg, Nexy.pkg) against the VM's manifest.json: url, version, build
+
+    release `NEXY_RELEASE_TAG` (`Update`) on `NEXY_RELEASES_REPO`: `Nexy.dmg` / `Nexy.pkg` present, sizes, update
+    times, unfinished uploads; `manifest.json` **as deployed on the VM**
+    (`$NEXY_APP_DIR/server/updates/manifests/manifest.json`, read by one run-command), or, only when run-commands
+    cannot reach the VM (e.g. `NEXY_EXECUTOR=azure` without `AZURE_SUBSCRIPTION_ID`, or Azure refusing the
+    run-command), the server repository's copy on `NEXY_DEPLOY_BRANCH`; the report names the copy it compared and
+    why. Compared field by field: `version`, `build`, `artifact.url` (and `artifact.version/build/size/sha256`); a
+    gap or mismatch names the field and shows the publish commands to run on the release machine
+    """
     settings = ctx.settings
     try:
         with GitHubClient(settings) as client:

@@ -27,7 +27,11 @@ def verify_commands(settings: Settings) -> list[str]:
 
 @fix
 class Restart(Fix):
-    """restart: plan a service restart (only if the 0.1 preflight passes); runs once approved"""
+    """restart: plan a service restart (only if the 0.1 preflight passes); runs once approved
+
+    plan: the service state and the 0.1 preflight (no plan while a guardrail fails); apply: preflight again,
+    restart, verify
+    """
 
     command = "restart"
     section = "5"

@@ -63,7 +63,13 @@ def next_step(symptom: Symptom) -> str:
 
 @check("status", section="5", title="Service Restart / systemd Failure", route=Route.VM, scripts=(SCRIPT,))
 def status(ctx: Context) -> str:
-    """status: service state, the journal lines that matter, and where the runbook branches"""
+    """status: service state, the journal lines that matter, and where the runbook branches
+
+    one run-command: `systemctl` state and the journal lines since the last start that match the runbook's
+    signatures (and error lines that match none: what the runbook may learn at close); names the Fast Branching
+    section (6.1 `PermissionError`, 6.2 `can't open file`, 6.3 `TextProcessor`, 6 API key, 3 imports) and the fix
+    command to run next (`fix config-perms`, `fix execstart`, `fix api-key`, `fix deps`)
+    """
     registry = ctx.runtime.registry
     signatures = patterns_parameter((*registry.journal_patterns, *JOURNAL_SIGNALS))
     result = ctx.run(SCRIPT, ("NEXY_SIGNATURES", signatures))

@@ -138,7 +138,12 @@ def render_report(r: VersionReport, recommendation: str) -> tuple[str, list[dict
     scripts=(SCRIPT,),
 )
 def version(ctx: Context) -> str:
-    """version: VERSION, the manifest and both health endpoints against the expected version"""
+    """version: VERSION, the manifest and both health endpoints against the expected version
+
+    one run-command and the health probes: `VERSION`, the deployed manifest, `/health` and `/updates/health` against
+    each other and the expected version (the argument, X.Y.Z.Build, else `NEXY_EXPECTED_VERSION`, else the latest
+    release's on GitHub)
+    """
     given = ctx.item.args[0] if ctx.item.args else None
     with ThreadPoolExecutor(max_workers=1) as pool:
         health = pool.submit(probe_with_expected, ctx.settings, given)
@@ -156,7 +161,11 @@ def version(ctx: Context) -> str:
 
 @fix
 class Version(Fix):
-    """fix version: set the runtime version with the runbook's update_server_version.sh, then verify /health"""
+    """fix version: set the runtime version with the runbook's update_server_version.sh, then verify /health
+
+    the version (X.Y.Z.Build) validated strictly; plan: both files' change; apply: the server's
+    `scripts/update_server_version.sh`; verify: both endpoints on the VM report it
+    """
 
     command = "fix version"
     section = "4"

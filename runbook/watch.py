@@ -33,7 +33,11 @@ def seconds(duration: str) -> int:
 
 @check("watch", route=Route.IO, scope=Scope.NONE)
 def watch(ctx: Context) -> str:
-    """watch: the watch's state per VM: last probe, failures in a row, open incident, any pause"""
+    """watch: the watch's state per VM: last probe, failures in a row, open incident, any pause
+
+    the watch's state per VM: up or failing, the last probe, failures in a row, the open watch incident, any pause;
+    only to you
+    """
     runtime = ctx.runtime
     rows = [watch_state.VMWatch.load(runtime.redis, name) for name in ctx.settings.vm_names]
     incidents = {r.incident: f"open incident {r.incident}" for r in rows if r.incident}
@@ -46,7 +50,12 @@ def watch(ctx: Context) -> str:
 
 @check("watch pause", route=Route.IO, scope=Scope.NONE, role=Role.OPERATOR, args=(DURATION,))
 def watch_pause(ctx: Context) -> str:
-    """watch pause: stop the watch's probes for a while (planned maintenance); recorded in its incidents"""
+    """watch pause: stop the watch's probes for a while (planned maintenance); recorded in its incidents
+
+    operators only; planned maintenance: no probes for `90s`, `30m`, `2h` (at most 24h, and at most
+    `NEXY_WATCH_PAUSE_BUDGET_S` of pause in any 24 h); said in `NEXY_WATCH_CHANNEL` (who, how long, from which
+    channel) and recorded in each open watch incident's timeline
+    """
     wanted, item, redis = seconds(ctx.item.args[0]), ctx.item, ctx.runtime.redis
     if wanted > MAX_PAUSE_S:
         ctx.runtime.slack.ephemeral(item.channel, item.user, f"A pause is at most 24h; `{item.args[0]}` is longer.")
@@ -66,7 +75,10 @@ def watch_pause(ctx: Context) -> str:
 
 @check("watch resume", route=Route.IO, scope=Scope.NONE, role=Role.OPERATOR)
 def watch_resume(ctx: Context) -> str:
-    """watch resume: end a pause of the watch"""
+    """watch resume: end a pause of the watch
+
+    operators only: ends a pause (said and recorded the same way)
+    """
     was = watch_state.resume(ctx.runtime.redis)
     if not was:
         ctx.runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, wording.resumed(ctx.item.user, False, ""))

@@ -15,7 +15,7 @@ def test_readme_roles_table_is_current():
     """The table between README's roles markers is exactly what the registry's declarations generate."""
     found = re.search(r"<!-- roles:begin -->\n(.*?)<!-- roles:end -->", README.read_text(), re.S)
     assert found, "README.md has no <!-- roles:begin --> / <!-- roles:end --> markers"
-    assert found.group(1) == REGISTRY.roles_table(), "README's roles table is stale: paste `nexy commands --markdown`"
+    assert found.group(1) == REGISTRY.roles_table(), "README's roles table is stale: run `make readme`"
 
 
 def test_nexy_commands_prints_the_table(capsys):
