@@ -27,9 +27,10 @@ lint: $(STAMP)
 
 # Three pytest workers on the machine's two cores: the tests mostly wait on processes, sockets
 # and Redis (two workers keep the cores about 60 % busy); each starts its own Redis and
-# emulators. They share the tests by work stealing (pyproject.toml's addopts).
+# emulators. They share the tests by work stealing: a worker that runs out of tests takes queued
+# ones from another, so all finish together.
 test: lint
-	$(BIN)/pytest -q -n 3
+	$(BIN)/pytest -q -n 3 --dist worksteal
 
 # Every benchmark in turn; one JSON document on stdout (benchmarks/all.py).
 bench: $(STAMP)

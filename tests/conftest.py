@@ -19,7 +19,9 @@ from sandbox.gemini_emulator import GeminiEmulator
 from sandbox.github_emulator import GitHubEmulator
 from sandbox.health_server import HealthServer
 from sandbox.slack_emulator import SlackEmulator
+from sandbox.stack import inventory_toml
 from sandbox.vm import SimulatedVM
+from tests.helpers import APPROVER, OPERATOR, RG, VM_NAME
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +50,6 @@ def slack() -> Iterator[SlackEmulator]:
 def nexy_server() -> Iterator[HealthServer]:
     with HealthServer(version="2.4.0", build="240") as server:
         yield server
-
-
-RG, VM_NAME = "NetworkWatcherRG", "Nexy"
 
 
 @pytest.fixture
@@ -102,6 +101,31 @@ def vm_settings(make_settings, vm: SimulatedVM, azure: AzureEmulator, gemini: Ge
         return make_settings(**values)
 
     return build
+
+
+@pytest.fixture
+def fix_settings(serve_bot, vm_settings):
+    """The bot reaching the simulated VM; OPERATOR is an operator, APPROVER an approver."""
+    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=APPROVER)
+    serve_bot(settings)
+    return settings
+
+
+@pytest.fixture
+def three_vms(tmp_path, vm, azure):
+    """vm1 (the `vm` fixture), vm2 and vm3, each a simulated VM behind the Azure emulator, and their inventory."""
+    vms = {"vm1": (RG, VM_NAME, vm)}
+    extra = []
+    for n in (2, 3):
+        machine = SimulatedVM(tmp_path / f"vm{n}", hostname=f"Nexy{n}").create()
+        extra.append(machine)
+        azure.add_vm(RG, f"Nexy{n}", machine)
+        vms[f"vm{n}"] = (RG, f"Nexy{n}", machine)
+    path = tmp_path / "vms.toml"
+    path.write_text(inventory_toml(vms), encoding="utf-8")
+    yield vms, str(path)
+    for machine in extra:
+        machine.stop()
 
 
 @pytest.fixture
@@ -187,18 +211,6 @@ def work(settings: Settings, redis: Redis) -> Callable[..., bool]:
         return serve(build_runtime(current, redis), queues or [DECISIONS_QUEUE, IO_QUEUE, current.vm_queue], burst=True)
 
     return run
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment variables that reproduce these settings in a child process."""
-    env = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            value = ",".join(value)
-        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
 
 
 @pytest.fixture

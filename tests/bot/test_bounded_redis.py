@@ -13,7 +13,7 @@ from bot.incidents import EventKind, IncidentStore, Limits
 from jobs.operations import remove_expired
 from jobs.watch import Outcome, Watch
 from jobs.worker import build_runtime
-from tests.runbook.test_fixes import APPROVER, OPERATOR, bot_messages
+from tests.helpers import APPROVER, OPERATOR, bot_messages
 
 DAY_S = 86400
 

@@ -1,26 +1,17 @@
 """The `nexy` entry points as processes: the piped sandbox console, `nexy web`, and bad settings."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
 from bot.embedded_redis import free_port
 from bot.local import wait_until_up
 from bot.processes import Children
+from tests.helpers import cli_env
 from tests.leftovers import alive_under
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(tmp_path, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "REDIS_", "AZURE_", "GITHUB_"))}
-    env.update({"NEXY_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}, **extra)
-    return env
 
 
 def test_piped_console_answers_and_exits_cleanly(tmp_path):
@@ -29,7 +20,7 @@ def test_piped_console_answers_and_exits_cleanly(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "run"],
         input="/nexy helth\n/nexy health\n",
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=_env(tmp_path),
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=cli_env(tmp_path),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
@@ -50,7 +41,7 @@ def test_sandbox_ignores_redis_url_and_leaves_that_database_alone(tmp_path, redi
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "run"],
         input="/nexy help\n",
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=_env(tmp_path, REDIS_URL=redis_url),
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=cli_env(tmp_path, REDIS_URL=redis_url),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "/nexy health" in result.stdout
@@ -67,9 +58,9 @@ def test_nexy_web_serves_healthz_and_signed_commands(tmp_path, slack, redis_url)
     """`nexy web` (gunicorn) answers /healthz and a signed slash command; an unsigned one gets 401."""
     port = free_port()
     children = Children()
-    env = _env(tmp_path, SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=slack.signing_secret,
-               SLACK_API_URL=slack.api_url, REDIS_URL=redis_url, PORT=str(port), NEXY_BIND_HOST="127.0.0.1",
-               NEXY_CHANNELS="*")
+    env = cli_env(tmp_path, SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=slack.signing_secret,
+                  SLACK_API_URL=slack.api_url, REDIS_URL=redis_url, PORT=str(port), NEXY_BIND_HOST="127.0.0.1",
+                  NEXY_CHANNELS="*")
     try:
         children.nexy("web", "web", env=env)
         wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
@@ -85,7 +76,7 @@ def test_nexy_web_serves_healthz_and_signed_commands(tmp_path, slack, redis_url)
 def test_invalid_setting_is_one_clear_message(tmp_path):
     """A bad setting exits 2 with the variable's name and what it expects, not a traceback."""
     result = subprocess.run([sys.executable, "-m", "bot.cli", "web"], capture_output=True, text=True, timeout=60,
-                            cwd=tmp_path, env=_env(tmp_path, PORT="eighty", SLACK_BOT_TOKEN="not-a-token"))
+                            cwd=tmp_path, env=cli_env(tmp_path, PORT="eighty", SLACK_BOT_TOKEN="not-a-token"))
     assert result.returncode == 2
     assert "PORT:" in result.stderr and "SLACK_BOT_TOKEN: a bot token starts with 'xoxb-'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -94,7 +85,7 @@ def test_invalid_setting_is_one_clear_message(tmp_path):
 def test_web_without_credentials_says_what_is_missing(tmp_path):
     """`nexy web` with no Slack credentials names the two settings it needs."""
     result = subprocess.run([sys.executable, "-m", "bot.cli", "web"], capture_output=True, text=True, timeout=60,
-                            cwd=tmp_path, env=_env(tmp_path, REDIS_URL="redis://127.0.0.1:1/0"))
+                            cwd=tmp_path, env=cli_env(tmp_path, REDIS_URL="redis://127.0.0.1:1/0"))
     assert result.returncode == 2
     assert "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required" in result.stderr
 
@@ -108,7 +99,7 @@ def test_version_and_every_subcommand_describes_itself(tmp_path):
     from sandbox.stack import scenarios
 
     result = subprocess.run([sys.executable, "-m", "bot.cli", "--version"], capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path, env=_env(tmp_path))
+                            timeout=60, cwd=tmp_path, env=cli_env(tmp_path))
     assert result.stdout.strip() == f"nexy {version('nexy-ops')}"
     sub = next(a for a in build_parser()._actions if a.dest == "process")
     assert set(sub.choices) == {"run", "web", "socket", "worker", "watch", "audit", "manifest", "commands"}
@@ -118,5 +109,5 @@ def test_version_and_every_subcommand_describes_itself(tmp_path):
     run_help = sub.choices["run"].format_help()
     assert all(name in "".join(run_help.split()) for name in scenarios())  # (help wraps lines, even at a hyphen)
     wrong = subprocess.run([sys.executable, "-m", "bot.cli", "run", "--scenario", "nope"], capture_output=True,
-                           text=True, timeout=60, cwd=tmp_path, env=_env(tmp_path))
+                           text=True, timeout=60, cwd=tmp_path, env=cli_env(tmp_path))
     assert wrong.returncode == 2 and "invalid choice: 'nope'" in wrong.stderr and "config-perms" in wrong.stderr

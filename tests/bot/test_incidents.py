@@ -7,10 +7,9 @@ import json
 import pytest
 
 from bot.incidents import EventKind, IncidentStore
-from tests.conftest import RG, VM_NAME
+from tests.helpers import APPROVER, KEY, OPERATOR
 
-OPERATOR, APPROVER, OTHER = "U0ALICE", "U0BOB", "U0CAROL"
-KEY = (RG.lower(), VM_NAME.lower())
+OTHER = "U0CAROL"
 
 
 @pytest.fixture

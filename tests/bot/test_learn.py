@@ -11,7 +11,7 @@ import pytest
 from bot.learn import Proposal, item_stub, module_name, pattern_of, stub_test, unmatched
 from runbook.item import Symptom
 from runbook.registry import REGISTRY
-from tests.runbook.test_fixes import OPERATOR, bot_messages
+from tests.helpers import OPERATOR, bot_messages
 
 LINE = "Dec 02 00:07:36 Nexy python3[4242]: RuntimeError: websocket pool exhausted after 512 sessions in 'eu-1'"
 

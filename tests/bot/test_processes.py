@@ -18,7 +18,7 @@ from redis import Redis
 
 from bot.contract import vm_running_key
 from bot.embedded_redis import free_port
-from tests.bot.test_cli import _env
+from tests.helpers import cli_env
 from tests.leftovers import alive_under
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ class _Run:
         self.out, self.err = tmp_path / "stdout", tmp_path / "stderr"
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.process = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", *args], stdin=subprocess.PIPE,
-                                            stdout=out, stderr=err, text=True, cwd=tmp_path, env=_env(tmp_path),
+                                            stdout=out, stderr=err, text=True, cwd=tmp_path, env=cli_env(tmp_path),
                                             start_new_session=True, preexec_fn=_default_sigint)
         self.redis = Redis.from_url(self.wait_for(r"nexy run: ready: .*Redis: (redis://\S+);").group(1))
 
@@ -122,7 +122,7 @@ class _Process:
     def __init__(self, tmp_path: Path, *words: str, **env: str):
         self.process = subprocess.Popen([sys.executable, "-m", "bot.cli", *words], stdin=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
-                                        env=_env(tmp_path, **env), preexec_fn=_default_sigint)
+                                        env=cli_env(tmp_path, **env), preexec_fn=_default_sigint)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stderr), daemon=True)
         self.reader.start()

@@ -12,7 +12,7 @@ import pytest
 
 from bot.redaction import MARK, RedactingFilter, install_log_redaction, redact, remember
 from bot.slack_client import SlackClient, web_client
-from tests.runbook.test_fixes import OPERATOR, _redis_dump
+from tests.helpers import OPERATOR, redis_dump
 
 # (line, the secret in it, what must still be shown)
 CORPUS = [
@@ -444,7 +444,7 @@ def _through_the_vm(entries, serve_bot, vm_settings, slack, work, vm, redis, cap
         "messages": html.unescape(json.dumps([(m.text, m.blocks) for m in slack.messages()]) + str(slack.calls)),
         "files": "\n".join(content for name, content in files if content not in exports),
         "logs": caplog.text,
-        "timeline": json.dumps(timeline) + _redis_dump(redis),
+        "timeline": json.dumps(timeline) + redis_dump(redis),
         "export": "\n".join(exports),
     }
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from redis import Redis
@@ -14,9 +13,8 @@ from redis.exceptions import RedisError
 
 from bot.embedded_redis import free_port, server_binary
 from bot.redis_conn import durability_warnings
-from tests.bot.test_cli import _env
+from tests.helpers import cli_env
 
-ROOT = Path(__file__).resolve().parents[2]
 
 CONFIGS = {
     "production": ["--appendonly", "yes", "--maxmemory-policy", "noeviction", "--maxmemory", "100mb"],
@@ -77,7 +75,7 @@ def test_a_server_that_refuses_config_is_said_to_be_unchecked(server):
 def test_nexy_worker_warns_at_start(tmp_path, server):
     """`nexy worker --queue io --burst` against an evicting Redis prints the warning first, then works."""
     result = subprocess.run([sys.executable, "-m", "bot.cli", "worker", "--queue", "io", "--burst"], capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path, env=_env(tmp_path, REDIS_URL=server("evicts")))
+                            text=True, timeout=60, cwd=tmp_path, env=cli_env(tmp_path, REDIS_URL=server("evicts")))
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     assert lines[0].startswith("nexy worker: warning: Redis evicts keys when full (maxmemory 10485760 bytes")

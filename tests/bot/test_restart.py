@@ -12,7 +12,7 @@ from pathlib import Path
 from bot.embedded_redis import EmbeddedRedis, free_port
 from bot.local import wait_until_up
 from bot.processes import Children
-from tests.conftest import settings_env
+from tests.helpers import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

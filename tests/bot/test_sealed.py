@@ -16,19 +16,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from bot.redaction import is_remembered
 from bot.sealed import KEY_FILE, SealedStore
 from sandbox.vm import new_gemini_key
-from tests.runbook.test_fixes import APPROVER, OPERATOR, _type_key, bot_messages
-
-
-@pytest.fixture
-def fix_settings(serve_bot, vm_settings):
-    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=APPROVER)
-    serve_bot(settings)
-    return settings
+from tests.helpers import APPROVER, OPERATOR, bot_messages, type_key
 
 
 def _plan_for(slack, work, settings, key: str):
     slack.slash_command("fix api-key", user=OPERATOR)
-    _type_key(slack, key)
+    type_key(slack, key)
     work(settings)
     return next(m for m in reversed(bot_messages(slack)) if m.text.startswith(":clipboard: Plan"))
 

@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect as ws_connect
 
 from bot.socket_mode import connect
 from tests.bot.test_manifest import METHOD_SCOPES
+from tests.helpers import APPROVER, OPERATOR, bot_messages, cli_env
 from tests.leftovers import alive_under
-
-ROOT = Path(__file__).resolve().parents[2]
-OPERATOR, APPROVER = "U0ALICE", "U0BOB"
 
 
 @pytest.fixture
@@ -47,10 +43,6 @@ def _acks(slack) -> list[dict]:
     return [m for m in slack.socket.received if "envelope_id" in m]
 
 
-def _bot(slack):
-    return [m for m in slack.messages("C0OPS") if m.user == slack.bot_user_id and not m.ephemeral_to]
-
-
 def test_health_through_socket_mode(socket_bot, make_settings, slack, work):
     """`/nexy health` arrives as a slash_commands envelope, is acked with the visible answer, and the report
     is posted in the incident thread; nothing goes over HTTP to the bot."""
@@ -61,7 +53,7 @@ def test_health_through_socket_mode(socket_bot, make_settings, slack, work):
     ack = _acks(slack)[-1]
     assert ack["envelope_id"] == slack.last_delivery.envelopes[0] and "queued" in ack["payload"]["text"]
     work()
-    assert any("2.4.0 build 240" in m.text + json.dumps(m.blocks) for m in _bot(slack))
+    assert any("2.4.0 build 240" in m.text + json.dumps(m.blocks) for m in bot_messages(slack))
 
 
 def test_fix_flow_through_socket_mode(socket_bot, vm_settings, slack, work, vm, azure):
@@ -72,21 +64,21 @@ def test_fix_flow_through_socket_mode(socket_bot, vm_settings, slack, work, vm, 
     vm.break_("config-perms")
     slack.slash_command("fix config-perms", user=OPERATOR)
     work(settings)
-    plan = next(m for m in _bot(slack) if m.text.startswith(":clipboard: Plan"))
+    plan = next(m for m in bot_messages(slack) if m.text.startswith(":clipboard: Plan"))
     assert slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts).status_code == 200
     work(settings)
-    assert any("Fixed and verified" in m.text for m in _bot(slack)) and vm.service_active()
+    assert any("Fixed and verified" in m.text for m in bot_messages(slack)) and vm.service_active()
 
     vm.break_("config-perms")
     slack.slash_command("fix config-perms", user=OPERATOR)
     work(settings)
-    second = [m for m in _bot(slack) if m.text.startswith(":clipboard: Plan")][-1]
+    second = [m for m in bot_messages(slack) if m.text.startswith(":clipboard: Plan")][-1]
     plan_id = second.text.split("Plan ", 1)[1].split(":", 1)[0]
     click = slack.block_action(user=APPROVER, channel="C0OPS", message_ts=second.ts, action_id="plan_reject",
                                value=plan_id)
     assert click.status_code == 200
     work(settings)
-    assert any("rejected by <@U0BOB>" in m.text for m in _bot(slack))
+    assert any("rejected by <@U0BOB>" in m.text for m in bot_messages(slack))
     kinds = [envelope["type"] for envelope in slack.socket.sent]
     assert {"slash_commands", "events_api", "interactive"} <= set(kinds)
     assert len(_acks(slack)) == len(slack.socket.sent)
@@ -150,12 +142,6 @@ def test_reconnects_when_slack_asks(socket_bot, make_settings, slack, work):
     assert "queued" in slack.slash_command("health").json()["text"]
 
 
-def _env(tmp_path, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "REDIS_", "AZURE_", "GITHUB_"))}
-    env.update({"NEXY_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}, **extra)
-    return env
-
-
 @pytest.mark.parametrize("case, expected", [
     ("refused", "SLACK_APP_TOKEN: Slack refused it (invalid_auth)"),
     ("unreachable", "SLACK_API_URL: cannot reach Slack"),
@@ -164,8 +150,8 @@ def test_nexy_socket_fails_in_one_line(tmp_path, slack, redis_url, case, expecte
     """`nexy socket` with a refused app token or an unreachable Slack: exit 2, one line, no traceback, and
     nothing left running."""
     api = slack.api_url if case == "refused" else "http://127.0.0.1:9/api/"
-    env = _env(tmp_path, SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=slack.signing_secret, SLACK_API_URL=api,
-               SLACK_APP_TOKEN="xapp-1-A0NEXYAPP-1-wrong", NEXY_CHANNELS="*")
+    env = cli_env(tmp_path, SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=slack.signing_secret,
+                  SLACK_API_URL=api, SLACK_APP_TOKEN="xapp-1-A0NEXYAPP-1-wrong", NEXY_CHANNELS="*")
     if case == "refused":
         env["REDIS_URL"] = redis_url  # the unreachable case runs the embedded Redis: it must not be left behind
     result = subprocess.run([sys.executable, "-m", "bot.cli", "socket"], capture_output=True, text=True, timeout=60,
@@ -186,7 +172,7 @@ def test_nexy_socket_process_runs_health_and_fix_flows_in_the_sandbox(tmp_path):
     quick = {"NEXY_SANDBOX_RUN_COMMAND_S": "0.1", "NEXY_VERIFY_POLL_S": "0.05", "NEXY_VERIFY_SETTLE_S": "0.2"}
     result = subprocess.run([sys.executable, "-m", "bot.cli", "run", "--socket-mode", "--scenario", "config-perms"],
                             input=script, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                            env=_env(tmp_path, **quick))
+                            env=cli_env(tmp_path, **quick))
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "Health" in out and "Plan P-" in out and "[5] nexy: :clipboard: *Plan" in out

@@ -11,7 +11,7 @@ from jobs.context import vm_parameters
 from jobs.executors import AzureExecutor, LocalExecutor
 from jobs.runcommand import AZURE_OUTPUT_LIMIT, Script, parse, split_message
 from runbook.preflight import SCRIPT as PREFLIGHT
-from tests.conftest import RG, VM_NAME
+from tests.helpers import RG, VM_NAME
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures_scripts"
 

@@ -10,10 +10,9 @@ import pytest
 
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE
 from runbook.registry import REGISTRY
-from tests.conftest import RG, VM_NAME
+from tests.helpers import APPROVER, KEY, OPERATOR, RG, VM_NAME, bot_messages
 
-KEY = (RG.lower(), VM_NAME.lower())
-OPERATOR, APPROVER, OTHER = "U0ALICE", "U0BOB", "U0CAROL"
+OTHER = "U0CAROL"
 
 
 @pytest.fixture
@@ -23,12 +22,8 @@ def fix_settings(serve_bot, vm_settings):
     return settings
 
 
-def _bot(slack, channel="C0OPS"):
-    return [m for m in slack.messages(channel) if m.user == slack.bot_user_id and not m.ephemeral_to]
-
-
 def _plan_message(slack):
-    return next(m for m in _bot(slack) if m.text.startswith(":clipboard: Plan"))
+    return next(m for m in bot_messages(slack) if m.text.startswith(":clipboard: Plan"))
 
 
 def _ask(slack, work, settings, words="fix config-perms", user=OPERATOR):
@@ -39,7 +34,7 @@ def _ask(slack, work, settings, words="fix config-perms", user=OPERATOR):
 
 
 def _thread_text(slack) -> str:
-    return "\n".join(f"{m.text}\n{m.blocks}" for m in _bot(slack))
+    return "\n".join(f"{m.text}\n{m.blocks}" for m in bot_messages(slack))
 
 
 def test_config_perms_happy_path_heals_the_vm(fix_settings, slack, work, vm, azure, redis):
@@ -168,7 +163,7 @@ def test_unapproved_plan_expires_on_its_own(serve_bot, vm_settings, slack, work,
     vm.break_("config-perms")
     plan = _ask(slack, work, settings)
     deadline = time.monotonic() + 10
-    while not any("expired" in m.text and "before anyone approved" in m.text for m in _bot(slack)):
+    while not any("expired" in m.text and "before anyone approved" in m.text for m in bot_messages(slack)):
         assert time.monotonic() < deadline, "no expiry notice 10 s after a 1 s approval window"
         time.sleep(0.1)
         work(settings)  # the io worker's scheduler enqueues the expiry once it is due
@@ -267,7 +262,7 @@ def test_twenty_concurrent_approvals_and_retries_apply_once(fix_settings, slack,
     assert set(statuses) <= {200, 503} and statuses.count(200) >= 7 + 4, statuses  # every click, one per event
     work(fix_settings)
     assert azure.run_count[KEY] == 2  # plan + exactly one apply
-    assert sum("Fixed and verified" in m.text for m in _bot(slack)) == 1
+    assert sum("Fixed and verified" in m.text for m in bot_messages(slack)) == 1
 
 
 def test_a_service_still_failing_after_the_restart_fails_the_verify(fix_settings, slack, work, vm, azure, redis):
@@ -357,5 +352,5 @@ def test_queued_apply_shows_in_the_queue(fix_settings, slack, work, vm):
     slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
     slack.slash_command("queue")
     work(fix_settings, [DECISIONS_QUEUE, IO_QUEUE])
-    listing = next(m for m in _bot(slack) if "Run-command queue" in m.text)
+    listing = next(m for m in bot_messages(slack) if "Run-command queue" in m.text)
     assert f"1. `apply config-perms {_plan_id(plan)}`" in listing.text and "<@U0BOB>" in listing.text

@@ -17,7 +17,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from sandbox.vm import new_gemini_key
-from tests.runbook.test_fixes import APPROVER, OPERATOR, _redis_dump, _type_key, bot_messages
+from tests.helpers import APPROVER, OPERATOR, bot_messages, redis_dump, type_key
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 _BASE64 = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
@@ -50,7 +50,7 @@ def test_the_key_is_nowhere_in_redis_during_and_after_the_apply(serve_bot, vm_se
     vm.break_("api-key-expired")
     key = new_gemini_key()
     slack.slash_command("fix api-key", user=OPERATOR)
-    _type_key(slack, key)
+    type_key(slack, key)
     work(settings)
     plan = bot_messages(slack)[-1]
     azure.delay_s = 1.0  # the apply stays in flight: its operation (and token) sits in Redis meanwhile
@@ -61,7 +61,7 @@ def test_the_key_is_nowhere_in_redis_during_and_after_the_apply(serve_bot, vm_se
 
     def watch() -> None:
         while not done.is_set():
-            dumps.append(_redis_dump(redis) + "\n".join(k.decode() for k in redis.scan_iter()))
+            dumps.append(redis_dump(redis) + "\n".join(k.decode() for k in redis.scan_iter()))
             tokens.extend(json.loads(raw)["token"] for raw in redis.hgetall("nexy:operations").values())
             done.wait(0.05)
 
@@ -71,7 +71,7 @@ def test_the_key_is_nowhere_in_redis_during_and_after_the_apply(serve_bot, vm_se
     work(settings)
     done.set()
     watcher.join()
-    dumps.append(_redis_dump(redis))
+    dumps.append(redis_dump(redis))
     assert vm.gemini_key == key
     assert tokens, "the apply's operation was never seen in Redis"
     assert all(

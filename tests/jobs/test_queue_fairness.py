@@ -21,10 +21,9 @@ from bot.dispatch import Dispatcher
 from bot.incidents import EventKind, IncidentStore
 from bot.plans import PlanStatus, PlanStore
 from runbook.item import Route
-from tests.conftest import RG, VM_NAME, settings_env
+from tests.helpers import KEY, RG, VM_NAME, bot_messages, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY = (RG.lower(), VM_NAME.lower())
 OPERATOR, APPROVER, DEV, EVE = "U0OPS", "U0BOB", "U0DEV", "U0EVE"
 
 
@@ -41,10 +40,6 @@ def _when(predicate, timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.01)
-
-
-def _bot(slack, channel="C0OPS"):
-    return [m for m in slack.messages(channel) if m.user == slack.bot_user_id and not m.ephemeral_to]
 
 
 def _ack(response) -> str:
@@ -98,8 +93,9 @@ def test_thirty_identical_diagnose_then_a_fix_plan_after_at_most_one_run_command
     before_plan = [run for run in azure.history if run["start"] < plan_started]
     assert len(before_plan) <= 1
     assert azure.run_count[KEY] == 2  # the running diagnose, then ONE for all the waiting ones (the plan reused it)
-    dev_reports = [m for m in _bot(slack) if m.text.startswith((":stethoscope:", ":large_green_circle:"))]
-    eve_reports = [m for m in _bot(slack, "C0DEV") if m.text.startswith((":stethoscope:", ":large_green_circle:"))]
+    reports = (":stethoscope:", ":large_green_circle:")
+    dev_reports = [m for m in bot_messages(slack) if m.text.startswith(reports)]
+    eve_reports = [m for m in bot_messages(slack, "C0DEV") if m.text.startswith(reports)]
     assert len(dev_reports) == 2 and len(eve_reports) == 1  # one answer per run in DEV's thread, one in EVE's
     eve_incident = IncidentStore(redis).current("C0DEV").id
     kinds = [e.kind for e in IncidentStore(redis).timeline(eve_incident)]
@@ -134,7 +130,7 @@ def test_plans_and_applies_go_ahead_of_waiting_checks(fair_settings, slack, work
     slack.slash_command("fix config-perms", user=OPERATOR)
     assert Queue(fixes_queue_name(fair_settings.vm_queue), connection=redis).count == 1
     work(fair_settings)
-    plan = next(m for m in _bot(slack) if m.text.startswith(":clipboard: Plan"))
+    plan = next(m for m in bot_messages(slack) if m.text.startswith(":clipboard: Plan"))
     slack.slash_command("deps", user=DEV)
     slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
     work(fair_settings)
@@ -175,7 +171,7 @@ def test_an_approval_is_decided_while_the_io_worker_is_busy_with_a_slow_probe(se
         slack.slash_command("fix config-perms", user=OPERATOR)
         work(settings, [settings.vm_queue])
         work(settings, [IO_QUEUE])  # the plan's status messages and the rest: io is empty now
-        plan = next(m for m in _bot(slack) if m.text.startswith(":clipboard: Plan"))
+        plan = next(m for m in bot_messages(slack) if m.text.startswith(":clipboard: Plan"))
         plan_id = plan.text.split("Plan ", 1)[1].split(":", 1)[0]
         slack.slash_command("health", user=DEV)
         log = tmp_path / "io.log"
@@ -192,7 +188,7 @@ def test_an_approval_is_decided_while_the_io_worker_is_busy_with_a_slow_probe(se
             assert io_queue.started_job_registry.count == 1, "the probe should still be running"
             assert decided_in < _SlowHealth.delay_s
             assert Queue(fixes_queue_name(settings.vm_queue), connection=redis).count == 1  # the apply
-            assert any("approved by <@U0BOB>" in m.text for m in _bot(slack))
+            assert any("approved by <@U0BOB>" in m.text for m in bot_messages(slack))
         finally:
             assert io.wait(timeout=30) == 0, log.read_text()[-2000:]
     finally:
@@ -281,7 +277,7 @@ def test_queue_shows_what_runs_then_fixes_then_checks(fair_settings, slack, work
         azure.delay_s = 0.0
     finally:
         assert vm_worker.wait(timeout=60) == 0, log.read_text()[-2000:]
-    listing = [m.text for m in _bot(slack) if "Run-command queue" in m.text]
+    listing = [m.text for m in bot_messages(slack) if "Run-command queue" in m.text]
     assert len(listing) == 1, listing
     lines = listing[0].splitlines()
     assert lines[1].startswith(":arrow_forward: running: `status` (INC-1, <@U0DEV>) for ")
@@ -302,7 +298,7 @@ def test_a_plan_expires_through_the_decisions_worker_alone(serve_bot, vm_setting
     assert ScheduledJobRegistry(DECISIONS_QUEUE, connection=redis).count == 1
     assert ScheduledJobRegistry(IO_QUEUE, connection=redis).count == 0
     deadline = time.monotonic() + 10
-    while not any("expired" in m.text and "before anyone approved" in m.text for m in _bot(slack)):
+    while not any("expired" in m.text and "before anyone approved" in m.text for m in bot_messages(slack)):
         assert time.monotonic() < deadline, "no expiry notice 10 s after a 1 s approval window"
         time.sleep(0.1)
         work(settings, [DECISIONS_QUEUE])

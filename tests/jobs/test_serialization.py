@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from bot.contract import IO_QUEUE
-from tests.conftest import RG, VM_NAME, settings_env
+from tests.helpers import RG, VM_NAME, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from bot.commands import Request, parse
-from tests.conftest import RG, VM_NAME
+from tests.helpers import RG, VM_NAME
 
 
 def _bot_replies(slack, channel="C0OPS"):

@@ -14,29 +14,9 @@ from bot.commands import ParseError, Request, parse
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE
 from bot.errors import SettingsError
 from bot.settings import load_settings
-from sandbox.stack import inventory_toml
-from sandbox.vm import SimulatedVM
-from tests.conftest import RG, VM_NAME, settings_env
-from tests.runbook.test_fixes import APPROVER, OPERATOR, bot_messages
+from tests.helpers import APPROVER, OPERATOR, RG, bot_messages, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def three_vms(tmp_path, vm, azure):
-    """vm1 (the `vm` fixture), vm2 and vm3, each a simulated VM behind the Azure emulator, and their inventory."""
-    vms = {"vm1": (RG, VM_NAME, vm)}
-    extra = []
-    for n in (2, 3):
-        machine = SimulatedVM(tmp_path / f"vm{n}", hostname=f"Nexy{n}").create()
-        extra.append(machine)
-        azure.add_vm(RG, f"Nexy{n}", machine)
-        vms[f"vm{n}"] = (RG, f"Nexy{n}", machine)
-    path = tmp_path / "vms.toml"
-    path.write_text(inventory_toml(vms), encoding="utf-8")
-    yield vms, str(path)
-    for machine in extra:
-        machine.stop()
 
 
 @pytest.fixture

@@ -8,11 +8,7 @@ from bot.contract import IO_QUEUE
 from bot.incidents import EventKind
 from jobs.watch import Outcome, Watch
 from jobs.worker import build_runtime
-from tests.conftest import RG, VM_NAME
-from tests.jobs.test_vms import three_vms  # noqa: F401 - the fixture
-from tests.runbook.test_fixes import APPROVER, OPERATOR, bot_messages
-
-KEY = (RG.lower(), VM_NAME.lower())
+from tests.helpers import APPROVER, KEY, OPERATOR, VM_NAME, bot_messages
 
 
 @pytest.fixture

@@ -19,12 +19,10 @@ from bot.guard import RequestGuard
 from bot.local import wait_until_up
 from bot.plans import PlanStatus, PlanStore
 from bot.processes import Children
-from tests.conftest import RG, VM_NAME
+from tests.helpers import APPROVER, KEY, OPERATOR
 
 ROOT = Path(__file__).resolve().parents[2]
 
-KEY = (RG.lower(), VM_NAME.lower())
-OPERATOR, APPROVER = "U0ALICE", "U0BOB"
 FORM = "application/x-www-form-urlencoded"
 
 

@@ -16,17 +16,7 @@ from bot.embedded_redis import EmbeddedRedis
 from bot.plans import PlanStatus, PlanStore
 from bot.redis_conn import connect
 from jobs.worker import build_runtime, serve
-from tests.conftest import RG, VM_NAME
-
-KEY = (RG.lower(), VM_NAME.lower())
-OPERATOR, APPROVER = "U0ALICE", "U0BOB"
-
-
-@pytest.fixture
-def fix_settings(serve_bot, vm_settings):
-    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=APPROVER)
-    serve_bot(settings)
-    return settings
+from tests.helpers import APPROVER, KEY, OPERATOR
 
 
 def _approved(slack, work, settings, vm) -> str:

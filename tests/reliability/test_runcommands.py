@@ -15,11 +15,9 @@ import pytest
 
 from bot.contract import DECISIONS_QUEUE
 from bot.plans import PlanStatus, PlanStore
-from tests.conftest import RG, VM_NAME, settings_env
+from tests.helpers import APPROVER, KEY, OPERATOR, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY = (RG.lower(), VM_NAME.lower())
-OPERATOR, APPROVER = "U0ALICE", "U0BOB"
 
 
 def _bot_text(slack) -> str:

@@ -21,7 +21,7 @@ from bot.contract import DECISIONS_QUEUE, IO_QUEUE, Task
 from bot.embedded_redis import EmbeddedRedis
 from jobs.operations import supervise_scheduler
 from jobs.worker import build_runtime, make_worker
-from tests.conftest import settings_env
+from tests.helpers import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

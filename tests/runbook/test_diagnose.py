@@ -8,10 +8,7 @@ import httpx
 import pytest
 
 from bot.commands import Request, parse
-from tests.conftest import RG, VM_NAME
-from tests.runbook.test_fixes import APPROVER, OPERATOR, _type_key, approve, ask, bot_messages, fix_settings  # noqa: F401
-
-KEY = (RG.lower(), VM_NAME.lower())
+from tests.helpers import KEY, OPERATOR, approve, ask, bot_messages, type_key
 
 
 def _diagnosis(slack):
@@ -64,7 +61,7 @@ def test_api_key_fault_is_healed_from_the_diagnosis_in_two_run_commands(fix_sett
     reply = _diagnosis(slack)
     assert "most likely 6.3 / 6" in reply.text or "most likely 6 / 6.3" in reply.text, reply.text
     slack.block_action(user=OPERATOR, channel="C0OPS", message_ts=reply.ts, action_id="fix_plan", value="fix api-key")
-    _type_key(slack, new_gemini_key())
+    type_key(slack, new_gemini_key())
     work(fix_settings)
     plan = bot_messages(slack)[-1]
     assert plan.text.startswith(":clipboard: Plan") and "no second run-command" in str(plan.blocks)

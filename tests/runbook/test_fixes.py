@@ -6,34 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import RG, VM_NAME
-
-KEY = (RG.lower(), VM_NAME.lower())
-OPERATOR, APPROVER = "U0ALICE", "U0BOB"
-
-
-@pytest.fixture
-def fix_settings(serve_bot, vm_settings):
-    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=APPROVER)
-    serve_bot(settings)
-    return settings
-
-
-def bot_messages(slack, channel="C0OPS"):
-    return [m for m in slack.messages(channel) if m.user == slack.bot_user_id and not m.ephemeral_to]
-
-
-def ask(slack, work, settings, words, user=OPERATOR):
-    reply = slack.slash_command(words, user=user)
-    assert "queued" in reply.json()["text"], reply.json()["text"]
-    work(settings)
-    return bot_messages(slack)[-1]
-
-
-def approve(slack, work, settings, plan) -> str:
-    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
-    work(settings)
-    return "\n".join(f"{m.text}\n{m.blocks}" for m in bot_messages(slack))
+from tests.helpers import KEY, OPERATOR, approve, ask, bot_messages, redis_dump, type_key
 
 
 def test_deps_check_lists_the_mismatched_packages(fix_settings, slack, work, vm):
@@ -101,41 +74,6 @@ def test_fix_version_refuses_a_bad_version_with_the_form(fix_settings, slack, ba
     assert "X.Y.Z.Build" in text and "queued" not in text
 
 
-def _redis_dump(redis) -> str:
-    """Every value in Redis as text, RQ's compressed job data included."""
-    import zlib
-
-    parts = []
-    for key in redis.scan_iter():
-        kind = redis.type(key).decode()
-        if kind == "string":
-            values = [redis.get(key)]
-        elif kind == "hash":
-            values = list(redis.hgetall(key).values())
-        elif kind == "list":
-            values = redis.lrange(key, 0, -1)
-        elif kind == "zset":
-            values = [m for m, _ in redis.zrange(key, 0, -1, withscores=True)]
-        elif kind == "set":
-            values = list(redis.smembers(key))
-        else:
-            values = [str(redis.xrange(key)).encode()] if kind == "stream" else []
-        for value in values:
-            parts.append(value.decode("utf-8", "replace"))
-            try:
-                parts.append(zlib.decompress(value).decode("utf-8", "replace"))
-            except zlib.error:
-                pass
-    return "\n".join(parts)
-
-
-def _type_key(slack, key: str, user=OPERATOR):
-    """Type a key in the private form opened by the last command or button."""
-    assert slack.last_view and slack.last_view["callback_id"] == "secret_form"
-    return slack.view_submission(user=user, callback_id="secret_form",
-                                 values={"secret": {"value": {"type": "plain_text_input", "value": key}}})
-
-
 def test_fix_api_key_through_the_form_heals_and_the_key_is_nowhere(fix_settings, slack, work, vm, azure, redis,
                                                                   caplog):
     """fix api-key: a modal takes the key; smoke-tested, planned, approved, applied; the VM serves again,
@@ -147,7 +85,7 @@ def test_fix_api_key_through_the_form_heals_and_the_key_is_nowhere(fix_settings,
     old_key, new_key = vm.gemini_key, new_gemini_key()
     ack = slack.slash_command("fix api-key", user=OPERATOR)
     assert ack.status_code == 200 and not ack.content.strip()
-    submitted = _type_key(slack, new_key)
+    submitted = type_key(slack, new_key)
     assert submitted.status_code == 200 and not submitted.content.strip()
     work(fix_settings)
     plan = bot_messages(slack)[-1]
@@ -161,10 +99,10 @@ def test_fix_api_key_through_the_form_heals_and_the_key_is_nowhere(fix_settings,
     assert azure.run_count[KEY] == 2
     # a second request with the same key finds nothing to do
     slack.slash_command("fix api-key", user=OPERATOR)
-    _type_key(slack, new_key)
+    type_key(slack, new_key)
     work(fix_settings)
     assert "nothing to fix" in bot_messages(slack)[-1].text
-    seen = [str(slack.calls), str([(m.text, m.blocks) for m in slack.messages()]), caplog.text, _redis_dump(redis),
+    seen = [str(slack.calls), str([(m.text, m.blocks) for m in slack.messages()]), caplog.text, redis_dump(redis),
             str([entry["script"] for entry in azure.history])]
     for where in seen:
         assert new_key not in where and old_key not in where
@@ -175,7 +113,7 @@ def test_a_key_gemini_refuses_gets_no_plan_and_no_run_command(fix_settings, slac
     vm.break_("api-key-expired")
     expired = vm.gemini_key
     slack.slash_command("fix api-key", user=OPERATOR)
-    _type_key(slack, expired)
+    type_key(slack, expired)
     work(fix_settings)
     reply = bot_messages(slack)[-1]
     assert "no plan" in reply.text and "Gemini refused the new key" in reply.text
@@ -185,7 +123,7 @@ def test_a_key_gemini_refuses_gets_no_plan_and_no_run_command(fix_settings, slac
 def test_a_malformed_key_is_refused_in_the_form(fix_settings, slack, work, vm):
     """A value that is not a Google API key is refused in the form itself; nothing is queued."""
     slack.slash_command("fix api-key", user=OPERATOR)
-    response = _type_key(slack, "not-a-key")
+    response = type_key(slack, "not-a-key")
     assert response.json()["response_action"] == "errors" and "AIza" in response.json()["errors"]["secret"]
     assert "not-a-key" not in response.text
 

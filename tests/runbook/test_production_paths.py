@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.vm import SimulatedVM
-from tests.runbook.test_fixes import approve, ask, bot_messages, fix_settings  # noqa: F401
+from tests.helpers import approve, ask, bot_messages
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from bot import render
 from runbook.azure import RUN_COMMAND_ACTION, allows
 from sandbox.azure_emulator import AzureEmulator
 from sandbox.vm import SimulatedVM
-from tests.conftest import RG, VM_NAME
+from tests.helpers import RG, VM_NAME
 
 
 @pytest.fixture
