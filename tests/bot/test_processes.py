@@ -33,11 +33,11 @@ def _default_sigint() -> None:
 class _Run:
     """`nexy run` (the sandbox) in its own process group, as a terminal runs it; output to files."""
 
-    def __init__(self, tmp_path: Path, *args: str):
+    def __init__(self, tmp_path: Path, *args: str, **env: str):
         self.out, self.err = tmp_path / "stdout", tmp_path / "stderr"
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.process = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", *args], stdin=subprocess.PIPE,
-                                            stdout=out, stderr=err, text=True, cwd=tmp_path, env=cli_env(tmp_path),
+                                            stdout=out, stderr=err, text=True, cwd=tmp_path, env=cli_env(tmp_path, **env),
                                             start_new_session=True, preexec_fn=_default_sigint)
         self.redis = Redis.from_url(self.wait_for(r"nexy run: ready: .*Redis: (redis://\S+);").group(1))
 
@@ -82,8 +82,9 @@ class _Run:
 
 def test_ctrl_c_during_a_run_command_lets_it_finish_then_stops_in_order(tmp_path):
     """Ctrl-C while `status` runs on the VM: it finishes and is posted; one line per step, no traceback,
-    nothing left running."""
-    run = _Run(tmp_path)
+    nothing left running. The run-command takes 8 s (2 s by default): on a loaded machine, stopping the
+    web side first could otherwise outlast it, and then there is nothing to wait for."""
+    run = _Run(tmp_path, NEXY_SANDBOX_RUN_COMMAND_S="8")
     run.type("/nexy status")
     run.wait_accepted()
     run.ctrl_c()
