@@ -5,6 +5,7 @@ them are in conftest.py."""
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -84,3 +85,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = ",".join(value)
         env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
+
+
+def readme_table(name: str) -> str:
+    """The text between README's `<!-- name:begin -->` and `<!-- name:end -->` markers (a generated table)."""
+    found = re.search(rf"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", (ROOT / "README.md").read_text(), re.S)
+    assert found, f"README.md has no <!-- {name}:begin --> / <!-- {name}:end --> markers"
+    return found.group(1)

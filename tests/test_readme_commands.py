@@ -2,20 +2,14 @@
 from each item's docstring), so a new command or a changed description cannot leave it stale."""
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 from bot.cli import main
 from runbook.registry import REGISTRY
-
-README = Path(__file__).resolve().parents[1] / "README.md"
+from tests.helpers import readme_table
 
 
 def test_readme_commands_table_is_current():
     """The table between README's commands markers is exactly what the registry's declarations generate."""
-    found = re.search(r"<!-- commands:begin -->\n(.*?)<!-- commands:end -->", README.read_text(), re.S)
-    assert found, "README.md has no <!-- commands:begin --> / <!-- commands:end --> markers"
-    assert found.group(1) == REGISTRY.commands_table(), "README's command table is stale: run `make readme`"
+    assert readme_table("commands") == REGISTRY.commands_table(), "README's command table is stale: run `make readme`"
 
 
 def test_nexy_commands_prints_the_commands_table(capsys):

@@ -2,20 +2,14 @@
 --markdown`), so a new command or a changed role cannot leave it stale."""
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 from bot.cli import main
 from runbook.registry import REGISTRY
-
-README = Path(__file__).resolve().parents[1] / "README.md"
+from tests.helpers import readme_table
 
 
 def test_readme_roles_table_is_current():
     """The table between README's roles markers is exactly what the registry's declarations generate."""
-    found = re.search(r"<!-- roles:begin -->\n(.*?)<!-- roles:end -->", README.read_text(), re.S)
-    assert found, "README.md has no <!-- roles:begin --> / <!-- roles:end --> markers"
-    assert found.group(1) == REGISTRY.roles_table(), "README's roles table is stale: run `make readme`"
+    assert readme_table("roles") == REGISTRY.roles_table(), "README's roles table is stale: run `make readme`"
 
 
 def test_nexy_commands_prints_the_table(capsys):
