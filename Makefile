@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/nexy run $(ARGS)
 
 # The product packages that ruff and mypy check (mypy reads them from pyproject.toml).
-PACKAGES := bot handlers jobs runbook
-SCRIPTS = .ci/run $(wildcard runbook/*.sh jobs/scripts/*.sh tests/fixtures_scripts/*.sh sandbox/vm/bin/* sandbox/vm/image/scripts/*.sh)
+PACKAGES := bot clients jobs runbook commands handlers nexy
+SCRIPTS = .ci/run $(wildcard runbook/*.sh clients/scripts/*.sh tests/fixtures_scripts/*.sh sandbox/vm/bin/* sandbox/vm/image/scripts/*.sh)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(PACKAGES)

@@ -5,7 +5,7 @@ Azure Run Command, GitHub, Gemini), a redis-server of its own (not persisted), a
 processes, `nexy web` (gunicorn master and its workers) and `nexy worker` (which starts the VM worker,
 the io worker and the decisions worker as its own children), all on loopback. Everything it started is
 stopped when the `with` block ends, also on an error, Ctrl-C or SIGTERM: the processes through
-`bot.processes.Children` (each also dies with its parent), then Redis and the emulators.
+`nexy.processes.Children` (each also dies with its parent), then Redis and the emulators.
 
 `Posts` timestamps every message the bot posts as the Slack emulator records it, so a benchmark can
 time a signed slash command to the bot's first message after it.
@@ -30,10 +30,10 @@ from redis import Redis  # noqa: E402
 from rq import Worker  # noqa: E402
 
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE, fixes_queue_name  # noqa: E402
-from bot.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from bot.local import wait_until_up  # noqa: E402
-from bot.processes import Children  # noqa: E402
 from bot.settings import Settings, load_settings  # noqa: E402
+from nexy.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from nexy.local import wait_until_up  # noqa: E402
+from nexy.processes import Children  # noqa: E402
 from sandbox.slack_emulator import Message, SlackEmulator  # noqa: E402
 from sandbox.stack import SandboxStack  # noqa: E402
 
@@ -148,7 +148,7 @@ def _is_ours(pid: int) -> bool:
     """pid still runs one of our nexy processes (not a zombie, not a reused pid)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z" and b"bot.cli" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return state != "Z" and b"nexy.cli" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 

@@ -25,9 +25,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from bot.local import wait_until_up  # noqa: E402
-from bot.processes import Children  # noqa: E402
+from nexy.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from nexy.local import wait_until_up  # noqa: E402
+from nexy.processes import Children  # noqa: E402
 from sandbox.health_server import HealthServer  # noqa: E402
 from sandbox.slack_emulator import SlackEmulator  # noqa: E402
 
@@ -36,7 +36,7 @@ import sys
 from slack_bolt import App
 from bot.settings import load_settings
 from bot.slack_client import web_client
-from bot.web import serve
+from nexy.web import serve
 
 def bare(settings):
     from slack_bolt.adapter.wsgi import SlackRequestHandler

@@ -8,7 +8,7 @@ after it (the report in the incident thread; the ephemeral "queued" ack is not c
 go one at a time, the next only after the previous reply and a short pause, so none waits in a queue.
 
 Baseline, same run: the same work done directly, without the bot: for `health` the two endpoints
-probed (`jobs.health.probe`, as the job does) and one `chat.postMessage` through slack_sdk; for
+probed (`clients.health.probe`, as the job does) and one `chat.postMessage` through slack_sdk; for
 `status` the status script run through the Azure executor (same parameters) and one post. The ratio
 bot/direct says what signature check, intake, Redis, the queue and the worker add. Run-commands take
 --delay seconds at the Azure emulator (0: the figure is the bot's own time, not Azure's), and both
@@ -30,13 +30,13 @@ from pathlib import Path
 
 from _running_bot import Bot, running_bot, summary
 
+from bot.item import patterns_parameter
+from bot.registry import REGISTRY
 from bot.slack_client import web_client
+from clients.executors import AzureExecutor
+from clients.health import probe
+from clients.runcommand import Script
 from jobs.context import vm_parameters
-from jobs.executors import AzureExecutor
-from jobs.health import probe
-from jobs.runcommand import Script
-from runbook.item import patterns_parameter
-from runbook.registry import REGISTRY
 from runbook.status import JOURNAL_SIGNALS, SCRIPT
 
 CHANNEL = "C0OPS"

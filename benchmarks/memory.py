@@ -31,7 +31,7 @@ import httpx
 from _running_bot import Bot, running_bot, tree
 
 from bot.contract import IO_QUEUE
-from bot.local import queues_idle
+from nexy.local import queues_idle
 from sandbox.slack_emulator import VERIFICATION_TOKEN, SlackEmulator
 
 MIX = ("health", "help", "queue", "help", "incident", "help", "health", "help")
@@ -51,7 +51,7 @@ def _kib(path: Path, field: str) -> int:
 def _words(pid: int) -> str:
     """What a process of ours runs: `nexy web`, `nexy worker --queue io`, ..."""
     args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    words = args[args.index("bot.cli") + 1 :] if "bot.cli" in args else args[:1]
+    words = args[args.index("nexy.cli") + 1 :] if "nexy.cli" in args else args[:1]
     return " ".join(["nexy", *(w for w in words if w and w != "--child")])
 
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from redis import Redis
 
-from bot.embedded_redis import EmbeddedRedis
 from bot.incidents import EventKind, IncidentStore, Limits
 from bot.settings import Settings
+from nexy.embedded_redis import EmbeddedRedis
 
 USER = "U0ALICE"
 CHANNELS = tuple(f"C0MEM{n:02d}" for n in range(50))

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 from redis import Redis  # noqa: E402
 
 from bot.contract import IO_QUEUE  # noqa: E402
-from bot.embedded_redis import EmbeddedRedis  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from bot.web import wsgi_app  # noqa: E402
 from jobs.worker import build_runtime, serve  # noqa: E402
+from nexy.embedded_redis import EmbeddedRedis  # noqa: E402
+from nexy.web import wsgi_app  # noqa: E402
 from sandbox.azure_emulator import AzureEmulator  # noqa: E402
 from sandbox.gemini_emulator import GeminiEmulator  # noqa: E402
 from sandbox.slack_emulator import SlackEmulator  # noqa: E402

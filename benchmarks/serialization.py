@@ -29,8 +29,8 @@ from redis import Redis  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.job import Job, JobStatus  # noqa: E402
 
-from bot.embedded_redis import EmbeddedRedis  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
+from nexy.embedded_redis import EmbeddedRedis  # noqa: E402
 from sandbox.azure_emulator import AzureEmulator  # noqa: E402
 from sandbox.vm import SimulatedVM  # noqa: E402
 
@@ -39,8 +39,8 @@ RG, VM = "NetworkWatcherRG", "Nexy"
 
 def noop_on_vm(runtime) -> dict:
     """The benchmark job: the no-op script under the VM lease, through the configured executor."""
+    from clients.runcommand import Script
     from jobs.engine import VMLease
-    from jobs.runcommand import Script
 
     with VMLease(runtime.redis, RG, VM, {"job": "bench", "words": "noop", "incident": "-", "user": "-"}, 60):
         result = runtime.executor.run(Script("noop"))
@@ -101,8 +101,8 @@ def main() -> int:
 
 
 def measure_direct(settings, n: int) -> list[float]:
-    from jobs.executors import AzureExecutor
-    from jobs.runcommand import Script
+    from clients.executors import AzureExecutor
+    from clients.runcommand import Script
 
     executor = AzureExecutor(settings)
     executor.run(Script("noop"))

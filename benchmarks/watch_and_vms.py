@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 from redis import Redis  # noqa: E402
 
 from bot.contract import IO_QUEUE  # noqa: E402
-from bot.embedded_redis import EmbeddedRedis  # noqa: E402
 from bot.settings import Settings, load_settings  # noqa: E402
-from bot.web import wsgi_app  # noqa: E402
 from jobs.watch import Watch, state_key  # noqa: E402
 from jobs.worker import build_runtime, serve  # noqa: E402
+from nexy.embedded_redis import EmbeddedRedis  # noqa: E402
+from nexy.web import wsgi_app  # noqa: E402
 from sandbox.azure_emulator import AzureEmulator  # noqa: E402
 from sandbox.slack_emulator import SlackEmulator  # noqa: E402
 from sandbox.stack import inventory_toml  # noqa: E402
@@ -103,7 +103,7 @@ def wall_time(settings: Settings, slack: SlackEmulator, names: tuple[str, ...], 
     started = time.monotonic()
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "worker", "--vm", name, "--burst"],
+            [sys.executable, "-m", "nexy.cli", "worker", "--vm", name, "--burst"],
             env=env,
             cwd=tmp,
             stdout=subprocess.DEVNULL,

@@ -38,9 +38,9 @@ from bot.contract import (
     vm_running_key,
 )
 from bot.incidents import EventKind, IncidentStore, Limits
+from bot.item import Route
 from bot.settings import Settings, run_command_unavailable
 from bot.vmqueue import Admission, VMQueue, Waiting
-from runbook.item import Route
 
 log = logging.getLogger(__name__)
 

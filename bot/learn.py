@@ -3,7 +3,7 @@ declared signature become proposed symptoms, with a ready-to-commit runbook item
 
 Pure text: the journal lines come from the incident's run-command outputs (its timeline), the
 declared signatures from the registry. A proposed pattern is an extended regular expression that
-Python's `re` and `grep -E` read alike (the rule of `runbook.item.Symptom`): the stable words of the
+Python's `re` and `grep -E` read alike (the rule of `bot.item.Symptom`): the stable words of the
 line, escaped, with numbers, hex ids and quoted values made general.
 """
 
@@ -113,7 +113,7 @@ def item_stub(proposal: Proposal, incident: str, sections: Sequence[str]) -> str
             "",
             "from __future__ import annotations",
             "",
-            "from runbook.item import Symptom, symptom",
+            "from bot.item import Symptom, symptom",
             "",
             "SYMPTOM = symptom(",
             f'    Symptom("5", {"Learned: " + _title(proposal)!r}, {proposal.pattern!r}, fix="restart", rank=9)',
@@ -131,7 +131,7 @@ def stub_test(proposal: Proposal, incident: str) -> str:
             f'"""The symptom learned from {_word(incident)} is found in the line it was drawn from."""',
             "",
             f"from runbook.{name} import SYMPTOM",
-            "from runbook.registry import REGISTRY",
+            "from bot.registry import REGISTRY",
             "",
             "",
             f"def test_{name}_is_found_in_its_line():",

@@ -33,7 +33,7 @@ from bot.contract import Action
 from bot.settings import ALL_CHANNELS, Settings
 
 if TYPE_CHECKING:
-    from runbook.registry import Command
+    from bot.registry import Command
 
 GROUP_CACHE_TTL_S = 300
 """How long a user group's members are trusted before Slack is asked again."""

@@ -44,7 +44,7 @@ def connect(settings: Settings, patience: Patience = Patience.RIDE_OVER) -> Redi
     not running), retrying a blip as long as `patience` says."""
     url = settings.redis_url
     if not url:
-        from bot.embedded_redis import ensure_running
+        from nexy.embedded_redis import ensure_running
 
         url = ensure_running(settings.nexy_data_dir)
     return Redis.from_url(

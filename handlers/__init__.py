@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.intake import Intake
 from handlers import actions, commands, events, workspace
+from handlers.intake import Intake
 
 
 def register(app: App, intake: Intake) -> None:

@@ -17,8 +17,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.contract import Action
-from bot.intake import Intake, Reply
 from bot.wording import forms
+from handlers.intake import Intake, Reply
 
 log = logging.getLogger(__name__)
 

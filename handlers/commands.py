@@ -7,8 +7,8 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.intake import Intake
 from handlers.actions import open_modal
+from handlers.intake import Intake
 
 
 def register(app: App, intake: Intake) -> None:

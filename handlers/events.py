@@ -1,5 +1,5 @@
 """Events: `@nexy <command>` mentions, reactions (approvals), and the App Home opened. Each is
-taken once per `event_id` (Slack retries; Bolt does not dedupe: bot/delivery.py); a failure raises,
+taken once per `event_id` (Slack retries; Bolt does not dedupe: handlers/delivery.py); a failure raises,
 so Slack gets a 500 and retries, and so does a retry that comes while the first is being handled."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 from slack_bolt import App, BoltResponse
 
-from bot.delivery import EventInProgress
-from bot.intake import Intake
+from handlers.delivery import EventInProgress
+from handlers.intake import Intake
 
 log = logging.getLogger(__name__)
 

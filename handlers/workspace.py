@@ -10,7 +10,7 @@ from typing import Any
 
 from slack_bolt import App, BoltContext, BoltResponse
 
-from bot.intake import Intake
+from handlers.intake import Intake
 
 
 def register(app: App, intake: Intake) -> None:

@@ -8,14 +8,14 @@ from typing import Any
 from bot import render
 from bot.contract import WorkItem
 from bot.incidents import EventKind
+from bot.item import ScriptFile, patterns_parameter
 from bot.settings import Settings
 from bot.wording import incident as incident_wording
 from bot.wording import vm as vm_wording
+from clients.runcommand import RunResult, Script
 from jobs.engine import run_on_vm
-from jobs.runcommand import RunResult, Script
 from jobs.runtime import Runtime
 from jobs.thread import Thread
-from runbook.item import ScriptFile, patterns_parameter
 
 OUTPUT_INLINE_CHARS = 2800
 """How much of a script's output a message shows inline; the whole of a longer one goes up as a file."""

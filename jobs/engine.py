@@ -23,8 +23,8 @@ from bot.contract import VM_LOCK_WAIT_S, WorkItem, vm_lease_key, vm_running_key
 from bot.errors import ConflictError, ExecutorError, ExecutorFailure
 from bot.incidents import EventKind
 from bot.wording import vm as vm_wording
+from clients.runcommand import RunResult, Script
 from jobs.operations import OperationWatch
-from jobs.runcommand import RunResult, Script
 from jobs.runtime import Runtime
 from jobs.thread import Thread
 

@@ -18,7 +18,7 @@ def publish(runtime: Runtime, user: str) -> str:
     """Publish `user`'s Home tab: open incidents, each VM now and what waits for it, the last incidents.
     Only operators and approvers see incidents (bot/policy.py); anyone else sees the VMs' queues with
     no incident, person or typed text in them."""
-    from runbook.queue import waiting  # the runbook imports jobs; not the other way at import
+    from commands.queue import waiting  # the runbook imports jobs; not the other way at import
 
     vms = []
     for name in runtime.settings.vm_names:

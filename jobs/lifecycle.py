@@ -16,19 +16,19 @@ from dataclasses import replace
 from bot import render
 from bot.contract import Action, WorkItem, apply_job_id
 from bot.incidents import EventKind
+from bot.item import Fix
 from bot.plans import ApplyOutcome, Plan, PlanStatus
 from bot.policy import describe
 from bot.wording import apply as apply_wording
 from bot.wording import approval as approval_wording
 from bot.wording import commands as commands_wording
 from bot.wording import plan as plan_wording
+from clients.runcommand import RunResult
 from jobs.context import Context, verify_parameters
 from jobs.outbox import plan_ref
 from jobs.progress import Progress
-from jobs.runcommand import RunResult
 from jobs.runtime import Runtime
 from jobs.thread import Thread
-from runbook.item import Fix
 
 
 def run_plan(ctx: Context) -> str:

@@ -21,8 +21,8 @@ from bot.settings import Settings
 from bot.slack_client import SlackClient, web_client
 
 if TYPE_CHECKING:
-    from jobs.executors import Executor
-    from runbook.registry import Registry
+    from bot.registry import Registry
+    from clients.executors import Executor
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Runtime:
     @cached_property
     def executor(self) -> Executor:
         """Where scripts run: Azure Run Command, or bash on this host (NEXY_EXECUTOR=local)."""
-        from jobs.executors import executor_for
+        from clients.executors import executor_for
 
         return executor_for(self.settings)
 

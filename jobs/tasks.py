@@ -188,7 +188,7 @@ def notify(
 
 
 def probe(runtime: Runtime, *, name: str) -> Any:
-    """A declared probe (runbook.item.probe), for a VM job that must not wait for it itself."""
+    """A declared probe (bot.item.probe), for a VM job that must not wait for it itself."""
     return runtime.registry.probes[name](runtime.settings)
 
 
@@ -202,7 +202,7 @@ def queued(runtime: Runtime, *, payload: dict[str, Any], position: int, running:
 def checklist(runtime: Runtime, *, incident: str, ts: str, user: str, checked: list[str] | None = None) -> str:
     """Someone ticked the final checklist: show its boxes to everyone. With `checked`, the web side could
     not tell yet whether they are an operator (a user group): check, record the ticks, then show them."""
-    from runbook.incident import refresh_checklist  # the runbook imports jobs; not the other way at import
+    from commands.incident import refresh_checklist  # the runbook imports jobs; not the other way at import
 
     if checked is not None:
         found = runtime.store.get(incident)

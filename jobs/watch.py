@@ -33,11 +33,11 @@ from redis import Redis
 from bot.contract import KEY_PREFIX, WATCH_SOURCE, WorkItem
 from bot.errors import IncidentLimitError
 from bot.incidents import EventKind, IncidentStatus
+from bot.item import Route
 from bot.wording import watch as wording
-from jobs.health import HealthReport, probe
+from clients.health import HealthReport, probe
 from jobs.runtime import Runtime
 from jobs.thread import Thread
-from runbook.item import Route
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def build_runtime(settings: Settings, redis: Redis) -> Runtime:
     """The runtime of a worker: the registry is built once here, with every runbook item."""
-    from runbook.registry import REGISTRY
+    from bot.registry import REGISTRY
 
     return Runtime(settings.for_vm(), redis, REGISTRY)
 

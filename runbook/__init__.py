@@ -1,6 +1,6 @@
 """The runbook, one module per item (`../shared/runbook/deploy-incident-runbook.md`).
 
 Each module declares its command(s), section, help, arguments, route, scripts and symptoms
-(`runbook.item`), turns its script's facts into a typed report and renders that report. The
-scripts sit beside the modules. `runbook.registry` imports every module and builds the tables.
+(`bot.item`), turns its script's facts into a typed report and renders that report. The
+scripts sit beside the modules. `bot.registry` imports every module and builds the tables.
 """

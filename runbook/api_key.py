@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 
+from bot.item import Assessment, Fix, SecretInput, Symptom, fix, script
 from bot.settings import Settings
-from jobs import gemini_client
-from runbook.item import Assessment, Fix, SecretInput, Symptom, fix, script
+from clients import gemini_client
 from runbook.restart import verify_commands
 
 KEY_SHAPE = r"AIza[0-9A-Za-z_-]{35}"

@@ -1,6 +1,6 @@
 """Runbook 1, Azure Auth / Access: what `az vm show` would tell, and the fix when it fails.
 
-Through the same client the run-command executor uses (jobs.azure_client): which credential is
+Through the same client the run-command executor uses (clients.azure_client): which credential is
 used, the subscription, whether the VM can be read, its power and provisioning state from the
 instance view, the VM agent (Run Command needs it Ready), and whether the identity holds
 `Microsoft.Compute/virtualMachines/runCommand/action` on the VM, read from ARM's permissions list
@@ -25,12 +25,12 @@ from azure.core.rest import HttpRequest
 
 from bot import render
 from bot.errors import SettingsError
+from bot.item import Route, check
 from bot.redaction import redact
 from bot.settings import Settings
 from bot.wording.refs import command
-from jobs.azure_client import compute_client, credential_kind
+from clients.azure_client import compute_client, credential_kind
 from jobs.context import Context
-from runbook.item import Route, check
 
 STATUS = command("status")
 

@@ -7,9 +7,9 @@ preflight and verifies.
 
 from __future__ import annotations
 
+from bot.item import Assessment, Fix, Symptom, fix, script
 from bot.settings import Settings
 from bot.wording.refs import command
-from runbook.item import Assessment, Fix, Symptom, fix, script
 from runbook.restart import verify_commands
 
 PREFLIGHT = command("preflight")

@@ -20,14 +20,14 @@ from rq.job import Job
 from bot import render
 from bot.contract import WATCH_SOURCE, Action
 from bot.incidents import EventKind
+from bot.item import Route, Symptom, check, patterns_parameter, script
+from bot.registry import Registry
 from bot.settings import Settings
 from bot.wording.refs import command
+from clients.health import HealthReport
 from jobs import lifecycle
 from jobs.context import Context
-from jobs.health import HealthReport
 from runbook import deps as deps_item
-from runbook.item import Route, Symptom, check, patterns_parameter, script
-from runbook.registry import Registry
 from runbook.status import JOURNAL_SIGNALS
 from runbook.version import normalize, probe_with_expected
 

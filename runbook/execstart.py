@@ -7,8 +7,8 @@ unit's `diff -u`, daemon-reloads, restarts under the 0.1 preflight and verifies.
 
 from __future__ import annotations
 
+from bot.item import Assessment, Fix, Symptom, fix, script
 from bot.settings import Settings
-from runbook.item import Assessment, Fix, Symptom, fix, script
 from runbook.restart import verify_commands
 
 

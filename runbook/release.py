@@ -23,13 +23,13 @@ from rq import get_current_job
 
 from bot import render
 from bot.errors import ExecutorError, GitHubError, GitHubNotFound, SettingsError
+from bot.item import Route, check, script
 from bot.settings import Settings, run_command_unavailable
 from bot.wording import errors as error_wording
 from bot.wording.refs import command
+from clients.github_client import AssetInfo, GitHubClient, ReleaseInfo
+from clients.runcommand import RunResult
 from jobs.context import Context
-from jobs.github_client import AssetInfo, GitHubClient, ReleaseInfo
-from jobs.runcommand import RunResult
-from runbook.item import Route, check, script
 
 DEPLOY = command("deploy")
 

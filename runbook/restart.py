@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.item import Assessment, Fix, fix, script
 from bot.settings import Settings
 from bot.wording.refs import command
-from runbook.item import Assessment, Fix, fix, script
 
 if TYPE_CHECKING:
-    from runbook.registry import Registry
+    from bot.registry import Registry
 
 PREFLIGHT = command("preflight")
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from bot import render
 from bot.incidents import EventKind
+from bot.item import Route, Symptom, check, patterns_parameter, script
 from bot.wording.refs import command
 from jobs.context import Context, output_excerpt
-from runbook.item import Route, Symptom, check, patterns_parameter, script
 
 SCRIPT = script(__file__, "status")
 RESTART = command("restart")

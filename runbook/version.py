@@ -15,13 +15,13 @@ from dataclasses import dataclass, replace
 
 from bot import render
 from bot.errors import GitHubError
+from bot.item import Arg, Assessment, Fix, Route, check, fix, probe, script
 from bot.settings import Settings
 from bot.wording import errors as error_wording
-from jobs import health as health_probe
+from clients import health as health_probe
+from clients.github_client import GitHubClient
+from clients.health import HealthReport
 from jobs.context import Context
-from jobs.github_client import GitHubClient
-from jobs.health import HealthReport
-from runbook.item import Arg, Assessment, Fix, Route, check, fix, probe, script
 from runbook.release import read_release, release_version
 
 SCRIPT = script(__file__, "version")

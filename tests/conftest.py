@@ -11,9 +11,9 @@ import pytest
 from redis import Redis
 
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE
-from bot.embedded_redis import EmbeddedRedis
 from bot.settings import Settings, load_settings
 from jobs.worker import build_runtime, serve
+from nexy.embedded_redis import EmbeddedRedis
 from sandbox.azure_emulator import AzureEmulator
 from sandbox.gemini_emulator import GeminiEmulator
 from sandbox.github_emulator import GitHubEmulator
@@ -178,7 +178,7 @@ class _QuietHandler(WSGIRequestHandler):
 @pytest.fixture
 def serve_bot(slack: SlackEmulator, redis: Redis) -> Iterator[Callable[[Settings], str]]:
     """Serve the bot's WSGI app over real HTTP on loopback and point the emulator at it."""
-    from bot.web import wsgi_app
+    from nexy.web import wsgi_app
 
     servers: list[WSGIServer] = []
 

@@ -2,8 +2,8 @@
 from each item's docstring), so a new command or a changed description cannot leave it stale."""
 from __future__ import annotations
 
-from bot.cli import main
-from runbook.registry import REGISTRY
+from bot.registry import REGISTRY
+from nexy.cli import main
 from tests.helpers import readme_table
 
 

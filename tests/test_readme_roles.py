@@ -2,8 +2,8 @@
 --markdown`), so a new command or a changed role cannot leave it stale."""
 from __future__ import annotations
 
-from bot.cli import main
-from runbook.registry import REGISTRY
+from bot.registry import REGISTRY
+from nexy.cli import main
 from tests.helpers import readme_table
 
 

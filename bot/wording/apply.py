@@ -10,9 +10,9 @@ from bot.plans import ApplyOutcome
 from bot.wording.refs import command
 
 if TYPE_CHECKING:
+    from bot.item import Fix
     from bot.plans import Plan
-    from jobs.runcommand import RunResult
-    from runbook.item import Fix
+    from clients.runcommand import RunResult
 
 STATUS = command("status")
 PREFLIGHT = command("preflight")

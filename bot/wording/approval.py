@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from bot.wording.plan import when
 
 if TYPE_CHECKING:
+    from bot.item import Fix
     from bot.plans import Plan
-    from runbook.item import Fix
 
 
 def refused(plan: Plan, reason: str, who: str) -> str:

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot import render
+from bot.item import Scope
 from bot.wording.refs import command
-from runbook.item import Scope
 
 if TYPE_CHECKING:
-    from bot.commands import ParseError, Request
     from bot.incidents import Incident
-    from runbook.registry import Section
+    from bot.registry import Section
+    from handlers.parser import ParseError, Request
 
 HELP = command("help")
 HISTORY = command("history")

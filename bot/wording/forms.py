@@ -9,7 +9,7 @@ from bot import render
 from bot.contract import Action
 
 if TYPE_CHECKING:
-    from runbook.item import SecretInput
+    from bot.item import SecretInput
 
 SECRET_BLOCK = "secret"
 """The block_id of the form's input (its errors are keyed by it)."""

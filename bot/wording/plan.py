@@ -11,8 +11,8 @@ from bot.contract import APPROVE_REACTION, REJECT_REACTION, Action
 from bot.wording.refs import command
 
 if TYPE_CHECKING:
+    from bot.item import Assessment, Fix
     from bot.plans import Plan
-    from runbook.item import Assessment, Fix
 
 PREFLIGHT = command("preflight")
 

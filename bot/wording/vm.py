@@ -8,7 +8,7 @@ from bot import render
 from bot.wording.refs import command
 
 if TYPE_CHECKING:
-    from jobs.runcommand import RunResult
+    from clients.runcommand import RunResult
 
 STATUS = command("status")
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import grp
 import json
 import os
 import pwd
-import grp
 import re
 import shlex
 import signal

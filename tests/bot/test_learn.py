@@ -8,9 +8,9 @@ import re
 
 import pytest
 
+from bot.item import Symptom
 from bot.learn import Proposal, item_stub, module_name, pattern_of, stub_test, unmatched
-from runbook.item import Symptom
-from runbook.registry import REGISTRY
+from bot.registry import REGISTRY
 from tests.helpers import OPERATOR, bot_messages
 
 LINE = "Dec 02 00:07:36 Nexy python3[4242]: RuntimeError: websocket pool exhausted after 512 sessions in 'eu-1'"
@@ -70,7 +70,7 @@ def test_closing_offers_the_unmatched_line_and_the_export_holds_the_stub(serve_b
     upload = next(m for m in slack.messages("C0OPS") if m.files)
     document = upload.files[0]["content"]
     assert "## Runbook updated: proposed symptoms" in document
-    assert "from runbook.item import Symptom, symptom" in document and "def test_learned_runtimeerror" in document
+    assert "from bot.item import Symptom, symptom" in document and "def test_learned_runtimeerror" in document
 
 
 HOSTILE = [
@@ -100,7 +100,7 @@ def test_a_hostile_journal_line_stays_a_literal_in_the_stub_and_its_test(line):
     stub = ast.parse(item_stub(proposal, 'INC-3"""\n__import__(\'os\')', ("5", "6.1\nimport os")))
     docstring, *statements = stub.body
     assert isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant)
-    assert _imports(statements) == [("__future__", ["annotations"]), ("runbook.item", ["Symptom", "symptom"])]
+    assert _imports(statements) == [("__future__", ["annotations"]), ("bot.item", ["Symptom", "symptom"])]
     (declaration,) = [s for s in statements if not isinstance(s, ast.ImportFrom)]
     assert isinstance(declaration, ast.Assign) and [t.id for t in declaration.targets] == ["SYMPTOM"]  # type: ignore[attr-defined]
     allowed = (ast.Call, ast.Name, ast.Load, ast.Store, ast.Constant, ast.keyword)
@@ -111,7 +111,7 @@ def test_a_hostile_journal_line_stays_a_literal_in_the_stub_and_its_test(line):
     test = ast.parse(stub_test(proposal, "INC-3\n__import__('os')"))
     assert _imports(test.body) == [
         (f"runbook.{module_name(proposal.pattern)}", ["SYMPTOM"]),
-        ("runbook.registry", ["REGISTRY"]),
+        ("bot.registry", ["REGISTRY"]),
     ]
     (function,) = [s for s in test.body if isinstance(s, ast.FunctionDef)]
     assert len(test.body) == 4 and not function.args.args and not function.decorator_list

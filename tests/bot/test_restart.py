@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.embedded_redis import EmbeddedRedis, free_port
-from bot.local import wait_until_up
-from bot.processes import Children
+from nexy.embedded_redis import EmbeddedRedis, free_port
+from nexy.local import wait_until_up
+from nexy.processes import Children
 from tests.helpers import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def _env(settings, port: int) -> dict:
 
 
 def _worker(env: dict) -> None:
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "worker", "--queue", "io", "--burst"],
+    done = subprocess.run([sys.executable, "-m", "nexy.cli", "worker", "--queue", "io", "--burst"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -67,7 +67,7 @@ def test_history_survives_restarting_every_process(tmp_path, slack, make_setting
         parents = [m for m in slack.messages("C0OPS") if m.user == slack.bot_user_id and not m.thread_ts
                    and not m.ephemeral_to]
         assert len(parents) == 2 and "INC-2" in parents[1].text
-        audit = subprocess.run([sys.executable, "-m", "bot.cli", "audit", "verify", "INC-1"], env=env,
+        audit = subprocess.run([sys.executable, "-m", "nexy.cli", "audit", "verify", "INC-1"], env=env,
                                capture_output=True, text=True, timeout=60)
         assert audit.returncode == 0 and "chain intact" in audit.stdout, audit.stdout + audit.stderr
     finally:

@@ -19,10 +19,10 @@ from slack_sdk import WebClient
 from bot import render
 from bot.contract import IO_QUEUE, Action, Task
 from bot.incidents import EventKind, IncidentStore
+from bot.item import Scope
 from bot.policy import ACTION_ROLES, Reach, Role
+from bot.registry import REGISTRY, Command
 from bot.wording import forms
-from runbook.item import Scope
-from runbook.registry import REGISTRY, Command
 
 OWN, OTHER, OUTSIDE, DM = "C0OPS", "C0DEV", "C0ELSE", "D0DIRECT"
 CHANNELS = (OWN, OTHER, OUTSIDE, DM)

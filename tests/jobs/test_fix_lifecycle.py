@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE
-from runbook.registry import REGISTRY
+from bot.registry import REGISTRY
 from tests.helpers import APPROVER, KEY, OPERATOR, RG, VM_NAME, bot_messages
 
 OTHER = "U0CAROL"

@@ -19,8 +19,8 @@ from rq.registry import ScheduledJobRegistry
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE, WorkItem, fixes_queue_name, vm_running_key
 from bot.dispatch import Dispatcher
 from bot.incidents import EventKind, IncidentStore
+from bot.item import Route
 from bot.plans import PlanStatus, PlanStore
-from runbook.item import Route
 from tests.helpers import KEY, RG, VM_NAME, bot_messages, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,7 +175,7 @@ def test_an_approval_is_decided_while_the_io_worker_is_busy_with_a_slow_probe(se
         plan_id = plan.text.split("Plan ", 1)[1].split(":", 1)[0]
         slack.slash_command("health", user=DEV)
         log = tmp_path / "io.log"
-        io = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--queue", IO_QUEUE, "--burst"],
+        io = subprocess.Popen([sys.executable, "-m", "nexy.cli", "worker", "--queue", IO_QUEUE, "--burst"],
                               env=_worker_env(settings), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log.open("w"))
         try:
             io_queue = Queue(IO_QUEUE, connection=redis)
@@ -262,7 +262,7 @@ def test_queue_shows_what_runs_then_fixes_then_checks(fair_settings, slack, work
     azure.delay_s = 5.0  # the first status holds the VM (a worker process) while the others queue
     slack.slash_command("status", user=DEV)
     log = tmp_path / "vm.log"
-    vm_worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--queue", fair_settings.vm_queue,
+    vm_worker = subprocess.Popen([sys.executable, "-m", "nexy.cli", "worker", "--queue", fair_settings.vm_queue,
                                   "--burst"], env=_worker_env(fair_settings), cwd=tmp_path,
                                  stdout=subprocess.DEVNULL, stderr=log.open("w"))
     try:

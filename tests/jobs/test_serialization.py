@@ -29,7 +29,7 @@ def test_two_workers_sixteen_commands_never_overlap(serve_bot, vm_settings, slac
     env = {**{k: v for k, v in __import__("os").environ.items() if not k.startswith(("SLACK_", "NEXY_", "AZURE_"))},
            **settings_env(settings), "PYTHONPATH": str(ROOT)}
     logs = [tmp_path / f"worker-{n}.log" for n in range(2)]
-    workers = [subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--queue", settings.vm_queue, "--burst"],
+    workers = [subprocess.Popen([sys.executable, "-m", "nexy.cli", "worker", "--queue", settings.vm_queue, "--burst"],
                                 env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log.open("w"))
                for log in logs]
     for worker, log in zip(workers, logs):

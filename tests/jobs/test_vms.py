@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.commands import ParseError, Request, parse
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE
 from bot.errors import SettingsError
 from bot.settings import load_settings
+from handlers.parser import ParseError, Request, parse
 from tests.helpers import APPROVER, OPERATOR, RG, bot_messages, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,7 @@ def test_three_vms_run_in_parallel_each_strictly_serialized(fleet_settings, slac
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "AZURE_"))},
            **settings_env(fleet_settings), "PYTHONPATH": str(ROOT)}
     logs = [tmp_path / f"worker-{name}.log" for name in ("vm1", "vm2", "vm3")]
-    workers = [subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--vm", name, "--burst"], env=env,
+    workers = [subprocess.Popen([sys.executable, "-m", "nexy.cli", "worker", "--vm", name, "--burst"], env=env,
                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log.open("w"))
                for name, log in zip(("vm1", "vm2", "vm3"), logs, strict=True)]
     for worker, log in zip(workers, logs, strict=True):
@@ -132,6 +132,6 @@ def test_a_worker_for_an_unknown_vm_refuses_naming_the_vms(fleet_settings, tmp_p
     """`nexy worker --vm nope` exits 2 at once, naming the inventory's VMs; nothing is served."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEXY_", "AZURE_"))},
            **settings_env(fleet_settings), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "worker", "--vm", "nope", "--burst"], env=env,
+    done = subprocess.run([sys.executable, "-m", "nexy.cli", "worker", "--vm", "nope", "--burst"], env=env,
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "the VMs are vm1, vm2, vm3" in done.stderr

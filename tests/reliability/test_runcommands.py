@@ -87,7 +87,7 @@ def test_worker_killed_during_apply_reports_the_real_outcome(apply_settings, sla
     }
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "worker", "--queue", apply_settings.vm_queue],
+        [sys.executable, "-m", "nexy.cli", "worker", "--queue", apply_settings.vm_queue],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,

@@ -18,9 +18,9 @@ from rq import Queue
 from rq.scheduler import RQScheduler
 
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE, Task
-from bot.embedded_redis import EmbeddedRedis
 from jobs.operations import supervise_scheduler
 from jobs.worker import build_runtime, make_worker
+from nexy.embedded_redis import EmbeddedRedis
 from tests.helpers import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def test_scheduled_notice_fires_after_a_redis_outage(make_settings, slack, tmp_p
     }
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "worker", "--queue", queue],
+        [sys.executable, "-m", "nexy.cli", "worker", "--queue", queue],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,

@@ -11,11 +11,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from bot.registry import REGISTRY
+from clients.executors import LocalExecutor
+from clients.runcommand import Script
 from jobs.context import verify_parameters, vm_parameters
-from jobs.executors import LocalExecutor
-from jobs.runcommand import Script
 from runbook.api_key import ApiKey
-from runbook.registry import REGISTRY
 from sandbox.vm import new_gemini_key
 
 FIX = REGISTRY.fix_for("fix api-key", ())

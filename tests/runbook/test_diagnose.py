@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from bot.commands import Request, parse
+from handlers.parser import Request, parse
 from tests.helpers import KEY, OPERATOR, approve, ask, bot_messages, type_key
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import Request, parse
+from bot.item import DECLARED, Check, Route, Symptom
+from bot.registry import REGISTRY, Registry
 from bot.wording.refs import REFERENCED
-from runbook.item import DECLARED, Check, Route, Symptom
-from runbook.registry import REGISTRY, Registry
+from handlers.parser import Request, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 
