@@ -34,7 +34,8 @@ from redis import Redis  # noqa: E402
 
 from bot.contract import IO_QUEUE  # noqa: E402
 from bot.settings import Settings, load_settings  # noqa: E402
-from jobs.watch import Watch, state_key  # noqa: E402
+from bot.watchstate import state_key  # noqa: E402
+from jobs.watch import Watch  # noqa: E402
 from jobs.worker import build_runtime, serve  # noqa: E402
 from nexy.embedded_redis import EmbeddedRedis  # noqa: E402
 from nexy.web import wsgi_app  # noqa: E402

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from bot.policy import Reach, Role
 
 if TYPE_CHECKING:
+    from bot.context import Context
     from bot.registry import Registry
     from bot.settings import Settings
-    from jobs.context import Context
 
 
 class Route(str, Enum):

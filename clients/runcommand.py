@@ -14,14 +14,15 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# What a run told us is the kernel's (items see it); both stay importable from here, where the executors read them.
+from bot.context import AZURE_OUTPUT_LIMIT as AZURE_OUTPUT_LIMIT
+from bot.context import RunResult as RunResult
 from bot.item import ScriptFile
 from bot.redaction import redact
 
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 RESULT_PREFIX = "@@nexy-result "
 FACT_PREFIX = "@@nexy-fact "
-AZURE_OUTPUT_LIMIT = 4096
-"""Azure Run Command keeps only the last 4,096 bytes of each of stdout and stderr."""
 FRAGMENT_NOTE = "… (the start of this line was cut by Azure: left out)"
 """What stands for the first line of an output whose start Azure cut: a fragment is never shown."""
 
@@ -86,31 +87,6 @@ class Script:
 
     def lines(self) -> list[str]:
         return self.render().splitlines()
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a script run told us: exit code (None if its result line never came back), facts, output."""
-
-    script: str
-    exit_code: int | None
-    facts: dict[str, str] = field(default_factory=dict)
-    stdout: str = ""
-    stderr: str = ""
-    cut: bool = False
-    duration_s: float = 0.0
-
-    @property
-    def output(self) -> str:
-        """stdout and stderr as one readable text, with a note when Azure cut the start."""
-        parts = []
-        if self.cut:
-            parts.append(f"(only the last {AZURE_OUTPUT_LIMIT} bytes came back: the start was cut)")
-        if self.stdout.strip():
-            parts.append(self.stdout.rstrip())
-        if self.stderr.strip():
-            parts.append("[stderr]\n" + self.stderr.rstrip())
-        return "\n".join(parts)
 
 
 def split_message(message: str) -> tuple[str, str]:

@@ -12,15 +12,12 @@ from __future__ import annotations
 import logging
 
 from bot import learn, postmortem, render
+from bot.context import Context
 from bot.incidents import EventKind, Incident
 from bot.item import Arg, Route, Scope, check
 from bot.policy import Reach, Role
 from bot.wording import checklist as checklist_wording
 from bot.wording import incident as wording
-from jobs.context import Context
-from jobs.lifecycle import expired_by_close
-from jobs.runtime import Runtime
-from jobs.thread import Thread, permalink
 from runbook.status import CONTEXT_LINES
 
 log = logging.getLogger(__name__)
@@ -43,11 +40,11 @@ def incident(ctx: Context) -> str:
     the open incident (the thread's, from `@nexy` in a thread): link, status, sections, its latest events; only to
     you
     """
-    store, current = ctx.runtime.store, ctx.thread.incident
+    store, current = ctx.incidents, ctx.thread.incident
     events = [e for e in store.timeline(current.id) if e.kind not in postmortem.BOOKKEEPING]
     lines = [postmortem.line(e) for e in events]
     text, blocks = wording.summary(current, ctx.thread.permalink(), events, lines)
-    ctx.runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, text, blocks, thread_ts=ctx.item.thread_ts)
+    ctx.tell(text, blocks)
     return current.status.value
 
 
@@ -79,12 +76,12 @@ def incident_close(ctx: Context) -> str:
     lines that matched no declared symptom as proposed new symptoms (a pattern drawn from each; its section to be
     chosen); the channel's next command opens a new incident
     """
-    runtime, thread, user = ctx.runtime, ctx.thread, ctx.item.user
-    store = runtime.store
+    thread, user = ctx.thread, ctx.item.user
+    store = ctx.incidents
     closing = store.close(thread.incident, user, ctx.item.args[0])
     if not closing.closed:
         earlier = store.get(thread.incident.id) or thread.incident
-        runtime.slack.ephemeral(ctx.item.channel, user, _already(earlier), thread_ts=ctx.item.thread_ts)
+        ctx.tell(_already(earlier))
         return "already resolved"
     store.record(
         thread.incident.id,
@@ -95,7 +92,7 @@ def incident_close(ctx: Context) -> str:
         expired_plans=list(closing.expired_plans),
     )
     for plan_id in closing.expired_plans:
-        expired_by_close(runtime, thread, plan_id)
+        ctx.expire_by_close(plan_id)
     resolved = store.get(thread.incident.id)
     assert resolved is not None
     thread.incident = resolved
@@ -103,7 +100,7 @@ def incident_close(ctx: Context) -> str:
     ticked = ["verify"] if postmortem.verified(results) else []
     text, blocks = checklist_wording.message(resolved, results, ticked, resolved.head, resolved.events)
     thread.post(text, blocks, kind=EventKind.CHECKLIST, user=user, checked=ticked, head=resolved.head, source="close")
-    _show_resolved(runtime, resolved)
+    _show_resolved(ctx, resolved)
     _offer_learned(ctx, resolved)
     return "resolved"
 
@@ -111,13 +108,12 @@ def incident_close(ctx: Context) -> str:
 def _offer_learned(ctx: Context, incident: Incident) -> None:
     """Runbook 10, "runbook updated": journal lines of the incident that no declared symptom matched are
     offered as proposed symptoms (the export holds each as a runbook item stub and its test)."""
-    runtime = ctx.runtime
-    events = runtime.store.timeline(incident.id)
+    events = ctx.incidents.timeline(incident.id)
     outputs = [str(e.get("output") or "") for e in events if e.kind is EventKind.RUN_COMMAND]
-    proposals = learn.unmatched(outputs, runtime.registry.journal_patterns, CONTEXT_LINES)
+    proposals = learn.unmatched(outputs, ctx.registry.journal_patterns, CONTEXT_LINES)
     if not proposals:
         return
-    sections = [s.section for s in runtime.registry.sections() if s.section]
+    sections = [s.section for s in ctx.registry.sections() if s.section]
     ctx.thread.post(
         wording.learned(incident.id, proposals, sections),
         kind=EventKind.NOTE,
@@ -131,33 +127,12 @@ def _already(incident: Incident) -> str:
     return f"{incident.id} is already resolved{when}: {incident.root_cause}. The next command opens a new incident."
 
 
-def _show_resolved(runtime: Runtime, incident: Incident) -> None:
+def _show_resolved(ctx: Context, incident: Incident) -> None:
     """Edit the parent message to say resolved, the root cause and the duration (a parent that is
     someone's own message, for a thread started by a mention, cannot be edited: it stays)."""
     if not incident.thread_ts:
         return
-    Thread(runtime, incident.id).update(incident.thread_ts, *wording.parent(incident))
-
-
-def refresh_checklist(runtime: Runtime, incident_id: str, ts: str, user: str) -> str:
-    """Show the boxes as the timeline's last checklist event left them, to everyone."""
-    incident = runtime.store.get(incident_id)
-    if incident is None or not incident.closed_at:
-        return "no such resolved incident"
-    events = runtime.store.timeline(incident_id)
-    posted = next((e for e in events if e.kind is EventKind.CHECKLIST and e.get("source") == "close"), None)
-    if posted is None:
-        return "no checklist"
-    text, blocks = checklist_wording.message(
-        incident,
-        postmortem.last_verify(events[: posted.seq]),
-        postmortem.checked(events),
-        posted.get("head", ""),
-        posted.seq,
-        ticked_by=user,
-    )
-    runtime.slack.update(incident.channel, ts, text, blocks)
-    return "shown"
+    ctx.thread.update(incident.thread_ts, *wording.parent(incident))
 
 
 @check("history", route=Route.IO, scope=Scope.NONE, reach=Reach.OWN, args=(COUNT,))
@@ -180,13 +155,12 @@ def history_all(ctx: Context) -> str:
 
 
 def _history(ctx: Context, channel: str | None) -> str:
-    runtime = ctx.runtime
     limit = int(ctx.item.args[0]) if ctx.item.args else HISTORY_DEFAULT
-    incidents = runtime.store.history(channel, limit)
-    links = {i.id: permalink(runtime, i) for i in incidents}
+    incidents = ctx.incidents.history(channel, limit)
+    links = {i.id: ctx.permalink(i) for i in incidents}
     where = f"in <#{channel}>" if channel else "in every channel"
     text, blocks = wording.history(incidents, links, where, limit)
-    runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, text, blocks, thread_ts=ctx.item.thread_ts)
+    ctx.tell(text, blocks)
     return f"{len(incidents)} listed"
 
 
@@ -199,9 +173,9 @@ def export(ctx: Context) -> str:
     results, checklist, the proposed symptoms (each a ready-to-commit runbook module and its test), root cause,
     chain head. A named incident only from its own channel (from elsewhere: refused, nothing uploaded or recorded)
     """
-    runtime, thread = ctx.runtime, ctx.thread
-    runtime.store.settle(thread.incident.id)  # the counts of events rolled up past the cap, chained first
-    events = runtime.store.timeline(thread.incident.id)
+    store, thread = ctx.incidents, ctx.thread
+    store.settle(thread.incident.id)  # the counts of events rolled up past the cap, chained first
+    events = store.timeline(thread.incident.id)
     link = thread.permalink()
     document = postmortem.markdown(thread.incident, events, link)
     head = events[-1].hash if events else ""
@@ -211,8 +185,8 @@ def export(ctx: Context) -> str:
         f":page_facing_up: Postmortem of {thread.incident.id}, exported by <@{ctx.item.user}>: "
         f"{len(events)} events; chain head `{head}`.",
     )
-    runtime.store.record(thread.incident.id, EventKind.EXPORT, ctx.item.user, head=head, events=len(events))
+    store.record(thread.incident.id, EventKind.EXPORT, ctx.item.user, head=head, events=len(events))
     if ctx.item.source != "mention":
         note = f"The postmortem of {thread.incident.id} is in {render.link(link, 'its thread')}."
-        runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, note)
+        ctx.tell(note, in_thread=False)
     return thread.incident.id

@@ -10,21 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import render
-from bot.contract import WorkItem, fixes_queue_name
+from bot.context import Context
+from bot.contract import WorkItem
+from bot.dispatch import Dispatcher
 from bot.incidents import EventKind
 from bot.item import Route, check
-from bot.plans import PlanStore
-from jobs.context import Context
-from jobs.runtime import Runtime
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """One job waiting for the VM: its request, whether it is a fix, and the requests that joined it."""
-
-    item: WorkItem
-    fix: bool
-    riders: tuple[WorkItem, ...] = ()
+from bot.waiting import Waiting, waiting_runs
 
 
 @dataclass(frozen=True)
@@ -71,44 +62,6 @@ def render_report(r: QueueReport) -> tuple[str, list[dict]]:
     return text.replace("*", ""), [render.section(text)]
 
 
-def waiting_runs(runtime: Runtime) -> tuple[Waiting, ...]:
-    """What waits for the VM, in the order it will run: the fixes queue (plans, applies), then checks."""
-    settings = runtime.settings
-    admission = runtime.dispatcher.admission(settings)
-    found = []
-    for name, fix in ((fixes_queue_name(settings.vm_queue), True), (settings.vm_queue, False)):
-        for job in runtime.dispatcher.queue(name).get_jobs():
-            item = _waiting(job, runtime.plans)
-            if item is not None:
-                found.append(Waiting(item, fix, () if fix else admission.riders(job.id)))
-    return tuple(found)
-
-
-def waiting(runtime: Runtime) -> tuple[WorkItem, ...]:
-    """What waits for the VM, in the order it will run: plans and applies, then checks."""
-    return tuple(entry.item for entry in waiting_runs(runtime))
-
-
-def _waiting(job: Any, plans: PlanStore) -> WorkItem | None:
-    """A queued VM job as a request: a command, or the apply of an approved plan."""
-    if job.args:
-        return WorkItem.from_payload(job.args[0])
-    plan = plans.get(job.kwargs.get("plan_id", "")) if job.kwargs else None
-    if plan is None:
-        return None
-    queued_at = job.enqueued_at.timestamp() if job.enqueued_at else time.time()
-    return WorkItem(
-        id=job.id,
-        command="apply",
-        args=(plan.fix, plan.id),
-        user=plan.decided_by,
-        channel=plan.channel,
-        incident=plan.incident,
-        source="approval",
-        requested_at=queued_at,
-    )
-
-
 @check("queue", route=Route.IO)
 def queue(ctx: Context) -> str:
     """queue: what runs on the VM now, since when, and what waits, in the order it will run
@@ -118,10 +71,10 @@ def queue(ctx: Context) -> str:
     identical requests joined it (`+2 joined`, and their incidents) and how long it has waited (runbook 6.4: why a
     request waits)
     """
-    runtime = ctx.runtime
-    queued = waiting_runs(runtime)
-    running = runtime.dispatcher.running_on_vm()
-    riders = runtime.dispatcher.admission(ctx.settings).rider_count(running["job"]) if running else 0
+    dispatcher = Dispatcher(ctx.settings, ctx.redis)
+    queued = waiting_runs(ctx.redis, ctx.settings, ctx.plans)
+    running = dispatcher.running_on_vm()
+    riders = dispatcher.admission(ctx.settings).rider_count(running["job"]) if running else 0
     report = QueueReport(ctx.settings.vm_name, running, riders, queued, time.time())
     ctx.thread.post(*render_report(report), kind=EventKind.CHECK, user=ctx.item.user, report="queue")
     return f"{len(queued)} waiting"

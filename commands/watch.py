@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 import time
 
+from bot import watchstate
+from bot.context import Context
 from bot.incidents import EventKind, IncidentStatus
 from bot.item import Arg, Route, Scope, check
 from bot.policy import Role
 from bot.wording import watch as wording
-from jobs import watch as watch_state
-from jobs.context import Context
 
 MAX_PAUSE_S = 24 * 3600
 """The longest pause: a forgotten pause must not silence the watch for good."""
@@ -38,13 +38,12 @@ def watch(ctx: Context) -> str:
     the watch's state per VM: up or failing, the last probe, failures in a row, the open watch incident, any pause;
     only to you
     """
-    runtime = ctx.runtime
-    rows = [watch_state.VMWatch.load(runtime.redis, name) for name in ctx.settings.vm_names]
+    rows = [watchstate.VMWatch.load(ctx.redis, name) for name in ctx.settings.vm_names]
     incidents = {r.incident: f"open incident {r.incident}" for r in rows if r.incident}
     text = wording.state(
-        rows, incidents, watch_state.paused(runtime.redis), ctx.settings.nexy_watch_channel or "", time.time()
+        rows, incidents, watchstate.paused(ctx.redis), ctx.settings.nexy_watch_channel or "", time.time()
     )
-    runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, text, thread_ts=ctx.item.thread_ts)
+    ctx.tell(text)
     return "shown"
 
 
@@ -56,18 +55,18 @@ def watch_pause(ctx: Context) -> str:
     `NEXY_WATCH_PAUSE_BUDGET_S` of pause in any 24 h); said in `NEXY_WATCH_CHANNEL` (who, how long, from which
     channel) and recorded in each open watch incident's timeline
     """
-    wanted, item, redis = seconds(ctx.item.args[0]), ctx.item, ctx.runtime.redis
+    wanted, item, redis = seconds(ctx.item.args[0]), ctx.item, ctx.redis
     if wanted > MAX_PAUSE_S:
-        ctx.runtime.slack.ephemeral(item.channel, item.user, f"A pause is at most 24h; `{item.args[0]}` is longer.")
+        ctx.tell(f"A pause is at most 24h; `{item.args[0]}` is longer.", in_thread=False)
         return "refused"
     budget = ctx.settings.nexy_watch_pause_budget_s
-    current = watch_state.paused(redis)
+    current = watchstate.paused(redis)
     # A pause in force is replaced: what is left of it is not spent.
-    spent = watch_state.paused_time(redis, time.time()) - (max(0.0, current["until"] - time.time()) if current else 0)
+    spent = watchstate.paused_time(redis, time.time()) - (max(0.0, current["until"] - time.time()) if current else 0)
     if spent + wanted > budget:
-        ctx.runtime.slack.ephemeral(item.channel, item.user, wording.over_budget(item.args[0], spent, budget))
+        ctx.tell(wording.over_budget(item.args[0], spent, budget), in_thread=False)
         return "refused"
-    until = watch_state.pause(redis, wanted, item.user, item.channel)
+    until = watchstate.pause(redis, wanted, item.user, item.channel)
     _record(ctx, "paused", until=until, channel=item.channel)
     _announce(ctx, wording.paused(until, item.user, wanted, item.channel))
     return "paused"
@@ -79,9 +78,9 @@ def watch_resume(ctx: Context) -> str:
 
     operators only: ends a pause (said and recorded the same way)
     """
-    was = watch_state.resume(ctx.runtime.redis)
+    was = watchstate.resume(ctx.redis)
     if not was:
-        ctx.runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, wording.resumed(ctx.item.user, False, ""))
+        ctx.tell(wording.resumed(ctx.item.user, False, ""), in_thread=False)
         return "not paused"
     _record(ctx, "resumed", channel=ctx.item.channel)
     _announce(ctx, wording.resumed(ctx.item.user, True, ctx.item.channel))
@@ -91,16 +90,16 @@ def watch_resume(ctx: Context) -> str:
 def _announce(ctx: Context, text: str) -> None:
     """Said in the watch's channel (where its incidents open), and to the asker when that is elsewhere."""
     watch_channel = ctx.settings.nexy_watch_channel or ctx.item.channel
-    ctx.runtime.slack.post(watch_channel, text)
+    ctx.announce(watch_channel, text)
     if watch_channel != ctx.item.channel:
-        ctx.runtime.slack.ephemeral(ctx.item.channel, ctx.item.user, text, thread_ts=ctx.item.thread_ts)
+        ctx.tell(text)
 
 
 def _record(ctx: Context, what: str, **details: object) -> None:
     """The pause or resume in the timeline of each VM's open watch incident."""
-    store = ctx.runtime.store
+    store = ctx.incidents
     for name in ctx.settings.vm_names:
-        incident_id = watch_state.VMWatch.load(ctx.runtime.redis, name).incident
+        incident_id = watchstate.VMWatch.load(ctx.redis, name).incident
         incident = store.get(incident_id) if incident_id else None
         if incident is not None and incident.status is IncidentStatus.OPEN:
             store.record(incident.id, EventKind.NOTE, ctx.item.user, watch=what, vm=name, **details)

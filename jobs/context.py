@@ -1,24 +1,32 @@
 """What a runbook item's job sees: who asked for what, in which thread, and how to run a script
-on the VM and post the report. Items receive one `Context` and return a short status."""
+on the VM and post the report. Items receive one `Context` and return a short status; they know it
+as the kernel's Protocol (bot/context.py), which this class implements (mypy checks it below)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
+from redis import Redis
+from rq.job import Job
+
+from bot import context as item_context
 from bot import render
+from bot.context import OUTPUT_INLINE_CHARS, RunResult
 from bot.contract import WorkItem
-from bot.incidents import EventKind
+from bot.incidents import EventKind, Incident, IncidentStore
 from bot.item import ScriptFile, patterns_parameter
+from bot.plans import PlanStore
 from bot.settings import Settings
 from bot.wording import incident as incident_wording
 from bot.wording import vm as vm_wording
-from clients.runcommand import RunResult, Script
+from clients.runcommand import Script
 from jobs.engine import run_on_vm
 from jobs.runtime import Runtime
-from jobs.thread import Thread
+from jobs.thread import Thread, permalink
 
-OUTPUT_INLINE_CHARS = 2800
-"""How much of a script's output a message shows inline; the whole of a longer one goes up as a file."""
+if TYPE_CHECKING:
+    from bot.registry import Registry
 
 
 def vm_parameters(settings: Settings) -> tuple[tuple[str, str], ...]:
@@ -69,6 +77,22 @@ class Context:
     def settings(self) -> Settings:
         return self.runtime.settings
 
+    @property
+    def registry(self) -> Registry:
+        return self.runtime.registry
+
+    @property
+    def incidents(self) -> IncidentStore:
+        return self.runtime.store
+
+    @property
+    def plans(self) -> PlanStore:
+        return self.runtime.plans
+
+    @property
+    def redis(self) -> Redis:
+        return self.runtime.redis
+
     def run(
         self,
         file: ScriptFile,
@@ -115,9 +139,46 @@ class Context:
         self.post(vm_wording.script_incomplete(result), kind=kind, output=result.output)
         return "failed" if result.exit_code is not None else "incomplete"
 
+    def tell(self, text: str, blocks: list | None = None, *, in_thread: bool = True) -> None:
+        """Answer the person who asked, only to them (in the thread they asked from, unless not `in_thread`)."""
+        thread_ts = self.item.thread_ts if in_thread else None
+        self.runtime.slack.ephemeral(self.item.channel, self.item.user, text, blocks, thread_ts=thread_ts)
 
-def output_excerpt(output: str) -> str:
-    """The end of an output as a code block, saying when the whole is attached as a file."""
-    if len(output) <= OUTPUT_INLINE_CHARS:
-        return render.code(output)
-    return render.code(render.tail(output, OUTPUT_INLINE_CHARS)) + "\n_The whole output is attached below._"
+    def announce(self, channel: str, text: str) -> None:
+        """Say something in a channel (not in a thread)."""
+        self.runtime.slack.post(channel, text)
+
+    def permalink(self, incident: Incident) -> str:
+        """A link to an incident's thread ('' if Slack cannot give one)."""
+        return permalink(self.runtime, incident)
+
+    def may_request_fix(self) -> bool:
+        """Whether the person who asked may ask for a fix's plan (the policy, user groups resolved)."""
+        return bool(self.runtime.policy.can_request_fix(self.item.user).allowed)
+
+    def plan(self, words: str, facts: dict[str, str], *, source: str = "") -> str:
+        """Post the plan of the fix `words` for facts already gathered, in this thread, as this request."""
+        from jobs import lifecycle  # lifecycle imports this module: a loop inside the engine, not across a layer
+
+        command, *args = words.split()
+        item = replace(self.item, command=command, args=tuple(args))
+        fix = self.registry.fix_for(command, tuple(args))
+        return lifecycle.propose(Context(self.runtime, item, self.thread), fix, facts, source=source)
+
+    def expire_by_close(self, plan_id: str) -> None:
+        """A pending plan that expired because this incident was resolved: its message loses its buttons."""
+        from jobs import lifecycle  # lifecycle imports this module: a loop inside the engine, not across a layer
+
+        lifecycle.expired_by_close(self.runtime, self.thread, plan_id)
+
+    def start_probe(self, name: str) -> Job:
+        """Start a declared probe on the io queue (so it runs while a run-command does); read its job."""
+        return self.runtime.dispatcher.probe(name)
+
+    def remember_diagnosis(self, facts: dict[str, str]) -> None:
+        """Keep a diagnosis's facts a few minutes, so a plan asked meanwhile needs no run-command."""
+        self.runtime.diagnoses.remember(self.item.incident, facts, self.settings.nexy_diagnosis_reuse_s)
+
+
+if TYPE_CHECKING:  # the items know this class as the kernel's Protocol: mypy checks here that it implements it
+    _ITEMS_SEE: type[item_context.Context] = Context

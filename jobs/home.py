@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from bot.waiting import waiting
 from bot.wording import home as wording
 from jobs.runtime import Runtime
 from jobs.thread import permalink
@@ -18,12 +19,10 @@ def publish(runtime: Runtime, user: str) -> str:
     """Publish `user`'s Home tab: open incidents, each VM now and what waits for it, the last incidents.
     Only operators and approvers see incidents (bot/policy.py); anyone else sees the VMs' queues with
     no incident, person or typed text in them."""
-    from commands.queue import waiting  # the runbook imports jobs; not the other way at import
-
     vms = []
     for name in runtime.settings.vm_names:
         vm = runtime.for_vm(name)
-        vms.append((name, vm.dispatcher.running_on_vm(), waiting(vm)))
+        vms.append((name, vm.dispatcher.running_on_vm(), waiting(vm.redis, vm.settings, vm.plans)))
     decision = runtime.policy.for_home(user)  # a worker: user groups are resolved here
     if not decision.allowed:
         runtime.slack.publish_home(user, wording.limited_view(vms, decision.who, time.time()))

@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 
 from bot import render
+from bot.context import RunResult
 from bot.contract import Action, WorkItem, apply_job_id
 from bot.incidents import EventKind
 from bot.item import Fix
@@ -23,7 +24,6 @@ from bot.wording import apply as apply_wording
 from bot.wording import approval as approval_wording
 from bot.wording import commands as commands_wording
 from bot.wording import plan as plan_wording
-from clients.runcommand import RunResult
 from jobs.context import Context, verify_parameters
 from jobs.outbox import plan_ref
 from jobs.progress import Progress

@@ -9,12 +9,15 @@ reported by `report_failure`, RQ's failure callback (AbandonedJobError, timeouts
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from bot import postmortem
 from bot.contract import IO_QUEUE, Action, Task, WorkItem
 from bot.dispatch import queue_for
 from bot.errors import NexyError
 from bot.incidents import EventKind
+from bot.wording import checklist as checklist_wording
 from bot.wording import commands as command_wording
 from bot.wording import errors as error_wording
 from bot.wording import queue as queue_wording
@@ -37,6 +40,8 @@ def run_request(runtime: Runtime, payload: dict[str, Any]) -> str:
     check then answers each person in each incident once, its run-commands shared: one run on the VM."""
     item = WorkItem.from_payload(payload)
     registry = runtime.registry
+    # A check's run takes the kernel's Context: mypy checks here that the engine's implements it.
+    run: Callable[[Context], str]
     if item.command in registry.checks:
         run = registry.checks[item.command].run
     elif item.command in registry.commands and registry.fix_command(item.command):
@@ -64,7 +69,7 @@ def run_request(runtime: Runtime, payload: dict[str, Any]) -> str:
     return statuses.get(item.id, "failed")
 
 
-def _run_check(run: Any, ctx: Context) -> str:
+def _run_check(run: Callable[[Context], str], ctx: Context) -> str:
     """One answer: the item's run, its error posted in its thread if it fails."""
     item = ctx.item
     try:
@@ -202,8 +207,6 @@ def queued(runtime: Runtime, *, payload: dict[str, Any], position: int, running:
 def checklist(runtime: Runtime, *, incident: str, ts: str, user: str, checked: list[str] | None = None) -> str:
     """Someone ticked the final checklist: show its boxes to everyone. With `checked`, the web side could
     not tell yet whether they are an operator (a user group): check, record the ticks, then show them."""
-    from commands.incident import refresh_checklist  # the runbook imports jobs; not the other way at import
-
     if checked is not None:
         found = runtime.store.get(incident)
         if found is None:
@@ -216,7 +219,28 @@ def checklist(runtime: Runtime, *, incident: str, ts: str, user: str, checked: l
             runtime.slack.ephemeral(found.channel, user, text, thread_ts=found.thread_ts or None)
             return "refused"
         runtime.store.record(found.id, EventKind.CHECKLIST, user, checked=checked, ts=ts, source="tick")
-    return refresh_checklist(runtime, incident, ts, user)
+    return _refresh_checklist(runtime, incident, ts, user)
+
+
+def _refresh_checklist(runtime: Runtime, incident_id: str, ts: str, user: str) -> str:
+    """Show the boxes as the timeline's last checklist event left them, to everyone."""
+    incident = runtime.store.get(incident_id)
+    if incident is None or not incident.closed_at:
+        return "no such resolved incident"
+    events = runtime.store.timeline(incident_id)
+    posted = next((e for e in events if e.kind is EventKind.CHECKLIST and e.get("source") == "close"), None)
+    if posted is None:
+        return "no checklist"
+    text, blocks = checklist_wording.message(
+        incident,
+        postmortem.last_verify(events[: posted.seq]),
+        postmortem.checked(events),
+        posted.get("head", ""),
+        posted.seq,
+        ticked_by=user,
+    )
+    runtime.slack.update(incident.channel, ts, text, blocks)
+    return "shown"
 
 
 def publish_home(runtime: Runtime, *, user: str) -> str:

@@ -24,13 +24,13 @@ from azure.core.exceptions import (
 from azure.core.rest import HttpRequest
 
 from bot import render
+from bot.context import Context
 from bot.errors import SettingsError
 from bot.item import Route, check
 from bot.redaction import redact
 from bot.settings import Settings
 from bot.wording.refs import command
 from clients.azure_client import compute_client, credential_kind
-from jobs.context import Context
 
 STATUS = command("status")
 

@@ -26,11 +26,11 @@ from enum import Enum
 import yaml
 
 from bot import render
+from bot.context import Context
 from bot.errors import GitHubError, GitHubNotFound, GitHubPermissionError
 from bot.item import Route, check
 from bot.wording import errors as error_wording
 from clients.github_client import COMPARE_FILE_LIMIT, CommitInfo, GitHubClient, RunInfo, WorkflowInfo
-from jobs.context import Context
 
 DEPLOY_SECRET = "AZURE_CREDENTIALS"
 """The Actions secret the deploy workflow logs in to Azure with (runbook 2, Fix)."""

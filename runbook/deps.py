@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import render
+from bot.context import Context
 from bot.item import Assessment, Fix, Route, Symptom, check, fix, patterns_parameter, script
 from bot.settings import Settings
 from bot.wording.refs import command
-from jobs.context import Context
 from runbook.restart import verify_commands
 
 SCRIPT = script(__file__, "deps")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from rq.job import Job
 
 from bot import render
+from bot.context import Context
 from bot.contract import WATCH_SOURCE, Action
 from bot.incidents import EventKind
 from bot.item import Route, Symptom, check, patterns_parameter, script
@@ -25,8 +26,6 @@ from bot.registry import Registry
 from bot.settings import Settings
 from bot.wording.refs import command
 from clients.health import HealthReport
-from jobs import lifecycle
-from jobs.context import Context
 from runbook import deps as deps_item
 from runbook.status import JOURNAL_SIGNALS
 from runbook.version import normalize, probe_with_expected
@@ -265,8 +264,8 @@ def diagnose(ctx: Context) -> str:
     with the figures. A plan asked within `NEXY_DIAGNOSIS_REUSE_S` uses the diagnosis's facts: from `diagnose` to a
     verified fix in two run-commands
     """
-    runtime, settings, registry = ctx.runtime, ctx.settings, ctx.runtime.registry
-    probes = runtime.dispatcher.probe("health")  # on io, while the run-command runs
+    settings, registry = ctx.settings, ctx.registry
+    probes = ctx.start_probe("health")  # on io, while the run-command runs
     plans = tuple(f.plan_script for f in registry.fixes.values())
     signatures = patterns_parameter((*registry.journal_patterns, *JOURNAL_SIGNALS))
     result = ctx.run(
@@ -276,7 +275,7 @@ def diagnose(ctx: Context) -> str:
     if result.exit_code is None:
         return ctx.incomplete(result, kind="diagnosis")
     facts = result.facts
-    runtime.diagnoses.remember(ctx.item.incident, facts, settings.nexy_diagnosis_reuse_s)
+    ctx.remember_diagnosis(facts)
     found = findings(facts, _journal(result.stdout), health, registry, settings)
     report = Diagnosis(
         settings.nexy_service, facts.get("active", "unknown"), facts.get("since", ""), found, health, facts
@@ -289,14 +288,7 @@ def diagnose(ctx: Context) -> str:
         line = first.evidence[0] if first.evidence else ""
         ctx.record(EventKind.DIAGNOSIS, section=first.section, title=first.title, line=line, fix=first.fix)
     if planned:
-        command, *args = planned.split()
-        item = replace(ctx.item, command=command, args=tuple(args))
-        lifecycle.propose(
-            Context(runtime, item, ctx.thread),
-            registry.fix_for(command, tuple(args)),
-            facts,
-            source="from this diagnosis (no second run-command); the apply re-checks the state",
-        )
+        ctx.plan(planned, facts, source="from this diagnosis (no second run-command); the apply re-checks the state")
     return top.section if top else "clear"
 
 
@@ -305,10 +297,10 @@ def _plannable(ctx: Context, words: str) -> str | None:
     the watch (the bot itself, set up by the operators: its plan's requester is the bot, so any approver
     may approve it)."""
     command, *args = words.split()
-    fix = ctx.runtime.registry.fix_for(command, tuple(args))
+    fix = ctx.registry.fix_for(command, tuple(args))
     if fix.secret is not None:
         return None
-    if ctx.item.source != WATCH_SOURCE and not ctx.runtime.policy.can_request_fix(ctx.item.user).allowed:
+    if ctx.item.source != WATCH_SOURCE and not ctx.may_request_fix():
         return None
     return words
 

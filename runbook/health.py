@@ -4,10 +4,10 @@ build, and whether they agree with each other and with the expected version."""
 from __future__ import annotations
 
 from bot import render
+from bot.context import Context
 from bot.item import Route, check
 from bot.wording.refs import command
 from clients.health import HealthReport
-from jobs.context import Context
 from runbook.version import probe_with_expected
 
 VERSION = command("version")

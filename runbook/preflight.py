@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import render
+from bot.context import Context
 from bot.item import Route, check, script
 from bot.settings import Settings
-from jobs.context import Context
 
 SCRIPT = script(__file__, "preflight")
 

@@ -22,14 +22,13 @@ from urllib.parse import unquote, urlsplit
 from rq import get_current_job
 
 from bot import render
+from bot.context import Context, RunResult
 from bot.errors import ExecutorError, GitHubError, GitHubNotFound, SettingsError
 from bot.item import Route, check, script
 from bot.settings import Settings, run_command_unavailable
 from bot.wording import errors as error_wording
 from bot.wording.refs import command
 from clients.github_client import AssetInfo, GitHubClient, ReleaseInfo
-from clients.runcommand import RunResult
-from jobs.context import Context
 
 DEPLOY = command("deploy")
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import render
+from bot.context import Context, output_excerpt
 from bot.incidents import EventKind
 from bot.item import Route, Symptom, check, patterns_parameter, script
 from bot.wording.refs import command
-from jobs.context import Context, output_excerpt
 
 SCRIPT = script(__file__, "status")
 RESTART = command("restart")
@@ -70,7 +70,7 @@ def status(ctx: Context) -> str:
     section (6.1 `PermissionError`, 6.2 `can't open file`, 6.3 `TextProcessor`, 6 API key, 3 imports) and the fix
     command to run next (`fix config-perms`, `fix execstart`, `fix api-key`, `fix deps`)
     """
-    registry = ctx.runtime.registry
+    registry = ctx.registry
     signatures = patterns_parameter((*registry.journal_patterns, *JOURNAL_SIGNALS))
     result = ctx.run(SCRIPT, ("NEXY_SIGNATURES", signatures))
     if result.exit_code is None:

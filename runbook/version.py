@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from bot import render
+from bot.context import Context
 from bot.errors import GitHubError
 from bot.item import Arg, Assessment, Fix, Route, check, fix, probe, script
 from bot.settings import Settings
@@ -21,7 +22,6 @@ from bot.wording import errors as error_wording
 from clients import health as health_probe
 from clients.github_client import GitHubClient
 from clients.health import HealthReport
-from jobs.context import Context
 from runbook.release import read_release, release_version
 
 SCRIPT = script(__file__, "version")
@@ -154,7 +154,7 @@ def version(ctx: Context) -> str:
     facts = result.facts
     manifest = f"{facts.get('manifest_version', '?')}.{facts.get('manifest_build', '?')}"
     report = VersionReport(facts.get("runtime_version", "missing"), manifest, report_health)
-    recommendation = next_step(report_health.expected, ctx.runtime.registry.accepts)
+    recommendation = next_step(report_health.expected, ctx.registry.accepts)
     ctx.post(render_report(report, recommendation), kind="version", duration_s=result.duration_s)
     return "ok" if report.ok else "mismatch"
 

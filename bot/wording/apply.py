@@ -10,9 +10,9 @@ from bot.plans import ApplyOutcome
 from bot.wording.refs import command
 
 if TYPE_CHECKING:
+    from bot.context import RunResult
     from bot.item import Fix
     from bot.plans import Plan
-    from clients.runcommand import RunResult
 
 STATUS = command("status")
 PREFLIGHT = command("preflight")

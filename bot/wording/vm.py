@@ -8,7 +8,7 @@ from bot import render
 from bot.wording.refs import command
 
 if TYPE_CHECKING:
-    from clients.runcommand import RunResult
+    from bot.context import RunResult
 
 STATUS = command("status")
 

@@ -9,7 +9,7 @@ from bot import render
 from bot.wording.refs import command
 
 if TYPE_CHECKING:
-    from jobs.watch import VMWatch
+    from bot.watchstate import VMWatch
 
 CLOSE = command("incident close <root cause>")
 PAUSE = command("watch pause 2h")

@@ -12,8 +12,9 @@ from rq import Queue
 from bot.contract import IO_QUEUE
 from bot.errors import SettingsError
 from bot.incidents import EventKind, IncidentStore
+from bot.watchstate import paused
 from handlers.app import create_app
-from jobs.watch import Outcome, Watch, paused
+from jobs.watch import Outcome, Watch
 from jobs.worker import build_runtime
 from nexy.web import check_ready
 
