@@ -2,7 +2,6 @@
 holds no engine module (jobs) and no Azure management, Azure identity, GitHub or YAML SDK."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
