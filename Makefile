@@ -19,11 +19,14 @@ run: $(STAMP)
 PACKAGES := bot clients jobs runbook commands handlers nexy
 SCRIPTS = .ci/run $(wildcard runbook/*.sh clients/scripts/*.sh tests/fixtures_scripts/*.sh sandbox/vm/bin/* sandbox/vm/image/scripts/*.sh)
 
+# lint-imports (the layers contracts in pyproject.toml's [tool.importlinter]; README, "Architecture")
+# runs last, so that the linters before it still run when a layer is crossed.
 lint: $(STAMP)
 	$(BIN)/ruff check $(PACKAGES)
 	$(BIN)/ruff format --check $(PACKAGES)
 	$(BIN)/mypy
 	$(BIN)/shellcheck $(SCRIPTS)
+	$(BIN)/lint-imports
 
 # Three pytest workers on the machine's two cores: the tests mostly wait on processes, sockets
 # and Redis (two workers keep the cores about 60 % busy); each starts its own Redis and

@@ -11,13 +11,29 @@ Each figure is taken once every queued job has run. Memory is VmRSS from /proc/<
 over each process and its descendants, and PSS from /proc/<pid>/smaps_rollup, which counts a page
 shared by a fork and its parent once (the sum of RSS counts it in both). Prints JSON: MB and growth.
 
-    .venv/bin/python benchmarks/memory.py [--checkpoints 1000,5000] [--senders 4]
+Beside it, in the same run, what the web process weighs against a bare Bolt app (issue 18's goal: the
+largest `nexy web` process within 2x the bare app's RSS):
+- `web_footprint`: VmRSS and PSS of `nexy web`'s gunicorn master and of each of its workers, once the
+  app is loaded and has answered signed `/nexy help` commands (4 a worker, each on a new connection,
+  so that the kernel's accept spreads them over the workers), beside a bare Bolt app (one App, one
+  `/nexy` listener that acks, nothing of ours imported) served by gunicorn with `nexy web`'s options
+  and worker count, sent the same commands; and the ratios.
+- `import_time`: `python -X importtime -c 'import nexy.web'` (the sum of the cumulative times of the
+  modules it imports first-hand: the import's total) and how many modules it loads, by package, beside
+  the bare app's imports (slack_bolt, its WSGI adapter, gunicorn); the median of 5 runs each.
+
+    .venv/bin/python benchmarks/memory.py [--checkpoints 1000,5000] [--senders 4] [--web-only]
+
+`--web-only` measures the web footprint and the import time and skips the 5,000 commands.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,10 +44,13 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
-from _running_bot import Bot, running_bot, tree
+from _running_bot import ROOT, Bot, running_bot, tree
 
 from bot.contract import IO_QUEUE
-from nexy.local import queues_idle
+from nexy.embedded_redis import free_port
+from nexy.local import queues_idle, wait_until_up
+from nexy.processes import Children
+from nexy.web import server_options
 from sandbox.slack_emulator import VERIFICATION_TOKEN, SlackEmulator
 
 MIX = ("health", "help", "queue", "help", "incident", "help", "health", "help")
@@ -39,6 +58,55 @@ MIX = ("health", "help", "queue", "help", "incident", "help", "health", "help")
 CHANNELS = tuple(f"C0MEM{n:02d}" for n in range(50))
 """An incident each: 100 commands an incident after 5,000."""
 DRAIN_TIMEOUT_S = 300.0
+REQUESTS_PER_WORKER = 4
+"""Signed `/nexy help` commands sent to each web app, per gunicorn worker, before its memory is read."""
+IMPORT_RUNS = 5
+"""`python -X importtime` runs for each import measured (the median is reported)."""
+OURS = ("bot", "clients", "jobs", "runbook", "commands", "handlers", "nexy")
+TRACKED = ("jobs", "runbook", "commands", "clients", "azure", "github", "yaml", "httpx", "requests", "rq", "redis",
+           "pydantic", "slack_bolt", "slack_sdk", "cryptography", "gunicorn")
+"""Packages whose modules the import figures count one by one."""
+
+BARE_APP = """
+import json, os
+from gunicorn.app.base import BaseApplication
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+
+
+def bare():
+    client = WebClient(token=os.environ["BARE_BOT_TOKEN"], base_url=os.environ["BARE_API_URL"])
+    app = App(signing_secret=os.environ["BARE_SIGNING_SECRET"], client=client, name="bare")
+
+    @app.command("/nexy")
+    def nexy(ack):
+        ack("bare")
+
+    bolt = SlackRequestHandler(app, path="/slack/events")
+
+    def application(environ, start_response):
+        if environ.get("PATH_INFO") == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+        return bolt(environ, start_response)
+
+    return application
+
+
+class Server(BaseApplication):
+    def load_config(self):
+        for key, value in json.loads(os.environ["BARE_OPTIONS"]).items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return bare()
+
+
+Server().run()
+"""
+"""A bare Bolt app on gunicorn: one App, one listener; it imports nothing of ours."""
+BARE_IMPORTS = "import gunicorn.app.base, slack_bolt, slack_bolt.adapter.wsgi, slack_sdk"
 
 
 def _kib(path: Path, field: str) -> int:
@@ -79,6 +147,146 @@ def memory(root: int) -> dict:
         "rss_mb": round(sum(p["rss_mb"] for p in processes), 1),
         "pss_mb": round(sum(p["pss_mb"] for p in processes), 1),
         "by_process": sorted(processes, key=lambda p: p["process"]),
+    }
+
+
+def gunicorn_processes(master: int) -> dict:
+    """VmRSS and PSS (MB) of a gunicorn master and of each of its workers, and the largest RSS."""
+    master_figures, workers = {}, []
+    for pid in tree(master):
+        try:
+            figures = {
+                "rss_mb": round(_kib(Path(f"/proc/{pid}/status"), "VmRSS") / 1024, 1),
+                "pss_mb": round(_kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss") / 1024, 1),
+            }
+        except (OSError, ValueError):  # it exited meanwhile
+            continue
+        if pid == master:
+            master_figures = figures
+        else:
+            workers.append(figures)
+    workers.sort(key=lambda w: w["rss_mb"], reverse=True)
+    everyone = [master_figures, *workers]
+    return {
+        "master": master_figures,
+        "workers": workers,
+        "largest_rss_mb": max(p.get("rss_mb", 0.0) for p in everyone),
+        "rss_mb": round(sum(p.get("rss_mb", 0.0) for p in everyone), 1),
+        "pss_mb": round(sum(p.get("pss_mb", 0.0) for p in everyone), 1),
+    }
+
+
+def answer_help(bot: Bot, url: str, count: int) -> int:
+    """Send `count` signed `/nexy help` commands to url, each on a new connection, two at a time;
+    how many were answered 200."""
+
+    def one(n: int) -> bool:
+        body, headers = signed_command(bot.slack, "help", CHANNELS[n % len(CHANNELS)])
+        try:
+            return httpx.post(url, content=body, headers=headers, timeout=30).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return sum(pool.map(one, range(count)))
+
+
+def web_footprint(bot: Bot) -> dict:
+    """`nexy web` (master and workers) and a bare Bolt app on gunicorn with the same options and
+    worker count, each loaded and having answered signed commands; their RSS and the ratios."""
+    workers = bot.settings.nexy_web_workers
+    port = free_port()
+    options = {**server_options(bot.settings, "127.0.0.1"), "bind": f"127.0.0.1:{port}"}
+    env = {
+        "BARE_OPTIONS": json.dumps(options),
+        "BARE_BOT_TOKEN": bot.settings.slack_bot_token or "",
+        "BARE_SIGNING_SECRET": bot.settings.slack_signing_secret or "",
+        "BARE_API_URL": bot.settings.slack_api_url,
+    }
+    children = Children()
+    count = REQUESTS_PER_WORKER * workers
+    try:
+        bare = children.start("bare", [sys.executable, "-c", BARE_APP], env=env)
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", children)
+        answered = {
+            "nexy_web": answer_help(bot, bot.slack.bot_url or "", count),
+            "bare_bolt": answer_help(bot, f"http://127.0.0.1:{port}/slack/events", count),
+        }
+        time.sleep(0.5)  # the last answers are written and the workers idle
+        nexy, bare_app = gunicorn_processes(bot.pid("web")), gunicorn_processes(bare.pid)
+        bare_pids = tree(bare.pid)
+    finally:
+        children.stop()
+    for pid in bare_pids:  # gunicorn's workers end with their master; wait until they have
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    largest = round(nexy["largest_rss_mb"] / bare_app["largest_rss_mb"], 2)
+    return {
+        "server": f"gunicorn gthread, {workers} workers (nexy web's options), loopback",
+        "commands_each": count,
+        "answered_200": answered,
+        "nexy_web": nexy,
+        "bare_bolt": bare_app,
+        "ratio_largest_process_rss": largest,
+        "ratio_master_rss": round(nexy["master"]["rss_mb"] / bare_app["master"]["rss_mb"], 2),
+        "ratio_largest_worker_rss": round(nexy["workers"][0]["rss_mb"] / bare_app["workers"][0]["rss_mb"], 2),
+        "ratio_total_rss": round(nexy["rss_mb"] / bare_app["rss_mb"], 2),
+        "ratio_total_pss": round(nexy["pss_mb"] / bare_app["pss_mb"], 2),
+        "goal": "the largest nexy web process within 2x the bare app's largest (RSS)",
+        "within_goal": largest <= 2.0,
+    }
+
+
+def _import_once(statement: str) -> tuple[float, list[str]]:
+    """One `python -X importtime -c statement`: its total in ms and the modules it loaded, in order."""
+    mark = "@@measure"
+    code = f"import sys; sys.stderr.write({mark!r} + '\\n'); sys.stderr.flush(); {statement}"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    lines = done.stderr.split(mark + "\n", 1)[1].splitlines()
+    total_us, modules = 0, []
+    for line in lines:
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        if name.strip() == "imported package":
+            continue
+        modules.append(name.strip())
+        if not name.startswith("  "):  # imported first-hand by the statement: its cumulative holds the rest
+            total_us += int(cumulative)
+    return total_us / 1000, modules
+
+
+def import_figures(statement: str) -> dict:
+    """The median total of IMPORT_RUNS runs of the statement under -X importtime, and its modules by package."""
+    runs = [_import_once(statement) for _ in range(IMPORT_RUNS)]
+    modules = runs[-1][1]
+    top = [name.split(".")[0] for name in modules]
+    return {
+        "statement": statement,
+        "total_ms_median": round(statistics.median(total for total, _ in runs), 1),
+        "total_ms_runs": [round(total, 1) for total, _ in runs],
+        "modules": len(modules),
+        "modules_of_ours": sum(1 for t in top if t in OURS),
+        "modules_by_package": {name: top.count(name) for name in TRACKED if name in top},
+    }
+
+
+def import_time() -> dict:
+    """`import nexy.web` beside the bare app's imports, under -X importtime."""
+    nexy, bare = import_figures("import nexy.web"), import_figures(BARE_IMPORTS)
+    return {
+        "nexy_web": nexy,
+        "bare_bolt": bare,
+        "ratio_total_ms": round(nexy["total_ms_median"] / bare["total_ms_median"], 2),
+        "ratio_modules": round(nexy["modules"] / bare["modules"], 2),
     }
 
 
@@ -155,11 +363,17 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoints", default="1000,5000", help="command counts to measure after")
     parser.add_argument("--senders", type=int, default=4, help="threads sending commands")
+    parser.add_argument("--web-only", action="store_true", help="only the web footprint and the import time")
     args = parser.parse_args()
     checkpoints = sorted(int(n) for n in args.checkpoints.split(","))
+    imports = import_time()  # before the bot starts: its processes do not compete with the imports
     with tempfile.TemporaryDirectory() as tmp, running_bot(Path(tmp)) as bot:
         time.sleep(1.0)  # the processes settle (gunicorn's workers finish importing)
         figures = {"start": snapshot(bot)}
+        footprint = web_footprint(bot)
+        if args.web_only:
+            print(json.dumps({"benchmark": "memory", "web_footprint": footprint, "import_time": imports}, indent=2))
+            return 0
         sent, failures, started = 0, 0, time.monotonic()
         for checkpoint in checkpoints:
             failures += send(bot, sent, checkpoint, args.senders)
@@ -193,6 +407,8 @@ def main() -> int:
                 "redis_used_mb_at_end": redis_mb,
                 **figures,
                 f"growth_start_to_{checkpoints[-1]}": growth,
+                "web_footprint": footprint,
+                "import_time": imports,
             },
             indent=2,
         )

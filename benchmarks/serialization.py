@@ -141,7 +141,7 @@ def wait_all(jobs: list[Job], redis: Redis, poll: float = 0.01, timeout: float =
 
 def run_workers(env: dict, queue: str, count: int) -> list[subprocess.Popen]:
     code = ("import sys; sys.path.insert(0, 'benchmarks'); import serialization; "
-            "from bot.settings import load_settings; from bot.redis_conn import connect; "
+            "from bot.settings import load_settings; from nexy.redis import connect; "
             "from jobs.worker import build_runtime, serve; settings = load_settings(); "
             f"serve(build_runtime(settings, connect(settings)), [{queue!r}])")
     return [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stderr=subprocess.DEVNULL)

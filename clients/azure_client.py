@@ -9,14 +9,15 @@ authentication policy says it for loopback URLs, and only for them.
 from __future__ import annotations
 
 import time
-
-from azure.core.credentials import AccessToken, TokenCredential
-from azure.core.pipeline.policies import RetryPolicy
-from azure.mgmt.compute import ComputeManagementClient
-from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+from functools import cache
+from typing import TYPE_CHECKING
 
 from bot.errors import SettingsError
 from bot.settings import Settings, azure_settings_problem, is_loopback_url
+
+if TYPE_CHECKING:  # the SDK is imported where used: importing this module loads none of it
+    from azure.core.credentials import AccessToken, TokenCredential
+    from azure.mgmt.compute import ComputeManagementClient
 
 ARM_SCOPE = "https://management.azure.com/.default"
 
@@ -30,26 +31,35 @@ class StaticTokenCredential:
         self._token = token
 
     def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        from azure.core.credentials import AccessToken
+
         return AccessToken(self._token, int(time.time()) + 3600)
 
 
-class _LoopbackHttpAuthPolicy(ARMChallengeAuthenticationPolicy):
-    """ARM's authentication policy, allowing plain http to loopback hosts only."""
+@cache
+def _policies() -> tuple[type, type]:
+    """azure-core's policies as this client needs them (authentication, retry), defined on first use."""
+    from azure.core.pipeline.policies import RetryPolicy
+    from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
-    def on_request(self, request) -> None:
-        if is_loopback_url(request.http_request.url):
-            request.context.options["enforce_https"] = False
-        super().on_request(request)
+    class LoopbackHttpAuthPolicy(ARMChallengeAuthenticationPolicy):
+        """ARM's authentication policy, allowing plain http to loopback hosts only."""
 
+        def on_request(self, request) -> None:
+            if is_loopback_url(request.http_request.url):
+                request.context.options["enforce_https"] = False
+            super().on_request(request)
 
-class _NoPostRetryPolicy(RetryPolicy):
-    """azure-core retries a POST that answered 500/503/504. For Run Command that POST may already have
-    started the script: a retry could run an apply twice. GETs (polling) are still retried."""
+    class NoPostRetryPolicy(RetryPolicy):
+        """azure-core retries a POST that answered 500/503/504. For Run Command that POST may already
+        have started the script: a retry could run an apply twice. GETs (polling) are still retried."""
 
-    def _is_method_retryable(self, settings, request, response=None):
-        if request.method.upper() == "POST":
-            return False
-        return super()._is_method_retryable(settings, request, response)
+        def _is_method_retryable(self, settings, request, response=None):
+            if request.method.upper() == "POST":
+                return False
+            return super()._is_method_retryable(settings, request, response)
+
+    return LoopbackHttpAuthPolicy, NoPostRetryPolicy
 
 
 def credential(settings: Settings) -> TokenCredential:
@@ -69,13 +79,16 @@ def compute_client(settings: Settings) -> ComputeManagementClient:
     problem = azure_settings_problem(settings)
     if problem:
         raise SettingsError(problem)
+    from azure.mgmt.compute import ComputeManagementClient
+
     url = settings.azure_arm_url.rstrip("/")
     cred = credential(settings)
+    auth_policy, retry_policy = _policies()
     return ComputeManagementClient(
         cred,
         settings.azure_subscription_id or "",  # set: azure_settings_problem() said nothing
         base_url=url,
         credential_scopes=[ARM_SCOPE],
-        authentication_policy=_LoopbackHttpAuthPolicy(cred, ARM_SCOPE),
-        retry_policy=_NoPostRetryPolicy(retry_total=2),
+        authentication_policy=auth_policy(cred, ARM_SCOPE),
+        retry_policy=retry_policy(retry_total=2),
     )

@@ -14,22 +14,17 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from typing import Protocol
-
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.core.polling import LROPoller
-from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
+from typing import TYPE_CHECKING, Protocol
 
 from bot.errors import AccessError, ConflictError, ExecutorError, ExecutorFailure
 from bot.redaction import redact
 from bot.settings import Settings
 from clients.azure_client import compute_client
 from clients.runcommand import AZURE_OUTPUT_LIMIT, RunResult, Script, parse, split_message
+
+if TYPE_CHECKING:  # the SDK is imported where used: importing this module loads none of it
+    from azure.core.exceptions import HttpResponseError
+    from azure.core.polling import LROPoller
 
 LOCAL_TIMEOUT_S = 90 * 60
 """The local executor gives a script as long as Azure would (90 minutes)."""
@@ -61,6 +56,14 @@ class AzureExecutor:
         self.client = compute_client(settings)
 
     def run(self, script: Script, watch: RunWatch | None = None) -> RunResult:
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+        from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
+
         started = time.monotonic()
         command = RunCommandInput(
             command_id="RunShellScript",
@@ -92,6 +95,8 @@ class AzureExecutor:
     def resume(self, script_name: str, token: str, watch: RunWatch | None = None) -> RunResult:
         """Poll again a run-command Azure accepted earlier (by another worker, now gone): nothing is
         sent to the VM, only its operation is read."""
+        from azure.mgmt.compute.models import RunCommandInput
+
         poller = self.client.virtual_machines.begin_run_command(
             self.settings.azure_resource_group,
             self.settings.azure_vm_name,
@@ -104,6 +109,8 @@ class AzureExecutor:
     def _follow(self, script_name: str, poller: LROPoller, started: float, watch: RunWatch | None) -> RunResult:
         """Wait for an accepted run-command: any failure from here on means it ran (or runs) with an
         outcome we could not read, never that nothing was run."""
+        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
         settings = self.settings
         step = min(settings.nexy_azure_poll_s, settings.nexy_heartbeat_s / 3)
         while True:

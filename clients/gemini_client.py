@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-import httpx
-
 from bot.redaction import redact
 
 SMOKE_BODY = {"contents": [{"parts": [{"text": "ping"}]}], "generationConfig": {"maxOutputTokens": 1}}
@@ -36,6 +34,8 @@ class SmokeResult:
 
 def smoke(url: str, key: str, timeout_s: float) -> SmokeResult:
     """One generateContent call with `key`; never raises, never returns the key."""
+    import httpx  # where used: importing this module loads no HTTP client
+
     try:
         response = httpx.post(
             url, json=SMOKE_BODY, timeout=timeout_s, headers={"x-goog-api-key": key, "Accept": "application/json"}

@@ -15,33 +15,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
-
-import requests
-import urllib3
-from github import Auth, Github
-from github.GithubException import (
-    BadCredentialsException,
-    GithubException,
-    RateLimitExceededException,
-    UnknownObjectException,
-)
+from typing import TYPE_CHECKING, TypeVar
 
 from bot.errors import GitHubError, GitHubFailure, GitHubNotFound, GitHubPermissionError
 from bot.redaction import redact
 from bot.settings import Settings
 
+if TYPE_CHECKING:  # PyGithub and requests are imported where used: importing this module loads neither
+    import urllib3
+    from github.GithubException import GithubException
+
 T = TypeVar("T")
 
-RETRY = urllib3.util.Retry(
-    total=2,
-    backoff_factor=0.5,
-    status_forcelist=(500, 502, 503, 504),
-    allowed_methods=frozenset({"GET"}),
-    respect_retry_after_header=False,  # a rate limit is reported, never waited out in the worker
-    raise_on_status=False,
-)
-"""Ride out one GitHub hiccup (5xx, reset connection); never a rate limit (403/429 are not listed)."""
+
+def _retry() -> urllib3.util.Retry:
+    """Ride out one GitHub hiccup (5xx, reset connection); never a rate limit (403/429 are not listed)."""
+    import urllib3
+
+    return urllib3.util.Retry(
+        total=2,
+        backoff_factor=0.5,
+        status_forcelist=(500, 502, 503, 504),
+        allowed_methods=frozenset({"GET"}),
+        respect_retry_after_header=False,  # a rate limit is reported, never waited out in the worker
+        raise_on_status=False,
+    )
+
 
 PERMISSION_NAMES = {
     "actions": "Actions",
@@ -147,12 +146,14 @@ class GitHubClient:
         self.settings = settings
         self.timeout_s = settings.nexy_github_timeout_s
         token = settings.github_token
+        from github import Auth, Github
+
         self._gh = Github(
             auth=Auth.Token(token) if token else None,
             base_url=settings.github_api_url,
             timeout=self.timeout_s,
             seconds_between_requests=0,  # PyGithub otherwise waits 0.25 s before every request
-            retry=RETRY,
+            retry=_retry(),
         )
         self._repos: dict[str, object] = {}
 
@@ -320,6 +321,9 @@ class GitHubClient:
     # -- failures ----------------------------------------------------------------------------
 
     def _call(self, read: Callable[[], T], *, what: str, permission: str, hint: str = "") -> T:
+        import requests
+        from github.GithubException import GithubException
+
         try:
             return read()
         except GithubException as exc:
@@ -334,6 +338,8 @@ class GitHubClient:
             ) from None
 
     def _explain(self, exc: GithubException, what: str, permission: str, hint: str) -> GitHubError:
+        from github.GithubException import BadCredentialsException, RateLimitExceededException, UnknownObjectException
+
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
         data = exc.data if isinstance(exc.data, dict) else {}
         message = redact(str(data.get("message") or exc.message or ""))[:200]

@@ -11,10 +11,12 @@ import json
 import re
 import time
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from bot.redaction import redact
+
+if TYPE_CHECKING:  # httpx is imported where used: importing this module loads no HTTP client
+    import httpx
 
 MAX_BODY_BYTES = 64 * 1024
 """Reading a health body stops past this many bytes: a larger one is not a health answer."""
@@ -82,6 +84,8 @@ def probe(urls: tuple[str, ...] | list[str], timeout_s: float = 5.0, expected: s
 
 
 async def _probe_all(urls: list[str], timeout_s: float, expected: str | None) -> HealthReport:
+    import httpx
+
     timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0))
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
         results = await asyncio.gather(*(_probe_one(client, url, timeout_s) for url in urls))
@@ -89,6 +93,8 @@ async def _probe_all(urls: list[str], timeout_s: float, expected: str | None) ->
 
 
 async def _probe_one(client: httpx.AsyncClient, url: str, timeout_s: float) -> EndpointHealth:
+    import httpx
+
     started = time.perf_counter()
     try:
         status, content = await asyncio.wait_for(_get(client, url), timeout_s + 1)
@@ -135,6 +141,8 @@ def _ms(started: float) -> float:
 
 
 def _describe(exc: BaseException, timeout_s: float) -> str:
+    import httpx
+
     if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError)):
         return f"no answer within {timeout_s:g} s"
     if isinstance(exc, httpx.ConnectError):

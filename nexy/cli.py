@@ -240,7 +240,7 @@ def _socket(settings: Settings, child: bool) -> int:
 def _worker(
     settings: Settings, queue: str | None, burst: bool, child: bool, say: Callable[[str], None], vm: str | None = None
 ) -> int:
-    from bot.redis_conn import connect
+    from nexy.redis import connect
     from nexy.web import check_redis
     from nexy.workers import where
 
@@ -278,7 +278,7 @@ def _audit_verify(settings: Settings, incident: str, head: str) -> int:
     from redis.exceptions import RedisError
 
     from bot.incidents import IncidentStore
-    from bot.redis_conn import connect
+    from nexy.redis import connect
 
     try:
         check = IncidentStore(connect(settings)).verify(incident.upper(), head.strip().lower())
@@ -301,9 +301,9 @@ def _watch(settings: Settings) -> int:
     import signal
     import threading
 
-    from bot.redis_conn import connect
     from jobs.watch import Watch
     from jobs.worker import build_runtime
+    from nexy.redis import connect
 
     if not settings.nexy_watch_channel:
         raise SettingsError("NEXY_WATCH_CHANNEL: the watch needs a channel for its incidents (unset: the watch is off)")

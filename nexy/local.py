@@ -183,7 +183,7 @@ def _stages(slack_process: str, settings: Settings, names: list[str]) -> list[St
 
 def run_connected(settings: Settings) -> int:
     """The worker and the web (or Socket Mode) process for a real workspace, until Ctrl-C."""
-    from bot.redis_conn import connect
+    from nexy.redis import connect
     from nexy.web import check_redis
 
     say = announcer("run")

@@ -26,6 +26,8 @@ from bot.settings import Settings
 from handlers.app import create_app
 from handlers.guard import Kind, shape_problem
 from nexy.processes import announcer
+from nexy.redis import Patience
+from nexy.redis import connect as connect_redis
 from nexy.web import check_redis, check_slack, quiet
 from nexy.workers import where
 
@@ -67,7 +69,7 @@ def connect(settings: Settings, app_token: str, redis_check: Callable[[], str]) 
         raise SettingsError(problem)
     redis = redis_check()
     check_slack(settings)
-    handler = GuardedHandler(create_app(settings), app_token, logger=_log)
+    handler = GuardedHandler(create_app(settings, connect_redis(settings, Patience.ANSWER)), app_token, logger=_log)
     hello = threading.Event()  # Slack's first message on a new connection: from then on it delivers
     handler.client.message_listeners.append(
         lambda _client, message, _raw: hello.set() if message.get("type") == "hello" else None

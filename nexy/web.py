@@ -15,12 +15,12 @@ from slack_sdk.errors import SlackApiError
 
 from bot.errors import SettingsError
 from bot.policy import channels_problem
-from bot.redis_conn import Patience, connect, durability_warnings, label
 from bot.settings import Settings
 from bot.slack_client import web_client
 from handlers.app import create_app
 from handlers.guard import MAX_BODY_BYTES, RequestGuard
 from nexy.processes import announcer
+from nexy.redis import Patience, connect, durability_warnings, label
 from nexy.workers import where
 
 EVENTS_PATH = "/slack/events"

@@ -14,15 +14,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.core.rest import HttpRequest
-
 from bot import render
 from bot.context import Context
 from bot.errors import SettingsError
@@ -134,6 +125,14 @@ def read(settings: Settings) -> AzureReport:
 
 def classify(exc: Exception) -> tuple[Failure, str]:
     """An Azure SDK exception as (where it failed, ARM's code and message: safe to show)."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
     code = getattr(getattr(exc, "error", None), "code", None) or ""
     message = getattr(getattr(exc, "error", None), "message", None) or str(exc).splitlines()[0]
     detail = redact(f"{code}: {message}" if code else message)[:300]
@@ -157,6 +156,8 @@ def classify(exc: Exception) -> tuple[Failure, str]:
 
 def _may_run_commands(client, vm_id: str) -> tuple[bool | None, str]:
     """Whether the caller's permissions on the VM include the run-command action (None: not readable)."""
+    from azure.core.rest import HttpRequest
+
     request = HttpRequest(
         "GET", f"{vm_id}/providers/Microsoft.Authorization/permissions?api-version={PERMISSIONS_API_VERSION}"
     )

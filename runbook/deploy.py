@@ -23,8 +23,6 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-import yaml
-
 from bot import render
 from bot.context import Context
 from bot.errors import GitHubError, GitHubNotFound, GitHubPermissionError
@@ -142,6 +140,8 @@ class DeployReport:
 
 def parse_triggers(text: str) -> Triggers:
     """The `on:` section of a workflow YAML; raises ValueError when it cannot be read."""
+    import yaml  # where used: declaring the item loads no YAML parser
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -149,11 +149,11 @@ def test_a_non_operators_tick_on_the_final_checklist_changes_nothing(issue, slac
     assert store.timeline("INC-1")[-1].kind is EventKind.CHECKLIST and store.timeline("INC-1")[-1].who == OPERATOR
 
 
-def test_an_empty_nexy_channels_refuses_to_start_with_slack_credentials(make_settings, serve_bot, slack):
+def test_an_empty_nexy_channels_refuses_to_start_with_slack_credentials(make_settings, serve_bot, slack, redis):
     """With Slack credentials, an empty NEXY_CHANNELS stops the start with a line naming it (fail closed);
     `*` says every channel on purpose, and the bot answers anywhere; `*` mixed with ids is refused."""
     empty = make_settings(nexy_channels="")
-    for start in (create_app, check_ready):
+    for start in (lambda settings: create_app(settings, redis), check_ready):
         with pytest.raises(SettingsError, match="NEXY_CHANNELS is empty"):
             start(empty)
     serve_bot(make_settings(nexy_channels="*"))

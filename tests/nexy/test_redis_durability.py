@@ -11,7 +11,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 
-from bot.redis_conn import durability_warnings
+from nexy.redis import durability_warnings
 from nexy.embedded_redis import free_port, server_binary
 from tests.helpers import cli_env
 

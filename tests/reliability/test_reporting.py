@@ -12,7 +12,7 @@ from redis import Redis
 
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE
 from bot.plans import PlanStatus, PlanStore
-from bot.redis_conn import connect
+from nexy.redis import connect
 from jobs.worker import build_runtime, serve
 from nexy.embedded_redis import EmbeddedRedis
 from tests.helpers import APPROVER, KEY, OPERATOR
