@@ -13,6 +13,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+CONTEXT_LINES = ("Main process exited", "Failed with result", r"google\.genai")
+"""Journal lines the VM scripts keep beside the symptoms' own: how the service ended (no section of
+their own, so never proposed as a new symptom)."""
+
 MAX_PROPOSALS = 5
 """How many new symptoms one incident proposes at most (the first distinct ones)."""
 

@@ -15,10 +15,10 @@ from bot import learn, postmortem, render
 from bot.context import Context
 from bot.incidents import EventKind, Incident
 from bot.item import Arg, Route, Scope, check
+from bot.learn import CONTEXT_LINES
 from bot.policy import Reach, Role
 from bot.wording import checklist as checklist_wording
 from bot.wording import incident as wording
-from runbook.status import CONTEXT_LINES
 
 log = logging.getLogger(__name__)
 

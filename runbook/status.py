@@ -9,13 +9,12 @@ from bot import render
 from bot.context import Context, output_excerpt
 from bot.incidents import EventKind
 from bot.item import Route, Symptom, check, patterns_parameter, script
+from bot.learn import CONTEXT_LINES
 from bot.wording.refs import command
 
 SCRIPT = script(__file__, "status")
 RESTART = command("restart")
 
-CONTEXT_LINES = ("Main process exited", "Failed with result", r"google\.genai")
-"""Journal lines shown beside the symptoms' own: how the service ended (no section of their own)."""
 
 UNKNOWN_ERRORS = r"[A-Za-z]+(Error|Exception)|Traceback|CRITICAL|FATAL"
 """Error lines of no declared symptom, shown too: what the runbook may learn at the incident's close."""
