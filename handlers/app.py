@@ -14,6 +14,7 @@ from bot.errors import SettingsError
 from bot.incidents import IncidentStore, Limits
 from bot.policy import channels_problem
 from bot.redis_conn import Patience, connect
+from bot.registry import Registry
 from bot.settings import Settings
 from bot.slack_client import web_client
 from handlers.intake import Intake
@@ -31,15 +32,16 @@ _bolt_logger = logging.getLogger("nexy.bolt")
 _bolt_logger.addFilter(_DropTokenSkippedWarning())
 
 
-def create_app(settings: Settings, redis: Redis | None = None) -> App:
-    """A Bolt App for the configured workspace; fails with a SettingsError if Slack rejects the token."""
+def create_app(settings: Settings, registry: Registry, redis: Redis | None = None) -> App:
+    """A Bolt App for the configured workspace, answering the commands of `registry`; fails with a
+    SettingsError if Slack rejects the token."""
     if not settings.has_slack_credentials:
         raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
     problem = channels_problem(settings)
     if problem:  # fail closed: never every channel, DM and Slack Connect guest by default
         raise SettingsError(problem)
     redis = redis or connect(settings, Patience.ANSWER)
-    intake = Intake(settings, IncidentStore(redis, Limits.of(settings)), Dispatcher(settings, redis))
+    intake = Intake(settings, IncidentStore(redis, Limits.of(settings)), Dispatcher(settings, redis), registry)
     try:
         app = App(
             signing_secret=settings.slack_signing_secret,
