@@ -269,7 +269,8 @@ CHECK_TAG = "__nexy_check__"
 """The attribute `@check` sets on a function: its `Check`."""
 
 FIX_TAG = "__nexy_fix__"
-"""The attribute `@fix` sets on a `Fix` subclass: its instance (read from the class's own namespace: no subclass inherits it)."""
+"""The attribute `@fix` sets on a `Fix` subclass: its instance (read from the class's own namespace,
+so no subclass is declared by inheritance)."""
 
 PROBE_TAG = "__nexy_probe__"
 """The attribute `probe(name)` sets on a function: the probe's name."""
