@@ -31,13 +31,13 @@ from pathlib import Path
 from _running_bot import Bot, running_bot, summary
 
 from bot.item import patterns_parameter
-from bot.registry import REGISTRY
 from bot.slack_client import web_client
 from clients.executors import AzureExecutor
 from clients.health import probe
 from clients.runcommand import Script
 from jobs.context import vm_parameters
 from runbook.status import JOURNAL_SIGNALS, SCRIPT
+from nexy.registry import build_registry
 
 CHANNEL = "C0OPS"
 PAUSE_S = 0.2
@@ -93,7 +93,7 @@ def main() -> int:
         settings = bot.settings
         slack = web_client(settings)
         executor = AzureExecutor(settings)
-        signatures = patterns_parameter((*REGISTRY.journal_patterns, *JOURNAL_SIGNALS))
+        signatures = patterns_parameter((*build_registry().journal_patterns, *JOURNAL_SIGNALS))
         status_script = Script.of(SCRIPT, (*vm_parameters(settings), ("NEXY_SIGNATURES", signatures)))
 
         def health_direct() -> None:

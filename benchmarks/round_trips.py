@@ -28,6 +28,7 @@ from redis import Redis  # noqa: E402
 from bot.contract import IO_QUEUE  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from jobs.worker import build_runtime, serve  # noqa: E402
+from nexy.registry import build_registry  # noqa: E402
 from nexy.embedded_redis import EmbeddedRedis  # noqa: E402
 from nexy.web import wsgi_app  # noqa: E402
 from sandbox.azure_emulator import AzureEmulator  # noqa: E402
@@ -88,10 +89,11 @@ class Bench:
             nexy_operators=OPERATOR, nexy_approvers=APPROVER, nexy_channels="*",
             **{k.lower(): v for k, v in vm.settings_env().items()})
         self.redis = Redis.from_url(redis_url)
-        self.server = make_server("127.0.0.1", 0, wsgi_app(self.settings), _Server, handler_class=_Quiet)
+        registry = build_registry()
+        self.server = make_server("127.0.0.1", 0, wsgi_app(self.settings, registry), _Server, handler_class=_Quiet)
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         slack.bot_url = f"http://127.0.0.1:{self.server.server_address[1]}/slack/events"
-        self.runtime = build_runtime(self.settings, self.redis)
+        self.runtime = build_runtime(self.settings, self.redis, registry)
 
     def work(self) -> None:
         serve(self.runtime, [IO_QUEUE, self.settings.vm_queue], burst=True)

@@ -142,8 +142,9 @@ def wait_all(jobs: list[Job], redis: Redis, poll: float = 0.01, timeout: float =
 def run_workers(env: dict, queue: str, count: int) -> list[subprocess.Popen]:
     code = ("import sys; sys.path.insert(0, 'benchmarks'); import serialization; "
             "from bot.settings import load_settings; from nexy.redis import connect; "
-            "from jobs.worker import build_runtime, serve; settings = load_settings(); "
-            f"serve(build_runtime(settings, connect(settings)), [{queue!r}])")
+            "from jobs.worker import build_runtime, serve; from nexy.registry import build_registry; "
+            "settings = load_settings(); "
+            f"serve(build_runtime(settings, connect(settings), build_registry()), [{queue!r}])")
     return [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
             for _ in range(count)]
 

@@ -37,6 +37,7 @@ from bot.settings import Settings, load_settings  # noqa: E402
 from bot.watchstate import state_key  # noqa: E402
 from jobs.watch import Watch  # noqa: E402
 from jobs.worker import build_runtime, serve  # noqa: E402
+from nexy.registry import build_registry  # noqa: E402
 from nexy.embedded_redis import EmbeddedRedis  # noqa: E402
 from nexy.web import wsgi_app  # noqa: E402
 from sandbox.azure_emulator import AzureEmulator  # noqa: E402
@@ -68,7 +69,7 @@ def _env(settings: Settings) -> dict[str, str]:
 
 def detection_to_plan(settings: Settings, redis: Redis, slack: SlackEmulator, vm: SimulatedVM, delay: float) -> dict:
     """Stop vm1's service; the watch ticks in a thread, a burst worker serves the queues here."""
-    watch = Watch(build_runtime(settings, redis))
+    watch = Watch(build_runtime(settings, redis, build_registry()))
     stop = threading.Event()
     watch.tick()  # healthy: the baseline
     vm.break_("service-down")
@@ -118,7 +119,7 @@ def wall_time(settings: Settings, slack: SlackEmulator, names: tuple[str, ...], 
 
 
 def watch_cost(settings: Settings, redis: Redis, ticks: int = 20) -> dict:
-    watch = Watch(build_runtime(settings, redis))
+    watch = Watch(build_runtime(settings, redis, build_registry()))
     started = time.perf_counter()
     for _ in range(ticks):
         watch.tick()
@@ -175,7 +176,7 @@ def main() -> int:
                     nexy_approvers="U0BOB",
                 )
                 redis = Redis.from_url(server.url)
-                web = make_server("127.0.0.1", 0, wsgi_app(settings), _Server, handler_class=_Quiet)
+                web = make_server("127.0.0.1", 0, wsgi_app(settings, build_registry()), _Server, handler_class=_Quiet)
                 threading.Thread(target=web.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
                 slack.bot_url = f"http://127.0.0.1:{web.server_address[1]}/slack/events"
                 detection = detection_to_plan(settings, redis, slack, machines[0], args.delay)

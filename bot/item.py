@@ -4,18 +4,19 @@ A runbook item is one module in this package. It declares, with `@check` on a fu
 `@fix` on a `Fix` subclass, its command words, runbook section, one-line help (the first line
 of the docstring, so help cannot drift from the code; the rest of the docstring is what README's
 command table says it does), argument grammar, route, scripts (files next to the module) and the
-symptoms it owns. The decorators only record; `bot.registry` builds the plain tables at
-start-up and fails on a duplicate command or a reference to a command that does not exist.
+symptoms it owns. The decorators only tag what they decorate (nothing is recorded at import):
+the composition root gives `bot.registry` the item modules, which builds the plain tables from
+the tagged objects it finds in them and fails on a duplicate command or a reference to a command
+that does not exist.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-import sys
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -264,17 +265,21 @@ class Fix:
         return tuple(s.pattern for s in self.symptoms)
 
 
-@dataclass
-class Declarations:
-    """What the item modules declared, in import order; the registry reads it once."""
+CHECK_TAG = "__nexy_check__"
+"""The attribute `@check` sets on a function: its `Check`."""
 
-    probes: dict[str, Callable[[Settings], Any]] = field(default_factory=dict)
-    checks: list[Check] = field(default_factory=list)
-    fixes: list[Fix] = field(default_factory=list)
-    symptoms: list[tuple[Symptom, str]] = field(default_factory=list)  # (symptom, declaring module)
+FIX_TAG = "__nexy_fix__"
+"""The attribute `@fix` sets on a `Fix` subclass: its instance (read from the class's own namespace,
+so no subclass is declared by inheritance)."""
+
+PROBE_TAG = "__nexy_probe__"
+"""The attribute `probe(name)` sets on a function: the probe's name."""
 
 
-DECLARED = Declarations()
+@dataclass(frozen=True)
+class DeclaredSymptom(Symptom):
+    """A journal symptom declared by a module of its own (`symptom(...)`), owned by an existing fix."""
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 FixT = TypeVar("FixT", bound=Fix)
@@ -304,11 +309,10 @@ def check(
         raise ValueError(f"{command}: reading across channels is an operator's (role=Role.OPERATOR)")
 
     def attach(run: F) -> F:
-        DECLARED.checks.append(
-            Check(
-                command, section, _help_line(run), route, run, args, scripts, title, scope, role, reached, _details(run)
-            )
+        declared = Check(
+            command, section, _help_line(run), route, run, args, scripts, title, scope, role, reached, _details(run)
         )
+        setattr(run, CHECK_TAG, declared)
         return run
 
     return attach
@@ -319,25 +323,21 @@ def probe(name: str) -> Callable[[F], F]:
     behind a run-command: `probe(settings) -> a picklable report` (a diagnosis's health probes)."""
 
     def attach(read: F) -> F:
-        if name in DECLARED.probes:
-            raise ValueError(f"two probes are named {name!r}")
-        DECLARED.probes[name] = read
+        setattr(read, PROBE_TAG, name)
         return read
 
     return attach
 
 
-def symptom(declared: Symptom) -> Symptom:
+def symptom(declared: Symptom) -> DeclaredSymptom:
     """Declare a journal symptom from a module of its own, owned by an existing fix (a symptom the runbook
-    learned at an incident's close: `bot/learn.py` writes such a module)."""
-    DECLARED.symptoms.append((declared, sys._getframe(1).f_globals.get("__name__", "?")))
-    return declared
+    learned at an incident's close: `bot/learn.py` writes such a module). Assign it at module level: the
+    registry finds it there."""
+    return DeclaredSymptom(declared.section, declared.title, declared.pattern, declared.fix, declared.rank)
 
 
 def fix(cls: type[FixT]) -> type[FixT]:
-    """Declare a `Fix` subclass; its symptoms are declared with it."""
-    instance = cls()
-    DECLARED.fixes.append(instance)
-    for symptom in cls.symptoms:
-        DECLARED.symptoms.append((symptom, cls.__module__))
+    """Declare a `Fix` subclass (instantiated here, so a broken one fails at import); its symptoms are
+    declared with it."""
+    setattr(cls, FIX_TAG, cls())
     return cls

@@ -128,20 +128,20 @@ def item_stub(proposal: Proposal, incident: str, sections: Sequence[str]) -> str
 
 
 def stub_test(proposal: Proposal, incident: str) -> str:
-    """The test that goes with the stub: the registry's Fast Branching finds the symptom in its line."""
+    """The test that goes with the stub: the registry's Fast Branching (the tests' `registry` fixture,
+    built by discovery) finds the symptom in its line."""
     name = module_name(proposal.pattern)
     return "\n".join(
         [
             f'"""The symptom learned from {_word(incident)} is found in the line it was drawn from."""',
             "",
             f"from runbook.{name} import SYMPTOM",
-            "from bot.registry import REGISTRY",
             "",
             "",
-            f"def test_{name}_is_found_in_its_line():",
+            f"def test_{name}_is_found_in_its_line(registry):",
             f'    """Fast Branching names the learned symptom for the journal line of {_word(incident)}."""',
             f"    line = {proposal.line!r}",
-            "    assert SYMPTOM in [s for s, _ in REGISTRY.fast_branching(line)]",
+            "    assert SYMPTOM in [s for s, _ in registry.fast_branching(line)]",
             "",
         ]
     )

@@ -1,29 +1,28 @@
 """The registry: every table the bot runs on, built once from what the item modules declared.
 
-Start-up imports every module of this package (so adding an item is adding a module), then
-builds: the command table with its help lines, the route of each command, the runner of each
-check, the fixes, and the Fast Branching table of symptoms. A duplicate command, or a command
-named anywhere (a symptom's fix, a report's recommendation, a shared message) that the parser
-would refuse, fails here, at import.
+The composition root (`nexy.registry`) imports the item and message modules and gives them to
+`Registry.from_modules`, which collects what they declare (tagged by `bot.item`'s decorators,
+or named by `bot.wording.refs.command`) and builds: the command table with its help lines, the
+route of each command, the runner of each check, the fixes, and the Fast Branching table of
+symptoms. The result depends only on the modules given, never on the order they were imported.
+A duplicate command, or a command named anywhere (a symptom's fix, a report's recommendation, a
+shared message) that the parser would refuse, fails here, at start-up.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
+from types import ModuleType
 from typing import Any
 
 from bot.contract import Action
-from bot.item import DECLARED, Arg, Check, Fix, Route, Scope, Symptom, free_text
+from bot.item import CHECK_TAG, FIX_TAG, PROBE_TAG, Arg, Check, DeclaredSymptom, Fix, Route, Scope, Symptom, free_text
 from bot.policy import ACTION_LABELS, ACTION_ROLES, Reach, Role
 from bot.redaction import redact
 from bot.settings import Settings
-from bot.wording.refs import REFERENCED
-
-_NOT_ITEMS = {"item", "registry"}
+from bot.wording.refs import CommandRef
 
 
 @dataclass(frozen=True)
@@ -116,25 +115,77 @@ class Command:
         return bound
 
 
+@dataclass(frozen=True)
+class Request:
+    """A parsed, valid command: what the user asked for, with validated arguments only."""
+
+    command: str
+    args: tuple[str, ...] = ()
+    vm: str = ""  # `--vm NAME` as typed (its shape checked); intake matches it against the inventory
+    spec: Command = field(kw_only=True, compare=False, repr=False)  # the command, as the registry declares it
+    section: str = field(kw_only=True, compare=False, repr=False)  # its runbook section (a fix target's own)
+
+    @property
+    def words(self) -> str:
+        return " ".join((self.command, *self.args, *(("--vm", self.vm) if self.vm else ())))
+
+
+@dataclass(frozen=True)
+class ParseError:
+    """Input that is not a valid command: what was wrong, and what to try instead."""
+
+    problem: str
+    usage: str = ""
+    suggestion: str | None = None
+    also: tuple[str, ...] = ()  # the usage of related commands (`incident new`, `incident close`)
+
+
 VM_READS = ("health", "azure", "queue")
 """The io commands that read about one VM: they take `--vm NAME` as the run-commands do."""
 
-RUNBOOK = Command(
-    "runbook",
-    "each runbook section: its symptoms, the commands for it and where they run",
-    Route.INLINE,
-    scope=Scope.NONE,
-    reach=Reach.NONE,
-)
 
-HELP = Command(
-    "help",
-    "the command list, or one command's usage",
-    Route.INLINE,
-    args=(Arg("command", "", "a command name", optional=True, text=True, max_chars=40),),
-    scope=Scope.NONE,
-    reach=Reach.NONE,
-)
+@dataclass
+class Declarations:
+    """What a set of modules declares, in module-name order: the registry is built from it."""
+
+    checks: list[Check] = field(default_factory=list)
+    fixes: list[Fix] = field(default_factory=list)
+    symptoms: list[tuple[Symptom, str]] = field(default_factory=list)  # (symptom, declaring module)
+    probes: dict[str, Callable[[Settings], Any]] = field(default_factory=dict)
+    references: dict[str, str] = field(default_factory=dict)  # command words named in a message: its module
+
+
+def declarations(modules: Iterable[ModuleType]) -> Declarations:
+    """Collect the tagged objects at the top level of each module, in module-name order: an object
+    another given module defines (re-exported, imported) counts once, in its own module."""
+    given = sorted({module.__name__: module for module in modules}.items())
+    names = {name for name, _ in given}
+    found = Declarations()
+    seen: set[int] = set()
+    for name, module in given:
+        for value in vars(module).values():
+            owner = getattr(value, "__module__", name) if not isinstance(value, CommandRef) else name
+            if id(value) in seen or (owner != name and owner in names):
+                continue
+            if isinstance(value, CommandRef):
+                found.references.setdefault(value.words, name)
+            elif isinstance(value, DeclaredSymptom):
+                seen.add(id(value))
+                found.symptoms.append((value, name))
+            elif isinstance(value, type) and isinstance(fix := vars(value).get(FIX_TAG), Fix):
+                seen.add(id(value))
+                found.fixes.append(fix)
+                found.symptoms.extend((symptom, name) for symptom in fix.symptoms)
+            elif callable(value) and isinstance(getattr(value, CHECK_TAG, None), Check):
+                seen.add(id(value))
+                found.checks.append(getattr(value, CHECK_TAG))
+            if callable(value) and isinstance(getattr(value, PROBE_TAG, None), str):
+                seen.add(id(value))
+                probe = getattr(value, PROBE_TAG)
+                if probe in found.probes:
+                    raise ValueError(f"two probes are named {probe!r}")
+                found.probes[probe] = value
+    return found
 
 
 class Registry:
@@ -145,9 +196,11 @@ class Registry:
         checks: Iterable[Check],
         fixes: Iterable[Fix],
         symptoms: Iterable[tuple[Symptom, str]],
-        probes: dict[str, Callable[[Settings], Any]] | None = None,
+        probes: Mapping[str, Callable[[Settings], Any]] | None = None,
+        references: Mapping[str, str] | None = None,
     ):
         self.probes = dict(probes or {})
+        self.references = dict(references or {})
         self.checks: dict[str, Check] = {}
         self.fixes: dict[str, Fix] = {}
         self.commands: dict[str, Command] = {}
@@ -189,14 +242,24 @@ class Registry:
                     subcommands=tuple((f.name, f.args) for f in targets),
                 )
             )
-        self._add(RUNBOOK)
-        self._add(HELP)
-        # Help lists the commands in runbook order; those of no section (queue, help) last.
-        self.commands = dict(sorted(self.commands.items(), key=lambda pair: _section_key(pair[1].section)))
+        # Help lists the commands in runbook order; those of no section (queue, incident) last, and last
+        # of all those the web process answers itself (runbook, help).
+        self.commands = dict(
+            sorted(
+                self.commands.items(),
+                key=lambda pair: (_section_key(pair[1].section), pair[1].route is Route.INLINE),
+            )
+        )
         self.symptoms: tuple[Symptom, ...] = tuple(
             s for s, _ in sorted(symptoms, key=lambda pair: (pair[0].rank, pair[0].section))
         )
         self._check_references()
+
+    @classmethod
+    def from_modules(cls, modules: Iterable[ModuleType]) -> Registry:
+        """The registry of what these modules declare (see `declarations`)."""
+        found = declarations(modules)
+        return cls(found.checks, found.fixes, found.symptoms, found.probes, found.references)
 
     def _add(self, command: Command) -> None:
         if command.name in self.commands:
@@ -219,7 +282,7 @@ class Registry:
         return command is not None and command.bind(values) is None
 
     def _check_references(self) -> None:
-        named: list[tuple[str, str]] = [(words, f"in {where}") for words, where in sorted(REFERENCED.items())]
+        named: list[tuple[str, str]] = [(words, f"in {where}") for words, where in sorted(self.references.items())]
         named.extend((s.fix, f"symptom {s.section}") for s in self.symptoms)
         missing = [f"`/nexy {words}` ({where})" for words, where in named if not self.accepts(words)]
         if missing:
@@ -362,22 +425,3 @@ _WHERE = {
     Route.VM_IF_REACHABLE: "VM queue, one run-command (io when the VM cannot be reached)",
     Route.INLINE: "answered at once",
 }
-
-
-def discover() -> None:
-    """Import every item module of this package (each declares itself on import), and every shared
-    message module (each names the commands it recommends on import)."""
-    for name in ("bot.wording", "runbook", "commands"):
-        package = importlib.import_module(name)
-        for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if module.name not in _NOT_ITEMS and not module.name.startswith("_"):
-                importlib.import_module(f"{name}.{module.name}")
-
-
-def build() -> Registry:
-    discover()
-    return Registry(DECLARED.checks, DECLARED.fixes, DECLARED.symptoms, DECLARED.probes)
-
-
-REGISTRY = build()
-"""The tables of this process, built at import."""

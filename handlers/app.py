@@ -13,6 +13,7 @@ from bot.dispatch import Dispatcher
 from bot.errors import SettingsError
 from bot.incidents import IncidentStore, Limits
 from bot.policy import channels_problem
+from bot.registry import Registry
 from bot.settings import Settings
 from bot.slack_client import web_client
 from handlers.intake import Intake
@@ -30,15 +31,15 @@ _bolt_logger = logging.getLogger("nexy.bolt")
 _bolt_logger.addFilter(_DropTokenSkippedWarning())
 
 
-def create_app(settings: Settings, redis: Redis) -> App:
-    """A Bolt App for the configured workspace on the caller's Redis (the composition root connects
-    it); fails with a SettingsError if Slack rejects the token."""
+def create_app(settings: Settings, registry: Registry, redis: Redis) -> App:
+    """A Bolt App for the configured workspace, answering the commands of `registry`, on the caller's
+    Redis (the composition root connects it); fails with a SettingsError if Slack rejects the token."""
     if not settings.has_slack_credentials:
         raise SettingsError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required to serve Slack")
     problem = channels_problem(settings)
     if problem:  # fail closed: never every channel, DM and Slack Connect guest by default
         raise SettingsError(problem)
-    intake = Intake(settings, IncidentStore(redis, Limits.of(settings)), Dispatcher(settings, redis))
+    intake = Intake(settings, IncidentStore(redis, Limits.of(settings)), Dispatcher(settings, redis), registry)
     try:
         app = App(
             signing_secret=settings.slack_signing_secret,

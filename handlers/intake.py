@@ -27,6 +27,7 @@ from bot.item import Route, Scope
 from bot.plans import Plan, PlanStore
 from bot.policy import Decision, GroupCache, Policy, outsider
 from bot.postmortem import CHECKLIST
+from bot.registry import Registry
 from bot.sealed import SealedStore
 from bot.settings import Settings
 from bot.wording import approval as approval_wording
@@ -35,7 +36,7 @@ from bot.wording import commands as wording
 from bot.wording import forms
 from bot.wording import queue as queue_wording
 from handlers.delivery import Claim, Deliveries, EventInProgress
-from handlers.parser import COMMANDS, REGISTRY, ParseError, Request, help_lines, parse, secret_input
+from handlers.parser import ParseError, Parser, Request
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,10 @@ class Where:
 class Intake:
     """Turns slash commands, mentions, buttons and forms into queued work on an incident."""
 
-    def __init__(self, settings: Settings, store: IncidentStore, dispatcher: Dispatcher):
+    def __init__(self, settings: Settings, store: IncidentStore, dispatcher: Dispatcher, registry: Registry):
         self.settings = settings
+        self.registry = registry
+        self.parser = Parser(registry)
         self.store = store
         self.dispatcher = dispatcher
         self.policy = Policy(settings, GroupCache(dispatcher.redis))
@@ -76,12 +79,32 @@ class Intake:
         """Why a request from this workspace and user's team is refused before anything else ('' if not)."""
         return outsider(home_team, team, user_team)
 
+    def _inline_answer(self, parsed: Request | ParseError) -> str | None:
+        """What the web process answers itself: a parse error, or help; None for work to queue."""
+        if isinstance(parsed, ParseError):
+            return wording.parse_error(parsed, self.parser.help_lines())
+        if parsed.command == "runbook":
+            return wording.runbook_table(self.registry.sections())
+        if parsed.spec.route is Route.INLINE:
+            command = self.registry.commands.get(" ".join(parsed.args))
+            return wording.help_message(self.parser.help_lines(), (command.usage, command.summary) if command else None)
+        return None
+
+    def _from_metadata(self, metadata: str) -> tuple[Where | None, Request | None]:
+        try:
+            data = json.loads(metadata)
+            where = Where(str(data["channel"]), str(data.get("thread_ts") or "") or None)
+            parsed = self.parser.parse(str(data["words"]))
+        except (ValueError, KeyError, TypeError):
+            return None, None
+        return where, parsed if isinstance(parsed, Request) else None
+
     def slash(self, *, text: str, user: str, channel: str) -> Reply:
         """`/nexy <words>`: answer help and errors at once; queue real work on the channel's incident."""
         if not self.policy.channel_allowed(channel):
             return Reply(wording.not_here(self.policy.channels_reason()))
-        parsed = parse(text)
-        answer = _inline_answer(parsed)
+        parsed = self.parser.parse(text)
+        answer = self._inline_answer(parsed)
         if answer is not None or isinstance(parsed, ParseError):
             return Reply(answer)
         return self._request(parsed, user, Where(channel), source="slash")
@@ -96,7 +119,7 @@ class Intake:
             decision = self._decision(parsed, user, where)
             if decision.allowed is False:
                 return Reply(wording.refused(parsed.words, decision.reason, decision.who))
-            secret = secret_input(parsed)
+            secret = self.parser.secret_input(parsed)
             if secret is not None:
                 return Reply(modal=forms.secret_modal(secret, parsed.words, _metadata(parsed.words, where)))
             incident, created = self._incident(parsed, user, where)
@@ -200,13 +223,13 @@ class Intake:
         no trigger to open a form with: a fix that needs one gets a button that opens it."""
         if not self.policy.channel_allowed(channel):
             return
-        parsed = parse(_MENTION.sub(" ", text or "").strip())
-        answer = _inline_answer(parsed)
+        parsed = self.parser.parse(_MENTION.sub(" ", text or "").strip())
+        answer = self._inline_answer(parsed)
         if answer is not None or isinstance(parsed, ParseError):
             self.dispatcher.notify(channel=channel, user=user, text=answer or "", thread_ts=thread_ts)
             return
         where = Where(channel, thread_ts)
-        if secret_input(parsed) is not None:
+        if self.parser.secret_input(parsed) is not None:
             decision = self._decision(parsed, user, where)
             if decision.allowed is False:
                 refusal = wording.refused(parsed.words, decision.reason, decision.who)
@@ -222,7 +245,7 @@ class Intake:
     def plan_button(self, *, words: str, user: str, channel: str, thread_ts: str | None) -> Reply:
         """A button that asks for a fix (a diagnosis's finding): as if the person typed it in that thread
         (checked as that command)."""
-        parsed = parse(words)
+        parsed = self.parser.parse(words)
         if isinstance(parsed, ParseError) or not parsed.spec.changes_vm:
             return Reply(wording.button_out_of_date())
         return self._request(parsed, user, Where(channel, thread_ts), source="button")
@@ -230,7 +253,7 @@ class Intake:
     def open_form(self, *, metadata: str, user: str, channel: str) -> Reply:
         """The button of a form prompt: open the form it names (checked as that command, in the channel
         of the prompt, which must be where the button was clicked)."""
-        where, parsed = _from_metadata(metadata)
+        where, parsed = self._from_metadata(metadata)
         if where is None or parsed is None or where.channel != channel:
             return Reply(wording.button_out_of_date())
         return self._request(parsed, user, where, source="form")
@@ -238,8 +261,8 @@ class Intake:
     def secret_form(self, *, metadata: str, user: str, value: str) -> dict[str, str] | None:
         """A submitted form: the errors to show in it, or None once the request is queued. The value
         is sealed at once and only its reference travels; it is never echoed, logged or stored in clear."""
-        where, parsed = _from_metadata(metadata)
-        secret = secret_input(parsed) if parsed is not None else None
+        where, parsed = self._from_metadata(metadata)
+        secret = self.parser.secret_input(parsed) if parsed is not None else None
         if where is None or parsed is None or secret is None:
             return {forms.SECRET_BLOCK: wording.form_out_of_date()}
         resolved = self._vm(parsed)
@@ -386,25 +409,3 @@ SEAL_MARGIN_S = 600
 def _metadata(words: str, where: Where) -> str:
     """What a form carries back (Slack returns a view's private_metadata as the app set it)."""
     return json.dumps({"words": words, "channel": where.channel, "thread_ts": where.thread_ts or ""})
-
-
-def _from_metadata(metadata: str) -> tuple[Where | None, Request | None]:
-    try:
-        data = json.loads(metadata)
-        where = Where(str(data["channel"]), str(data.get("thread_ts") or "") or None)
-        parsed = parse(str(data["words"]))
-    except (ValueError, KeyError, TypeError):
-        return None, None
-    return where, parsed if isinstance(parsed, Request) else None
-
-
-def _inline_answer(parsed: Request | ParseError) -> str | None:
-    """What the web process answers itself: a parse error, or help; None for work to queue."""
-    if isinstance(parsed, ParseError):
-        return wording.parse_error(parsed, help_lines())
-    if parsed.command == "runbook":
-        return wording.runbook_table(REGISTRY.sections())
-    if parsed.spec.route is Route.INLINE:
-        command = COMMANDS.get(" ".join(parsed.args))
-        return wording.help_message(help_lines(), (command.usage, command.summary) if command else None)
-    return None

@@ -1,7 +1,8 @@
 """The command grammar: a parser that never raises, suggestions for typos, and help.
 
-The table of commands is the registry's (`bot.registry`): every command the bot knows, its
-arguments, help line and route come from the runbook item that declares it.
+The table of commands is the registry's (`bot.registry`), given to the `Parser` by the
+composition root: every command the bot knows, its arguments, help line and route come from the
+runbook item that declares it.
 """
 
 from __future__ import annotations
@@ -9,85 +10,20 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import replace
 
 from bot.item import SecretInput
-from bot.registry import REGISTRY, Command
-
-COMMANDS: dict[str, Command] = REGISTRY.commands
-"""Every `/nexy` command, by its first word."""
+from bot.registry import Command, ParseError, Registry, Request
 
 HELP_USAGE = "/nexy help"
 
 _MAX_INPUT = 500
 
 
-@dataclass(frozen=True)
-class Request:
-    """A parsed, valid command: what the user asked for, with validated arguments only."""
-
-    command: str
-    args: tuple[str, ...] = ()
-    vm: str = ""  # `--vm NAME` as typed (its shape checked); intake matches it against the inventory
-
-    @property
-    def spec(self) -> Command:
-        return COMMANDS[self.command]
-
-    @property
-    def words(self) -> str:
-        return " ".join((self.command, *self.args, *(("--vm", self.vm) if self.vm else ())))
-
-    @property
-    def section(self) -> str:
-        """The runbook section it belongs to (a fix's own section for `fix <target>`)."""
-        if self.command == "fix" and self.args:
-            return REGISTRY.fix_for(self.command, self.args).section
-        return self.spec.section
-
-
-@dataclass(frozen=True)
-class ParseError:
-    """Input that is not a valid command: what was wrong, and what to try instead."""
-
-    problem: str
-    usage: str = ""
-    suggestion: str | None = None
-    also: tuple[str, ...] = ()  # the usage of related commands (`incident new`, `incident close`)
-
-
-def parse(text: object) -> Request | ParseError:
-    """Parse the text after `/nexy` (or after `@nexy`); never raises, whatever the input."""
-    try:
-        return _parse(text if isinstance(text, str) else "")
-    except Exception:  # pragma: no cover - a last guard: parsing must never fail the ack
-        return ParseError("I could not read that command.", usage=HELP_USAGE)
-
-
 def strip_controls(text: str) -> str:
     """The text without control or format characters (terminal escapes, NUL, bidi overrides, zero-width
     spaces): whatever is echoed back or recorded is what the person could see they typed."""
     return "".join((" " if ch.isspace() else "") if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
-
-
-def _parse(text: str) -> Request | ParseError:
-    text = strip_controls(text)
-    if len(text) > _MAX_INPUT:
-        return ParseError(f"That is {len(text)} characters; a command is at most {_MAX_INPUT}.", usage=HELP_USAGE)
-    words = text.replace("\u00a0", " ").split()
-    words, vm = _vm_option(words)
-    if isinstance(vm, ParseError):
-        return vm
-    if not words:
-        return Request("help")
-    command, values = REGISTRY.lookup(words)
-    if command is None:
-        name = words[0].lower()
-        return ParseError(f"I don't know the command `{_shown(name)}`.", usage=HELP_USAGE, suggestion=suggest(name))
-    if vm and not command.on_vm:
-        return ParseError(f"`{command.name}` does not concern one VM: it takes no `--vm`.", usage=command.usage)
-    bound = _bind(command, values)
-    return Request(bound.command, bound.args, vm) if isinstance(bound, Request) and vm else bound
 
 
 VM_OPTION = "--vm"
@@ -118,38 +54,6 @@ def _vm_option(words: list[str]) -> tuple[list[str], str | ParseError]:
     return rest, vm or ""
 
 
-def _bind(command: Command, values: list[str]) -> Request | ParseError:
-    problem = command.bind(values)
-    if problem is None:
-        return Request(command.name, command.values(values))
-    family = REGISTRY.family(command)
-    also = tuple(c.usage for c in family)
-    text_arg = command.args[-1] if command.args and command.args[-1].text else None
-    if problem.arg is None:
-        if text_arg is not None:
-            return ParseError(f"`{problem.words}` needs {text_arg.description}.", usage=problem.usage, also=also)
-        expected = _count(problem.required, problem.most)
-        closest = _closest(values[0], [c.name.split(" ", 1)[1] for c in family]) if family and values else None
-        return ParseError(
-            f"`{problem.words}` takes {expected}; got {problem.got}.",
-            usage=problem.usage,
-            suggestion=f"{command.name} {closest}" if closest else None,
-            also=also,
-        )
-    arg = problem.arg
-    if arg.text:
-        return ParseError(
-            f"The {arg.name} is {len(problem.value)} characters; `{problem.words}` takes at most {arg.max_chars}.",
-            usage=problem.usage,
-        )
-    allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
-    return ParseError(
-        f"`{_shown(problem.value)}` is not a valid {arg.name} for `{problem.words}`: expected {allowed}.",
-        usage=problem.usage,
-        suggestion=_closest(problem.value, arg.choices),
-    )
-
-
 def _count(low: int, high: int) -> str:
     if high == 0:
         return "no arguments"
@@ -169,18 +73,87 @@ def _closest(word: str, candidates: tuple[str, ...] | list[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def suggest(word: str) -> str | None:
-    """The known command closest to a mistyped one, if any is close."""
-    return _closest(word, sorted(COMMANDS))
+class Parser:
+    """The grammar of one registry: parses `/nexy` text, suggests commands for typos, gives help."""
 
+    def __init__(self, registry: Registry):
+        self.registry = registry
 
-def secret_input(request: Request) -> SecretInput | None:
-    """The private form a fix request needs before it can be planned (a new API key), if any."""
-    if not request.spec.changes_vm:
-        return None
-    return REGISTRY.fix_for(request.command, request.args).secret
+    def parse(self, text: object) -> Request | ParseError:
+        """Parse the text after `/nexy` (or after `@nexy`); never raises, whatever the input."""
+        try:
+            return self._parse(text if isinstance(text, str) else "")
+        except Exception:  # pragma: no cover - a last guard: parsing must never fail the ack
+            return ParseError("I could not read that command.", usage=HELP_USAGE)
 
+    def request(self, command: Command, values: tuple[str, ...] = (), vm: str = "") -> Request:
+        """A valid request for this command and bound values, with its runbook section."""
+        fix = command.name == "fix" and values
+        section = self.registry.fix_for(command.name, values).section if fix else command.section
+        return Request(command.name, values, vm, spec=command, section=section)
 
-def help_lines() -> list[str]:
-    """One line a command, generated from the registry."""
-    return REGISTRY.help_lines()
+    def _parse(self, text: str) -> Request | ParseError:
+        text = strip_controls(text)
+        if len(text) > _MAX_INPUT:
+            return ParseError(f"That is {len(text)} characters; a command is at most {_MAX_INPUT}.", usage=HELP_USAGE)
+        words = text.replace("\u00a0", " ").split()
+        words, vm = _vm_option(words)
+        if isinstance(vm, ParseError):
+            return vm
+        if not words:
+            return self.request(self.registry.commands["help"])
+        command, values = self.registry.lookup(words)
+        if command is None:
+            name = words[0].lower()
+            return ParseError(
+                f"I don't know the command `{_shown(name)}`.", usage=HELP_USAGE, suggestion=self.suggest(name)
+            )
+        if vm and not command.on_vm:
+            return ParseError(f"`{command.name}` does not concern one VM: it takes no `--vm`.", usage=command.usage)
+        bound = self._bind(command, values)
+        return replace(bound, vm=vm) if isinstance(bound, Request) and vm else bound
+
+    def _bind(self, command: Command, values: list[str]) -> Request | ParseError:
+        problem = command.bind(values)
+        if problem is None:
+            return self.request(command, command.values(values))
+        family = self.registry.family(command)
+        also = tuple(c.usage for c in family)
+        text_arg = command.args[-1] if command.args and command.args[-1].text else None
+        if problem.arg is None:
+            if text_arg is not None:
+                return ParseError(f"`{problem.words}` needs {text_arg.description}.", usage=problem.usage, also=also)
+            expected = _count(problem.required, problem.most)
+            closest = _closest(values[0], [c.name.split(" ", 1)[1] for c in family]) if family and values else None
+            return ParseError(
+                f"`{problem.words}` takes {expected}; got {problem.got}.",
+                usage=problem.usage,
+                suggestion=f"{command.name} {closest}" if closest else None,
+                also=also,
+            )
+        arg = problem.arg
+        if arg.text:
+            return ParseError(
+                f"The {arg.name} is {len(problem.value)} characters; `{problem.words}` takes at most {arg.max_chars}.",
+                usage=problem.usage,
+            )
+        allowed = ", ".join(f"`{c}`" for c in arg.choices) if arg.choices else arg.description
+        return ParseError(
+            f"`{_shown(problem.value)}` is not a valid {arg.name} for `{problem.words}`: expected {allowed}.",
+            usage=problem.usage,
+            suggestion=_closest(problem.value, arg.choices),
+        )
+
+    def suggest(self, word: str) -> str | None:
+        """The known command closest to a mistyped one, if any is close."""
+        return _closest(word, sorted(self.registry.commands))
+
+    def secret_input(self, request: Request) -> SecretInput | None:
+        """The private form a fix request needs before it can be planned (a new API key), if any."""
+        if not request.spec.changes_vm:
+            return None
+        return self.registry.fix_for(request.command, request.args).secret
+
+    def help_lines(self) -> list[str]:
+        """One line a command, generated from the registry."""
+        return self.registry.help_lines()

@@ -20,6 +20,7 @@ from rq.worker import WorkerStatus
 
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE, fixes_queue_name
 from bot.redaction import install_log_redaction
+from bot.registry import Registry
 from bot.settings import Settings
 from jobs.operations import resume_orphans, watchdog
 from jobs.outbox import Outbox
@@ -28,11 +29,9 @@ from jobs.runtime import Runtime, TaskJob
 log = logging.getLogger(__name__)
 
 
-def build_runtime(settings: Settings, redis: Redis) -> Runtime:
-    """The runtime of a worker: the registry is built once here, with every runbook item."""
-    from bot.registry import REGISTRY
-
-    return Runtime(settings.for_vm(), redis, REGISTRY)
+def build_runtime(settings: Settings, redis: Redis, registry: Registry) -> Runtime:
+    """The runtime of a worker, with the registry its process built once (`nexy.registry`)."""
+    return Runtime(settings.for_vm(), redis, registry)
 
 
 class JobAbandoned(BaseException):

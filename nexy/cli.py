@@ -150,13 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.process == "manifest":
         from nexy.manifest import DEFAULT_URL, render
+        from nexy.registry import build_registry
 
-        print(render(args.url or DEFAULT_URL, socket_mode=args.socket_mode), end="")
+        print(render(build_registry(), args.url or DEFAULT_URL, socket_mode=args.socket_mode), end="")
         return 0
     if args.process == "commands":
-        from bot.registry import REGISTRY
+        from nexy.registry import build_registry
 
-        tables = {"roles": REGISTRY.roles_table(), "commands": REGISTRY.commands_table()}
+        registry = build_registry()
+        tables = {"roles": registry.roles_table(), "commands": registry.commands_table()}
         if args.readme:
             path = Path(args.readme)
             try:
@@ -252,10 +254,11 @@ def _worker(
         queue = settings.for_vm(known).vm_queue
     if queue:
         from jobs.worker import build_runtime, serve
+        from nexy.registry import build_registry
 
         if not child:
             say(f"ready: serving queue {queue}; Redis: {redis_label}; {where(settings)}")
-        serve(build_runtime(settings, connect(settings)), [queue], burst=burst)
+        serve(build_runtime(settings, connect(settings), build_registry()), [queue], burst=burst)
         return 0
     from nexy import workers
     from nexy.processes import Children, supervise
@@ -304,13 +307,14 @@ def _watch(settings: Settings) -> int:
     from jobs.watch import Watch
     from jobs.worker import build_runtime
     from nexy.redis import connect
+    from nexy.registry import build_registry
 
     if not settings.nexy_watch_channel:
         raise SettingsError("NEXY_WATCH_CHANNEL: the watch needs a channel for its incidents (unset: the watch is off)")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a watch run by hand
-        Watch(build_runtime(settings, connect(settings))).run(stop)
+        Watch(build_runtime(settings, connect(settings), build_registry())).run(stop)
     return 0
 
 

@@ -11,6 +11,10 @@ maps them to Slack's scopes, and checks the manifest asks for exactly those; it 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.registry import Registry
 
 DEFAULT_URL = "https://nexy-ops.example.com"
 """The placeholder public URL of `nexy web` when `nexy manifest` is given no `--url`."""
@@ -42,14 +46,12 @@ EVENTS: dict[str, str] = {
 """The bot events the app subscribes to, and why."""
 
 
-def usage_hint() -> str:
+def usage_hint(registry: Registry) -> str:
     """`/nexy`'s usage hint: every command the parser takes, with its arguments."""
-    from bot.registry import REGISTRY
-
-    return " | ".join(command.usage.removeprefix("/nexy ") for command in REGISTRY.commands.values())
+    return " | ".join(command.usage.removeprefix("/nexy ") for command in registry.commands.values())
 
 
-def render(url: str = DEFAULT_URL, *, socket_mode: bool = False) -> str:
+def render(registry: Registry, url: str = DEFAULT_URL, *, socket_mode: bool = False) -> str:
     """The manifest as YAML. HTTP mode: Slack sends to `<url>/slack/events`; Socket Mode: no URLs."""
     endpoint = url.rstrip("/") + EVENTS_PATH
 
@@ -89,7 +91,7 @@ def render(url: str = DEFAULT_URL, *, socket_mode: bool = False) -> str:
         "    - command: /nexy\n"
         f"{'' if socket_mode else f'      url: {endpoint}' + chr(10)}"
         "      description: Run the Nexy deploy incident runbook (checks, fixes with approval, queue)\n"
-        f"      usage_hint: {json.dumps(usage_hint())}\n"
+        f"      usage_hint: {json.dumps(usage_hint(registry))}\n"
         "      should_escape: false\n"
         "oauth_config:\n"
         "  scopes:\n"

@@ -22,12 +22,14 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bot.errors import SettingsError
 from bot.policy import channels_problem
+from bot.registry import Registry
 from bot.settings import Settings
 from handlers.app import create_app
 from handlers.guard import Kind, shape_problem
 from nexy.processes import announcer
 from nexy.redis import Patience
 from nexy.redis import connect as connect_redis
+from nexy.registry import build_registry
 from nexy.web import check_redis, check_slack, quiet
 from nexy.workers import where
 
@@ -58,8 +60,11 @@ class GuardedHandler(SocketModeHandler):
         super().handle(client, req)
 
 
-def connect(settings: Settings, app_token: str, redis_check: Callable[[], str]) -> tuple[SocketModeHandler, str]:
-    """A connected SocketModeHandler, or a SettingsError naming what is wrong."""
+def connect(
+    settings: Settings, registry: Registry, app_token: str, redis_check: Callable[[], str]
+) -> tuple[SocketModeHandler, str]:
+    """A connected SocketModeHandler answering the commands of `registry`, or a SettingsError naming
+    what is wrong."""
     if not settings.has_slack_credentials:
         raise SettingsError(
             "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are required for Socket Mode (with SLACK_APP_TOKEN)"
@@ -69,7 +74,9 @@ def connect(settings: Settings, app_token: str, redis_check: Callable[[], str]) 
         raise SettingsError(problem)
     redis = redis_check()
     check_slack(settings)
-    handler = GuardedHandler(create_app(settings, connect_redis(settings, Patience.ANSWER)), app_token, logger=_log)
+    handler = GuardedHandler(
+        create_app(settings, registry, connect_redis(settings, Patience.ANSWER)), app_token, logger=_log
+    )
     hello = threading.Event()  # Slack's first message on a new connection: from then on it delivers
     handler.client.message_listeners.append(
         lambda _client, message, _raw: hello.set() if message.get("type") == "hello" else None
@@ -100,7 +107,10 @@ def serve(settings: Settings, *, child: bool = False) -> None:
     if not settings.slack_app_token:
         raise SettingsError("SLACK_APP_TOKEN: Socket Mode needs an app-level token (xapp-...)")
     say = announcer("socket")
-    handler, redis = connect(settings, settings.slack_app_token, lambda: check_redis(settings, None if child else say))
+    registry = build_registry()
+    handler, redis = connect(
+        settings, registry, settings.slack_app_token, lambda: check_redis(settings, None if child else say)
+    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

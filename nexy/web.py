@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -15,21 +16,23 @@ from slack_sdk.errors import SlackApiError
 
 from bot.errors import SettingsError
 from bot.policy import channels_problem
+from bot.registry import Registry
 from bot.settings import Settings
 from bot.slack_client import web_client
 from handlers.app import create_app
 from handlers.guard import MAX_BODY_BYTES, RequestGuard
 from nexy.processes import announcer
 from nexy.redis import Patience, connect, durability_warnings, label
+from nexy.registry import build_registry
 from nexy.workers import where
 
 EVENTS_PATH = "/slack/events"
 
 
-def wsgi_app(settings: Settings) -> Callable:
+def wsgi_app(settings: Settings, registry: Registry) -> Callable:
     """The WSGI application: Slack's requests at /slack/events, a readiness probe at /healthz."""
     redis = connect(settings, Patience.ANSWER)
-    bolt = SlackRequestHandler(create_app(settings, redis), path=EVENTS_PATH)
+    bolt = SlackRequestHandler(create_app(settings, registry, redis), path=EVENTS_PATH)
     guard = RequestGuard(settings.slack_signing_secret or "", redis)
 
     def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -173,15 +176,18 @@ def check_ready(settings: Settings, warn: Callable[[str], None] | None = None) -
 def serve(
     settings: Settings,
     host: str = "0.0.0.0",
-    app_factory: Callable[[Settings], Callable] = wsgi_app,
+    app_factory: Callable[[Settings], Callable] | None = None,
     *,
     check_durability: bool = True,
 ) -> None:
     """Serve until stopped: gunicorn with threaded workers (each builds its own app after fork).
-    Says one line when it listens: where, which Redis, which VM."""
+    Says one line when it listens: where, which Redis, which VM. The registry is built once, here,
+    before the workers fork (the default app: `wsgi_app`)."""
     say = announcer("web")
     redis = check_ready(settings, say if check_durability else None)
     options = server_options(settings, host)
     ready = f"ready on http://{host}:{settings.port}{EVENTS_PATH}; Redis: {redis}; {where(settings)}"
     options["when_ready"] = lambda _server: say(ready)
+    if app_factory is None:
+        app_factory = functools.partial(wsgi_app, registry=build_registry())
     _Gunicorn(settings, options, app_factory).run()

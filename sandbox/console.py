@@ -21,7 +21,7 @@ from typing import TextIO
 
 from bot import render
 
-COMMANDS = {
+CONSOLE_COMMANDS = {
     "/nexy": ("/nexy <command>", "run a slash command as the current user (try /nexy help)"),
     "@nexy": ("@nexy <command>", "mention the bot in the current incident thread"),
     "/as": ("/as <user-id> [name]", "act as another Slack user, e.g. /as U0BOB bob"),
@@ -39,7 +39,7 @@ COMMANDS = {
 }
 """The console's own commands: usage and what each does (the help is built from this)."""
 
-HELP = "console commands:\n" + "\n".join(f"  {usage:<26}{what}" for usage, what in COMMANDS.values())
+HELP = "console commands:\n" + "\n".join(f"  {usage:<26}{what}" for usage, what in CONSOLE_COMMANDS.values())
 
 QUIET_S = 0.4
 """A command counts as answered once the queues are idle and nothing was posted for this long."""
@@ -203,7 +203,7 @@ class Console:
 
         before = readline.get_line_buffer()[: readline.get_begidx()].split()
         if not before:
-            options = list(COMMANDS)
+            options = list(CONSOLE_COMMANDS)
         elif before[0] in ("/nexy", "@nexy") and len(before) == 1:
             options = self.commands
         elif before[0] == "/scenario" and len(before) == 1 and self.sandbox is not None:
@@ -259,8 +259,8 @@ class Console:
             self.say(f"(you are {self.slack.users.get(self.user, self.user)} <{self.user}> in #{self.channel})")
         elif head == "/help":
             self.say(HELP)
-        elif head in COMMANDS:
-            self.say(f"(usage: {COMMANDS[head][0]})")
+        elif head in CONSOLE_COMMANDS:
+            self.say(f"(usage: {CONSOLE_COMMANDS[head][0]})")
         else:
             self.say(f"(unknown console command {words[0]!r}; /help lists them, /nexy help lists the bot's)")
 

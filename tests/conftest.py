@@ -11,9 +11,12 @@ import pytest
 from redis import Redis
 
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE
+from bot.registry import Registry
 from bot.settings import Settings, load_settings
+from handlers.parser import Parser
 from jobs.worker import build_runtime, serve
 from nexy.embedded_redis import EmbeddedRedis
+from nexy.registry import build_registry
 from sandbox.azure_emulator import AzureEmulator
 from sandbox.gemini_emulator import GeminiEmulator
 from sandbox.github_emulator import GitHubEmulator
@@ -22,6 +25,18 @@ from sandbox.slack_emulator import SlackEmulator
 from sandbox.stack import inventory_toml
 from sandbox.vm import SimulatedVM
 from tests.helpers import APPROVER, OPERATOR, RG, VM_NAME
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    """The registry of every item module, built once by discovery as a process of the bot builds it."""
+    return build_registry()
+
+
+@pytest.fixture(scope="session")
+def parser(registry: Registry) -> Parser:
+    """The command grammar of that registry, as intake parses with it."""
+    return Parser(registry)
 
 
 @pytest.fixture(scope="session")
@@ -176,14 +191,14 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @pytest.fixture
-def serve_bot(slack: SlackEmulator, redis: Redis) -> Iterator[Callable[[Settings], str]]:
+def serve_bot(slack: SlackEmulator, redis: Redis, registry: Registry) -> Iterator[Callable[[Settings], str]]:
     """Serve the bot's WSGI app over real HTTP on loopback and point the emulator at it."""
     from nexy.web import wsgi_app
 
     servers: list[WSGIServer] = []
 
     def start(settings: Settings) -> str:
-        server = make_server("127.0.0.1", 0, wsgi_app(settings), _ThreadingWSGIServer, handler_class=_QuietHandler)
+        server = make_server("127.0.0.1", 0, wsgi_app(settings, registry), _ThreadingWSGIServer, handler_class=_QuietHandler)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         servers.append(server)
         base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -203,12 +218,12 @@ def bot(serve_bot, settings: Settings) -> str:
 
 
 @pytest.fixture
-def work(settings: Settings, redis: Redis) -> Callable[..., bool]:
+def work(settings: Settings, redis: Redis, registry: Registry) -> Callable[..., bool]:
     """Run a burst worker over the decisions, io and VM queues in this process until they are empty."""
 
     def run(use: Settings | None = None, queues: list[str] | None = None) -> bool:
         current = use or settings
-        return serve(build_runtime(current, redis), queues or [DECISIONS_QUEUE, IO_QUEUE, current.vm_queue], burst=True)
+        return serve(build_runtime(current, redis, registry), queues or [DECISIONS_QUEUE, IO_QUEUE, current.vm_queue], burst=True)
 
     return run
 

@@ -11,8 +11,7 @@ from bot.wording.refs import command
 
 if TYPE_CHECKING:
     from bot.incidents import Incident
-    from bot.registry import Section
-    from handlers.parser import ParseError, Request
+    from bot.registry import ParseError, Request, Section
 
 HELP = command("help")
 HISTORY = command("history")

@@ -1,15 +1,25 @@
-"""Commands named in messages: `command("status")` gives `` `/nexy status` `` and records the
-words, so the registry refuses to start if a message recommends a command the parser refuses."""
+"""Commands named in messages: `command("status")` gives `` `/nexy status` ``, a string that carries
+its words, so the registry (given the modules that hold such constants) refuses to start if a
+message recommends a command the parser refuses."""
 
 from __future__ import annotations
 
-import sys
 
-REFERENCED: dict[str, str] = {}
-"""Every command words named through `command()`, with the module that names them."""
+class CommandRef(str):
+    """`` `/nexy <words>` `` in backticks, carrying the command words it names (`.words`)."""
+
+    words: str
+
+    def __new__(cls, words: str) -> CommandRef:
+        ref = super().__new__(cls, f"`/nexy {words}`")
+        ref.words = words
+        return ref
+
+    def __getnewargs__(self) -> tuple[str]:
+        return (self.words,)  # pickled and copied by its words, not its text
 
 
-def command(words: str) -> str:
-    """`/nexy <words>` in backticks, recorded for the start-up check (call it at module level)."""
-    REFERENCED.setdefault(words, sys._getframe(1).f_globals.get("__name__", "?"))
-    return f"`/nexy {words}`"
+def command(words: str) -> CommandRef:
+    """`/nexy <words>` in backticks; assign it at module level, where the registry finds it and checks it
+    names a command the parser takes."""
+    return CommandRef(words)

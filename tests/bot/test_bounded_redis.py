@@ -106,14 +106,14 @@ def test_a_channel_opens_at_most_its_hourly_share_of_incidents(ops, slack, redis
     assert "INC-4 is opened" in slack.slash_command("incident new and again", user=OPERATOR).json()["text"]
 
 
-def test_the_watch_obeys_the_hourly_limit_and_reports_in_the_open_incident(serve_bot, vm_settings, slack, vm, redis):
+def test_the_watch_obeys_the_hourly_limit_and_reports_in_the_open_incident(serve_bot, vm_settings, slack, vm, redis, registry):
     """With the watch channel's incidents for the hour used up, the watch opens none: it reports and diagnoses
     in the channel's open incident."""
     settings = vm_settings(nexy_watch_channel="C0OPS", nexy_watch_failures=1, nexy_max_incidents_per_hour=1,
                            nexy_operators=OPERATOR, nexy_approvers=APPROVER)
     serve_bot(settings)
     slack.slash_command("incident new planned maintenance", user=OPERATOR)
-    watch = Watch(build_runtime(settings, redis))
+    watch = Watch(build_runtime(settings, redis, registry))
     vm.break_("config-perms")
     assert watch.tick() == {"Nexy": Outcome.OPENED}
     store = watch.runtime.store
@@ -126,7 +126,7 @@ def _keys(redis, pattern="*") -> set[str]:
     return {k.decode() for k in redis.scan_iter(pattern)}
 
 
-def test_a_resolved_incident_is_removed_whole_after_its_retention(ops, slack, work, vm, redis):
+def test_a_resolved_incident_is_removed_whole_after_its_retention(ops, slack, work, vm, redis, registry):
     """Closing gives every key of the incident a TTL (retention and a day's grace); once its retention ended the
     sweep removes it whole (thread, plans, timeline, indexes), `history` answers without it and `export` says so."""
     vm.break_("config-perms")
@@ -146,7 +146,7 @@ def test_a_resolved_incident_is_removed_whole_after_its_retention(ops, slack, wo
     slack.slash_command("health", user=OPERATOR)  # INC-2
     work(ops)
 
-    runtime = build_runtime(ops, redis)
+    runtime = build_runtime(ops, redis, registry)
     assert remove_expired(runtime) == []  # not yet
     redis.hset("nexy:outbox:INC-1", "e1", "{}")  # a leftover the outbox never delivered
     redis.zadd("nexy:outbox-due", {"INC-1": time.time()})

@@ -4,13 +4,15 @@ offered as proposed symptoms, and the export holds a ready-to-commit runbook ite
 from __future__ import annotations
 
 import ast
+import types
 import re
 
 import pytest
 
 from bot.item import Symptom
 from bot.learn import Proposal, item_stub, module_name, pattern_of, stub_test, unmatched
-from bot.registry import REGISTRY
+from bot.registry import Registry
+from nexy.registry import modules
 from tests.helpers import OPERATOR, bot_messages
 
 LINE = "Dec 02 00:07:36 Nexy python3[4242]: RuntimeError: websocket pool exhausted after 512 sessions in 'eu-1'"
@@ -24,7 +26,7 @@ def test_a_pattern_is_portable_and_general():
     Symptom("5", "t", pattern, fix="restart")  # refuses what grep -E would not read
 
 
-def test_only_error_lines_no_symptom_matches_are_proposed_once():
+def test_only_error_lines_no_symptom_matches_are_proposed_once(registry):
     """Declared symptoms, context lines and lines that are not errors are left out; a repeat is proposed once."""
     outputs = [
         "\n".join(
@@ -37,7 +39,7 @@ def test_only_error_lines_no_symptom_matches_are_proposed_once():
             ]
         )
     ]
-    (proposal,) = unmatched(outputs, REGISTRY.journal_patterns)
+    (proposal,) = unmatched(outputs, registry.journal_patterns)
     assert proposal.line == LINE
     assert proposal.pattern == r"RuntimeError: websocket pool exhausted after [0-9]+ sessions in '[^']*'"
 
@@ -52,6 +54,20 @@ def test_the_stub_and_its_test_are_valid_python_and_the_symptom_finds_its_line()
     assert declared is not None
     symptom = eval(f"Symptom({declared.group(1)})", {"Symptom": Symptom})  # noqa: S307 - our own generated text
     assert symptom.find(LINE) == LINE
+
+
+def test_the_learned_module_joins_the_registry_and_its_test_passes():
+    """Committed as `runbook/<name>.py`, the stub is found by the registry and its generated test passes."""
+    proposal = Proposal(LINE, pattern_of(LINE.split(": ", 1)[1]))
+    name = f"runbook.{module_name(proposal.pattern)}"
+    learned = types.ModuleType(name)
+    exec(compile(item_stub(proposal, "INC-3", ("5",)), f"{name}.py", "exec"), vars(learned))  # noqa: S102
+    registry = Registry.from_modules([*modules(), learned])
+    assert learned.SYMPTOM in registry.symptoms and learned.SYMPTOM.section == "5"
+    source = stub_test(proposal, "INC-3").replace(f"from {name} import SYMPTOM", "")
+    namespace = {"SYMPTOM": learned.SYMPTOM}
+    exec(compile(source, "test_learned.py", "exec"), namespace)  # noqa: S102
+    namespace[f"test_{module_name(proposal.pattern)}_is_found_in_its_line"](registry)
 
 
 def test_closing_offers_the_unmatched_line_and_the_export_holds_the_stub(serve_bot, vm_settings, slack, work, vm):
@@ -111,11 +127,10 @@ def test_a_hostile_journal_line_stays_a_literal_in_the_stub_and_its_test(line):
     test = ast.parse(stub_test(proposal, "INC-3\n__import__('os')"))
     assert _imports(test.body) == [
         (f"runbook.{module_name(proposal.pattern)}", ["SYMPTOM"]),
-        ("bot.registry", ["REGISTRY"]),
     ]
     (function,) = [s for s in test.body if isinstance(s, ast.FunctionDef)]
-    assert len(test.body) == 4 and not function.args.args and not function.decorator_list
-    assert _names(test) == {"SYMPTOM", "REGISTRY", "line", "s", "_"}
+    assert len(test.body) == 3 and [a.arg for a in function.args.args] == ["registry"] and not function.decorator_list
+    assert _names(test) == {"SYMPTOM", "registry", "line", "s", "_"}
     calls = [ast.unparse(n.func) for n in ast.walk(test) if isinstance(n, ast.Call)]
-    assert calls == ["REGISTRY.fast_branching"]
+    assert calls == ["registry.fast_branching"]
     assert line in [n.value for n in ast.walk(test) if isinstance(n, ast.Constant)]

@@ -21,8 +21,9 @@ from bot.contract import IO_QUEUE, Action, Task
 from bot.incidents import EventKind, IncidentStore
 from bot.item import Scope
 from bot.policy import ACTION_ROLES, Reach, Role
-from bot.registry import REGISTRY, Command
+from bot.registry import Command, Registry
 from bot.wording import forms
+from nexy.registry import build_registry
 
 OWN, OTHER, OUTSIDE, DM = "C0OPS", "C0DEV", "C0ELSE", "D0DIRECT"
 CHANNELS = (OWN, OTHER, OUTSIDE, DM)
@@ -95,10 +96,16 @@ def _expected_command(command: Command, who: str, channel: str) -> bool:
     return not (command.reach is Reach.OWN and named and channel != OWN)
 
 
-def test_sensitive_declarations():
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One case per command of the registry the bot builds (`name`)."""
+    if metafunc.definition.name == "test_every_command_by_every_role_from_every_channel":
+        metafunc.parametrize("name", list(build_registry().commands))
+
+
+def test_sensitive_declarations(registry):
     """The commands and buttons that change the VM, silence the watch, read across channels or close an
     incident are declared for operators (or approvers), whatever the table derives from them."""
-    commands = REGISTRY.commands
+    commands = registry.commands
     for name in ("watch pause", "watch resume", "history all", "incident close", "fix", "restart"):
         assert commands[name].role is Role.OPERATOR, name
     assert commands["history all"].reach is Reach.ACROSS
@@ -108,15 +115,14 @@ def test_sensitive_declarations():
     assert ACTION_ROLES[Action.CHECKLIST] is Role.OPERATOR
 
 
-@pytest.mark.parametrize("name", list(REGISTRY.commands))
-def test_every_command_by_every_role_from_every_channel(name, make_settings, serve_bot, slack, redis):
+def test_every_command_by_every_role_from_every_channel(name, make_settings, serve_bot, slack, redis, registry):
     """Each command, typed (`/nexy`) and mentioned (`@nexy`), by each role, from its own allowed channel,
     another allowed one, one outside NEXY_CHANNELS and a DM: refused (said to that person, nothing queued
     or recorded; a mention outside the channels is ignored) exactly where its declaration says."""
     serve_bot(_settings(make_settings))
     assert "INC-1" in slack.slash_command("incident new first", user=USERS["member"], channel=OWN).json()["text"]
     store = IncidentStore(redis)
-    command = REGISTRY.commands[name]
+    command = registry.commands[name]
     wrong = []
     for words in _words(command):
         for who, user in USERS.items():
@@ -149,10 +155,10 @@ ACTION_COMMAND = {Action.PLAN_FIX: "fix", Action.OPEN_FORM: "fix", Action.SECRET
 """The command a button with no role of its own is checked as."""
 
 
-def _expected_action(action: str, who: str, channel: str) -> bool:
+def _expected_action(registry: Registry, action: str, who: str, channel: str) -> bool:
     if channel not in ALLOWED or (action in MESSAGE_BOUND and channel != OWN):
         return False
-    role = ACTION_ROLES[action] or REGISTRY.commands[ACTION_COMMAND[action]].role
+    role = ACTION_ROLES[action] or registry.commands[ACTION_COMMAND[action]].role
     return _role_allows(role, who, requester="operator" if action == Action.REJECT else "")
 
 
@@ -219,7 +225,7 @@ def test_every_action_id_has_a_case():
 
 
 @pytest.mark.parametrize("action", ACTION_CASES)
-def test_every_action_by_every_role_from_every_channel(action, slack, redis, request):
+def test_every_action_by_every_role_from_every_channel(action, slack, redis, request, registry):
     """Each button (and the key form), by each role, from the message's own channel, another allowed
     one, one outside NEXY_CHANNELS and a DM: it queues work (or opens its form) exactly where the
     declarations allow it, and nothing otherwise."""
@@ -231,12 +237,12 @@ def test_every_action_by_every_role_from_every_channel(action, slack, redis, req
             response = press(user, channel)
             assert response.status_code == 200, (action, who, channel, response.text)
             allowed = made() > before
-            if allowed != _expected_action(action, who, channel):
+            if allowed != _expected_action(registry, action, who, channel):
                 wrong.append(f"{action} by {who} in {channel}: {'allowed' if allowed else 'refused'} {response.text}")
     assert not wrong, "\n".join(wrong)
 
 
-def test_plan_decisions_by_every_role_from_every_channel(plan_ts, slack, redis):
+def test_plan_decisions_by_every_role_from_every_channel(plan_ts, slack, redis, registry):
     """Approve and Reject on a plan, as buttons and as :white_check_mark: / :x: reactions, by each role
     from each channel: a decision is queued exactly where the declarations allow it (approvers; the
     requester only withdraws), and each refusal on the plan itself is recorded as ignored, with who."""
@@ -255,7 +261,7 @@ def test_plan_decisions_by_every_role_from_every_channel(plan_ts, slack, redis):
                     before = _work_jobs(redis).count(Task.DECIDE)
                     assert press(action, user, channel).status_code == 200
                     allowed = _work_jobs(redis).count(Task.DECIDE) > before
-                    if allowed != _expected_action(action, who, channel):
+                    if allowed != _expected_action(registry, action, who, channel):
                         wrong.append(f"{action} ({how}) by {who} in {channel}: {'allowed' if allowed else 'refused'}")
                     if channel == OWN and not allowed:
                         refused_here.append(user)

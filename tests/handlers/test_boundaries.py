@@ -35,29 +35,29 @@ def _ephemeral(slack, user, channel=OPS):
     return [m for m in slack.messages(channel) if m.ephemeral_to == user]
 
 
-def test_a_non_operators_watch_pause_is_refused_and_the_watch_keeps_probing(issue, slack, work, redis):
+def test_a_non_operators_watch_pause_is_refused_and_the_watch_keeps_probing(issue, slack, work, redis, registry):
     """`/nexy watch pause 24h` by a member in C0DEV is refused at once, saying who may; nothing is paused."""
     text = slack.slash_command("watch pause 24h", user=MEMBER, channel=DEV).json()["text"]
     assert text.startswith(":no_entry:") and "only operators may pause the watch" in text and f"<@{OPERATOR}>" in text
     work(issue, [IO_QUEUE])
     assert paused(redis) is None
-    assert Watch(build_runtime(issue, redis)).tick() == {"Nexy": Outcome.OK}
+    assert Watch(build_runtime(issue, redis, registry)).tick() == {"Nexy": Outcome.OK}
     assert slack.slash_command("watch resume", user=MEMBER, channel=DEV).json()["text"].startswith(":no_entry:")
 
 
-def test_an_operators_pause_is_announced_in_the_watch_channel(issue, slack, work, redis):
+def test_an_operators_pause_is_announced_in_the_watch_channel(issue, slack, work, redis, registry):
     """An operator's pause from C0DEV is said in NEXY_WATCH_CHANNEL: who, for how long, from where; and so is
     the resume."""
     assert "queued" in slack.slash_command("watch pause 2h", user=OPERATOR, channel=DEV).json()["text"]
     work(issue, [IO_QUEUE])
-    assert Watch(build_runtime(issue, redis)).tick() == {"Nexy": Outcome.PAUSED}
+    assert Watch(build_runtime(issue, redis, registry)).tick() == {"Nexy": Outcome.PAUSED}
     said = [m.text for m in slack.messages(OPS) if not m.ephemeral_to]
     assert any(f"<@{OPERATOR}> paused the watch for 2 h 00 min, from <#{DEV}>" in t for t in said), said
     slack.slash_command("watch resume", user=OPERATOR, channel=DEV)
     work(issue, [IO_QUEUE])
     said = [m.text for m in slack.messages(OPS) if not m.ephemeral_to]
     assert any(f"<@{OPERATOR}> resumed the watch, from <#{DEV}>" in t for t in said), said
-    assert Watch(build_runtime(issue, redis)).tick() == {"Nexy": Outcome.OK}
+    assert Watch(build_runtime(issue, redis, registry)).tick() == {"Nexy": Outcome.OK}
 
 
 def test_the_paused_time_in_a_day_is_capped(make_settings, serve_bot, slack, work, redis):
@@ -149,11 +149,11 @@ def test_a_non_operators_tick_on_the_final_checklist_changes_nothing(issue, slac
     assert store.timeline("INC-1")[-1].kind is EventKind.CHECKLIST and store.timeline("INC-1")[-1].who == OPERATOR
 
 
-def test_an_empty_nexy_channels_refuses_to_start_with_slack_credentials(make_settings, serve_bot, slack, redis):
+def test_an_empty_nexy_channels_refuses_to_start_with_slack_credentials(make_settings, serve_bot, slack, registry, redis):
     """With Slack credentials, an empty NEXY_CHANNELS stops the start with a line naming it (fail closed);
     `*` says every channel on purpose, and the bot answers anywhere; `*` mixed with ids is refused."""
     empty = make_settings(nexy_channels="")
-    for start in (lambda settings: create_app(settings, redis), check_ready):
+    for start in (lambda settings: create_app(settings, registry, redis), check_ready):
         with pytest.raises(SettingsError, match="NEXY_CHANNELS is empty"):
             start(empty)
     serve_bot(make_settings(nexy_channels="*"))

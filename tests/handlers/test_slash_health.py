@@ -21,12 +21,10 @@ def test_bad_argument_says_what_is_allowed(bot, slack):
     assert "takes no arguments" in text and "Usage: `/nexy health`" in text
 
 
-def test_help_lists_every_command(bot, slack):
+def test_help_lists_every_command(bot, slack, registry):
     """`/nexy help` lists the commands from the command table."""
-    from handlers.parser import COMMANDS
-
     text = slack.slash_command("help").json()["text"]
-    for name in COMMANDS:
+    for name in registry.commands:
         assert f"/nexy {name}" in text
 
 

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE
-from bot.registry import REGISTRY
 from tests.helpers import APPROVER, KEY, OPERATOR, RG, VM_NAME, bot_messages
 
 OTHER = "U0CAROL"
@@ -291,13 +290,13 @@ def test_removing_a_reaction_after_apply_changes_nothing(fix_settings, slack, wo
     assert "Fixed and verified" in _thread_text(slack) and vm.service_active()
 
 
-def test_every_fix_is_reachable_by_its_command():
+def test_every_fix_is_reachable_by_its_command(registry):
     """Every declared fix is asked for by a command the parser accepts, and `fix` offers exactly the fix targets."""
     examples = {"version": "2.4.0.240"}
-    for fix in REGISTRY.fixes.values():
+    for fix in registry.fixes.values():
         words = " ".join((fix.command, *(examples[a.name] for a in fix.args if not a.optional)))
-        assert REGISTRY.accepts(words), words
-    assert set(REGISTRY.commands["fix"].args[0].choices) == {f.name for f in REGISTRY.fixes.values()} - {"restart"}
+        assert registry.accepts(words), words
+    assert set(registry.commands["fix"].args[0].choices) == {f.name for f in registry.fixes.values()} - {"restart"}
 
 
 def _plan_id(message) -> str:

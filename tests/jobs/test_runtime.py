@@ -19,7 +19,7 @@ def whose_runtime(runtime: Runtime, tag: str, *, suffix: str = "") -> str:
     return f"{runtime.settings.vm_name}/{runtime.settings.azure_vm_name}:{tag}{suffix}"
 
 
-def test_a_worker_gives_each_task_the_runtime_of_its_vm(make_settings, redis, tmp_path):
+def test_a_worker_gives_each_task_the_runtime_of_its_vm(make_settings, redis, tmp_path, registry):
     """A real worker runs each job's task with the runtime of the VM the job names, its own VM's when the
     job names none or a VM gone from the inventory, followed by the job's own arguments."""
     inventory = tmp_path / "vms.toml"
@@ -31,7 +31,7 @@ def test_a_worker_gives_each_task_the_runtime_of_its_vm(make_settings, redis, tm
         "none": queue.enqueue(whose_runtime, "two"),
         "gone": queue.enqueue(whose_runtime, "three", meta={"vm": "gone"}),
     }
-    make_worker(build_runtime(settings, redis), [queue.name]).work(burst=True)
+    make_worker(build_runtime(settings, redis, registry), [queue.name]).work(burst=True)
 
     results = {}
     for name, job in jobs.items():

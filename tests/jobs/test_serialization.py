@@ -12,7 +12,7 @@ from tests.helpers import RG, VM_NAME, settings_env
 ROOT = Path(__file__).resolve().parents[2]
 
 
-COMMANDS = 16
+RUN_COMMANDS = 16
 """Enough for the two workers to contend for the VM all along (each takes a job as soon as it is free);
 50 only repeated the same race. With the VM lease disabled, every run at 16 fails: the emulator gets
 overlapping run-commands (and answers 409). Each is a different command (`version` with its own
@@ -24,7 +24,7 @@ def test_two_workers_sixteen_commands_never_overlap(serve_bot, vm_settings, slac
     settings = vm_settings()
     serve_bot(settings)
     azure.delay_s = 0.02
-    for n in range(COMMANDS):
+    for n in range(RUN_COMMANDS):
         assert slack.slash_command(f"version 2.4.0.{n}", user=f"U0USER{n:02d}").status_code == 200
     env = {**{k: v for k, v in __import__("os").environ.items() if not k.startswith(("SLACK_", "NEXY_", "AZURE_"))},
            **settings_env(settings), "PYTHONPATH": str(ROOT)}
@@ -35,7 +35,7 @@ def test_two_workers_sixteen_commands_never_overlap(serve_bot, vm_settings, slac
     for worker, log in zip(workers, logs):
         assert worker.wait(timeout=180) == 0, log.read_text()[-2000:]
     key = (RG.lower(), VM_NAME.lower())
-    assert azure.run_count[key] == COMMANDS
+    assert azure.run_count[key] == RUN_COMMANDS
     assert azure.max_concurrency[key] == 1
     assert azure.conflicts == []
 

@@ -13,7 +13,7 @@ import pytest
 from bot.contract import DECISIONS_QUEUE, IO_QUEUE
 from bot.errors import SettingsError
 from bot.settings import load_settings
-from handlers.parser import ParseError, Request, parse
+from handlers.parser import ParseError, Request
 from tests.helpers import APPROVER, OPERATOR, RG, bot_messages, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,13 +52,14 @@ def test_todays_single_vm_settings_are_an_inventory_of_one():
     assert settings.vm_names == ("Prod",) and settings.for_vm("prod").vm_queue == f"vm:{settings.azure_resource_group}:Prod"
 
 
-def test_vm_is_taken_off_anywhere_in_the_words():
+def test_vm_is_taken_off_anywhere_in_the_words(parser):
     """`--vm NAME` (or `--vm=NAME`) binds wherever it is; a command about no VM refuses it."""
-    assert parse("fix --vm vm2 version 2.4.0.240") == Request("fix", ("version", "2.4.0.240"), "vm2")
-    assert parse("status --vm=vm3") == Request("status", (), "vm3")
-    assert isinstance(parse("status --vm"), ParseError)
-    assert isinstance(parse("status --vm a --vm b"), ParseError)
-    refused = parse("history --vm vm1")
+    fix, status = parser.parse("fix --vm vm2 version 2.4.0.240"), parser.parse("status --vm=vm3")
+    assert isinstance(fix, Request) and (fix.command, fix.args, fix.vm) == ("fix", ("version", "2.4.0.240"), "vm2")
+    assert isinstance(status, Request) and (status.command, status.args, status.vm) == ("status", (), "vm3")
+    assert isinstance(parser.parse("status --vm"), ParseError)
+    assert isinstance(parser.parse("status --vm a --vm b"), ParseError)
+    refused = parser.parse("history --vm vm1")
     assert isinstance(refused, ParseError) and "takes no `--vm`" in refused.problem
 
 

@@ -21,8 +21,8 @@ def watch_settings(serve_bot, vm_settings):
 
 
 @pytest.fixture
-def watch(watch_settings, redis):
-    return Watch(build_runtime(watch_settings, redis))
+def watch(watch_settings, redis, registry):
+    return Watch(build_runtime(watch_settings, redis, registry))
 
 
 def _texts(slack) -> str:
@@ -102,12 +102,12 @@ def test_pause_silences_the_watch_and_is_recorded_in_its_incident(watch_settings
 
 
 def test_with_three_vms_the_watch_names_the_failing_vm_and_diagnoses_it_alone(
-    serve_bot, vm_settings, three_vms, slack, work, azure, redis
+    serve_bot, vm_settings, three_vms, slack, work, azure, redis, registry
 ):
     """vm3 fails: its incident names it, its diagnose runs on vm3 only; vm1 and vm2 stay OK."""
     settings = vm_settings(nexy_vms_file=three_vms[1], nexy_watch_channel="C0OPS", nexy_watch_failures=2)
     serve_bot(settings)
-    watch = Watch(build_runtime(settings, redis))
+    watch = Watch(build_runtime(settings, redis, registry))
     three_vms[0]["vm3"][2].break_("service-down")
     watch.tick()
     assert watch.tick() == {"vm1": Outcome.OK, "vm2": Outcome.OK, "vm3": Outcome.OPENED}

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from slack_sdk import WebClient
 
-from bot.registry import REGISTRY
+from nexy.registry import build_registry
 from nexy.manifest import DEFAULT_URL, SCOPES, render
 from tests.slack_manifest_schema import SCHEMA
 
@@ -98,7 +98,7 @@ def listeners() -> dict[str, set[str]]:
 
 
 def manifest(url: str = DEFAULT_URL, socket_mode: bool = False) -> dict:
-    return yaml.safe_load(render(url, socket_mode=socket_mode))
+    return yaml.safe_load(render(build_registry(), url, socket_mode=socket_mode))
 
 
 def test_scopes_are_exactly_what_the_code_calls_and_listens_to():
@@ -127,26 +127,26 @@ def test_events_commands_and_interactivity_match_the_listeners():
     assert app["settings"]["interactivity"]["is_enabled"] == bool(heard["action"] or heard["view"])
 
 
-def test_usage_hint_lists_every_command_the_parser_takes():
+def test_usage_hint_lists_every_command_the_parser_takes(registry):
     """usage_hint is generated from the registry: each entry is a command the parser accepts."""
     hint = manifest()["features"]["slash_commands"][0]["usage_hint"]
     entries = hint.split(" | ")
-    assert len(entries) == len(REGISTRY.commands)
-    assert all(entry.startswith(name) for entry, name in zip(entries, REGISTRY.commands, strict=True))
+    assert len(entries) == len(registry.commands)
+    assert all(entry.startswith(name) for entry, name in zip(entries, registry.commands, strict=True))
     fix = next(e for e in entries if e.startswith("fix <"))
-    assert set(fix[5:-1].split("|")) == set(REGISTRY.commands["fix"].args[0].choices) and "help [command]" in entries
-    assert hint == " | ".join(c.usage.removeprefix("/nexy ") for c in REGISTRY.commands.values())
+    assert set(fix[5:-1].split("|")) == set(registry.commands["fix"].args[0].choices) and "help [command]" in entries
+    assert hint == " | ".join(c.usage.removeprefix("/nexy ") for c in registry.commands.values())
 
 
 @pytest.mark.parametrize("flags", [[], ["--url", "https://bot.example.org"], ["--socket-mode"]],
                          ids=["placeholder", "url", "socket-mode"])
-def test_nexy_manifest_prints_a_valid_manifest(flags):
+def test_nexy_manifest_prints_a_valid_manifest(flags, registry):
     """`nexy manifest`, the manifest's only source, prints the template for the registry's commands, valid
     against Slack's schema, each scope with why."""
     printed = subprocess.run([sys.executable, "-m", "nexy.cli", "manifest", *flags], capture_output=True, text=True,
                              cwd=ROOT, timeout=60, check=True).stdout
     url = flags[1] if flags[:1] == ["--url"] else DEFAULT_URL
-    assert printed == render(url, socket_mode="--socket-mode" in flags)
+    assert printed == render(registry, url, socket_mode="--socket-mode" in flags)
     jsonschema.validate(yaml.safe_load(printed), SCHEMA)
     assert all(f"- {scope:<18} # {why}" in printed for scope, why in SCOPES.items())
 

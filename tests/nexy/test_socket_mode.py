@@ -20,12 +20,12 @@ from tests.nexy.test_manifest import METHOD_SCOPES
 
 
 @pytest.fixture
-def socket_bot(slack, redis):
+def socket_bot(slack, redis, registry):
     """Connect the bot to the emulator over Socket Mode; from then on Slack's requests go through it."""
     handlers = []
 
     def start(settings):
-        handler, _ = connect(settings, slack.app_token, lambda: "test redis")
+        handler, _ = connect(settings, registry, slack.app_token, lambda: "test redis")
         handlers.append(handler)
         slack.socket_mode = True
         return handler

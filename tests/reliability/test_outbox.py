@@ -36,10 +36,10 @@ def _outbox_ids(messages) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", FAULTS)
-def test_what_is_said_during_a_slack_fault_arrives_once_in_order(settings, slack, redis, mode):
+def test_what_is_said_during_a_slack_fault_arrives_once_in_order(settings, slack, redis, mode, registry):
     """A parent, three posts and two edits said while Slack fails all reach the thread once Slack is
     back: in order, no message twice, the two edits folded into one, the late ones marked late."""
-    runtime = build_runtime(settings, redis)
+    runtime = build_runtime(settings, redis, registry)
     incident = runtime.store.open_new(CHANNEL, "U0ALICE", "deploy broke")
     thread = Thread(runtime, incident.id)
     slack.fail_for(60, mode)  # ended below, once everything is said
@@ -68,9 +68,9 @@ def test_what_is_said_during_a_slack_fault_arrives_once_in_order(settings, slack
     assert edited.edits == 1 and len(updates) == 1, "the two waiting edits were not folded into one"
 
 
-def test_nothing_waits_when_slack_answers(settings, slack, redis):
+def test_nothing_waits_when_slack_answers(settings, slack, redis, registry):
     """With Slack up, a post is delivered at once, unmarked, and nothing stays in the outbox."""
-    runtime = build_runtime(settings, redis)
+    runtime = build_runtime(settings, redis, registry)
     incident = runtime.store.open_new(CHANNEL, "U0ALICE", "deploy broke")
     ts = Thread(runtime, incident.id).post("one")
     assert ts and Outbox(runtime).pending(incident.id) == 0
@@ -78,9 +78,9 @@ def test_nothing_waits_when_slack_answers(settings, slack, redis):
     assert posted.text == "one" and posted.thread_ts == runtime.store.get(incident.id).thread_ts
 
 
-def test_an_edit_of_a_message_slack_refused_is_dropped_not_retried(settings, slack, redis):
+def test_an_edit_of_a_message_slack_refused_is_dropped_not_retried(settings, slack, redis, registry):
     """Slack refusing an entry (message_not_found) drops it at once: the queue behind it goes on."""
-    runtime = build_runtime(settings, redis)
+    runtime = build_runtime(settings, redis, registry)
     incident = runtime.store.open_new(CHANNEL, "U0ALICE", "deploy broke")
     thread = Thread(runtime, incident.id)
     thread.update("1700000000.000100", "an edit of a message that does not exist")
@@ -92,12 +92,12 @@ def _tagged(messages, text: str) -> list:
     return [m for m in messages if m.metadata and m.metadata.get("event_type") == OUTBOX_EVENT and text in m.text]
 
 
-def test_a_post_that_landed_in_a_long_thread_is_not_posted_twice(settings, slack, redis):
+def test_a_post_that_landed_in_a_long_thread_is_not_posted_twice(settings, slack, redis, registry):
     """A report whose first try landed (Slack stored it, the connection dropped) after 250 replies in its
     thread is found by paging the thread (15 a page, as Slack serves apps outside the Marketplace) and
     is not posted again."""
     slack.page_limit = 15
-    runtime = build_runtime(settings, redis)
+    runtime = build_runtime(settings, redis, registry)
     incident = runtime.store.open_new(CHANNEL, "U0ALICE", "deploy broke")
     thread = Thread(runtime, incident.id)
     assert thread.post("opened")
@@ -113,11 +113,11 @@ def test_a_post_that_landed_in_a_long_thread_is_not_posted_twice(settings, slack
     assert len(slack.calls_to("conversations.replies")) > 1, "the lookup did not page"
 
 
-def test_a_parent_that_landed_in_a_busy_channel_is_not_posted_twice(settings, slack, redis):
+def test_a_parent_that_landed_in_a_busy_channel_is_not_posted_twice(settings, slack, redis, registry):
     """An incident's parent message whose first try landed, followed by 250 other messages in the channel,
     is found by paging the channel's history (newest first, 15 a page) and is not posted again."""
     slack.page_limit = 15
-    runtime = build_runtime(settings, redis)
+    runtime = build_runtime(settings, redis, registry)
     incident = runtime.store.open_new(CHANNEL, "U0ALICE", "deploy broke")
     slack.fail_for(60, "drop-after-store")
     assert Thread(runtime, incident.id).post("first report") is None

@@ -80,7 +80,7 @@ def test_apply_result_survives_slack_faults(fix_settings, slack, work, vm, azure
     assert approved < next(i for i, t in enumerate(texts) if "Fixed and verified" in t)
 
 
-def test_apply_result_survives_a_redis_blip_at_report_time(serve_bot, vm_settings, slack, vm, azure, tmp_path):
+def test_apply_result_survives_a_redis_blip_at_report_time(serve_bot, vm_settings, slack, vm, azure, tmp_path, registry):
     """Redis restarting while a verified apply records its result: the writes ride over the blip,
     the plan is applied (not failed), and the report is in the thread once."""
     server = EmbeddedRedis(tmp_path / "blip", persist=True).start()
@@ -89,7 +89,7 @@ def test_apply_result_survives_a_redis_blip_at_report_time(serve_bot, vm_setting
     redis = Redis.from_url(server.url)
 
     def work(queues: list[str]) -> None:
-        serve(build_runtime(settings, connect(settings)), queues, burst=True)
+        serve(build_runtime(settings, connect(settings), registry), queues, burst=True)
 
     done = threading.Event()
 

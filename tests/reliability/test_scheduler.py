@@ -82,11 +82,11 @@ def test_scheduled_notice_fires_after_a_redis_outage(make_settings, slack, tmp_p
         server.stop()
 
 
-def test_the_watchdog_starts_no_scheduler_once_the_worker_stops(settings, redis):
+def test_the_watchdog_starts_no_scheduler_once_the_worker_stops(settings, redis, registry):
     """The watchdog restarts a dead scheduler while the worker serves, but never once its stop began:
     a scheduler started then would outlive the worker and keep RQ's scheduler lock."""
     queue = f"io-{uuid.uuid4().hex[:8]}"  # a scheduler lock of its own, whatever else runs
-    serving = make_worker(build_runtime(settings, redis), [queue])
+    serving = make_worker(build_runtime(settings, redis, registry), [queue])
     serving.scheduler = RQScheduler(serving.queues, connection=redis)
     supervise_scheduler(serving)
     try:
@@ -99,7 +99,7 @@ def test_the_watchdog_starts_no_scheduler_once_the_worker_stops(settings, redis)
     assert not serving.scheduler._process.is_alive()
     redis.delete(f"rq:scheduler-lock:{queue}")
 
-    stopping = make_worker(build_runtime(settings, redis), [queue])
+    stopping = make_worker(build_runtime(settings, redis, registry), [queue])
     stopping.scheduler = RQScheduler(stopping.queues, connection=redis)
     stopping.teardown()  # the stop begins (teardown, or a signal's request_stop)
     supervise_scheduler(stopping)

@@ -11,14 +11,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from bot.registry import REGISTRY
 from clients.executors import LocalExecutor
 from clients.runcommand import Script
 from jobs.context import verify_parameters, vm_parameters
 from runbook.api_key import ApiKey
 from sandbox.vm import new_gemini_key
 
-FIX = REGISTRY.fix_for("fix api-key", ())
+FIX = ApiKey()
 
 
 def _recording_path(tmp_path: Path, path: str, log: Path, hang: str = "") -> str:
@@ -40,7 +39,7 @@ def _recording_path(tmp_path: Path, path: str, log: Path, hang: str = "") -> str
     return f"{shims}{os.pathsep}{path}"
 
 
-def _scripts(settings, key: str, fingerprint: str = "") -> tuple[Script, Script]:
+def _scripts(settings, registry, key: str, fingerprint: str = "") -> tuple[Script, Script]:
     secrets = (("NEXY_GEMINI_KEY", key),)
     plan = Script.of(ApiKey.plan_script, vm_parameters(settings), secrets)
     apply = Script.of(
@@ -49,7 +48,7 @@ def _scripts(settings, key: str, fingerprint: str = "") -> tuple[Script, Script]
             *vm_parameters(settings),
             ("NEXY_EXPECT", fingerprint),
             *FIX.apply_parameters(settings, ()),
-            *verify_parameters(settings, FIX.verify_patterns(REGISTRY)),
+            *verify_parameters(settings, FIX.verify_patterns(registry)),
         ),
         secrets,
     )
@@ -60,7 +59,7 @@ def _left_in(directory: Path) -> list[str]:
     return [str(p.relative_to(directory)) for p in directory.rglob("*")]
 
 
-def test_the_key_is_on_no_command_line_of_the_plan_or_the_apply(vm, vm_settings, tmp_path):
+def test_the_key_is_on_no_command_line_of_the_plan_or_the_apply(vm, vm_settings, tmp_path, registry):
     """Plan, apply (smoke test, replace, restart, verify) and a second plan: no recorded argv holds the key."""
     settings = vm_settings()
     vm.break_("api-key-expired")
@@ -69,10 +68,10 @@ def test_the_key_is_on_no_command_line_of_the_plan_or_the_apply(vm, vm_settings,
     env = {**vm.env(), "TMPDIR": str(tmp)}
     env["PATH"] = _recording_path(tmp_path, env["PATH"], log)
     executor = LocalExecutor(settings, env=env)
-    plan, _ = _scripts(settings, key)
+    plan, _ = _scripts(settings, registry, key)
     planned = executor.run(plan)
     assert planned.facts["key_matches"] == "no", planned.output
-    _, apply = _scripts(settings, key, planned.facts["config_sha"])
+    _, apply = _scripts(settings, registry, key, planned.facts["config_sha"])
     applied = executor.run(apply)
     assert applied.facts.get("outcome") == "verified", (applied.facts, applied.output)
     assert executor.run(plan).facts["key_matches"] == "yes"
@@ -83,15 +82,15 @@ def test_the_key_is_on_no_command_line_of_the_plan_or_the_apply(vm, vm_settings,
     assert _left_in(tmp) == []
 
 
-def test_an_apply_killed_midway_leaves_no_temporary_file(vm, vm_settings, tmp_path):
+def test_an_apply_killed_midway_leaves_no_temporary_file(vm, vm_settings, tmp_path, registry):
     """The apply is killed while its smoke test waits: no file is left in TMPDIR, so no copy of the key."""
     settings = vm_settings()
     key, log, tmp = new_gemini_key(), tmp_path / "argv.log", tmp_path / "tmp"
     tmp.mkdir()
     env = {**vm.env(), "TMPDIR": str(tmp), "NEXY_GEMINI_KEY": key}
     env["PATH"] = _recording_path(tmp_path, env["PATH"], log, hang="curl")
-    planned = LocalExecutor(settings, env=vm.env()).run(_scripts(settings, key)[0])
-    _, apply = _scripts(settings, key, planned.facts["config_sha"])
+    planned = LocalExecutor(settings, env=vm.env()).run(_scripts(settings, registry, key)[0])
+    _, apply = _scripts(settings, registry, key, planned.facts["config_sha"])
     before = (vm.app_dir / "config.env").read_text()
     run = subprocess.Popen(
         ["bash", "-s"],

@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from handlers.parser import Request, parse
+from handlers.parser import Request
 from tests.helpers import KEY, OPERATOR, approve, ask, bot_messages, type_key
 
 
@@ -32,7 +32,7 @@ def test_a_healthy_vm_gets_a_short_all_clear_with_the_figures(fix_settings, slac
     ("service-down", "5 Service Failure", "restart", "inactive → restarted"),
 ])
 def test_diagnose_puts_the_right_section_first_and_one_approval_heals(fix_settings, slack, work, vm, azure,
-                                                                      scenario, section, words, diff):
+                                                                      scenario, section, words, diff, parser):
     """Each fault: the right section first, its plan posted with the diagnosis, one approval heals the VM,
     in two run-commands in all; every command the diagnosis recommends parses."""
     vm.break_(scenario)
@@ -40,7 +40,7 @@ def test_diagnose_puts_the_right_section_first_and_one_approval_heals(fix_settin
     reply = _diagnosis(slack)
     assert f"most likely {section}" in reply.text, reply.text
     recommended = re.findall(r"`/nexy ([^`]+)`", str(reply.blocks))
-    assert all(isinstance(parse(w), Request) for w in recommended), recommended
+    assert all(isinstance(parser.parse(w), Request) for w in recommended), recommended
     plan = bot_messages(slack)[-1]
     assert plan.text.startswith(":clipboard: Plan") and f"`{words}`" in str(plan.blocks)
     assert diff.format(stale=vm.stale_version) in str(plan.blocks) and "from this diagnosis" in str(plan.blocks)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from handlers.parser import Request, parse
+from handlers.parser import Request
 from tests.helpers import RG, VM_NAME
 
 
@@ -39,7 +39,8 @@ def test_status_healthy(vm_bot_settings, slack, work, azure):
     ("deps-mismatch", "3 Dependency Mismatch After Deploy",
      "ImportError: cannot import name 'runtime_version' from 'google.protobuf'", "Next: `/nexy fix deps`"),
 ])
-def test_status_names_the_runbook_branch(vm_bot_settings, slack, work, vm, scenario, section, quote, next_step):
+def test_status_names_the_runbook_branch(vm_bot_settings, slack, work, vm, scenario, section, quote, next_step,
+                                         parser):
     """In each fault, status reports the service failed, quotes the journal line, names the section and a next
     step that exists: a fix command the parser accepts, or the runbook's steps by hand."""
     vm.break_(scenario)
@@ -49,7 +50,7 @@ def test_status_names_the_runbook_branch(vm_bot_settings, slack, work, vm, scena
     assert f"Fast Branching → {section}*" in branch
     assert quote in branch and next_step in branch
     recommended = re.findall(r"`/nexy ([^`]+)`", str(reply.blocks))
-    assert recommended and all(isinstance(parse(words), Request) for words in recommended), recommended
+    assert recommended and all(isinstance(parser.parse(words), Request) for words in recommended), recommended
 
 
 def test_long_status_output_is_attached_as_a_file(serve_bot, vm_settings, slack, work, vm):
