@@ -4,7 +4,8 @@ what to revisit, the moment an RQ release in our range stops calling the job's `
 from __future__ import annotations
 
 import pytest
-from rq import Queue
+from rq import Queue, Worker
+from rq.scheduler import RQScheduler
 from rq.job import Job, JobStatus
 
 from jobs.runtime import Runtime, TaskJob
@@ -52,3 +53,15 @@ def test_task_job_overrides_no_private_part_of_rq():
     """TaskJob defines nothing private of RQ's Job (such as `_execute`), which a minor release may change."""
     private = [name for name in vars(TaskJob) if name.startswith("_") and not name.startswith("__")]
     assert private == [], f"TaskJob overrides RQ's private {private}: use RQ's public API (README, Architecture)"
+
+
+def test_the_one_private_rq_hook_we_read_is_still_there(redis):
+    """The scheduler watchdog (jobs/operations.py supervise_scheduler) reads RQScheduler's `_process`, the
+    one private part of RQ we use: it fails here, naming what to revisit, the moment RQ renames it."""
+    scheduler = RQScheduler([Queue("private-hook", connection=redis)], connection=redis)
+    assert hasattr(scheduler, "_process") and scheduler._process is None, (
+        "RQ's scheduler no longer keeps its process in `_process`: revisit jobs/operations.py supervise_scheduler"
+    )
+    overridden = [name for name in ("request_stop", "request_force_stop", "teardown", "unsubscribe")
+                  if not callable(getattr(Worker, name, None))]
+    assert overridden == [], f"RQ's Worker has no {overridden} any more: revisit jobs/worker.py Worker"
