@@ -213,6 +213,7 @@ class Fix:
     args: ClassVar[tuple[Arg, ...]] = ()  # its own arguments after the command words (`fix version <X.Y.Z.Build>`)
     secret: ClassVar[SecretInput | None] = None  # a value typed in a private form (a modal), never in the channel
     role: ClassVar[Role] = Role.OPERATOR  # a fix changes the VM: only operators may ask for one
+    approvals: ClassVar[int] = 1  # distinct approvers a plan needs (NEXY_APPROVALS overrides it per fix)
 
     @property
     def name(self) -> str:

@@ -1,9 +1,12 @@
 """Fix plans and their approval, in Redis: a plan is decided exactly once.
 
 A plan records what a fix will change (the state its plan run captured, and a fingerprint of
-it), who asked, and until when it may be approved. `decide` is one atomic Redis script: of any
-number of approvals, rejections and retries arriving at once, from any number of processes,
-exactly one moves the plan out of `pending`; an approval after the expiry marks it expired.
+it), who asked, until when it may be approved, and how many distinct approvers it needs (the
+fix's `approvals`, or NEXY_APPROVALS). `decide` is one atomic Redis script: each distinct approver
+is counted once, the N-th distinct approval moves the plan to `approved`, one rejection rejects;
+of any number of approvals, rejections and retries arriving at once, from any number of
+processes, exactly one moves the plan out of `pending`; an approval after the expiry marks it
+expired. The requester never counts toward a plan that needs several approvals.
 """
 
 from __future__ import annotations
@@ -13,11 +16,16 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from redis import Redis
 
 from bot.redaction import redact_json
 from bot.redis_conn import text
+
+if TYPE_CHECKING:
+    from bot.item import Fix
+    from bot.settings import Settings
 
 PLAN_KEY_PREFIX = "nexy:plan:"
 """A plan's hash is `nexy:plan:<id>` (the incident store's close expires pending plans by it)."""
@@ -63,16 +71,62 @@ class ApplyOutcome(str, Enum):
             return cls.FAILED if exit_code is not None else cls.UNKNOWN
 
 
+class Verdict(str, Enum):
+    """What one approval or rejection did to a plan (`PlanStore.decide`)."""
+
+    APPROVED = "approved"  # the N-th distinct approval: the plan is approved (exactly one call gets this)
+    REJECTED = "rejected"  # a rejection: the plan is rejected (exactly one call gets this)
+    COUNTED = "counted"  # an approval that counted; the plan waits for more
+    REPEATED = "repeated"  # this approver had approved already: nothing changed
+    REQUESTER = "requester"  # the requester's approval of a plan that needs several: never counted
+    EXPIRED = "expired"  # it came after the expiry: this call marked the plan expired
+    DECIDED = "decided"  # the plan was decided already (or is gone): nothing changed
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A decision's verdict, the plan's status after it, and its approvals so far and needed."""
+
+    verdict: Verdict
+    status: str  # 'missing' when there is no such plan
+    approvers: tuple[str, ...] = ()
+    needed: int = 1
+
+    @property
+    def counted(self) -> str:
+        """`1 of 2`: the approvals so far, of those needed."""
+        return f"{len(self.approvers)} of {self.needed}"
+
+
+# One script for every decision: the distinct approvers are a JSON list in the plan's own hash, so
+# adding one, counting them and approving at the N-th happen in one step no other call can split.
 _DECIDE = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {0, 'missing'} end
-if status ~= 'pending' then return {0, status} end
+if not status then return {'decided', 'missing', '[]', '1'} end
+local needed = tonumber(redis.call('HGET', KEYS[1], 'approvals_needed') or '1') or 1
+local approvers = redis.call('HGET', KEYS[1], 'approved_by') or '[]'
+if status ~= 'pending' then return {'decided', status, approvers, tostring(needed)} end
 if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'expires_at')) then
   redis.call('HSET', KEYS[1], 'status', 'expired', 'decided_at', ARGV[3])
-  return {2, 'expired'}
+  return {'expired', 'expired', approvers, tostring(needed)}
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'decided_by', ARGV[1], 'decided_at', ARGV[3])
-return {1, ARGV[2]}
+if ARGV[2] ~= 'approved' then
+  redis.call('HSET', KEYS[1], 'status', ARGV[2], 'decided_by', ARGV[1], 'decided_at', ARGV[3])
+  return {ARGV[2], ARGV[2], approvers, tostring(needed)}
+end
+if needed > 1 and ARGV[1] == redis.call('HGET', KEYS[1], 'requester') then
+  return {'requester', status, approvers, tostring(needed)}
+end
+local list = cjson.decode(approvers)
+for _, approver in ipairs(list) do
+  if approver == ARGV[1] then return {'repeated', status, approvers, tostring(needed)} end
+end
+table.insert(list, ARGV[1])
+approvers = cjson.encode(list)
+redis.call('HSET', KEYS[1], 'approved_by', approvers)
+if #list < needed then return {'counted', status, approvers, tostring(needed)} end
+redis.call('HSET', KEYS[1], 'status', 'approved', 'decided_by', ARGV[1], 'decided_at', ARGV[3])
+return {'approved', 'approved', approvers, tostring(needed)}
 """
 
 _EXPIRE_IF_DUE = """
@@ -120,8 +174,17 @@ class Plan:
     vm: str = ""  # the inventory's name of the VM it changes: its apply goes to that VM's queue
     status: PlanStatus = PlanStatus.PENDING
     message_ts: str = ""
-    decided_by: str = ""
+    decided_by: str = ""  # who decided it: the rejecter, or the approver whose approval was the N-th
     decided_at: float = 0.0
+    approvals_needed: int = 1  # distinct approvers it needs (never the requester when more than one)
+    approved_by: tuple[str, ...] = ()  # who approved it so far, in order
+    note: str = ""  # a note the plan message carries (made from a diagnosis's facts)
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        """Who approved it: everyone counted, or (a plan approved before approvals were counted) its decider."""
+        approved = self.status in (PlanStatus.APPROVED, PlanStatus.APPLYING, PlanStatus.APPLIED, PlanStatus.FAILED)
+        return self.approved_by or ((self.decided_by,) if approved and self.decided_by else ())
 
 
 class PlanStore:
@@ -143,6 +206,7 @@ class PlanStore:
         data["state"] = json.dumps(redact_json(plan.state))
         data["status"] = plan.status.value
         data["args"] = json.dumps(list(plan.args))
+        data["approved_by"] = json.dumps(list(plan.approved_by))
         pipe = self.redis.pipeline()
         pipe.hset(_key(plan.id), mapping={k: str(v) for k, v in data.items()})
         pipe.expire(_key(plan.id), 30 * 24 * 3600)
@@ -173,6 +237,9 @@ class PlanStore:
             message_ts=data.get("message_ts", ""),
             decided_by=data.get("decided_by", ""),
             decided_at=float(data.get("decided_at") or 0),
+            approvals_needed=int(data.get("approvals_needed") or 1),
+            approved_by=tuple(json.loads(data.get("approved_by") or "[]")),
+            note=data.get("note", ""),
         )
 
     def attach_message(self, plan: Plan, ts: str) -> None:
@@ -185,13 +252,16 @@ class PlanStore:
         plan_id = self.redis.get(_message_key(channel, ts))
         return self.get(text(plan_id)) if plan_id else None
 
-    def decide(self, plan_id: str, user: str, status: PlanStatus, at: float | None = None) -> tuple[int, str]:
-        """Atomically move a pending plan to approved/rejected: (1, status) for the one decision that
-        counts, (2, 'expired') if it had expired at `at` (when Slack delivered the decision; now by
-        default), (0, current status) for everyone else."""
+    def decide(self, plan_id: str, user: str, status: PlanStatus, at: float | None = None) -> Tally:
+        """Count one approval (`APPROVED`) or rejection (`REJECTED`) of a pending plan, atomically: the
+        N-th distinct approver approves it, one rejection rejects it (each verdict to exactly one call),
+        an approver counts once, the requester never toward several; a plan past its expiry at `at`
+        (when Slack delivered the decision; now by default) is marked expired instead."""
         when = at if at is not None else time.time()
-        won, current = self._decide(keys=[_key(plan_id)], args=[user, status.value, f"{when:.6f}"])
-        return int(won), current.decode() if isinstance(current, bytes) else current
+        verdict, current, approvers, needed = (
+            text(value) for value in self._decide(keys=[_key(plan_id)], args=[user, status.value, f"{when:.6f}"])
+        )
+        return Tally(Verdict(verdict), current, tuple(json.loads(approvers)), int(needed))
 
     def expire_if_due(self, plan_id: str) -> bool:
         """Mark a still-pending plan expired once its time is up; True only for the call that did."""
@@ -212,6 +282,25 @@ class PlanStore:
 
     def finish(self, plan_id: str, status: PlanStatus) -> None:
         self.redis.hset(_key(plan_id), "status", status.value)
+
+
+def approvals_needed(fix: Fix, settings: Settings) -> int:
+    """How many distinct approvers a plan of this fix needs: NEXY_APPROVALS's, else the fix's own."""
+    return settings.nexy_approvals.get(fix.name, fix.approvals)
+
+
+def approvals_problem(settings: Settings, fixes: dict[str, Fix]) -> str | None:
+    """What is wrong with NEXY_APPROVALS or a fix's `approvals` for these fixes (by name), or None."""
+    unknown = sorted(set(settings.nexy_approvals) - set(fixes))
+    if unknown:
+        return (
+            f"NEXY_APPROVALS: no fix named {', '.join(repr(name) for name in unknown)}; "
+            f"the fixes are {', '.join(sorted(fixes))} (e.g. api-key=2,deps=1)"
+        )
+    for name, fix in sorted(fixes.items()):
+        if not isinstance(fix.approvals, int) or fix.approvals < 1:
+            return f"fix {name}: approvals = {fix.approvals!r}; a fix needs at least 1 approval"
+    return None
 
 
 def _key(plan_id: str) -> str:

@@ -8,8 +8,8 @@ button's is declared here (`ACTION_ROLES`). The rules, in the order they are che
 - the channel: only NEXY_CHANNELS (`*`: every channel and DM, set on purpose; empty: none, and a
   Slack-facing process refuses to start, see `channels_problem`);
 - the role: `member` is anyone in an allowed channel; `operator` needs NEXY_OPERATORS; `approver`
-  needs NEXY_APPROVERS, never the plan's requester unless NEXY_ALLOW_SELF_APPROVAL (the requester may
-  still withdraw, i.e. reject, their own plan);
+  needs NEXY_APPROVERS, never the plan's requester unless NEXY_ALLOW_SELF_APPROVAL and the plan needs
+  one approval only (the requester may still withdraw, i.e. reject, their own plan);
 - the reach: a command about a named incident touches only an incident of the channel it was typed
   in; reading across channels (`history all`) is an operator's.
 
@@ -156,8 +156,10 @@ class Policy:
         incident: str = "",
         incident_channel: str = "",
         requester: str | None = None,
+        approvals: int = 1,
     ) -> Decision:
-        """May `user`, in `channel`, do `what` (which needs `role`), to `incident` (of `incident_channel`)?"""
+        """May `user`, in `channel`, do `what` (which needs `role`), to `incident` (of `incident_channel`)?
+        An approver's `approvals` is how many distinct approvers the plan needs."""
         if not self.channel_allowed(channel):
             return Decision(False, self.channels_reason())
         if reach is Reach.OWN and incident and incident_channel and incident_channel != channel:
@@ -165,7 +167,7 @@ class Policy:
         if role is Role.MEMBER:
             return Decision(True)
         if role is Role.APPROVER:
-            return self.can_approve(user, requester)
+            return self.can_approve(user, requester, approvals)
         return self._operator(user, f"only operators may {what}")
 
     def for_command(
@@ -192,8 +194,10 @@ class Policy:
         requester: str | None = None,
         incident: str = "",
         incident_channel: str = "",
+        approvals: int = 1,
     ) -> Decision:
-        """The check of a button with a role of its own (ACTION_ROLES); the others are checked as their command."""
+        """The check of a button with a role of its own (ACTION_ROLES); the others are checked as their command
+        (`approvals`: how many distinct approvers the plan decided on needs)."""
         role = ACTION_ROLES[action_id]
         assert role is not None, f"{action_id} is checked as the command it asks for"
         if action_id == Action.REJECT and requester is not None and user == requester:
@@ -208,6 +212,7 @@ class Policy:
             incident=incident,
             incident_channel=incident_channel,
             requester=requester,
+            approvals=approvals,
         )
 
     def for_home(self, user: str) -> Decision:
@@ -265,8 +270,16 @@ class Policy:
             return Decision(False, refusal, who)
         return Decision(True, who=who)
 
-    def can_approve(self, user: str, requester: str | None) -> Decision:
+    def can_approve(self, user: str, requester: str | None, approvals: int = 1) -> Decision:
+        """May `user` approve a plan `requester` asked for, which needs `approvals` distinct approvers?"""
         who = f"{describe(self.settings.nexy_approvers)} (NEXY_APPROVERS)"
+        if user == requester and approvals > 1:
+            return Decision(
+                False,
+                f"you asked for this fix, and its plan needs {approvals} approvals from other people "
+                "(the requester never counts toward several)",
+                who,
+            )
         if user == requester and not self.settings.nexy_allow_self_approval:
             return Decision(
                 False,

@@ -111,7 +111,7 @@ def line(event: Event) -> str:
             if d.get("plan")
             else f"`{d.get('fix')}`: no plan ({d.get('reason') or 'nothing to fix'})"
         ),
-        EventKind.APPROVAL: lambda: f"approved plan {d.get('plan')} ({d.get('source')})",
+        EventKind.APPROVAL: lambda: f"approved plan {d.get('plan')} ({d.get('source')})" + _counted(d),
         EventKind.REJECTION: lambda: f"rejected plan {d.get('plan')} ({d.get('source')})",
         EventKind.EXPIRY: lambda: f"plan {d.get('plan')} expired ({d.get('source')})",
         EventKind.SUPERSEDED: lambda: f"plan {d.get('plan')} superseded by {d.get('by')}",
@@ -129,6 +129,15 @@ def line(event: Event) -> str:
         return words()
     first = str(d.get("text", "")).strip().splitlines()[:1]  # a report, a note, an error: its first line
     return render.cut(first[0], 200) if first else kind.value
+
+
+def _counted(details: dict) -> str:
+    """`: 1 of 2 approvals, waits for more` for a plan that needs several approvers ('' for one)."""
+    needed = int(details.get("needed") or 1)
+    if needed <= 1:
+        return ""
+    done = "approved" if int(details.get("approvals") or 0) >= needed else "waits for more"
+    return f": {details.get('counted')} approvals, {done}"
 
 
 ROLLED_UP_NOUNS = {

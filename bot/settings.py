@@ -14,7 +14,7 @@ import tomllib
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.contract import vm_queue_name
@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     nexy_channels: CommaList = ()
     nexy_approval_ttl_s: int = Field(900, ge=1, le=86400)
     nexy_allow_self_approval: bool = False
+    # Distinct approvers a fix's plan needs, per fix, over the fix's own `approvals`: `api-key=2,deps=1`.
+    # The fix names are checked against the registry where a worker starts (bot.plans.approvals_problem).
+    nexy_approvals: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
 
     nexy_executor: Literal["azure", "local"] = "azure"
     nexy_azure_poll_s: float = Field(5.0, ge=0.01, le=60)
@@ -230,6 +233,36 @@ class Settings(BaseSettings):
             if item != ALL_CHANNELS and not re.fullmatch(r"[CGD][A-Z0-9]{2,}", item):
                 raise ValueError(f"{item!r} is not a channel id (C..., G..., D...) nor `*`")
         return items
+
+    @field_validator("nexy_approvals", mode="before")
+    @classmethod
+    def _approvals(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        approvals: dict[str, int] = {}
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            name, _, count = (part.strip() for part in item.partition("="))
+            if not re.fullmatch(r"[a-z][a-z0-9-]*", name) or not re.fullmatch(r"-?[0-9]+", count):
+                raise ValueError(f"{item!r} is not FIX=N (e.g. api-key=2,deps=1: a fix's name, = and a number)")
+            if name in approvals:
+                raise ValueError(f"{name} is named twice")
+            approvals[name] = int(count)
+        return approvals
+
+    @field_validator("nexy_approvals")
+    @classmethod
+    def _approvals_at_least_one(cls, approvals: dict[str, int]) -> dict[str, int]:
+        for name, count in approvals.items():
+            if count < 1:
+                raise ValueError(f"{name}={count}: a fix needs at least 1 approval (N >= 1)")
+        return approvals
+
+    @field_serializer("nexy_approvals")
+    def _approvals_as_written(self, approvals: dict[str, int]) -> str:
+        # Dumped as the variable is written, so that a dump read back as the environment gives the same.
+        return ",".join(f"{name}={count}" for name, count in approvals.items())
 
     @field_validator("nexy_operators", "nexy_approvers")
     @classmethod

@@ -369,7 +369,13 @@ class Intake:
         nothing is queued. Unknown (a user group not cached yet): a worker decides."""
         action = Action.APPROVE if approve else Action.REJECT
         decision = self.policy.for_action(
-            action, user, plan.channel, requester=plan.requester, incident=plan.incident, incident_channel=plan.channel
+            action,
+            user,
+            plan.channel,
+            requester=plan.requester,
+            incident=plan.incident,
+            incident_channel=plan.channel,
+            approvals=plan.approvals_needed,
         )
         if decision.allowed is not False:
             return False

@@ -2,8 +2,10 @@
 
 - `run_plan` (VM queue): one run-command captures the state; a plan message shows the diff, the
   commands, who asked, who may approve and until when.
-- `decide` (io queue): a reaction or button from someone; the policy and the plan's atomic
-  decision make exactly one approval count, however many arrive.
+- `decide` (decisions queue): a reaction or button from someone; the policy and the plan's atomic
+  decision count each distinct approver once, and make exactly one approval (the N-th) approve,
+  however many arrive; each approval that counts is recorded with "k of N", and the plan message
+  shows the approvals so far.
 - `run_apply` (VM queue): one run-command re-checks the captured state, applies, restarts only if
   the 0.1 preflight passes, and verifies; the thread shows the real diff and each check.
 """
@@ -17,8 +19,8 @@ from bot import render
 from bot.context import RunResult
 from bot.contract import Action, WorkItem, apply_job_id
 from bot.incidents import EventKind
-from bot.item import Fix
-from bot.plans import ApplyOutcome, Plan, PlanStatus
+from bot.item import Assessment, Fix
+from bot.plans import ApplyOutcome, Plan, PlanStatus, Tally, Verdict, approvals_needed
 from bot.policy import describe
 from bot.wording import apply as apply_wording
 from bot.wording import approval as approval_wording
@@ -85,8 +87,6 @@ def propose(ctx: Context, fix: Fix, facts: dict[str, str], *, source: str = "") 
     runtime, item, settings = ctx.runtime, ctx.item, ctx.settings
     args = fix_arguments(item)
     assessment = fix.assess(facts, settings, args)
-    if source:
-        assessment = replace(assessment, notes=(*assessment.notes, source))
     if assessment.blocked or not assessment.needed:
         runtime.sealed.discard(item.secret)
         text = (
@@ -120,16 +120,11 @@ def propose(ctx: Context, fix: Fix, facts: dict[str, str], *, source: str = "") 
         words=item.words,
         secret=item.secret,
         vm=settings.vm_name,
+        approvals_needed=approvals_needed(fix, settings),
+        note=source,
     )
     runtime.plans.save(plan)
-    message = plan_wording.message(
-        plan,
-        fix,
-        assessment,
-        fix.commands(settings, args),
-        describe(settings.nexy_approvers),
-        settings.nexy_allow_self_approval,
-    )
+    message = _pending(runtime, plan, fix, assessment)
     # The plan's message is recorded on the plan once Slack took it (jobs/outbox.py, ref "plan:<id>").
     ctx.thread.post(
         *message,
@@ -143,6 +138,7 @@ def propose(ctx: Context, fix: Fix, facts: dict[str, str], *, source: str = "") 
         needed=True,
         diff=list(assessment.diff),
         expires_at=plan.expires_at,
+        approvals_needed=plan.approvals_needed,
     )
     previous = runtime.plans.supersede(plan, settings.vm_queue)
     if previous:
@@ -157,10 +153,42 @@ def fix_arguments(item: WorkItem) -> tuple[str, ...]:
     return item.args[1:] if item.command == "fix" else item.args
 
 
+def _pending(runtime: Runtime, plan: Plan, fix: Fix, assessment: Assessment | None = None) -> tuple[str, list[dict]]:
+    """The message of a plan waiting for approval (with its approvals so far), as its VM's settings say."""
+    settings = runtime.for_vm(plan.vm).settings if plan.vm and runtime.settings.find_vm(plan.vm) else runtime.settings
+    return plan_wording.message(
+        plan,
+        fix,
+        assessment or fix.assess(plan.state, settings, plan.args),
+        fix.commands(settings, plan.args),
+        describe(settings.nexy_approvers),
+        settings.nexy_allow_self_approval,
+    )
+
+
 def _decided(runtime: Runtime, thread: Thread, plan: Plan, fix: Fix) -> None:
     """Replace the plan message by its decided form (no buttons left)."""
     diff = fix.assess(plan.state, runtime.settings, plan.args).diff
     thread.update(plan_ref(plan.id), *plan_wording.decided(plan, fix, diff))
+
+
+def _show_approvals(runtime: Runtime, thread: Thread, plan_id: str, fix: Fix) -> None:
+    """Edit the plan message to show the plan as it is now (its approvals so far, or its decision). The
+    plan is read again after each edit is queued, and edited again if it changed meanwhile: an edit
+    queued late by a slower process is always followed by one showing the newer state."""
+    shown: tuple | None = None
+    for _ in range(10):
+        plan = runtime.plans.get(plan_id)
+        if plan is None:
+            return
+        seen = (plan.status, plan.approved_by, plan.decided_by)
+        if seen == shown:
+            return
+        if plan.status is PlanStatus.PENDING:
+            thread.update(plan_ref(plan.id), *_pending(runtime, plan, fix))
+        else:
+            _decided(runtime, thread, plan, fix)
+        shown = seen
 
 
 def _announce_superseded(runtime: Runtime, old: Plan | None, new: Plan) -> None:
@@ -205,15 +233,34 @@ def decide(
         runtime.slack.ephemeral(plan.channel, user, refusal, thread_ts=thread.ensure())
         runtime.store.record(plan.incident, EventKind.IGNORED, user, plan=plan.id, source=source, reason=refusal)
         return "ignored"
-    won, status = plans.decide(plan.id, user, PlanStatus.APPROVED if approve else PlanStatus.REJECTED, at)
+    tally = plans.decide(plan.id, user, PlanStatus.APPROVED if approve else PlanStatus.REJECTED, at)
     plan = plans.get(plan.id) or plan
     fix = runtime.registry.fixes[plan.fix]
-    if won == 0:
-        runtime.slack.ephemeral(plan.channel, user, approval_wording.already(plan, status), thread_ts=thread.ensure())
-        return f"already {status}"
-    kind = EventKind.APPROVAL if won == 1 and approve else EventKind.REJECTION if won == 1 else EventKind.EXPIRY
+    if tally.verdict is Verdict.DECIDED:
+        text = approval_wording.already(plan, tally.status)
+        runtime.slack.ephemeral(plan.channel, user, text, thread_ts=thread.ensure())
+        return f"already {tally.status}"
+    if tally.verdict is Verdict.REPEATED:
+        runtime.slack.ephemeral(plan.channel, user, approval_wording.repeated(plan, fix), thread_ts=thread.ensure())
+        return "approved already by this approver"
+    if tally.verdict is Verdict.REQUESTER:  # the policy refuses it first; the script never counts it either
+        refusal = approval_wording.refused(plan, _REQUESTER_NEVER_COUNTS, "")
+        runtime.store.record(plan.incident, EventKind.IGNORED, user, plan=plan.id, source=source, reason=refusal)
+        runtime.slack.ephemeral(plan.channel, user, refusal, thread_ts=thread.ensure())
+        return "ignored"
+    kind = {
+        Verdict.APPROVED: EventKind.APPROVAL,
+        Verdict.COUNTED: EventKind.APPROVAL,
+        Verdict.REJECTED: EventKind.REJECTION,
+        Verdict.EXPIRED: EventKind.EXPIRY,
+    }[tally.verdict]
     # The decision is recorded, and an apply queued, before any Slack call: no Slack error can lose them.
-    runtime.store.record(plan.incident, kind, user, plan=plan.id, fix=fix.name, source=source)
+    runtime.store.record(plan.incident, kind, user, plan=plan.id, fix=fix.name, source=source, **_counted(tally))
+    if tally.verdict is Verdict.COUNTED:
+        _show_approvals(runtime, thread, plan.id, fix)
+        counted = replace(plan, approved_by=tally.approvers, approvals_needed=tally.needed)  # as this approval left it
+        runtime.slack.ephemeral(plan.channel, user, approval_wording.counted(counted, fix), thread_ts=thread.ensure())
+        return f"approved {tally.counted}"
     if kind is EventKind.APPROVAL:
         runtime.dispatcher.submit_apply(plan.id, f"apply {plan.words} ({plan.incident}, {plan.id})", plan.vm)
     else:
@@ -228,6 +275,16 @@ def decide(
     return plan.status.value
 
 
+_REQUESTER_NEVER_COUNTS = "you asked for this fix, and the requester never counts toward several approvals"
+
+
+def _counted(tally: Tally) -> dict[str, object]:
+    """An approval's count for the timeline: `approvals` so far, `needed`, and `counted` ("1 of 2")."""
+    if tally.verdict not in (Verdict.APPROVED, Verdict.COUNTED):
+        return {}
+    return {"approvals": len(tally.approvers), "needed": tally.needed, "counted": tally.counted}
+
+
 def _refusal(runtime: Runtime, plan: Plan, user: str, approve: bool) -> str:
     """Why this user's decision does not count ('' if it does): the same check as the web side's
     (bot/policy.py), now with user groups resolved. The requester may withdraw a plan."""
@@ -238,6 +295,7 @@ def _refusal(runtime: Runtime, plan: Plan, user: str, approve: bool) -> str:
         requester=plan.requester,
         incident=plan.incident,
         incident_channel=plan.channel,
+        approvals=plan.approvals_needed,
     )
     return "" if decision.allowed else approval_wording.refused(plan, decision.reason, decision.who)
 

@@ -13,8 +13,9 @@ from rq.job import Job
 
 from bot.diagnoses import DiagnosisStore
 from bot.dispatch import Dispatcher
+from bot.errors import SettingsError
 from bot.incidents import IncidentStore, Limits
-from bot.plans import PlanStore
+from bot.plans import PlanStore, approvals_problem
 from bot.policy import GroupCache, Policy
 from bot.sealed import SealedStore
 from bot.settings import Settings
@@ -50,6 +51,9 @@ class Runtime:
         return self._vms[settings.vm_name]
 
     def __post_init__(self) -> None:
+        problem = approvals_problem(self.settings, self.registry.fixes)
+        if problem:  # a worker with a mistyped NEXY_APPROVALS refuses to start, naming the fixes
+            raise SettingsError(problem)
         self.store = IncidentStore(self.redis, Limits.of(self.settings))
         self.plans = PlanStore(self.redis)
         self.dispatcher = Dispatcher(self.settings, self.redis)

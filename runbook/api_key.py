@@ -37,6 +37,7 @@ class ApiKey(Fix):
     command = "fix api-key"
     section = "6"
     title = "Gemini API Key Expired / TextProcessor Init Failure"
+    approvals = 2  # it restarts with a new key: two people approve
     plan_script = script(__file__, "api_key_plan")
     apply_script = script(__file__, "api_key_apply")
     symptoms = (

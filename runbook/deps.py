@@ -120,6 +120,7 @@ class Deps(Fix):
     command = "fix deps"
     section = "3"
     title = "Dependency Mismatch After Deploy"
+    approvals = 2  # it restarts with new packages: two people approve
     plan_script = SCRIPT
     apply_script = script(__file__, "deps_apply")
     symptoms = (

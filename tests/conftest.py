@@ -24,7 +24,7 @@ from sandbox.health_server import HealthServer
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.stack import inventory_toml
 from sandbox.vm import SimulatedVM
-from tests.helpers import APPROVER, OPERATOR, RG, VM_NAME
+from tests.helpers import APPROVER, OPERATOR, RG, SECOND_APPROVER, VM_NAME
 
 
 @pytest.fixture(scope="session")
@@ -120,8 +120,8 @@ def vm_settings(make_settings, vm: SimulatedVM, azure: AzureEmulator, gemini: Ge
 
 @pytest.fixture
 def fix_settings(serve_bot, vm_settings):
-    """The bot reaching the simulated VM; OPERATOR is an operator, APPROVER an approver."""
-    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=APPROVER)
+    """The bot reaching the simulated VM; OPERATOR is an operator, APPROVER and SECOND_APPROVER approvers."""
+    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=f"{APPROVER},{SECOND_APPROVER}")
     serve_bot(settings)
     return settings
 

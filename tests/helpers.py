@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RG, VM_NAME = "NetworkWatcherRG", "Nexy"
 KEY = (RG.lower(), VM_NAME.lower())
 OPERATOR, APPROVER = "U0ALICE", "U0BOB"
+SECOND_APPROVER = "U0DAVE"  # the second person a plan needing two approvals waits for (`fix deps`, `fix api-key`)
 
 
 def bot_messages(slack, channel="C0OPS"):
@@ -29,8 +30,16 @@ def ask(slack, work, settings, words, user=OPERATOR):
     return bot_messages(slack)[-1]
 
 
+def approvals_needed(plan) -> int:
+    """How many approvers a plan message waits for (`waits for 2 approvals`; one otherwise)."""
+    found = re.search(r"waits for (\d+) approvals", plan.text)
+    return int(found.group(1)) if found else 1
+
+
 def approve(slack, work, settings, plan) -> str:
-    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    """Approve a plan with as many approvers as it needs (APPROVER, then SECOND_APPROVER), and work."""
+    for user in (APPROVER, SECOND_APPROVER)[: approvals_needed(plan)]:
+        slack.reaction_added("white_check_mark", user=user, channel="C0OPS", ts=plan.ts)
     work(settings)
     return "\n".join(f"{m.text}\n{m.blocks}" for m in bot_messages(slack))
 

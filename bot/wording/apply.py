@@ -35,9 +35,8 @@ def report(
     plan: Plan, fix: Fix, result: RunResult, outcome: ApplyOutcome, commands: list[str], service: str
 ) -> tuple[str, list[dict]]:
     facts = result.facts
-    headline = (
-        f"{_OUTCOMES[outcome]}: plan {plan.id} `{plan.words}` (runbook {fix.section}), approved by <@{plan.decided_by}>"
-    )
+    approvers = " and ".join(f"<@{user}>" for user in plan.approvers) or f"<@{plan.decided_by}>"
+    headline = f"{_OUTCOMES[outcome]}: plan {plan.id} `{plan.words}` (runbook {fix.section}), approved by {approvers}"
     blocks = [render.section(headline)]
     if outcome is ApplyOutcome.STALE:
         now = facts.get("before") or facts.get("before_sha") or "something else"

@@ -21,10 +21,33 @@ def already(plan: Plan, status: str) -> str:
     return f"Plan {plan.id} is already {status}{by}: nothing more to decide."
 
 
+def _who(plan: Plan) -> str:
+    return " and ".join(f"<@{user}>" for user in plan.approvers) or f"<@{plan.decided_by}>"
+
+
 def approved(plan: Plan, fix: Fix) -> str:
+    counted = f" ({plan.approvals_needed} of {plan.approvals_needed} approvals)" if plan.approvals_needed > 1 else ""
     return (
-        f":white_check_mark: Plan {plan.id} (`{plan.words}`) approved by <@{plan.decided_by}>: "
+        f":white_check_mark: Plan {plan.id} (`{plan.words}`) approved by {_who(plan)}{counted}: "
         "apply and verify are queued for the VM (one run-command)."
+    )
+
+
+def counted(plan: Plan, fix: Fix) -> str:
+    """To the approver whose approval counted, while the plan waits for more."""
+    more = plan.approvals_needed - len(plan.approvers)
+    return (
+        f":white_check_mark: Your approval of plan {plan.id} (`{plan.words}`) counts: "
+        f"{len(plan.approvers)} of {plan.approvals_needed}. It waits for {more} more approver{'s' if more > 1 else ''} "
+        "(not the requester) before anything runs."
+    )
+
+
+def repeated(plan: Plan, fix: Fix) -> str:
+    """To an approver who approved the same plan again."""
+    return (
+        f"You approved plan {plan.id} already ({len(plan.approvers)} of {plan.approvals_needed}): "
+        "an approver counts once; it waits for another approver."
     )
 
 
@@ -40,7 +63,12 @@ def rejected(plan: Plan, fix: Fix) -> str:
 
 
 def expired(plan: Plan, fix: Fix) -> str:
+    before = (
+        f"with {len(plan.approved_by)} of {plan.approvals_needed} approvals"
+        if plan.approved_by
+        else "before anyone approved it"
+    )
     return (
-        f":hourglass: Plan {plan.id} (`{plan.words}`) expired {when(plan.expires_at)} before anyone approved it. "
+        f":hourglass: Plan {plan.id} (`{plan.words}`) expired {when(plan.expires_at)} {before}. "
         f"Nothing ran on the VM. For a fresh plan: `/nexy {plan.words}`."
     )

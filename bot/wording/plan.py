@@ -53,23 +53,35 @@ def blocked(fix: Fix, words: str, reason: str) -> str:
     return f":no_entry: *{words}* {_title(fix)}: no plan: {reason}"
 
 
+def approvals(plan: Plan) -> str:
+    """`Approvals: 1 of 2 (<@U0BOB>)`: how many distinct approvers approved so far, of those needed, and who."""
+    who = ", ".join(f"<@{user}>" for user in plan.approvers)
+    return f"Approvals: {len(plan.approvers)} of {plan.approvals_needed}" + (f" ({who})" if who else "")
+
+
 def message(
     plan: Plan, fix: Fix, assessment: Assessment, commands: list[str], approvers: str, self_ok: bool
 ) -> tuple[str, list[dict]]:
-    """The plan waiting for approval: the diff, the commands, who asked, who may approve, until when."""
-    text = f":clipboard: Plan {plan.id}: {plan.words} {_title(fix)} waits for approval"
+    """The plan waiting for approval: the diff, the commands, who asked, who may approve, until when; for a
+    plan that needs several approvers, how many approved so far and who (the message is edited at each)."""
+    several = plan.approvals_needed > 1
+    waits = f"waits for {plan.approvals_needed} approvals" if several else "waits for approval"
+    text = f":clipboard: Plan {plan.id}: {plan.words} {_title(fix)} {waits}"
+    if several:
+        text += f" ({len(plan.approvers)} of {plan.approvals_needed})"
     lines = [
         f":clipboard: *Plan {plan.id}: `{plan.words}`* {_title(fix)}",
         "*What will change*",
         render.code("\n".join(assessment.diff)),
     ]
-    lines.extend(f"_{note}_" for note in assessment.notes)
+    lines.extend(f"_{note}_" for note in (*assessment.notes, *([plan.note] if plan.note else [])))
     blocks = [
         render.section("\n".join(lines)),
         render.section("*Commands, in one run-command*\n" + render.code("\n".join(commands))),
         render.context(
             f"Asked by <@{plan.requester}>. Approvers: {approvers}"
-            + ("" if self_ok else " (not the requester)")
+            + ("" if self_ok and not several else " (not the requester)")
+            + (f". *{approvals(plan)}*: {plan.approvals_needed} distinct approvers needed" if several else "")
             + f". Expires {when(plan.expires_at)}."
         ),
         render.section(
@@ -85,15 +97,22 @@ def message(
 
 
 def decided(plan: Plan, fix: Fix, diff_lines: tuple[str, ...]) -> tuple[str, list[dict]]:
-    """The plan message after its decision: what it was, and who decided; no buttons left."""
+    """The plan message after its decision: what it was, and who decided; no buttons left. A plan already
+    applying or applied shows as approved (its apply reports the rest)."""
     status = plan.status.value
+    if status in ("applying", "applied", "failed"):
+        status = "approved"
     word = {
         "approved": ":white_check_mark: approved",
         "rejected": ":x: rejected",
         "expired": ":hourglass: expired",
         "superseded": ":leftwards_arrow_with_hook: superseded",
     }.get(status, status)
-    by = f" by <@{plan.decided_by}>" if plan.decided_by and status in ("approved", "rejected") else ""
+    by = f" by <@{plan.decided_by}>" if plan.decided_by and status == "rejected" else ""
+    if status == "approved" and plan.approvers:
+        by = " by " + ", ".join(f"<@{user}>" for user in plan.approvers)
+    if plan.approvals_needed > 1 and status != "superseded":
+        by += f" ({approvals(plan)})"
     text = f"Plan {plan.id}: {plan.words}: {status}{by}"
     diff = "\n".join(diff_lines)
     return text, [

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from bot.plans import Plan, PlanStatus, PlanStore
+from bot.plans import Plan, PlanStatus, PlanStore, Tally, Verdict
 from bot.policy import GroupCache, Policy
 
 
@@ -18,7 +18,7 @@ def test_exactly_one_of_many_concurrent_decisions_counts(redis):
     """Fifty threads approving and rejecting at once: exactly one decision wins."""
     store = PlanStore(redis)
     plan = _plan(store)
-    results: list[tuple[int, str]] = []
+    results: list[Tally] = []
     barrier = threading.Barrier(50)
 
     def decide(n: int) -> None:
@@ -28,7 +28,7 @@ def test_exactly_one_of_many_concurrent_decisions_counts(redis):
     threads = [threading.Thread(target=decide, args=(n,)) for n in range(50)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    assert sum(1 for won, _ in results if won == 1) == 1
+    assert sum(1 for tally in results if tally.verdict in (Verdict.APPROVED, Verdict.REJECTED)) == 1
     assert store.get(plan.id).status in ("approved", "rejected")
 
 
@@ -36,8 +36,9 @@ def test_late_approval_expires_the_plan(redis):
     """An approval after the expiry marks the plan expired, once; later ones see it expired."""
     store = PlanStore(redis)
     plan = _plan(store, ttl=-1)
-    assert store.decide(plan.id, "U0BOB", PlanStatus.APPROVED) == (2, "expired")
-    assert store.decide(plan.id, "U0BOB", PlanStatus.APPROVED) == (0, "expired")
+    assert store.decide(plan.id, "U0BOB", PlanStatus.APPROVED).verdict is Verdict.EXPIRED
+    later = store.decide(plan.id, "U0BOB", PlanStatus.APPROVED)
+    assert (later.verdict, later.status) == (Verdict.DECIDED, "expired")
 
 
 def test_plan_found_by_its_message(redis):

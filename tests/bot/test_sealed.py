@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from bot.redaction import is_remembered
 from bot.sealed import KEY_FILE, SealedStore
 from sandbox.vm import new_gemini_key
-from tests.helpers import APPROVER, OPERATOR, bot_messages, type_key
+from tests.helpers import APPROVER, OPERATOR, approve, bot_messages, type_key
 
 
 def _plan_for(slack, work, settings, key: str):
@@ -46,8 +46,7 @@ def test_an_applied_key_is_forgotten(fix_settings, slack, work, vm, redis):
     vm.break_("api-key-expired")
     key = new_gemini_key()
     plan = _plan_for(slack, work, fix_settings, key)
-    slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
-    work(fix_settings)
+    approve(slack, work, fix_settings, plan)
     assert vm.gemini_key == key
     assert not _sealed(redis) and not is_remembered(key)
 

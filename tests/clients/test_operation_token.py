@@ -17,7 +17,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from sandbox.vm import new_gemini_key
-from tests.helpers import APPROVER, OPERATOR, bot_messages, redis_dump, type_key
+from tests.helpers import APPROVER, OPERATOR, SECOND_APPROVER, bot_messages, redis_dump, type_key
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 _BASE64 = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
@@ -45,7 +45,7 @@ def _decoded(dump: str) -> str:
 
 def test_the_key_is_nowhere_in_redis_during_and_after_the_apply(serve_bot, vm_settings, slack, work, vm, azure, redis):
     """Every Redis key and value, base64 decoded too, read all along the apply and after: no key."""
-    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=APPROVER)
+    settings = vm_settings(nexy_operators=OPERATOR, nexy_approvers=f"{APPROVER},{SECOND_APPROVER}")
     serve_bot(settings)
     vm.break_("api-key-expired")
     key = new_gemini_key()
@@ -68,6 +68,7 @@ def test_the_key_is_nowhere_in_redis_during_and_after_the_apply(serve_bot, vm_se
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     slack.reaction_added("white_check_mark", user=APPROVER, channel="C0OPS", ts=plan.ts)
+    slack.reaction_added("white_check_mark", user=SECOND_APPROVER, channel="C0OPS", ts=plan.ts)  # fix api-key: two
     work(settings)
     done.set()
     watcher.join()
