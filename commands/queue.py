@@ -13,7 +13,10 @@ from bot import render
 from bot.contract import WorkItem, fixes_queue_name
 from bot.incidents import EventKind
 from bot.item import Route, check
+from bot.pending import waiting_plans
 from bot.plans import PlanStore
+from bot.wording import pending as pending_wording
+from bot.wording.pending import Pending
 from jobs.context import Context
 from jobs.runtime import Runtime
 
@@ -34,6 +37,7 @@ class QueueReport:
     running_riders: int
     waiting: tuple[Waiting, ...]
     now: float
+    pending: tuple[Pending, ...] = ()  # plans waiting for approvers (they run only once approved)
 
 
 def _asked(item: WorkItem, riders: tuple[WorkItem, ...]) -> str:
@@ -67,6 +71,8 @@ def render_report(r: QueueReport) -> tuple[str, list[dict]]:
         lines.append("nothing waiting")
     elif any(e.fix for e in r.waiting) or len(r.waiting) > 1:
         lines.append("In the order they will run: plans and applies go ahead of waiting checks.")
+    lines.append(f"*Waiting for approval* ({len(r.pending)})")
+    lines.append(pending_wording.section(r.pending, r.now))
     text = "\n".join(lines)
     return text.replace("*", ""), [render.section(text)]
 
@@ -116,12 +122,15 @@ def queue(ctx: Context) -> str:
     what runs on the VM now (which command, which incident, who asked, since when) and what waits in the order it
     will run: plans and applies first, then read-only checks; each with its command, incident, who asked, how many
     identical requests joined it (`+2 joined`, and their incidents) and how long it has waited (runbook 6.4: why a
-    request waits)
+    request waits); then the plans waiting for approvers: each fix with its incident and a link to the plan, who
+    asked, approvals so far and needed, its age and the time left (App Home lists them too)
     """
     runtime = ctx.runtime
     queued = waiting_runs(runtime)
     running = runtime.dispatcher.running_on_vm()
     riders = runtime.dispatcher.admission(ctx.settings).rider_count(running["job"]) if running else 0
-    report = QueueReport(ctx.settings.vm_name, running, riders, queued, time.time())
+    now = time.time()
+    pending = waiting_plans(runtime.plans, ctx.settings, runtime.registry.fixes, runtime.slack, now)
+    report = QueueReport(ctx.settings.vm_name, running, riders, queued, now, tuple(pending))
     ctx.thread.post(*render_report(report), kind=EventKind.CHECK, user=ctx.item.user, report="queue")
     return f"{len(queued)} waiting"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from bot.pending import waiting_plans
 from bot.wording import home as wording
 from jobs.runtime import Runtime
 from jobs.thread import permalink
@@ -20,18 +21,20 @@ def publish(runtime: Runtime, user: str) -> str:
     no incident, person or typed text in them."""
     from commands.queue import waiting  # the runbook imports jobs; not the other way at import
 
+    now = time.time()
     vms = []
     for name in runtime.settings.vm_names:
         vm = runtime.for_vm(name)
-        vms.append((name, vm.dispatcher.running_on_vm(), waiting(vm)))
+        pending = waiting_plans(vm.plans, vm.settings, runtime.registry.fixes, runtime.slack, now)
+        vms.append((name, vm.dispatcher.running_on_vm(), waiting(vm), pending))
     decision = runtime.policy.for_home(user)  # a worker: user groups are resolved here
     if not decision.allowed:
-        runtime.slack.publish_home(user, wording.limited_view(vms, decision.who, time.time()))
+        runtime.slack.publish_home(user, wording.limited_view(vms, decision.who, now))
         return "limited"
     store = runtime.store
     open_incidents = store.open_incidents()[:OPEN_SHOWN]
     recent = store.history(None, RECENT_SHOWN)
     links = {i.id: permalink(runtime, i) for i in (*open_incidents, *recent)}
-    blocks = wording.view(open_incidents, recent, links, vms, time.time())
+    blocks = wording.view(open_incidents, recent, links, vms, now)
     runtime.slack.publish_home(user, blocks)
     return f"{len(open_incidents)} open, {len(recent)} recent"
