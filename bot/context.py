@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bot.contract import WorkItem
     from bot.incidents import Incident, IncidentStore
     from bot.item import ScriptFile
-    from bot.plans import PlanStore
+    from bot.plans import Plan, PlanStore
     from bot.registry import Registry
     from bot.settings import Settings
 
@@ -172,6 +172,10 @@ class Context(Protocol):
 
     def permalink(self, incident: Incident) -> str:
         """A link to an incident's thread ('' if Slack cannot give one)."""
+        ...
+
+    def plan_link(self, plan: Plan) -> str:
+        """A link to a plan's message ('' if Slack cannot give one)."""
         ...
 
     def may_request_fix(self) -> bool:

@@ -53,6 +53,8 @@ class Task:
     """Apply and verify an approved plan (VM queue)."""
     EXPIRE_PLAN = "jobs.tasks.expire_plan"
     """The end of a plan's approval window (scheduled)."""
+    REMIND_PLAN = "jobs.tasks.remind_plan"
+    """Half-way through a plan's approval window: one reminder to the approvers (scheduled)."""
     NOTIFY = "jobs.tasks.notify"
     """An ephemeral notice to one person."""
     QUEUED = "jobs.tasks.queued"

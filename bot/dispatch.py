@@ -200,6 +200,12 @@ class Dispatcher:
             timedelta(seconds=after_s), Task.EXPIRE_PLAN, plan_id=plan_id, meta=self._meta()
         )
 
+    def schedule_reminder(self, plan_id: str, after_s: float) -> Job:
+        """Remind the approvers of a plan still pending half-way through its window (decisions worker)."""
+        return self.queue(DECISIONS_QUEUE).enqueue_in(
+            timedelta(seconds=after_s), Task.REMIND_PLAN, plan_id=plan_id, meta=self._meta()
+        )
+
     def running_on_vm(self, settings: Settings | None = None) -> dict | None:
         """What runs on a VM now (this dispatcher's own by default), or None."""
         vm = settings or self.settings

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -282,6 +283,29 @@ class PlanStore:
 
     def finish(self, plan_id: str, status: PlanStatus) -> None:
         self.redis.hset(_key(plan_id), "status", status.value)
+
+    def pending(self, scope: str, fixes: Iterable[str], now: float | None = None) -> list[Plan]:
+        """The plans waiting for an approver in `scope` (a VM), oldest first: at most one a fix, the one
+        `supersede` made current, while it is pending and its window is open."""
+        names = list(fixes)
+        if not names:
+            return []
+        ids = self.redis.mget([f"nexy:plan-current:{scope}:{name}" for name in names])
+        found = [self.get(text(plan_id)) for plan_id in ids if plan_id]
+        when = now if now is not None else time.time()
+        waiting = [p for p in found if p and p.status is PlanStatus.PENDING and p.expires_at >= when]
+        return sorted(waiting, key=lambda plan: plan.created_at)
+
+    def mark_reminded(self, plan_id: str) -> bool:
+        """True for the one call that may send a pending plan's reminder (a retried job sends none)."""
+        return bool(self.redis.hsetnx(_key(plan_id), "reminded_at", f"{time.time():.6f}"))
+
+    def link(self, plan_id: str) -> str:
+        """The plan message's permalink, once a worker stored it ('' before)."""
+        return text(self.redis.hget(_key(plan_id), "permalink") or b"")
+
+    def remember_link(self, plan_id: str, link: str) -> None:
+        self.redis.hset(_key(plan_id), "permalink", link)
 
 
 def approvals_needed(fix: Fix, settings: Settings) -> int:

@@ -147,6 +147,12 @@ class SlackClient:
         _, fitted = render.fit(" ", redact_json(blocks), max_blocks=render.MAX_VIEW_BLOCKS)
         self.client.views_publish(user_id=user, view={"type": "home", "blocks": fitted or []})
 
+    def usergroup_id(self, handle: str) -> str:
+        """The id of a user group given by its handle (`@oncall` or `oncall`), for a mention; '' if unknown."""
+        handle = handle.lstrip("@")
+        groups = self.client.usergroups_list()["usergroups"]
+        return next((str(group["id"]) for group in groups if group.get("handle") == handle), "")
+
     def usergroup_members(self, handle: str) -> list[str]:
         """Members of a user group given by its handle (`@oncall` or `oncall`); [] if unknown."""
         handle = handle.lstrip("@")

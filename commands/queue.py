@@ -15,7 +15,10 @@ from bot.contract import WorkItem
 from bot.dispatch import Dispatcher
 from bot.incidents import EventKind
 from bot.item import Route, check
+from bot.pending import waiting_plans
 from bot.waiting import Waiting, waiting_runs
+from bot.wording import pending as pending_wording
+from bot.wording.pending import Pending
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class QueueReport:
     running_riders: int
     waiting: tuple[Waiting, ...]
     now: float
+    pending: tuple[Pending, ...] = ()  # plans waiting for approvers (they run only once approved)
 
 
 def _asked(item: WorkItem, riders: tuple[WorkItem, ...]) -> str:
@@ -58,6 +62,8 @@ def render_report(r: QueueReport) -> tuple[str, list[dict]]:
         lines.append("nothing waiting")
     elif any(e.fix for e in r.waiting) or len(r.waiting) > 1:
         lines.append("In the order they will run: plans and applies go ahead of waiting checks.")
+    lines.append(f"*Waiting for approval* ({len(r.pending)})")
+    lines.append(pending_wording.section(r.pending, r.now))
     text = "\n".join(lines)
     return text.replace("*", ""), [render.section(text)]
 
@@ -69,12 +75,15 @@ def queue(ctx: Context) -> str:
     what runs on the VM now (which command, which incident, who asked, since when) and what waits in the order it
     will run: plans and applies first, then read-only checks; each with its command, incident, who asked, how many
     identical requests joined it (`+2 joined`, and their incidents) and how long it has waited (runbook 6.4: why a
-    request waits)
+    request waits); then the plans waiting for approvers: each fix with its incident and a link to the plan, who
+    asked, approvals so far and needed, its age and the time left (App Home lists them too)
     """
     dispatcher = Dispatcher(ctx.settings, ctx.redis)
     queued = waiting_runs(ctx.redis, ctx.settings, ctx.plans)
     running = dispatcher.running_on_vm()
     riders = dispatcher.admission(ctx.settings).rider_count(running["job"]) if running else 0
-    report = QueueReport(ctx.settings.vm_name, running, riders, queued, time.time())
+    now = time.time()
+    pending = waiting_plans(ctx.plans, ctx.settings, ctx.registry.fixes, ctx.plan_link, now)
+    report = QueueReport(ctx.settings.vm_name, running, riders, queued, now, tuple(pending))
     ctx.thread.post(*render_report(report), kind=EventKind.CHECK, user=ctx.item.user, report="queue")
     return f"{len(queued)} waiting"

@@ -11,12 +11,12 @@ from redis import Redis
 from rq.job import Job
 
 from bot import context as item_context
-from bot import render
+from bot import pending, render
 from bot.context import OUTPUT_INLINE_CHARS, RunResult
 from bot.contract import WorkItem
 from bot.incidents import EventKind, Incident, IncidentStore
 from bot.item import ScriptFile, patterns_parameter
-from bot.plans import PlanStore
+from bot.plans import Plan, PlanStore
 from bot.settings import Settings
 from bot.wording import incident as incident_wording
 from bot.wording import vm as vm_wording
@@ -151,6 +151,10 @@ class Context:
     def permalink(self, incident: Incident) -> str:
         """A link to an incident's thread ('' if Slack cannot give one)."""
         return permalink(self.runtime, incident)
+
+    def plan_link(self, plan: Plan) -> str:
+        """A link to a plan's message ('' if Slack cannot give one): asked of Slack once, kept on the plan."""
+        return pending.plan_link(self.runtime.plans, self.runtime.slack, plan)
 
     def may_request_fix(self) -> bool:
         """Whether the person who asked may ask for a fix's plan (the policy, user groups resolved)."""

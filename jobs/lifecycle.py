@@ -20,12 +20,15 @@ from bot.context import RunResult
 from bot.contract import Action, WorkItem, apply_job_id
 from bot.incidents import EventKind
 from bot.item import Assessment, Fix
+from bot.pending import approver_mentions, plan_link
 from bot.plans import ApplyOutcome, Plan, PlanStatus, Tally, Verdict, approvals_needed
 from bot.policy import describe
 from bot.wording import apply as apply_wording
 from bot.wording import approval as approval_wording
 from bot.wording import commands as commands_wording
+from bot.wording import pending as pending_wording
 from bot.wording import plan as plan_wording
+from bot.wording.pending import Pending
 from jobs.context import Context, verify_parameters
 from jobs.outbox import plan_ref
 from jobs.progress import Progress
@@ -145,6 +148,8 @@ def propose(ctx: Context, fix: Fix, facts: dict[str, str], *, source: str = "") 
         _announce_superseded(runtime, runtime.plans.get(previous), plan)
     # When the approval window closes, say so in the thread (the io worker runs RQ's scheduler).
     runtime.dispatcher.schedule_expiry(plan.id, settings.nexy_approval_ttl_s + 1)
+    # Half-way through it, one reminder in the plan's thread names the approvers.
+    runtime.dispatcher.schedule_reminder(plan.id, settings.nexy_approval_ttl_s / 2)
     return plan.id
 
 
@@ -318,6 +323,22 @@ def expire(runtime: Runtime, plan_id: str) -> str:
     _decided(runtime, thread, plan, fix)
     thread.post(approval_wording.expired(plan, fix), kind=None)
     return "expired"
+
+
+def remind(runtime: Runtime, plan_id: str) -> str:
+    """Half-way through a plan's approval window: if nobody decided yet, one reminder in its thread names
+    the approvers (a user group by its mention) with the approvals so far and the time left."""
+    plan = runtime.plans.get(plan_id)
+    now = time.time()
+    if plan is None or plan.status is not PlanStatus.PENDING or plan.expires_at < now:
+        return "decided or expired"
+    fix = runtime.registry.fixes.get(plan.fix)
+    if fix is None or not runtime.plans.mark_reminded(plan.id):
+        return "already reminded"
+    entry = Pending(plan, plan.approvals_needed, plan.approved_by, plan_link(runtime.plans, runtime.slack, plan))
+    mentions = approver_mentions(runtime.settings.nexy_approvers, runtime.slack)
+    Thread(runtime, plan.incident).post(pending_wording.reminder(entry, mentions, now), kind=None)
+    return "reminded"
 
 
 def expired_by_close(runtime: Runtime, thread: Thread, plan_id: str) -> None:

@@ -179,6 +179,11 @@ def expire_plan(runtime: Runtime, *, plan_id: str) -> str:
     return lifecycle.expire(runtime, plan_id)
 
 
+def remind_plan(runtime: Runtime, *, plan_id: str) -> str:
+    """Half-way through a plan's approval window (scheduled when the plan is posted)."""
+    return lifecycle.remind(runtime, plan_id)
+
+
 def notify(
     runtime: Runtime,
     *,

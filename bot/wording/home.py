@@ -7,12 +7,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot import render
+from bot.wording import pending as pending_wording
 from bot.wording.incident import card, headline
+from bot.wording.pending import Pending
 from bot.wording.refs import command
 
 if TYPE_CHECKING:
     from bot.contract import WorkItem
     from bot.incidents import Incident
+
+VMView = tuple[str, "dict[str, Any] | None", "Sequence[WorkItem]", "Sequence[Pending]"]
+"""A VM on the Home tab: its name, what runs on it, what waits for it, the plans waiting for approvers."""
 
 HISTORY = command("history all")
 CHANNEL_HISTORY = command("history")
@@ -23,7 +28,7 @@ def view(
     open_incidents: Sequence[Incident],
     recent: Sequence[Incident],
     links: dict[str, str],
-    vms: Sequence[tuple[str, dict[str, Any] | None, Sequence[WorkItem]]],
+    vms: Sequence[VMView],
     now: float,
 ) -> list[dict]:
     """The blocks of the Home tab (a `home` view; Slack allows 100 blocks)."""
@@ -35,8 +40,9 @@ def view(
     if not open_incidents:
         blocks.append(render.context("None open. The first command in a channel opens one."))
     # one section per VM of the inventory: what runs on it and what waits for it
-    for vm, running, waiting in vms:
-        blocks += [{"type": "divider"}, render.section(f"*On the VM `{vm}`*\n{_vm_lines(running, waiting, now)}")]
+    for vm, running, waiting, pending in vms:
+        lines = f"{_vm_lines(running, waiting, now)}\n{pending_wording.section(pending, now)}"
+        blocks += [{"type": "divider"}, render.section(f"*On the VM `{vm}`*\n{lines}")]
     blocks += [{"type": "divider"}, render.section("*Last incidents*")]
     blocks += [render.section(headline(i, links.get(i.id, "")) + _resolved(i)) for i in recent]
     if not recent:
@@ -45,17 +51,17 @@ def view(
     return blocks
 
 
-def limited_view(
-    vms: Sequence[tuple[str, dict[str, Any] | None, Sequence[WorkItem]]], who: str, now: float
-) -> list[dict]:
+def limited_view(vms: Sequence[VMView], who: str, now: float) -> list[dict]:
     """The Home tab of someone who is neither operator nor approver: what runs on each VM and waits for it
     (VM commands carry no typed text), without incidents or people, and who may see the incidents."""
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": HEADER_TEXT}},
         render.section(f"Incidents are shown here to {who}. In an incident channel, {CHANNEL_HISTORY} lists its own."),
     ]
-    for vm, running, waiting in vms:
-        lines = _vm_lines(running, waiting, now, details=False)
+    for vm, running, waiting, pending in vms:
+        lines = (
+            f"{_vm_lines(running, waiting, now, details=False)}\n{pending_wording.section(pending, now, details=False)}"
+        )
         blocks += [{"type": "divider"}, render.section(f"*On the VM `{vm}`*\n{lines}")]
     blocks.append(render.context(f"As of {render.date(now)}."))
     return blocks

@@ -10,7 +10,6 @@ import pytest
 from bot.errors import SettingsError
 from bot.plans import Plan, PlanStatus, PlanStore, Tally, Verdict, approvals_needed, approvals_problem
 from bot.policy import GroupCache, Policy
-from bot.registry import REGISTRY
 from jobs.worker import build_runtime
 
 REQUESTER = "U0ALICE"
@@ -97,14 +96,14 @@ def test_policy_refuses_the_requester_of_a_plan_needing_several_even_with_self_a
     assert policy.can_approve("U0BOB", REQUESTER, 2).allowed is True
 
 
-def test_deps_and_api_key_need_two_approvers_the_others_one(make_settings):
+def test_deps_and_api_key_need_two_approvers_the_others_one(make_settings, registry):
     """The fixes that restart with new packages or a new key need two approvers; NEXY_APPROVALS overrides per fix."""
-    needed = {name: approvals_needed(fix, make_settings()) for name, fix in REGISTRY.fixes.items()}
-    assert needed == {name: 2 if name in ("deps", "api-key") else 1 for name in REGISTRY.fixes}
+    needed = {name: approvals_needed(fix, make_settings()) for name, fix in registry.fixes.items()}
+    assert needed == {name: 2 if name in ("deps", "api-key") else 1 for name in registry.fixes}
     overridden = make_settings(nexy_approvals="api-key=3,deps=1")
-    assert approvals_needed(REGISTRY.fixes["api-key"], overridden) == 3
-    assert approvals_needed(REGISTRY.fixes["deps"], overridden) == 1
-    assert approvals_needed(REGISTRY.fixes["config-perms"], overridden) == 1
+    assert approvals_needed(registry.fixes["api-key"], overridden) == 3
+    assert approvals_needed(registry.fixes["deps"], overridden) == 1
+    assert approvals_needed(registry.fixes["config-perms"], overridden) == 1
 
 
 @pytest.mark.parametrize("value, says", [
@@ -121,9 +120,9 @@ def test_a_malformed_approvals_setting_is_refused_in_one_line(make_settings, val
     assert says in str(refused.value)
 
 
-def test_an_unknown_fix_in_the_approvals_setting_stops_the_worker_naming_the_fixes(make_settings, redis):
+def test_an_unknown_fix_in_the_approvals_setting_stops_the_worker_naming_the_fixes(make_settings, redis, registry):
     """NEXY_APPROVALS naming no fix: the worker refuses to start, listing the fixes there are."""
     with pytest.raises(SettingsError) as refused:
-        build_runtime(make_settings(nexy_approvals="api-key=2,dep=2"), redis)
+        build_runtime(make_settings(nexy_approvals="api-key=2,dep=2"), redis, registry)
     assert "NEXY_APPROVALS: no fix named 'dep'; the fixes are api-key, config-perms, deps" in str(refused.value)
-    assert approvals_problem(make_settings(nexy_approvals="deps=3"), REGISTRY.fixes) is None
+    assert approvals_problem(make_settings(nexy_approvals="deps=3"), registry.fixes) is None

@@ -295,7 +295,7 @@ def test_a_plan_expires_through_the_decisions_worker_alone(serve_bot, vm_setting
     vm.break_("config-perms")
     slack.slash_command("fix config-perms", user=OPERATOR)
     work(settings, [IO_QUEUE, settings.vm_queue])
-    assert ScheduledJobRegistry(DECISIONS_QUEUE, connection=redis).count == 1
+    assert ScheduledJobRegistry(DECISIONS_QUEUE, connection=redis).count == 2  # the reminder, the expiry
     assert ScheduledJobRegistry(IO_QUEUE, connection=redis).count == 0
     deadline = time.monotonic() + 10
     while not any("expired" in m.text and "before anyone approved" in m.text for m in bot_messages(slack)):
