@@ -377,7 +377,10 @@ class Registry:
             if action == Action.REJECT:
                 allowed = f"{who[Role.APPROVER]}, or the plan's requester (withdraws it)"
             elif action == Action.APPROVE:
-                allowed = f"{who[Role.APPROVER]}, not the requester (unless `NEXY_ALLOW_SELF_APPROVAL`)"
+                allowed = (
+                    f"{who[Role.APPROVER]}, not the requester (unless `NEXY_ALLOW_SELF_APPROVAL` and the fix needs "
+                    "one approval); a fix that needs N (`NEXY_APPROVALS`) applies at the N-th distinct approver"
+                )
             else:
                 allowed = who[role] if role is not None else "as the command it asks for"
             rows.append(f"| {ACTION_LABELS[action]} | {allowed} | its own channel's |")
