@@ -53,7 +53,7 @@ def test_the_key_is_nowhere_in_redis_during_and_after_the_apply(serve_bot, vm_se
     type_key(slack, key)
     work(settings)
     plan = bot_messages(slack)[-1]
-    azure.delay_s = 1.0  # the apply stays in flight: its operation (and token) sits in Redis meanwhile
+    azure.delay_s = 2.0  # the apply stays in flight: its operation (and token) sits in Redis meanwhile
     dumps: list[str] = []
     done = threading.Event()
 
@@ -61,8 +61,9 @@ def test_the_key_is_nowhere_in_redis_during_and_after_the_apply(serve_bot, vm_se
 
     def watch() -> None:
         while not done.is_set():
-            dumps.append(redis_dump(redis) + "\n".join(k.decode() for k in redis.scan_iter()))
+            # the cheap read first: a whole dump may take longer than the apply on a loaded machine
             tokens.extend(json.loads(raw)["token"] for raw in redis.hgetall("nexy:operations").values())
+            dumps.append(redis_dump(redis) + "\n".join(k.decode() for k in redis.scan_iter()))
             done.wait(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)
