@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from bot import render
+from bot import metrics, render
 from bot.contract import Action, WorkItem, apply_job_id
 from bot.incidents import EventKind
 from bot.item import Fix
@@ -214,6 +214,7 @@ def decide(
     kind = EventKind.APPROVAL if won == 1 and approve else EventKind.REJECTION if won == 1 else EventKind.EXPIRY
     # The decision is recorded, and an apply queued, before any Slack call: no Slack error can lose them.
     runtime.store.record(plan.incident, kind, user, plan=plan.id, fix=fix.name, source=source)
+    metrics.approval_decided(kind.value, (at or time.time()) - plan.created_at)
     if kind is EventKind.APPROVAL:
         runtime.dispatcher.submit_apply(plan.id, f"apply {plan.words} ({plan.incident}, {plan.id})", plan.vm)
     else:
@@ -256,6 +257,7 @@ def expire(runtime: Runtime, plan_id: str) -> str:
     fix = runtime.registry.fixes[plan.fix]
     runtime.sealed.discard(plan.secret)
     runtime.store.record(plan.incident, EventKind.EXPIRY, None, plan=plan.id, fix=fix.name, source="timer")
+    metrics.approval_decided(EventKind.EXPIRY.value, time.time() - plan.created_at)
     thread = Thread(runtime, plan.incident)
     _decided(runtime, thread, plan, fix)
     thread.post(approval_wording.expired(plan, fix), kind=None)

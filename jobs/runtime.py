@@ -14,6 +14,7 @@ from rq.job import Job
 from bot.diagnoses import DiagnosisStore
 from bot.dispatch import Dispatcher
 from bot.incidents import IncidentStore, Limits
+from bot.logs import in_context, job_fields
 from bot.plans import PlanStore
 from bot.policy import GroupCache, Policy
 from bot.sealed import SealedStore
@@ -97,4 +98,5 @@ class TaskJob(Job):
         runtime = self.runtime
         if vm and runtime.settings.find_vm(vm):
             runtime = runtime.for_vm(vm)
-        return partial(task, runtime)
+        # Every line logged while it runs says which job, incident, plan and VM (NEXY_LOG_FORMAT=json).
+        return in_context(partial(task, runtime), job_fields(self.id, self.args, self.kwargs, runtime.settings.vm_name))

@@ -20,6 +20,7 @@ from bot.settings import Settings
 from bot.slack_client import web_client
 from handlers.app import create_app
 from handlers.guard import MAX_BODY_BYTES, RequestGuard
+from nexy.metrics import gunicorn_hooks, instrumented
 from nexy.processes import announcer
 from nexy.workers import where
 
@@ -52,7 +53,7 @@ def wsgi_app(settings: Settings) -> Callable:
                 return [payload]
         return bolt(environ, start_response)
 
-    return application
+    return instrumented(application, settings, redis, EVENTS_PATH)
 
 
 def _guarded(guard: RequestGuard, environ: dict) -> tuple[str, bytes] | None:
@@ -184,4 +185,5 @@ def serve(
     options = server_options(settings, host)
     ready = f"ready on http://{host}:{settings.port}{EVENTS_PATH}; Redis: {redis}; {where(settings)}"
     options["when_ready"] = lambda _server: say(ready)
+    options.update(gunicorn_hooks())
     _Gunicorn(settings, options, app_factory).run()
