@@ -19,7 +19,7 @@ import functools
 import os
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar, cast
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """Where prometheus-client's multiprocess mode keeps each process's files (set by nexy/metrics.py)."""
@@ -122,7 +122,10 @@ def outcome_of(reply: Any) -> Outcome:
     return Outcome.REFUSED
 
 
-def counted(request: Callable[..., Any]) -> Callable[..., Any]:
+_Request = TypeVar("_Request", bound=Callable[..., Any])
+
+
+def counted(request: _Request) -> _Request:
     """Count each valid request a method takes (its second argument, a parsed command with a registry
     `command` name) by the outcome of the reply it returns; a failure counts as refused."""
 
@@ -136,7 +139,7 @@ def counted(request: Callable[..., Any]) -> Callable[..., Any]:
         command_received(parsed.command, outcome_of(reply))
         return reply
 
-    return wrapper
+    return cast(_Request, wrapper)
 
 
 def not_queued(parsed: Any, answered: bool) -> None:
