@@ -1,9 +1,10 @@
-"""Ack latency of `/nexy health` under a fixed request rate, against a bare Bolt app that only acks.
+"""Ack latency of `/nexy health` under a fixed request rate, against a bare Bolt app that only acks,
+and against `nexy web` with its metrics off (NEXY_METRICS=false: no /metrics, nothing counted).
 
-Both apps run under the same production server (`nexy web`'s gunicorn options), with a real
+The apps run under the same production server (`nexy web`'s gunicorn options), with a real
 Redis and a worker consuming the jobs; requests are signed slash commands sent on a fixed
 schedule (open loop), alternating between the two apps so both see the same machine state.
-Prints JSON: p50/p99 for each and their ratios.
+Prints JSON: p50/p99 for each and their ratios (`metrics_on_vs_off`: the cost of the metrics).
 
     .venv/bin/python benchmarks/ack_latency.py [--rate 40] [--seconds 10]
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -59,6 +62,30 @@ serve(load_settings(), host="127.0.0.1", app_factory=bare)
 """
 
 
+METRICS_COST = """
+import os, sys, time
+from bot import metrics
+n = int(sys.argv[1])
+metrics.acked(0.004); metrics.command_received("health", metrics.Outcome.QUEUED)  # files made once
+started = time.perf_counter()
+for _ in range(n):
+    metrics.acked(0.004)
+    metrics.command_received("health", metrics.Outcome.QUEUED)
+print((time.perf_counter() - started) / n * 1e6)
+"""
+"""What nexy web's metrics add to one request, alone (its ack histogram and its command counter, written to
+the multiprocess files): a bound that a loaded machine's noise cannot hide."""
+
+
+def metrics_cost_us(calls: int = 20000) -> float:
+    with tempfile.TemporaryDirectory() as directory:
+        done = subprocess.run(
+            [sys.executable, "-c", METRICS_COST, str(calls)], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "PROMETHEUS_MULTIPROC_DIR": directory},
+        )
+    return round(float(done.stdout.strip()), 2)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -86,23 +113,25 @@ def main() -> int:
     children = Children()
     with tempfile.TemporaryDirectory() as data, EmbeddedRedis(data, persist=False) as redis, \
             SlackEmulator() as slack, HealthServer() as health:
-        nexy_port, bare_port = free_port(), free_port()
+        nexy_port, bare_port, off_port = free_port(), free_port(), free_port()
         env = {
             "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
             "SLACK_API_URL": slack.api_url, "REDIS_URL": redis.url, "NEXY_BIND_HOST": "127.0.0.1", "NEXY_CHANNELS": "*",
-            "NEXY_HEALTH_URLS": ",".join(health.urls), "PYTHONPATH": str(ROOT),
+            "NEXY_HEALTH_URLS": ",".join(health.urls), "PYTHONPATH": str(ROOT), "NEXY_DATA_DIR": data,
         }
         try:
             children.nexy("worker", "worker", env=env)
             children.nexy("web", "web", env={**env, "PORT": str(nexy_port)})
+            children.nexy("web-metrics-off", "web", env={**env, "PORT": str(off_port), "NEXY_METRICS": "false"})
             children.start("bare", [sys.executable, "-c", BARE_APP], env={**env, "PORT": str(bare_port)})
             wait_until_up(f"http://127.0.0.1:{nexy_port}/healthz", children)
             wait_until_up(f"http://127.0.0.1:{bare_port}/healthz", children)
-            targets = {"nexy": nexy_port, "bare_bolt": bare_port}
+            wait_until_up(f"http://127.0.0.1:{off_port}/healthz", children)
+            targets = {"nexy": nexy_port, "bare_bolt": bare_port, "nexy_metrics_off": off_port}
             results = run_load(slack, targets, args.rate, args.seconds, args.warmup)
         finally:
             children.stop()
-    nexy, bare = results["nexy"], results["bare_bolt"]
+    nexy, bare, off = results["nexy"], results["bare_bolt"], results["nexy_metrics_off"]
     print(json.dumps({
         "benchmark": "ack_latency",
         "rate_per_s_each": args.rate,
@@ -112,6 +141,15 @@ def main() -> int:
         "bare_bolt": bare,
         "ratio_p50": round(nexy["p50_ms"] / bare["p50_ms"], 3),
         "ratio_p99": round(nexy["p99_ms"] / bare["p99_ms"], 3),
+        "nexy_metrics_off": off,
+        "metrics_on_vs_off": {
+            "p50": round(nexy["p50_ms"] / off["p50_ms"], 3),
+            "p99": round(nexy["p99_ms"] / off["p99_ms"], 3),
+            "mean": round(nexy["mean_ms"] / off["mean_ms"], 3),
+            "goal": "within 5 % (at most 1.05)",
+            "metrics_cost_us_per_request": (cost := metrics_cost_us()),
+            "metrics_cost_share_of_nexy_p50": round(cost / 1000 / nexy["p50_ms"], 5),
+        },
     }, indent=2))
     return 0
 
@@ -152,7 +190,8 @@ def run_load(slack: SlackEmulator, targets: dict[str, int], rate: float, seconds
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            order = list(targets) if i % 2 == 0 else list(reversed(list(targets)))
+            names = list(targets)
+            order = names[i % len(names):] + names[: i % len(names)]  # each app first as often as the others
             for name in order:
                 futures.append(pool.submit(send, name, True))
         for future in futures:

@@ -96,6 +96,16 @@ def vm_running_key(resource_group: str, vm: str) -> str:
     return f"{KEY_PREFIX}:vm:{resource_group}:{vm}:running"
 
 
+OUTBOX_DUE_KEY = f"{KEY_PREFIX}:outbox-due"
+"""A sorted set: each incident with outbox entries waiting, scored by when its head is next tried."""
+
+
+def outbox_key(incident: str) -> str:
+    """An incident's outbox (hash: entry id -> the entry as JSON, with `created`); `<key>:order` lists
+    the entry ids in the order they were said (jobs/outbox.py; the metrics read its backlog)."""
+    return f"{KEY_PREFIX}:outbox:{incident or 'none'}"
+
+
 def request_job_id(incident: str, command: str, suffix: str) -> str:
     """The RQ job id of one request: only letters, digits, `_` and `-` (RQ's rule)."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", f"{incident}-{command}-{suffix}")

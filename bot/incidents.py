@@ -488,6 +488,10 @@ class IncidentStore:
         found = [incident for raw in self.redis.smembers(_OPEN_SET) if (incident := self.get(text(raw)))]
         return sorted(found, key=lambda i: i.opened_at, reverse=True)
 
+    def open_count(self) -> int:
+        """How many incidents are open (one Redis read: the metrics' scrape)."""
+        return int(self.redis.scard(_OPEN_SET))
+
     # -- retention -----------------------------------------------------------------------
 
     def remove_expired(self, now: float | None = None, batch: int = 100) -> list[str]:

@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     nexy_io_workers: int = Field(1, ge=1, le=16)
     nexy_web_workers: int = Field(2, ge=1, le=32)
     nexy_bind_host: str = "0.0.0.0"
+    # Prometheus metrics (nexy/metrics.py): `nexy web` serves GET /metrics; `nexy worker` on this port too (0: off).
+    nexy_metrics: bool = True
+    nexy_metrics_port: int = Field(0, ge=0, le=65535)
+    nexy_log_format: Literal["text", "json"] = "text"
 
     _split = field_validator(
         "nexy_health_urls", "nexy_vm_health_urls", "nexy_operators", "nexy_approvers", "nexy_channels", mode="before"

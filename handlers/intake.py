@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from bot import metrics
 from bot.contract import APPROVE_REACTIONS, REJECT_REACTIONS, Action, WorkItem
 from bot.dispatch import Dispatcher, Submitted
 from bot.errors import IncidentLimitError
@@ -106,9 +107,11 @@ class Intake:
         parsed = self.parser.parse(text)
         answer = self._inline_answer(parsed)
         if answer is not None or isinstance(parsed, ParseError):
+            metrics.not_queued(parsed, answered=not isinstance(parsed, ParseError))
             return Reply(answer)
         return self._request(parsed, user, Where(channel), source="slash")
 
+    @metrics.counted
     def _request(self, parsed: Request, user: str, where: Where, *, source: str) -> Reply:
         """A valid request from a person: refused, a form to open, or queued on its incident."""
         resolved = self._vm(parsed)
@@ -226,6 +229,7 @@ class Intake:
         parsed = self.parser.parse(_MENTION.sub(" ", text or "").strip())
         answer = self._inline_answer(parsed)
         if answer is not None or isinstance(parsed, ParseError):
+            metrics.not_queued(parsed, answered=not isinstance(parsed, ParseError))
             self.dispatcher.notify(channel=channel, user=user, text=answer or "", thread_ts=thread_ts)
             return
         where = Where(channel, thread_ts)

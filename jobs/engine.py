@@ -18,7 +18,7 @@ from contextlib import suppress
 from redis import Redis
 from redis.exceptions import LockError, RedisError
 
-from bot import render
+from bot import metrics, render
 from bot.contract import VM_LOCK_WAIT_S, WorkItem, vm_lease_key, vm_running_key
 from bot.errors import ConflictError, ExecutorError, ExecutorFailure
 from bot.incidents import EventKind
@@ -112,6 +112,7 @@ def run_on_vm(
             raise
         if shared is not None and not script.secrets:
             shared[script] = result
+        metrics.run_command(runtime.settings.vm_name, script.name, result.duration_s)
     runtime.store.record(
         item.incident,
         EventKind.RUN_COMMAND,

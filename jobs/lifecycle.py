@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from bot import render
+from bot import metrics, render
 from bot.context import RunResult
 from bot.contract import Action, WorkItem, apply_job_id
 from bot.incidents import EventKind
@@ -266,6 +266,7 @@ def decide(
         counted = replace(plan, approved_by=tally.approvers, approvals_needed=tally.needed)  # as this approval left it
         runtime.slack.ephemeral(plan.channel, user, approval_wording.counted(counted, fix), thread_ts=thread.ensure())
         return f"approved {tally.counted}"
+    metrics.approval_decided(kind.value, (at or time.time()) - plan.created_at)
     if kind is EventKind.APPROVAL:
         runtime.dispatcher.submit_apply(plan.id, f"apply {plan.words} ({plan.incident}, {plan.id})", plan.vm)
     else:
@@ -319,6 +320,7 @@ def expire(runtime: Runtime, plan_id: str) -> str:
     fix = runtime.registry.fixes[plan.fix]
     runtime.sealed.discard(plan.secret)
     runtime.store.record(plan.incident, EventKind.EXPIRY, None, plan=plan.id, fix=fix.name, source="timer")
+    metrics.approval_decided(EventKind.EXPIRY.value, time.time() - plan.created_at)
     thread = Thread(runtime, plan.incident)
     _decided(runtime, thread, plan, fix)
     thread.post(approval_wording.expired(plan, fix), kind=None)

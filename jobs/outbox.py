@@ -39,7 +39,7 @@ from redis.exceptions import LockError
 from slack_sdk.errors import SlackApiError
 
 from bot import render
-from bot.contract import KEY_PREFIX, RESULT_TTL_S
+from bot.contract import KEY_PREFIX, OUTBOX_DUE_KEY, RESULT_TTL_S, outbox_key
 from bot.incidents import EventKind
 from bot.redis_conn import text as as_text
 from bot.wording import incident as incident_wording
@@ -47,8 +47,7 @@ from jobs.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-DUE = f"{KEY_PREFIX}:outbox-due"
-"""A sorted set: each incident with entries waiting, scored by when its head is next tried."""
+DUE = OUTBOX_DUE_KEY
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 GIVE_UP_AFTER_S = 24 * 3600.0
@@ -77,7 +76,7 @@ def plan_ref(plan_id: str) -> str:
 
 
 def _box(incident: str) -> str:
-    return f"{KEY_PREFIX}:outbox:{incident or 'none'}"
+    return outbox_key(incident)
 
 
 def _order(incident: str) -> str:

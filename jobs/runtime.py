@@ -15,6 +15,7 @@ from bot.diagnoses import DiagnosisStore
 from bot.dispatch import Dispatcher
 from bot.errors import SettingsError
 from bot.incidents import IncidentStore, Limits
+from bot.logs import in_context, job_fields
 from bot.plans import PlanStore, approvals_problem
 from bot.policy import GroupCache, Policy
 from bot.sealed import SealedStore
@@ -101,4 +102,5 @@ class TaskJob(Job):
         runtime = self.runtime
         if vm and runtime.settings.find_vm(vm):
             runtime = runtime.for_vm(vm)
-        return partial(task, runtime)
+        # Every line logged while it runs says which job, incident, plan and VM (NEXY_LOG_FORMAT=json).
+        return in_context(partial(task, runtime), job_fields(self.id, self.args, self.kwargs, runtime.settings.vm_name))

@@ -27,6 +27,7 @@ import threading
 import time
 from enum import Enum
 
+from bot import metrics
 from bot.contract import KEY_PREFIX, WATCH_SOURCE, WorkItem
 from bot.errors import IncidentLimitError
 from bot.incidents import EventKind, IncidentStatus
@@ -109,6 +110,7 @@ class Watch:
         state = VMWatch.load(redis, name)
         report = probe(settings.nexy_health_urls, settings.nexy_health_timeout_s, settings.nexy_expected_version)
         problem = problem_of(report)
+        metrics.watch_probe(name, failed=bool(problem))
         state.last_probe_at = now
         incident = store.get(state.incident) if state.incident else None
         if incident is None or incident.status is not IncidentStatus.OPEN:

@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     try:
         settings = load_settings()
+        if args.process != "audit":
+            _observe(settings, args.process)
         if args.process == "web":
             return _web(settings, args.child)
         if args.process == "socket":
@@ -225,6 +227,12 @@ def _leave_redis(settings: Settings, say: Callable[[str], None] | None) -> None:
         say(f"redis-server stopped (its data stays under {settings.nexy_data_dir}/redis)")
 
 
+def _observe(settings: Settings, process: str) -> None:
+    from nexy.metrics import setup
+
+    setup(settings, process)
+
+
 def _web(settings: Settings, child: bool) -> int:
     from nexy.web import serve
 
@@ -247,6 +255,8 @@ def _worker(
     from nexy.workers import where
 
     redis_label = check_redis(settings, None if child else say)
+    if not child:
+        _metrics_port(settings, say)
     if vm is not None:  # one VM of the inventory: its queue only, from any host sharing the Redis
         known = settings.find_vm(vm)
         if known is None:
@@ -273,6 +283,15 @@ def _worker(
     return supervise(
         children, [workers.stage(settings, names)], say, running=lambda: workers.running_command(redis, settings)
     )
+
+
+def _metrics_port(settings: Settings, say: Callable[[str], None]) -> None:
+    from bot.redis_conn import connect
+    from nexy.metrics import serve_worker_port
+
+    where = serve_worker_port(settings, connect(settings))
+    if where:
+        say(f"metrics on {where}")
 
 
 def _audit_verify(settings: Settings, incident: str, head: str) -> int:

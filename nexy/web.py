@@ -21,6 +21,7 @@ from bot.settings import Settings
 from bot.slack_client import web_client
 from handlers.app import create_app
 from handlers.guard import MAX_BODY_BYTES, RequestGuard
+from nexy.metrics import gunicorn_hooks, instrumented
 from nexy.processes import announcer
 from nexy.redis import Patience, connect, durability_warnings, label
 from nexy.registry import build_registry
@@ -55,7 +56,7 @@ def wsgi_app(settings: Settings, registry: Registry) -> Callable:
                 return [payload]
         return bolt(environ, start_response)
 
-    return application
+    return instrumented(application, settings, redis, EVENTS_PATH)
 
 
 def _guarded(guard: RequestGuard, environ: dict) -> tuple[str, bytes] | None:
@@ -190,4 +191,5 @@ def serve(
     options["when_ready"] = lambda _server: say(ready)
     if app_factory is None:
         app_factory = functools.partial(wsgi_app, registry=build_registry())
+    options.update(gunicorn_hooks())
     _Gunicorn(settings, options, app_factory).run()
