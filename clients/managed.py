@@ -72,14 +72,21 @@ class ManagedRunCommands:
 
     def run(self, script: Script, watch: RunWatch | None = None) -> RunResult:
         started = time.monotonic()
-        name = resource_name(script)
-        self._create(name, script)
-        if watch is not None:
-            watch.accepted(TOKEN_PREFIX + name)
+        name = self.start(script, watch).removeprefix(TOKEN_PREFIX)
         try:
             return self._follow(name, script.name, started, watch)
         finally:
             self._delete(name)
+
+    def start(self, script: Script, watch: RunWatch | None = None) -> str:
+        """Create the run command (the script starts on the VM) and return its continuation token;
+        `watch` is told the token first. Nothing follows or deletes it: `run` and `resume` do."""
+        name = resource_name(script)
+        self._create(name, script)
+        token = TOKEN_PREFIX + name
+        if watch is not None:
+            watch.accepted(token)
+        return token
 
     def resume(self, script_name: str, token: str, watch: RunWatch | None = None) -> RunResult:
         """Read again a managed run-command accepted earlier (by a worker now gone), then delete it."""

@@ -4,7 +4,6 @@ are the action path's, and the run command resource is deleted after every run."
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from bot.errors import AccessError, ConflictError, ExecutorError, ExecutorFailure
 from bot.registry import REGISTRY
 from clients.executors import AzureExecutor
-from clients.managed import TOKEN_PREFIX
+from clients.managed import TOKEN_PREFIX, ManagedRunCommands
 from clients.runcommand import Script
 from jobs.context import verify_parameters, vm_parameters
 from runbook.api_key import ApiKey
@@ -116,23 +115,16 @@ def test_a_run_past_the_timeout_is_stopped_and_deleted(vm_settings, azure):
     assert _left(azure) == []
 
 
-def test_resume_reads_the_same_run_and_sends_nothing_to_the_vm(vm_settings, azure):
-    """A second worker resuming with the managed token reads the run's result without a second PUT."""
+def test_resume_reads_a_run_whose_worker_died_and_sends_nothing_to_the_vm(vm_settings, azure):
+    """A run started by a worker that died right after Azure accepted it: resuming with its token reads its
+    result from the instance view and deletes the resource, without a second PUT."""
     settings = vm_settings()
-    azure.delay_s = 1.0
-    watch, outcomes = Watch(), []
-    first = threading.Thread(target=lambda: outcomes.append(
-        AzureExecutor(settings).run_protected(Script("noop", secrets=(("NEXY_TOKEN", "s3cr3t-value"),)), watch)))
-    first.start()
-    try:
-        for _ in range(500):
-            if watch.tokens:
-                break
-            threading.Event().wait(0.01)
-        resumed = AzureExecutor(settings).resume("noop", watch.tokens[0])
-    finally:
-        first.join(30)
+    azure.delay_s = 0.5
+    watch = Watch()
+    dead_worker = ManagedRunCommands(settings, AzureExecutor(settings).client)
+    token = dead_worker.start(Script("noop", secrets=(("NEXY_TOKEN", "s3cr3t-value"),)), watch)
+    assert watch.tokens == [token] and _left(azure) == [token.removeprefix(TOKEN_PREFIX)]
+    resumed = AzureExecutor(settings).resume("noop", token, watch)
     assert resumed.exit_code == 0 and resumed.facts == {"ok": "yes"}
-    assert outcomes and outcomes[0].facts == {"ok": "yes"}
     assert [m for m, *_ in azure.bodies if m in ("PUT", "POST")] == ["PUT"]
     assert _left(azure) == []
