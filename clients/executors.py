@@ -1,6 +1,7 @@
 """Executors: where a script runs. One interface, two implementations.
 
-- `AzureExecutor`: Azure VM Run Command (`virtual_machines.begin_run_command`, RunShellScript).
+- `AzureExecutor`: Azure VM Run Command (`virtual_machines.begin_run_command`, RunShellScript);
+  `run_protected` runs a script with secrets as a managed run command instead (`clients.managed`).
 - `LocalExecutor`: bash on this host, for a bot installed on the VM itself.
 
 Both run the same rendered script and return a `RunResult` read from the wrapper's summary.
@@ -25,6 +26,7 @@ from clients.runcommand import AZURE_OUTPUT_LIMIT, RunResult, Script, parse, spl
 if TYPE_CHECKING:  # the SDK is imported where used: importing this module loads none of it
     from azure.core.exceptions import HttpResponseError
     from azure.core.polling import LROPoller
+    from clients.managed import ManagedRunCommands
 
 LOCAL_TIMEOUT_S = 90 * 60
 """The local executor gives a script as long as Azure would (90 minutes)."""
@@ -54,8 +56,13 @@ class AzureExecutor:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.client = compute_client(settings)
+        self._managed_runs: ManagedRunCommands | None = None
 
     def run(self, script: Script, watch: RunWatch | None = None) -> RunResult:
+        """Run a script as an action Run Command; one that carries a secret (`fix api-key`'s key) runs as a
+        managed Run Command instead, the secret a protected parameter: never in an action's `parameters`."""
+        if script.secrets:
+            return self.run_protected(script, watch)
         from azure.core.exceptions import (
             ClientAuthenticationError,
             HttpResponseError,
@@ -81,7 +88,7 @@ class AzureExecutor:
             code = ExecutorFailure.FORBIDDEN if exc.status_code == 403 else ExecutorFailure.AUTH
             raise AccessError(code, status=exc.status_code or 401) from None
         except HttpResponseError as exc:
-            raise _classify(exc) from None
+            raise classify(exc) from None
         except ServiceRequestError as exc:  # nothing was sent: the command did not start
             raise ExecutorError(
                 ExecutorFailure.UNREACHABLE, redact(str(exc))[:200], where=self.settings.azure_arm_url
@@ -92,11 +99,27 @@ class AzureExecutor:
             watch.accepted(poller.continuation_token())
         return self._follow(script.name, poller, started, watch)
 
+    def run_protected(self, script: Script, watch: RunWatch | None = None) -> RunResult:
+        """Run a script whose secrets must never be action Run Command parameters: as a managed run
+        command, the secrets its `protectedParameters` (`clients.managed`); same result, same errors."""
+        return self._managed().run(script, watch)
+
+    def _managed(self) -> ManagedRunCommands:
+        from clients.managed import ManagedRunCommands  # imported when first used
+
+        if self._managed_runs is None:
+            self._managed_runs = ManagedRunCommands(self.settings, self.client)
+        return self._managed_runs
+
     def resume(self, script_name: str, token: str, watch: RunWatch | None = None) -> RunResult:
         """Poll again a run-command Azure accepted earlier (by another worker, now gone): nothing is
-        sent to the VM, only its operation is read."""
+        sent to the VM, only its operation (or a managed run command's instance view) is read."""
         from azure.mgmt.compute.models import RunCommandInput
 
+        from clients.managed import is_managed_token
+
+        if is_managed_token(token):
+            return self._managed().resume(script_name, token, watch)
         poller = self.client.virtual_machines.begin_run_command(
             self.settings.azure_resource_group,
             self.settings.azure_vm_name,
@@ -132,7 +155,8 @@ class AzureExecutor:
         return parse(script_name, stdout, stderr, limit=AZURE_OUTPUT_LIMIT, duration_s=time.monotonic() - started)
 
 
-def _classify(exc: HttpResponseError) -> Exception:
+def classify(exc: HttpResponseError) -> Exception:
+    """An HTTP error from ARM before a run-command started, as the error the engine handles."""
     status = exc.status_code
     code = getattr(getattr(exc, "error", None), "code", None) or ""
     text = redact(str(getattr(getattr(exc, "error", None), "message", None) or exc.message or exc))[:300]

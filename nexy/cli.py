@@ -286,8 +286,8 @@ def _worker(
 
 
 def _metrics_port(settings: Settings, say: Callable[[str], None]) -> None:
-    from bot.redis_conn import connect
     from nexy.metrics import serve_worker_port
+    from nexy.redis import connect
 
     where = serve_worker_port(settings, connect(settings))
     if where:

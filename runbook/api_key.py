@@ -2,7 +2,7 @@
 
 The key is typed in a Slack modal (never in the channel), sealed until the apply
 (`bot/sealed.py`), smoke-tested against Gemini when the plan is made (from the worker) and again
-on the VM before anything changes, and sent to the VM as a run-command parameter, never inside
+on the VM before anything changes, and sent to the VM as a managed Run Command's protected parameter, never inside
 the script text. Plan: `api_key_plan.sh` (the guardrails, a fingerprint of config.env, whether it
 already holds this key). Apply: `api_key_apply.sh` (smoke test, the key replaced in place,
 restart under the 0.1 preflight, verify the journal is free of both symptoms).
@@ -27,7 +27,8 @@ class ApiKey(Fix):
 
     the new key is typed in a private Slack form (never in the channel), smoke-tested against Gemini
     (`NEXY_GEMINI_URL`) before any plan, sealed until the apply (with `NEXY_SEAL_KEY` or the generated
-    `NEXY_DATA_DIR/seal.key`) and sent to the VM as a run-command parameter, never in the script text and never on a
+    `NEXY_DATA_DIR/seal.key`) and sent to the VM as a protected parameter of a managed Run Command (never an action
+    Run Command's parameters), never in the script text and never on a
     VM command line (the scripts compare and write it with bash builtins; curl reads its header from stdin);
     forgotten and its seal deleted once the plan is applied, rejected, superseded or expired; apply: a smoke test
     from the VM before any change, the key replaced in place (no temporary copy of `config.env`), restart under the
@@ -54,7 +55,7 @@ class ApiKey(Fix):
         title="New Gemini API key",
         label="GEMINI_API_KEY",
         hint=(
-            "It is never posted: it goes to the VM as a run-command parameter after a smoke test, "
+            "It is never posted: it goes to the VM as a protected run-command parameter after a smoke test, "
             "and the plan waits for an approver."
         ),
         pattern=KEY_SHAPE,

@@ -25,6 +25,27 @@ ResourceNotFound, 409 Conflict "Run command extension execution is in progress. 
 completion before invoking a run command." while a run command runs on that VM, or for the next
 `busy(rg, vm, times)` run commands (also `vm.run_command_busy`, set by ``vm.break_("run-command-busy")``).
 
+The managed Run Command API (``virtual_machine_run_commands``), on the same VMs and run the same way
+(`SimulatedVM.run_script`, in the handler's own download directory):
+``PUT .../virtualMachines/{vm}/runCommands/{name}?api-version=...`` (create or update)
+  body ``{"location", "properties": {"source": {"script"}, "parameters", "protectedParameters",
+  "asyncExecution", "timeoutInSeconds", "treatFailureAsDeploymentFailure", ...}}`` -> 201 (200 when
+  the name exists: it runs again) with the resource (``provisioningState`` Creating/Updating) and an
+  ``Azure-AsyncOperation`` URL that reads InProgress until provisioning ends: when the script ends, or
+  as soon as it starts with ``asyncExecution``. Named parameters, protected ones too, reach the script
+  as environment variables (never in its text), as the Linux RunCommandHandler sets them. Provisioning
+  then says Succeeded, or Failed when ``treatFailureAsDeploymentFailure`` and the script did not succeed.
+``GET .../runCommands/{name}`` (``$expand=instanceView`` adds ``instanceView``: ``executionState``
+  Pending, Running, Succeeded, Failed (exit code not 0), TimedOut (past ``timeoutInSeconds``) or
+  Canceled (deleted while running), ``exitCode``, ``output`` and ``error`` (each its last 4,096 bytes),
+  ``startTime``, ``endTime``, ``executionMessage``); ``GET .../runCommands`` lists them.
+``DELETE .../runCommands/{name}`` -> 202 with a ``Location`` to poll (204 when there is none); a
+  script still running is killed first. Permissions ``virtualMachines/runCommands/write`` and
+  ``/delete`` (403 otherwise). ``protectedParameters`` and ``runAsPassword`` are never answered.
+One run command at a time per VM, whichever API started it: a PUT or a POST while another runs is
+409 Conflict (stricter than Azure, whose managed run commands may run side by side; the bot never
+runs two at once). Every request body is kept as received in `bodies`.
+
 Also ``GET .../virtualMachines/{vm}`` (the VM model, ``$expand=instanceView`` adds the instance view),
 ``GET .../virtualMachines/{vm}/instanceView``, and the caller's own permissions on the VM, as ARM's
 Permissions - List For Resource answers them:
@@ -36,8 +57,11 @@ changes them).
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import threading
 import time
 import uuid
@@ -54,9 +78,16 @@ CONFLICT_MESSAGE = ("Run command extension execution is in progress. "
 _VM_PATH = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute/"
     r"virtualMachines/(?P<vm>[^/]+)"
-    r"(?P<action>/runCommand|/instanceView|/providers/Microsoft\.Authorization/permissions)?/?$", re.IGNORECASE)
+    r"(?P<action>/runCommand|/instanceView|/providers/Microsoft\.Authorization/permissions"
+    r"|/runCommands(?:/(?P<run_command>[^/]+))?)?/?$", re.IGNORECASE)
 
 RUN_COMMAND_ACTION = "Microsoft.Compute/virtualMachines/runCommand/action"
+RUN_COMMANDS_WRITE = "Microsoft.Compute/virtualMachines/runCommands/write"
+RUN_COMMANDS_DELETE = "Microsoft.Compute/virtualMachines/runCommands/delete"
+EXECUTION_STATES = ("Unknown", "Pending", "Running", "Failed", "Succeeded", "TimedOut", "Canceled")
+"""A managed run command's `instanceView.executionState`, as the Linux handler reports it."""
+MANAGED_DEFAULT_TIMEOUT_S = 90 * 60
+"""How long a managed run command with no `timeoutInSeconds` (or 0) may run here (Azure: no limit)."""
 CLIENT_ID = "5f0c1e52-7d2b-4c1a-9a4e-0d9d5e1b7c3a"
 """The emulated identity's object id, as ARM names it in an AuthorizationFailed message."""
 
@@ -98,6 +129,16 @@ def tail(data: bytes, limit: int = OUTPUT_TAIL_BYTES) -> str:
     return data[-limit:].decode("utf-8", errors="replace")
 
 
+def _arm_error(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def _kill(proc) -> None:
+    """Stop a script and everything it started (its own process group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int((ts % 1) * 1e7):07d}+00:00"
 
@@ -109,7 +150,38 @@ class _Operation:
         self.start = start
         self.end: float | None = None
         self.result: dict | None = None
+        self.error: dict | None = None
+        """An operation that ended Failed: ARM's ``{"code", "message"}``."""
         self.done = threading.Event()
+
+    def finish(self, result: dict | None = None, error: dict | None = None) -> None:
+        if not self.done.is_set():
+            self.result, self.error, self.end = result, error, time.time()
+            self.done.set()
+
+
+class _RunCommand:
+    """One managed run command resource (``virtualMachines/{vm}/runCommands/{name}``) and its last run."""
+
+    def __init__(self, name: str, entry: _VM, location: str):
+        self.name = name
+        self.entry = entry
+        self.location = location
+        self.tags: dict = {}
+        self.properties: dict = {}
+        """What the caller sent, less `protectedParameters` and `runAsPassword`: those are never answered."""
+        self.protected: list[tuple[str, str]] = []
+        self.provisioning_state = "Creating"
+        self.execution_state = "Pending"
+        self.execution_message = ""
+        self.exit_code = 0
+        self.output = ""
+        self.error = ""
+        self.start: float | None = None
+        self.end: float | None = None
+        self.process = None
+        self.canceled = False
+        self.finished = threading.Event()
 
 
 class _VM:
@@ -144,6 +216,10 @@ class AzureEmulator:
         """One entry a run command refused with 409."""
         self.requests: list[tuple[str, str, int]] = []
         """Every request answered: (method, path with query, status)."""
+        self.bodies: list[tuple[str, str, str]] = []
+        """Every request received, with its body as sent: (method, path with query, body text; "" without one)."""
+        self.answers: list[tuple[str, str, int, str]] = []
+        """Every answer sent, with its body: (method, path with query, status, body text; "" without one)."""
         self.permissions: list[dict] = []
         """What the permissions list answers for the caller on any VM: one entry a role (see `set_permissions`)."""
         self.set_permissions(VIRTUAL_MACHINE_CONTRIBUTOR_ACTIONS)
@@ -152,6 +228,7 @@ class AzureEmulator:
         self._busy: dict[tuple[str, str], int] = {}
         self._running: dict[tuple[str, str], int] = {}
         self._operations: dict[str, _Operation] = {}
+        self._run_commands: dict[tuple[str, str, str], _RunCommand] = {}
         self._faults = FaultSwitch(("drop", "5xx"))
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -233,20 +310,36 @@ class AzureEmulator:
 
     # ----------------------------------------------------------------- run commands
 
+    def _claim(self, key: tuple[str, str], api: str) -> bool:
+        """Whether a run command may start on the VM now (then it counts as running); False: 409.
+        One at a time per VM, whichever API started it (caller holds the lock)."""
+        entry = self._vms[key]
+        busy = self._busy.get(key, 0)
+        if busy > 0 or entry.vm.run_command_busy > 0 or self._running.get(key, 0) > 0:
+            if busy > 0:
+                self._busy[key] = busy - 1
+            elif entry.vm.run_command_busy > 0 and not self._running.get(key):
+                entry.vm.run_command_busy -= 1
+            self.conflicts.append({"resource_group": entry.resource_group, "vm": entry.name, "time": time.time(),
+                                   "api": api})
+            return False
+        self._running[key] = self._running.get(key, 0) + 1
+        self.max_concurrency[key] = max(self.max_concurrency.get(key, 0), self._running[key])
+        self.run_count[key] = self.run_count.get(key, 0) + 1
+        return True
+
+    def _operation_headers(self, entry: _VM, op: _Operation, api_version: str) -> tuple[str, str]:
+        """The Azure-AsyncOperation and Location (monitor) URLs of an operation, shaped as ARM's."""
+        base = (f"{self.url}/subscriptions/{self.subscription_id}/providers/Microsoft.Compute/locations/"
+                f"{entry.location}/operations/{op.id}")
+        query = f"p={entry.vm_id}&api-version={api_version}"
+        return f"{base}?{query}", f"{base}?{query}&monitor=true"
+
     def _accept(self, key: tuple[str, str], body: dict, api_version: str) -> tuple[int, dict, dict]:
         entry = self._vms[key]
         with self._lock:
-            busy = self._busy.get(key, 0)
-            if busy > 0 or entry.vm.run_command_busy > 0 or self._running.get(key, 0) > 0:
-                if busy > 0:
-                    self._busy[key] = busy - 1
-                elif entry.vm.run_command_busy > 0 and not self._running.get(key):
-                    entry.vm.run_command_busy -= 1
-                self.conflicts.append({"resource_group": entry.resource_group, "vm": entry.name, "time": time.time()})
+            if not self._claim(key, "action"):
                 return 409, {"error": {"code": "Conflict", "message": CONFLICT_MESSAGE}}, {}
-            self._running[key] = self._running.get(key, 0) + 1
-            self.max_concurrency[key] = max(self.max_concurrency.get(key, 0), self._running[key])
-            self.run_count[key] = self.run_count.get(key, 0) + 1
             op = _Operation(str(uuid.uuid4()), key, time.time())
             self._operations[op.id] = op
         script = "\n".join(body.get("script") or [])
@@ -255,10 +348,8 @@ class AzureEmulator:
                                   name=f"run-command-{op.id[:8]}", daemon=True)
         self._workers = [w for w in self._workers if w.is_alive()] + [worker]
         worker.start()
-        base = f"{self.url}/subscriptions/{self.subscription_id}/providers/Microsoft.Compute/locations/{entry.location}/operations/{op.id}"
-        query = f"p={entry.vm_id}&api-version={api_version}"
-        headers = {"Azure-AsyncOperation": f"{base}?{query}", "Location": f"{base}?{query}&monitor=true",
-                   "Retry-After": str(self.retry_after)}
+        async_url, location = self._operation_headers(entry, op, api_version)
+        headers = {"Azure-AsyncOperation": async_url, "Location": location, "Retry-After": str(self.retry_after)}
         return 202, {}, headers
 
     def _run(self, op: _Operation, entry: _VM, script: str, parameters: list[tuple[str, str]], command_id) -> None:
@@ -284,6 +375,155 @@ class AzureEmulator:
                 "stdout": stdout, "stderr": stderr, "message": message, "start": op.start, "end": end,
             })
         op.done.set()
+
+    # ----------------------------------------------------------------- managed run commands
+
+    def run_command(self, resource_group: str, vm: str, name: str) -> _RunCommand | None:
+        """The managed run command resource of that name on the VM (None once deleted or never made)."""
+        return self._run_commands.get((resource_group.lower(), vm.lower(), name.lower()))
+
+    def _managed_put(self, key: tuple[str, str], name: str, payload: dict,
+                     api_version: str) -> tuple[int, dict, dict]:
+        entry = self._vms[key]
+        properties = payload.get("properties") if isinstance(payload.get("properties"), dict) else {}
+        if not payload.get("location"):
+            return 400, _arm_error("LocationRequired", "The location property is required for this definition."), {}
+        source = properties.get("source") if isinstance(properties.get("source"), dict) else {}
+        if not source.get("script"):
+            kinds = [k for k in ("scriptUri", "commandId", "galleryScriptReferenceId") if source.get(k)]
+            message = (f"The emulator runs inline scripts only (properties.source.script), not {kinds[0]}." if kinds
+                       else "Required parameter 'properties.source' is missing or has no script.")
+            return 400, _arm_error("InvalidParameter", message), {}
+        named = [(str(p.get("name") or ""), str(p.get("value") or "")) for p in properties.get("parameters") or []]
+        protected = [(str(p.get("name") or ""), str(p.get("value") or ""))
+                     for p in properties.get("protectedParameters") or []]
+        timeout_s = int(properties.get("timeoutInSeconds") or 0)
+        with self._lock:
+            existing = self._run_commands.get((*key, name.lower()))
+            if not self._claim(key, "managed"):
+                return 409, _arm_error("Conflict", CONFLICT_MESSAGE), {}
+            rc = _RunCommand(existing.name if existing else name, entry, str(payload["location"]))
+            rc.provisioning_state = "Updating" if existing else "Creating"
+            rc.tags = dict(payload.get("tags") or {})
+            rc.properties = {k: v for k, v in properties.items()
+                             if k not in ("protectedParameters", "runAsPassword", "provisioningState", "instanceView")}
+            rc.properties.setdefault("asyncExecution", False)
+            rc.properties.setdefault("treatFailureAsDeploymentFailure", False)
+            rc.properties.setdefault("timeoutInSeconds", 0)
+            rc.protected = protected
+            self._run_commands[(*key, name.lower())] = rc
+            op = _Operation(str(uuid.uuid4()), key, time.time())
+            self._operations[op.id] = op
+        worker = threading.Thread(
+            target=self._run_managed,
+            args=(rc, op, str(source["script"]), [*named, *protected], timeout_s or MANAGED_DEFAULT_TIMEOUT_S),
+            name=f"managed-run-command-{op.id[:8]}", daemon=True)
+        self._workers = [w for w in self._workers if w.is_alive()] + [worker]
+        worker.start()
+        async_url, _ = self._operation_headers(entry, op, api_version)
+        headers = {"Azure-AsyncOperation": async_url, "Retry-After": str(self.retry_after)}
+        return (200 if existing else 201), self._run_command_view(rc, expand=False), headers
+
+    def _run_managed(self, rc: _RunCommand, op: _Operation, script: str, parameters: list[tuple[str, str]],
+                     timeout_s: int) -> None:
+        """Run a managed run command as the Linux RunCommandHandler does: named parameters (protected
+        ones too) in the script's environment, never in its text; stdout and stderr each cut to their
+        last 4,096 bytes in the instance view; the state Succeeded, Failed (exit code not 0), TimedOut or
+        Canceled (deleted while it ran)."""
+        key = (rc.entry.resource_group.lower(), rc.entry.name.lower())
+        async_execution = bool(rc.properties.get("asyncExecution"))
+        with self._lock:
+            rc.execution_state, rc.start = "Running", time.time()
+            if async_execution:  # provisioning completes once the script starts
+                rc.provisioning_state = "Succeeded"
+        if async_execution:
+            op.finish()
+
+        def started(proc) -> None:
+            rc.process = proc
+            if rc.canceled:
+                _kill(proc)
+
+        code, stdout, stderr = -1, "", ""
+        if not rc.canceled:
+            try:
+                code, stdout, stderr = rc.entry.vm.run_script(
+                    script, (), timeout=timeout_s, environment={n: v for n, v in parameters if n},
+                    download=f"var/lib/waagent/run-command-handler/download/{rc.name}", started=started)
+            except Exception as exc:  # the handler itself failed: say so, like the agent would
+                code, stdout, stderr = -1, "", f"{type(exc).__name__}: {exc}"
+        ran_s = time.time() - rc.start
+        remaining = self.delay_s - ran_s
+        if remaining > 0 and not rc.canceled:
+            time.sleep(remaining)
+        if rc.canceled:
+            state, message = "Canceled", "The run command was deleted while it ran: its script was stopped."
+        elif code == 124 and ran_s >= timeout_s:
+            state, message = "TimedOut", f"The script did not finish within timeoutInSeconds ({timeout_s} s)."
+        else:
+            state, message = ("Succeeded", "") if code == 0 else ("Failed", f"The script exited with code {code}.")
+        failed = (bool(rc.properties.get("treatFailureAsDeploymentFailure")) and state != "Succeeded"
+                  and not async_execution)
+        end = time.time()
+        with self._lock:
+            rc.exit_code, rc.output, rc.error = code, tail(stdout.encode("utf-8")), tail(stderr.encode("utf-8"))
+            rc.execution_state, rc.execution_message, rc.end = state, message, end
+            if not async_execution:
+                rc.provisioning_state = "Failed" if failed else "Succeeded"
+            rc.process = None
+            self._running[key] -= 1
+            self.history.append({
+                "resource_group": rc.entry.resource_group, "vm": rc.entry.name, "operation_id": op.id,
+                "command_id": None, "api": "managed", "name": rc.name, "script": script,
+                "parameters": [(n, v) for n, v in parameters if (n, v) not in rc.protected],
+                "protected_parameters": [n for n, _ in rc.protected], "exit_code": code, "execution_state": state,
+                "stdout": stdout, "stderr": stderr, "message": message, "start": rc.start, "end": end,
+            })
+        op.finish(error=_arm_error("VMExtensionProvisioningError", message)["error"] if failed else None)
+        rc.finished.set()
+
+    def _managed_delete(self, key: tuple[str, str], name: str, api_version: str) -> tuple[int, dict | None, dict]:
+        """Delete a managed run command; one still running is stopped first (its state: Canceled)."""
+        with self._lock:
+            rc = self._run_commands.pop((*key, name.lower()), None)
+            if rc is None:
+                return 204, None, {}
+            op = _Operation(str(uuid.uuid4()), key, time.time())
+            self._operations[op.id] = op
+            running = not rc.finished.is_set()
+            if running:
+                rc.canceled = True
+        if running and rc.process is not None:
+            _kill(rc.process)
+
+        def finish() -> None:
+            rc.finished.wait(30)
+            op.finish()
+
+        worker = threading.Thread(target=finish, name=f"delete-run-command-{op.id[:8]}", daemon=True)
+        self._workers = [w for w in self._workers if w.is_alive()] + [worker]
+        worker.start()
+        _, location = self._operation_headers(self._vms[key], op, api_version)
+        return 202, None, {"Location": location, "Retry-After": str(self.retry_after)}
+
+    def _run_command_view(self, rc: _RunCommand, expand: bool) -> dict:
+        """The resource as ARM answers it: what was sent, less the protected parameters and the password."""
+        with self._lock:
+            properties = {**rc.properties, "provisioningState": rc.provisioning_state}
+            if expand:
+                view: dict = {"executionState": rc.execution_state, "executionMessage": rc.execution_message,
+                              "exitCode": rc.exit_code, "output": rc.output, "error": rc.error, "statuses": []}
+                if rc.start is not None:
+                    view["startTime"] = _iso(rc.start)
+                if rc.end is not None:
+                    view["endTime"] = _iso(rc.end)
+                properties["instanceView"] = view
+        body = {"name": rc.name, "id": f"{self._vm_id(rc.entry)}/runCommands/{rc.name}",
+                "type": "Microsoft.Compute/virtualMachines/runCommands", "location": rc.location,
+                "properties": properties}
+        if rc.tags:
+            body["tags"] = rc.tags
+        return body
 
     # ----------------------------------------------------------------- models
 
@@ -358,6 +598,7 @@ class AzureEmulator:
             def _send(self, status: int, body: dict | None, headers: dict | None = None) -> None:
                 data = json.dumps(body).encode() if body is not None else b""
                 emu.requests.append((self.command, self.path, status))
+                emu.answers.append((self.command, self.path, status, data.decode("utf-8")))
                 self.send_response(status)
                 request_id = str(uuid.uuid4())
                 self.send_header("x-ms-request-id", request_id)
@@ -395,7 +636,8 @@ class AzureEmulator:
                 return True
 
             def _route(self, method: str) -> None:
-                body = self._read_body() if method == "POST" else b""
+                body = self._read_body()
+                emu.bodies.append((method, self.path, body.decode("utf-8", errors="replace")))
                 fault = emu._fault_now()
                 if fault == "drop":  # the connection closes without an answer, as in an outage
                     self.close_connection = True
@@ -432,18 +674,15 @@ class AzureEmulator:
                                        f"'{rg}' was not found. For more details please go to "
                                        "https://aka.ms/ARMResourceNotFoundFix")
                 entry = emu._vms[key]
+                if action.startswith("/runcommands"):
+                    return self._managed(method, key, match.group("run_command"), body, query, api_version)
                 if action == "/runcommand" and method == "POST":
                     try:
                         payload = json.loads(body or b"{}")
                     except json.JSONDecodeError as exc:
                         return self._error(400, "InvalidRequestContent", f"The request content was invalid: {exc}")
                     if not emu.allows(RUN_COMMAND_ACTION):
-                        scope = emu._vm_id(entry)
-                        return self._error(
-                            403, "AuthorizationFailed",
-                            f"The client '{CLIENT_ID}' with object id '{CLIENT_ID}' does not have authorization to "
-                            f"perform action '{RUN_COMMAND_ACTION}' over scope '{scope}' or the scope is invalid. If "
-                            "access was recently granted, please refresh your credentials.")
+                        return self._forbidden(RUN_COMMAND_ACTION, emu._vm_id(entry))
                     command = str(payload.get("commandId") or "")
                     if not command:
                         return self._error(400, "InvalidParameter", "Required parameter 'commandId' is missing (null).")
@@ -459,6 +698,52 @@ class AzureEmulator:
                     return self._send(200, emu._vm_model(entry, query.get("$expand")))
                 return self._error(405, "MethodNotAllowed", f"The method '{method}' is not allowed here.")
 
+            def _forbidden(self, action: str, scope: str) -> None:
+                return self._error(
+                    403, "AuthorizationFailed",
+                    f"The client '{CLIENT_ID}' with object id '{CLIENT_ID}' does not have authorization to "
+                    f"perform action '{action}' over scope '{scope}' or the scope is invalid. If "
+                    "access was recently granted, please refresh your credentials.")
+
+            def _managed(self, method: str, key: tuple[str, str], name: str | None, body: bytes, query: dict,
+                         api_version: str) -> None:
+                """``.../virtualMachines/{vm}/runCommands[/{name}]``: the managed Run Command API."""
+                entry = emu._vms[key]
+                expand = (query.get("$expand") or "").lower() == "instanceview"
+                if name is None:
+                    if method != "GET":
+                        return self._error(405, "MethodNotAllowed", f"The method '{method}' is not allowed here.")
+                    names = sorted(k for k in emu._run_commands if k[:2] == key)
+                    return self._send(200, {"value": [emu._run_command_view(emu._run_commands[k], expand)
+                                                      for k in names if k in emu._run_commands]})
+                scope = f"{emu._vm_id(entry)}/runCommands/{name}"
+                if method == "GET":
+                    rc = emu.run_command(*key, name)
+                    if rc is None:
+                        return self._error(
+                            404, "ResourceNotFound",
+                            f"The Resource 'Microsoft.Compute/virtualMachines/{entry.name}/runCommands/{name}' under "
+                            f"resource group '{entry.resource_group}' was not found. For more details please go to "
+                            "https://aka.ms/ARMResourceNotFoundFix")
+                    return self._send(200, emu._run_command_view(rc, expand))
+                if method == "PUT":
+                    try:
+                        payload = json.loads(body or b"{}")
+                    except json.JSONDecodeError as exc:
+                        return self._error(400, "InvalidRequestContent", f"The request content was invalid: {exc}")
+                    if not isinstance(payload, dict):
+                        return self._error(400, "InvalidRequestContent", "The request content was invalid.")
+                    if not emu.allows(RUN_COMMANDS_WRITE):
+                        return self._forbidden(RUN_COMMANDS_WRITE, scope)
+                    status, out, headers = emu._managed_put(key, name, payload, api_version)
+                    return self._send(status, out, headers)
+                if method == "DELETE":
+                    if not emu.allows(RUN_COMMANDS_DELETE):
+                        return self._forbidden(RUN_COMMANDS_DELETE, scope)
+                    status, out, headers = emu._managed_delete(key, name, api_version)
+                    return self._send(status, out, headers)
+                return self._error(405, "MethodNotAllowed", f"The method '{method}' is not allowed here.")
+
             def _operation(self, op_id: str, monitor: bool) -> None:
                 op = emu._operations.get(op_id)
                 if op is None:
@@ -470,8 +755,13 @@ class AzureEmulator:
                     return self._send(200, {"startTime": _iso(op.start), "status": "InProgress", "name": op.id})
                 if monitor:
                     return self._send(200, op.result)
-                return self._send(200, {"startTime": _iso(op.start), "endTime": _iso(op.end or op.start),
-                                        "status": "Succeeded", "properties": {"output": op.result}, "name": op.id})
+                answer: dict = {"startTime": _iso(op.start), "endTime": _iso(op.end or op.start),
+                                "status": "Failed" if op.error else "Succeeded", "name": op.id}
+                if op.error:
+                    answer["error"] = op.error
+                elif op.result is not None:
+                    answer["properties"] = {"output": op.result}
+                return self._send(200, answer)
 
             def do_GET(self) -> None:  # noqa: N802
                 self._route("GET")
@@ -484,5 +774,8 @@ class AzureEmulator:
 
             def do_DELETE(self) -> None:  # noqa: N802
                 self._route("DELETE")
+
+            def do_PATCH(self) -> None:  # noqa: N802
+                self._route("PATCH")
 
         return Handler

@@ -517,7 +517,9 @@ class SimulatedVM:
     # ----------------------------------------------------------------- running things on the VM
 
     def run_script(self, script: str, parameters: list[tuple[str, str]] | tuple = (),
-                   timeout: float = 600) -> tuple[int, str, str]:
+                   timeout: float = 600, *, environment: dict[str, str] | None = None,
+                   download: str = "var/lib/waagent/run-command/download",
+                   started=None) -> tuple[int, str, str]:
         """Run `script` with bash on this VM, as Run Command's RunShellScript does.
 
         Like the Linux Run Command handler, the script is written to a numbered download directory
@@ -525,9 +527,13 @@ class SimulatedVM:
         going to files. Parameters are put at the top of the script the way Azure does it:
         ``export name1='v1' name2='v2'`` (names that are shell identifiers) then ``set -- 'v1' 'v2'``,
         so they reach the script both as environment variables and as $1, $2, ...
+        `environment` is how the managed Run Command handler passes named parameters (protected
+        ones too): set in the script's environment, never written into script.sh; `download` is
+        the handler's download directory under the VM's root; `started(proc)` is told the
+        script's process (its group can be killed: a managed run command deleted while it runs).
         Returns (exit code, stdout, stderr); a timeout kills the script's process group (exit 124).
         """
-        download = self.root / "var/lib/waagent/run-command/download"
+        download = self.root / download
         download.mkdir(parents=True, exist_ok=True)
         seq = 0
         while True:
@@ -543,8 +549,11 @@ class SimulatedVM:
         script_path.write_text(prelude + body + ("" if body.endswith("\n") else "\n"), encoding="utf-8")
         script_path.chmod(0o500)
         with open(workdir / "stdout", "wb") as out, open(workdir / "stderr", "wb") as err:
-            proc = subprocess.Popen(self._runner(script_path), cwd=workdir, env=self._script_env(),
+            proc = subprocess.Popen(self._runner(script_path), cwd=workdir,
+                                    env={**self._script_env(), **(environment or {})},
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+            if started is not None:
+                started(proc)
             try:
                 rc = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

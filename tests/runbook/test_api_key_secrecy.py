@@ -4,6 +4,7 @@ temporary file behind (no copy of the key or of config.env)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -16,6 +17,7 @@ from clients.runcommand import Script
 from jobs.context import verify_parameters, vm_parameters
 from runbook.api_key import ApiKey
 from sandbox.vm import new_gemini_key
+from tests.helpers import OPERATOR, approve, bot_messages, type_key
 
 FIX = ApiKey()
 
@@ -112,3 +114,29 @@ def test_an_apply_killed_midway_leaves_no_temporary_file(vm, vm_settings, tmp_pa
     run.wait(timeout=10)
     assert _left_in(tmp) == []
     assert (vm.app_dir / "config.env").read_text() == before
+
+
+def test_the_key_is_in_no_action_run_command_request(fix_settings, slack, work, vm, azure):
+    """`fix api-key` through the bot, planned, approved by two and applied: of every request body the Azure
+    emulator received, no action Run Command (POST .../runCommand) holds the key; the managed Run Commands
+    (PUT .../runCommands/...) hold it only as a protected parameter, and no answer holds it."""
+    vm.break_("api-key-expired")
+    key = new_gemini_key()
+    slack.slash_command("fix api-key", user=OPERATOR)
+    type_key(slack, key)
+    work(fix_settings)
+    plan = bot_messages(slack)[-1]
+    assert "0 of 2" in f"{plan.text}{plan.blocks}"
+    report = approve(slack, work, fix_settings, plan)
+    assert "Fixed and verified" in report and vm.gemini_key == key
+    actions = [body for method, path, body in azure.bodies if method == "POST" and "/runCommand?" in path]
+    managed = [body for method, path, body in azure.bodies if method == "PUT" and "/runCommands/" in path]
+    assert len(managed) == 2  # the plan and the apply, each a managed run command (the key is in both)
+    assert not [body for body in actions if key in body]
+    for body in managed:
+        if key in body:
+            sent = json.loads(body)["properties"]
+            assert [p["value"] for p in sent.get("protectedParameters", []) if p["value"] == key] == [key]
+            assert key not in json.dumps({k: v for k, v in sent.items() if k != "protectedParameters"})
+    assert any(key in body for body in managed)
+    assert not [answer for *_, answer in azure.answers if key in answer]

@@ -7,6 +7,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -20,12 +21,20 @@ from azure.core.exceptions import (
 )
 from azure.core.rest import HttpRequest
 from azure.mgmt.compute import ComputeManagementClient
-from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
+from azure.mgmt.compute.models import (
+    RunCommandInput,
+    RunCommandInputParameter,
+    VirtualMachineRunCommand,
+    VirtualMachineRunCommandProperties,
+    VirtualMachineRunCommandScriptSource,
+)
 
 from sandbox.azure_emulator import CONFLICT_MESSAGE, AzureEmulator
 from sandbox.vm import SimulatedVM
 
 RG, NAME = "NetworkWatcherRG", "Nexy"
+SECRET = "AIzaSyProtected0123456789abcdefghijklmn"
+FINAL = {"Succeeded", "Failed", "TimedOut", "Canceled"}
 
 
 class StaticToken:
@@ -272,3 +281,144 @@ def test_section_1_scenarios_refuse_run_command_as_arm_does(emu, scenario, statu
     assert answer.status_code == status and answer.json()["error"]["code"] == code
     emu.apply_scenario("healthy")
     assert httpx.get(f"{vm}?api-version=2024-07-01", headers=headers).status_code == 200
+
+
+# ----------------------------------------------------------------- managed run commands
+
+
+def managed(script: str, *, protected=(), params=(), async_execution=True, timeout_s=60, treat_failure=False):
+    """A managed run command resource as the SDK sends it (inline script, named parameters)."""
+    return VirtualMachineRunCommand(location="westeurope", properties=VirtualMachineRunCommandProperties(
+        source=VirtualMachineRunCommandScriptSource(script=script),
+        parameters=[RunCommandInputParameter(name=n, value=v) for n, v in params],
+        protected_parameters=[RunCommandInputParameter(name=n, value=v) for n, v in protected],
+        async_execution=async_execution, timeout_in_seconds=timeout_s,
+        treat_failure_as_deployment_failure=treat_failure))
+
+
+def create(client: ComputeManagementClient, name: str, command: VirtualMachineRunCommand):
+    """begin_create_or_update through the SDK's own LRO polling, to its final resource."""
+    return client.virtual_machine_run_commands.begin_create_or_update(
+        RG, NAME, name, command, enforce_https=False, polling_interval=0.02).result()
+
+
+def finished(client: ComputeManagementClient, name: str, timeout_s: float = 30):
+    """Poll the run command's instance view until its executionState is final."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        command = client.virtual_machine_run_commands.get_by_virtual_machine(
+            RG, NAME, name, expand="instanceView", enforce_https=False)
+        if command.properties.instance_view.execution_state in FINAL or time.monotonic() > deadline:
+            return command
+        time.sleep(0.02)
+
+
+def test_managed_run_command_create_poll_read_delete(client: ComputeManagementClient, emu: AzureEmulator,
+                                                     vm: SimulatedVM) -> None:
+    """PUT a run command with a protected parameter, read its output from the instance view, list it, delete
+    it; the secret reaches the script in its environment only and is in no answer and no file on the VM."""
+    script = 'echo "plain=$PLAIN length=${#NEW_KEY}"; echo "to stderr" >&2'
+    created = create(client, "nexy-rc-1", managed(script, protected=[("NEW_KEY", SECRET)], params=[("PLAIN", "p1")]))
+    assert created.properties.provisioning_state == "Succeeded"
+    assert created.properties.protected_parameters is None and created.properties.parameters[0].value == "p1"
+    done = finished(client, "nexy-rc-1")
+    view = done.properties.instance_view
+    assert (view.execution_state, view.exit_code, view.execution_message) == ("Succeeded", 0, "")
+    assert (view.output, view.error) == (f"plain=p1 length={len(SECRET)}\n", "to stderr\n")
+    assert view.start_time <= view.end_time
+    assert done.type == "Microsoft.Compute/virtualMachines/runCommands" and done.id.endswith(
+        f"/virtualMachines/{NAME}/runCommands/nexy-rc-1")
+    listed = list(client.virtual_machine_run_commands.list_by_virtual_machine(RG, NAME, enforce_https=False))
+    assert [c.name for c in listed] == ["nexy-rc-1"]
+    client.virtual_machine_run_commands.begin_delete(RG, NAME, "nexy-rc-1", enforce_https=False,
+                                                     polling_interval=0.02).result()
+    with pytest.raises(ResourceNotFoundError):
+        client.virtual_machine_run_commands.get_by_virtual_machine(RG, NAME, "nexy-rc-1", enforce_https=False)
+    assert list(client.virtual_machine_run_commands.list_by_virtual_machine(RG, NAME, enforce_https=False)) == []
+
+    [put] = [b for m, path, b in emu.bodies if m == "PUT"]
+    sent = json.loads(put)["properties"]
+    assert sent["protectedParameters"] == [{"name": "NEW_KEY", "value": SECRET}] and sent["asyncExecution"] is True
+    assert [a for a in emu.answers if SECRET in a[3]] == [] and len(emu.answers) >= 6
+    assert [(m, s) for m, _, s, _ in emu.answers if m in ("PUT", "DELETE")] == [("PUT", 201), ("DELETE", 202)]
+    [entry] = emu.history
+    assert entry["api"] == "managed" and entry["protected_parameters"] == ["NEW_KEY"]
+    written = list((vm.root / "var/lib/waagent/run-command-handler/download/nexy-rc-1").rglob("script.sh"))
+    assert written and all(SECRET not in p.read_text() for p in written)
+
+
+def test_managed_sync_execution_waits_and_reports_failures(client: ComputeManagementClient,
+                                                           emu: AzureEmulator) -> None:
+    """Without asyncExecution provisioning ends with the script; a non-zero exit is executionState Failed,
+    and with treatFailureAsDeploymentFailure the operation itself fails (provisioningState Failed)."""
+    emu.delay_s = 0.3
+    created = create(client, "sync", managed("echo partial; echo broke >&2; exit 3", async_execution=False))
+    assert created.properties.provisioning_state == "Succeeded"
+    view = client.virtual_machine_run_commands.get_by_virtual_machine(
+        RG, NAME, "sync", expand="instanceView", enforce_https=False).properties.instance_view
+    assert (view.execution_state, view.exit_code, view.output, view.error) == ("Failed", 3, "partial\n", "broke\n")
+    assert emu.history[-1]["end"] - emu.history[-1]["start"] >= 0.3
+
+    with pytest.raises(HttpResponseError) as caught:
+        create(client, "strict", managed("exit 4", async_execution=False, treat_failure=True))
+    assert "exited with code 4" in str(caught.value)
+    strict = client.virtual_machine_run_commands.get_by_virtual_machine(RG, NAME, "strict", enforce_https=False)
+    assert strict.properties.provisioning_state == "Failed"
+
+
+def test_managed_output_is_cut_to_the_last_4096_bytes(client: ComputeManagementClient) -> None:
+    """The instance view's output and error each keep only their last 4,096 bytes, as the Linux handler's."""
+    create(client, "noisy", managed('seq 1 3000; seq 1 2000 >&2; echo "SUMMARY rc=0"'))
+    view = finished(client, "noisy").properties.instance_view
+    full_out = "".join(f"{i}\n" for i in range(1, 3001)) + "SUMMARY rc=0\n"
+    full_err = "".join(f"{i}\n" for i in range(1, 2001))
+    assert view.output == full_out[-4096:] and view.error == full_err[-4096:]
+
+
+def test_managed_and_action_run_commands_conflict(client: ComputeManagementClient, emu: AzureEmulator) -> None:
+    """While an action run command runs, a managed one is 409 Conflict, and the other way round."""
+    emu.delay_s = 0.8
+    action = threading.Thread(target=run, args=(client, "echo action"))
+    action.start()
+    deadline = time.monotonic() + 10
+    while not emu.run_count.get((RG.lower(), NAME.lower())) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(ResourceExistsError) as caught:
+        create(client, "blocked", managed("echo never"))
+    assert caught.value.status_code == 409 and caught.value.error.code == "Conflict"
+    action.join(30)
+
+    create(client, "long", managed("sleep 1"))
+    with pytest.raises(ResourceExistsError):
+        run(client, "echo never")
+    assert finished(client, "long").properties.instance_view.execution_state == "Succeeded"
+    assert [c["api"] for c in emu.conflicts] == ["managed", "action"]
+    assert all("never" not in h["script"] for h in emu.history)
+    assert emu.max_concurrency[(RG.lower(), NAME.lower())] == 1
+
+
+def test_managed_timeout_and_delete_stop_the_script(client: ComputeManagementClient, emu: AzureEmulator) -> None:
+    """Past timeoutInSeconds the script is killed (TimedOut); a delete while it runs kills it (Canceled)."""
+    create(client, "slow", managed("echo begun; sleep 30", timeout_s=1))
+    view = finished(client, "slow").properties.instance_view
+    assert view.execution_state == "TimedOut" and view.output == "begun\n"
+    assert view.end_time - view.start_time < timedelta(seconds=10)
+
+    create(client, "doomed", managed("sleep 30"))
+    started = time.monotonic()
+    client.virtual_machine_run_commands.begin_delete(RG, NAME, "doomed", enforce_https=False,
+                                                     polling_interval=0.02).result()
+    assert time.monotonic() - started < 10 and emu.history[-1]["execution_state"] == "Canceled"
+    create(client, "after", managed("echo free"))  # the VM is free again: no 409
+    assert finished(client, "after").properties.instance_view.output == "free\n"
+
+
+def test_managed_needs_the_run_commands_write_permission(client: ComputeManagementClient,
+                                                         emu: AzureEmulator) -> None:
+    """The Reader role can read run commands but not create one: 403 AuthorizationFailed naming the action."""
+    emu.apply_scenario("azure-no-role")
+    with pytest.raises(HttpResponseError) as caught:
+        create(client, "denied", managed("echo never"))
+    assert caught.value.status_code == 403
+    assert "Microsoft.Compute/virtualMachines/runCommands/write" in caught.value.error.message
+    assert emu.history == []
