@@ -26,6 +26,7 @@ from clients.runcommand import AZURE_OUTPUT_LIMIT, RunResult, Script, parse, spl
 if TYPE_CHECKING:  # the SDK is imported where used: importing this module loads none of it
     from azure.core.exceptions import HttpResponseError
     from azure.core.polling import LROPoller
+
     from clients.managed import ManagedRunCommands
 
 LOCAL_TIMEOUT_S = 90 * 60
