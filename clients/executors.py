@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from bot.errors import AccessError, ConflictError, ExecutorError, ExecutorFailure
 from bot.redaction import redact
@@ -28,6 +29,8 @@ if TYPE_CHECKING:  # the SDK is imported where used: importing this module loads
     from azure.core.polling import LROPoller
 
     from clients.managed import ManagedRunCommands
+
+T = TypeVar("T")
 
 LOCAL_TIMEOUT_S = 90 * 60
 """The local executor gives a script as long as Azure would (90 minutes)."""
@@ -64,12 +67,6 @@ class AzureExecutor:
         managed Run Command instead, the secret a protected parameter: never in an action's `parameters`."""
         if script.secrets:
             return self.run_protected(script, watch)
-        from azure.core.exceptions import (
-            ClientAuthenticationError,
-            HttpResponseError,
-            ServiceRequestError,
-            ServiceResponseError,
-        )
         from azure.mgmt.compute.models import RunCommandInput, RunCommandInputParameter
 
         started = time.monotonic()
@@ -78,24 +75,15 @@ class AzureExecutor:
             script=script.lines(),
             parameters=[RunCommandInputParameter(name=k, value=v) for k, v in script.all_parameters],
         )
-        try:
-            poller = self.client.virtual_machines.begin_run_command(
+        poller = starting(
+            lambda: self.client.virtual_machines.begin_run_command(
                 self.settings.azure_resource_group,
                 self.settings.azure_vm_name,
                 command,
                 polling_interval=self.settings.nexy_azure_poll_s,
-            )
-        except ClientAuthenticationError as exc:
-            code = ExecutorFailure.FORBIDDEN if exc.status_code == 403 else ExecutorFailure.AUTH
-            raise AccessError(code, status=exc.status_code or 401) from None
-        except HttpResponseError as exc:
-            raise classify(exc) from None
-        except ServiceRequestError as exc:  # nothing was sent: the command did not start
-            raise ExecutorError(
-                ExecutorFailure.UNREACHABLE, redact(str(exc))[:200], where=self.settings.azure_arm_url
-            ) from None
-        except ServiceResponseError as exc:  # sent, but the answer was lost: it may be running
-            raise ExecutorError(ExecutorFailure.LOST, redact(str(exc))[:200]) from None
+            ),
+            self.settings,
+        )
         if watch is not None:
             watch.accepted(poller.continuation_token())
         return self._follow(script.name, poller, started, watch)
@@ -154,6 +142,30 @@ class AzureExecutor:
         first = result.value[0] if result.value else None
         stdout, stderr = split_message((first.message if first else None) or "")
         return parse(script_name, stdout, stderr, limit=AZURE_OUTPUT_LIMIT, duration_s=time.monotonic() - started)
+
+
+def starting(call: Callable[[], T], settings: Settings) -> T:
+    """`call()`, a request that starts a run-command (or reads what it needs first), its errors as the
+    engine handles them: a refused login or role, an ARM error, nothing sent (it did not start), or the
+    answer lost (it may be running). The action and the managed Run Command paths share it."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    try:
+        return call()
+    except ClientAuthenticationError as exc:
+        code = ExecutorFailure.FORBIDDEN if exc.status_code == 403 else ExecutorFailure.AUTH
+        raise AccessError(code, status=exc.status_code or 401) from None
+    except HttpResponseError as exc:
+        raise classify(exc) from None
+    except ServiceRequestError as exc:  # nothing was sent: the command did not start
+        raise ExecutorError(ExecutorFailure.UNREACHABLE, redact(str(exc))[:200], where=settings.azure_arm_url) from None
+    except ServiceResponseError as exc:  # sent, but the answer was lost: it may be running
+        raise ExecutorError(ExecutorFailure.LOST, redact(str(exc))[:200]) from None
 
 
 def classify(exc: HttpResponseError) -> Exception:

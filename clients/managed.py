@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import AccessError, ExecutorError, ExecutorFailure
+from bot.errors import ExecutorError, ExecutorFailure
 from bot.redaction import redact
 from bot.settings import Settings
 from clients.runcommand import AZURE_OUTPUT_LIMIT, RunResult, Script, parse
@@ -107,28 +107,9 @@ class ManagedRunCommands:
 
     def _starting(self, call: Callable[[], Any]) -> Any:
         """`call()`, its errors worded as the action path words a run-command that did not start."""
-        from azure.core.exceptions import (
-            ClientAuthenticationError,
-            HttpResponseError,
-            ServiceRequestError,
-            ServiceResponseError,
-        )
+        from clients.executors import starting
 
-        from clients.executors import classify
-
-        try:
-            return call()
-        except ClientAuthenticationError as exc:
-            code = ExecutorFailure.FORBIDDEN if exc.status_code == 403 else ExecutorFailure.AUTH
-            raise AccessError(code, status=exc.status_code or 401) from None
-        except HttpResponseError as exc:
-            raise classify(exc) from None
-        except ServiceRequestError as exc:  # nothing was sent: the command did not start
-            raise ExecutorError(
-                ExecutorFailure.UNREACHABLE, redact(str(exc))[:200], where=self.settings.azure_arm_url
-            ) from None
-        except ServiceResponseError as exc:  # sent, but the answer was lost: it may be running
-            raise ExecutorError(ExecutorFailure.LOST, redact(str(exc))[:200]) from None
+        return starting(call, self.settings)
 
     def _create(self, name: str, script: Script) -> None:
         """PUT the run command; an error here means the script did not start (LOST: it may have)."""
