@@ -33,6 +33,7 @@ from bot.contract import Action
 from bot.settings import ALL_CHANNELS, Settings
 
 if TYPE_CHECKING:
+    from bot.plans import Plan
     from bot.registry import Command
 
 GROUP_CACHE_TTL_S = 300
@@ -183,6 +184,19 @@ class Policy:
             reach=command.reach,
             incident=incident,
             incident_channel=incident_channel,
+        )
+
+    def for_decision(self, plan: Plan, user: str, approve: bool) -> Decision:
+        """The check of an approval or a rejection of a plan (a reaction or a button), from the plan's channel:
+        the web side's and the worker's (user groups resolved) alike."""
+        return self.for_action(
+            Action.APPROVE if approve else Action.REJECT,
+            user,
+            plan.channel,
+            requester=plan.requester,
+            incident=plan.incident,
+            incident_channel=plan.channel,
+            approvals=plan.approvals_needed,
         )
 
     def for_action(

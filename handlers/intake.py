@@ -371,16 +371,7 @@ class Intake:
     def _refused(self, plan: Plan, user: str, approve: bool, *, source: str) -> bool:
         """A decision the policy refuses is recorded as ignored and explained to that person only;
         nothing is queued. Unknown (a user group not cached yet): a worker decides."""
-        action = Action.APPROVE if approve else Action.REJECT
-        decision = self.policy.for_action(
-            action,
-            user,
-            plan.channel,
-            requester=plan.requester,
-            incident=plan.incident,
-            incident_channel=plan.channel,
-            approvals=plan.approvals_needed,
-        )
+        decision = self.policy.for_decision(plan, user, approve)
         if decision.allowed is not False:
             return False
         text = approval_wording.refused(plan, decision.reason, decision.who)

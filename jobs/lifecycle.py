@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from bot import metrics, render
 from bot.context import RunResult
-from bot.contract import Action, WorkItem, apply_job_id
+from bot.contract import WorkItem, apply_job_id
 from bot.incidents import EventKind
 from bot.item import Assessment, Fix
 from bot.pending import approver_mentions, plan_link
@@ -294,15 +294,7 @@ def _counted(tally: Tally) -> dict[str, object]:
 def _refusal(runtime: Runtime, plan: Plan, user: str, approve: bool) -> str:
     """Why this user's decision does not count ('' if it does): the same check as the web side's
     (bot/policy.py), now with user groups resolved. The requester may withdraw a plan."""
-    decision = runtime.policy.for_action(
-        Action.APPROVE if approve else Action.REJECT,
-        user,
-        plan.channel,
-        requester=plan.requester,
-        incident=plan.incident,
-        incident_channel=plan.channel,
-        approvals=plan.approvals_needed,
-    )
+    decision = runtime.policy.for_decision(plan, user, approve)
     return "" if decision.allowed else approval_wording.refused(plan, decision.reason, decision.who)
 
 
