@@ -26,10 +26,10 @@ from bot.settings import load_settings
 from nexy.registry import build_registry
 from nexy.web import serve, wsgi_app
 
-REGISTRY = build_registry()  # in the master, before the fork, as serve() does
+BUILT = build_registry()  # in the master, before the fork, as serve() does
 
 def probed(settings):
-    app = wsgi_app(settings, REGISTRY)
+    app = wsgi_app(settings, BUILT)
 
     def application(environ, start_response):
         if environ.get("PATH_INFO") == "/modules":
